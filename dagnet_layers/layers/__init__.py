@@ -1,0 +1,31 @@
+"""DAG-Net's reusable layers: each usable on its own, none importing the rest of the package."""
+
+from dagnet_layers.layers.attention_branch import (
+    AttentionBranch,
+    AttentionBranchOutput,
+    ResidualConvBlock,
+)
+from dagnet_layers.layers.body_attention import BodyAttention, BodyAttentionOutput
+from dagnet_layers.layers.graph import (
+    LearnedAdjacencyGCN,
+    PatchSumReadout,
+    adjacency_to_edge_index,
+    grid_adjacency,
+    normalize_adjacency,
+)
+from dagnet_layers.layers.patch_partition import PatchEncoder, PatchPartition
+
+__all__ = [
+    "AttentionBranch",
+    "AttentionBranchOutput",
+    "BodyAttention",
+    "BodyAttentionOutput",
+    "LearnedAdjacencyGCN",
+    "PatchEncoder",
+    "PatchPartition",
+    "PatchSumReadout",
+    "ResidualConvBlock",
+    "adjacency_to_edge_index",
+    "grid_adjacency",
+    "normalize_adjacency",
+]

@@ -1,0 +1,201 @@
+"""Uniform N x N image partition and the per-patch encoder of DAG-Net's LSAM.
+
+DAG-Net's local spatial attention module (Sec. 3.4 of the paper) cuts the
+context image into :math:`N \\times N` equal patches :math:`R_{i,j}` and encodes
+each patch with two 3x3 convolutions (64 and 64 channels) followed by mean
+pooling to a 1024-d node feature (64 channels x a 4 x 4 pooled grid). The
+node features then feed a graph convolution over the patches.
+
+Patches are ordered row-major: node ``i * N + j`` is the patch in grid row
+``i`` and column ``j``, the same order as :func:`torch_geometric.utils.grid`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+__all__ = ["PatchEncoder", "PatchPartition"]
+
+SizePolicy = Literal["error", "resize", "pad"]
+
+
+def _check_image(x: Tensor, name: str, channels: int | None = None) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"{name} expects a 4-D tensor (B, C, H, W), got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{name} expects {channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})"
+        )
+
+
+class PatchPartition(nn.Module):
+    r"""Split a batch of images or feature maps into a uniform :math:`N \times N` grid.
+
+    .. math::
+
+        (B, C, N h, N w) \;\mapsto\; (B, N^2, C, h, w),
+        \qquad R_{i,j} = x[:, :, i h:(i+1) h,\; j w:(j+1) w]
+
+    The split is a single :func:`einops.rearrange`; :meth:`merge` is its exact
+    inverse. Patch ``i * N + j`` is grid row ``i``, column ``j``.
+
+    Args:
+        n: Patches per side, :math:`N \ge 1` (the paper uses 4).
+        size_policy: What to do when H or W is not divisible by ``n``:
+            ``"error"`` (default) raises; ``"resize"`` bilinearly resizes the
+            input to the nearest smaller multiple of ``n`` (at least ``n``);
+            ``"pad"`` zero-pads bottom/right up to the next multiple.
+
+    Shape:
+        - Input: :math:`(B, C, H, W)`
+        - Output: :math:`(B, N^2, C, H/N, W/N)` (after the size policy)
+
+    Example:
+        >>> part = PatchPartition(n=4)
+        >>> x = torch.randn(2, 3, 224, 224)
+        >>> patches = part(x)
+        >>> patches.shape
+        torch.Size([2, 16, 3, 56, 56])
+        >>> torch.equal(part.merge(patches), x)
+        True
+    """
+
+    def __init__(self, n: int = 4, size_policy: SizePolicy = "error") -> None:
+        super().__init__()
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"PatchPartition(n=...) needs an integer n >= 1, got {n!r}")
+        if size_policy not in ("error", "resize", "pad"):
+            raise ValueError(
+                "PatchPartition(size_policy=...) must be 'error', 'resize' or 'pad', "
+                f"got {size_policy!r}"
+            )
+        self.n = n
+        self.size_policy = size_policy
+
+    @property
+    def num_patches(self) -> int:
+        """Number of patches :math:`N^2`."""
+        return self.n * self.n
+
+    def _fit(self, x: Tensor) -> Tensor:
+        n = self.n
+        h, w = x.shape[-2:]
+        if h % n == 0 and w % n == 0:
+            return x
+        if self.size_policy == "error":
+            raise ValueError(
+                f"PatchPartition(n={n}) needs H and W divisible by {n}, got {h}x{w}; "
+                "resize the input or pass size_policy='resize' or 'pad'"
+            )
+        if self.size_policy == "resize":
+            new_h, new_w = max(n, h // n * n), max(n, w // n * n)
+            return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+        return F.pad(x, (0, (-w) % n, 0, (-h) % n))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Split ``x`` (B, C, H, W) into patches (B, N*N, C, H/N, W/N)."""
+        _check_image(x, "PatchPartition")
+        x = self._fit(x)
+        return rearrange(x, "b c (n1 h) (n2 w) -> b (n1 n2) c h w", n1=self.n, n2=self.n)
+
+    def merge(self, patches: Tensor) -> Tensor:
+        """Inverse of :meth:`forward`: (B, N*N, C, h, w) back to (B, C, N h, N w)."""
+        if patches.dim() != 5 or patches.shape[1] != self.num_patches:
+            raise ValueError(
+                f"PatchPartition(n={self.n}).merge expects (B, {self.num_patches}, C, h, w), "
+                f"got shape {tuple(patches.shape)}"
+            )
+        return rearrange(patches, "b (n1 n2) c h w -> b c (n1 h) (n2 w)", n1=self.n, n2=self.n)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, size_policy={self.size_policy!r}"
+
+
+class PatchEncoder(nn.Module):
+    r"""Encode every patch of an :math:`N \times N` partition into one node feature vector.
+
+    Following DAG-Net (Sec. 3.4), each patch goes through two 3x3 convolutions
+    (64 and 64 channels by default, each followed by ``act_layer``) and a mean
+    pooling to a ``pool_size x pool_size`` grid, flattened to
+    ``out_channels * pool_size**2`` features (64 x 4 x 4 = 1024, the paper's
+    node width). All :math:`B N^2` patches run as one batched convolution.
+
+    Args:
+        in_channels: Channels of the image being partitioned (3 for RGB).
+        n: Patches per side :math:`N`.
+        hidden_channels: Width of the first convolution.
+        out_channels: Width of the second convolution.
+        pool_size: Side of the mean-pooled grid per patch.
+        stride: Stride of the first convolution (1 in the paper's description;
+            2 cuts the encoder's cost by about 4x).
+        act_layer: Activation class applied after each convolution.
+        size_policy: Passed to :class:`PatchPartition`.
+
+    Shape:
+        - Input: :math:`(B, C_{in}, H, W)` with H and W divisible by N
+        - Output: :math:`(B, N^2, D)`, :math:`D =` ``out_channels * pool_size**2``
+
+    Example:
+        >>> enc = PatchEncoder(3, n=4)
+        >>> enc(torch.randn(2, 3, 64, 64)).shape
+        torch.Size([2, 16, 1024])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        n: int = 4,
+        hidden_channels: int = 64,
+        out_channels: int = 64,
+        pool_size: int = 4,
+        stride: int = 1,
+        act_layer: type[nn.Module] = nn.ReLU,
+        size_policy: SizePolicy = "error",
+    ) -> None:
+        super().__init__()
+        for arg, value in (
+            ("in_channels", in_channels),
+            ("hidden_channels", hidden_channels),
+            ("out_channels", out_channels),
+            ("pool_size", pool_size),
+            ("stride", stride),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"PatchEncoder({arg}=...) must be a positive int, got {value!r}")
+        self.in_channels = in_channels
+        self.pool_size = pool_size
+        self.partition = PatchPartition(n, size_policy=size_policy)
+        self.conv1 = nn.Conv2d(in_channels, hidden_channels, 3, stride=stride, padding=1)
+        self.act1 = act_layer()
+        self.conv2 = nn.Conv2d(hidden_channels, out_channels, 3, padding=1)
+        self.act2 = act_layer()
+        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.out_features = out_channels * pool_size * pool_size
+
+    @property
+    def n(self) -> int:
+        """Patches per side :math:`N`."""
+        return self.partition.n
+
+    @property
+    def num_patches(self) -> int:
+        """Number of graph nodes :math:`N^2`."""
+        return self.partition.num_patches
+
+    def encode_patches(self, patches: Tensor) -> Tensor:
+        """Encode already-partitioned patches (B, P, C, h, w) into (B, P, D)."""
+        b, p = patches.shape[:2]
+        x = patches.flatten(0, 1)
+        x = self.act2(self.conv2(self.act1(self.conv1(x))))
+        x = self.pool(x)
+        return x.reshape(b, p, self.out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Partition ``x`` (B, C, H, W) and encode each patch: (B, N*N, D)."""
+        _check_image(x, "PatchEncoder", self.in_channels)
+        return self.encode_patches(self.partition(x))
+

@@ -1,0 +1,25 @@
+"""DAG-Net models: backbones, the model and its config, the variant registry."""
+
+from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone
+from dagnet_layers.models.dagnet import (
+    ABLATIONS,
+    DAGNet,
+    DAGNetConfig,
+    DAGNetOutput,
+    build_dagnet,
+)
+from dagnet_layers.models.registry import create_model, list_models, model_config, register_model
+
+__all__ = [
+    "ABLATIONS",
+    "DAGNet",
+    "DAGNetConfig",
+    "DAGNetOutput",
+    "SplitBackbone",
+    "build_dagnet",
+    "create_body_backbone",
+    "create_model",
+    "list_models",
+    "model_config",
+    "register_model",
+]

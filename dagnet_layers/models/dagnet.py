@@ -1,0 +1,517 @@
+"""DAG-Net: body stream with BAM, context stream with GSAM, local graph stream with LSAM.
+
+The model of "DAG-Net: Dual Attention Graph Network for Emotion Recognition
+in the Wild" (Fig. 1 of the paper):
+
+- **body stream**: a timm backbone (ResNet-50) on the body crop, its pooled
+  features scaled by the :class:`~dagnet_layers.layers.BodyAttention` weight;
+- **context stream**: a timm backbone (ResNet-18) on the context image with
+  the body masked, an :class:`~dagnet_layers.layers.AttentionBranch` between
+  its last two stages (GSAM);
+- **local stream**: the context image cut into N x N patches
+  (:class:`~dagnet_layers.layers.PatchEncoder`) and a
+  :class:`~dagnet_layers.layers.LearnedAdjacencyGCN` over them (LSAM);
+- a fusion MLP over the concatenated stream features to 26 category logits
+  (and optionally valence/arousal/dominance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from dagnet_layers._version import __version__
+from dagnet_layers.layers import (
+    AttentionBranch,
+    BodyAttention,
+    LearnedAdjacencyGCN,
+    PatchEncoder,
+    PatchSumReadout,
+)
+from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone
+
+__all__ = ["ABLATIONS", "DAGNet", "DAGNetConfig", "DAGNetOutput", "build_dagnet"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+#: Switches for each row of the paper's Table 2 (plus the plain two-stream
+#: baseline and a body-only model). Keys are preset names; values override
+#: :class:`DAGNetConfig` fields.
+ABLATIONS: dict[str, dict[str, bool]] = {
+    "body_only": dict(use_context=False, use_bam=False, use_gsam=False, use_lsam=False),
+    "baseline": dict(use_bam=False, use_gsam=False, use_lsam=False),
+    "bam": dict(use_bam=True, use_gsam=False, use_lsam=False),
+    "gsam": dict(use_bam=False, use_gsam=True, use_lsam=False),
+    "lsam": dict(use_bam=False, use_gsam=False, use_lsam=True, lsam_gcn=True),
+    "bam_gsam": dict(use_bam=True, use_gsam=True, use_lsam=False),
+    "bam_gsam_lsam_nogcn": dict(use_bam=True, use_gsam=True, use_lsam=True, lsam_gcn=False),
+    "full": dict(use_bam=True, use_gsam=True, use_lsam=True, lsam_gcn=True),
+}
+
+
+@dataclass
+class DAGNetConfig:
+    """Everything that defines a DAG-Net architecture; defaults are the paper's.
+
+    Saved as JSON next to the weights by :meth:`DAGNet.save_pretrained`.
+
+    Args:
+        body_backbone: timm model for the body stream (paper: ResNet-50).
+        context_backbone: timm model for the context stream (paper: ResNet-18).
+        num_classes: Category logits (26 EMOTIC categories).
+        partition: Patches per side :math:`N` of the local stream (paper: 4).
+        use_bam: Body attention module on the body stream.
+        use_gsam: Attention branch (ABN) in the context stream.
+        use_lsam: Local patch stream.
+        lsam_gcn: Local stream with the GCN (True) or per-patch FC summed (False).
+        use_context: Context stream at all (False gives a body-only model;
+            the local stream also reads the context image, so it needs this).
+        bam_hidden: Width of BAM's first 1x1 convolution.
+        gsam_mode: ``"residual"`` ((1 + M) g, ABN) or ``"multiply"`` (M g, eq. 3).
+        gsam_stage: Where the attention branch goes: ``"auto"``,
+            ``"penultimate"`` or ``"last"`` (see :class:`SplitBackbone`).
+        patch_channels: Widths of the patch encoder's two 3x3 convolutions.
+        patch_pool: Side of the patch encoder's mean-pooled grid (4 -> 64*16 = 1024).
+        patch_stride: Stride of the patch encoder's first convolution.
+        gcn_hidden: Output widths of the GCN layers (paper: 1024, 1024, 512).
+        gcn_adjacency_init: ``"grid"``, ``"identity"`` or ``"uniform"``.
+        gcn_normalization: ``"none"`` (paper), ``"symmetric"`` or ``"softmax"``.
+        gcn_readout: Node pooling of the local stream (``"mean"``, ``"sum"``, ``"max"``).
+        fusion_hidden: Width of the fusion MLP's hidden layer.
+        dropout: Dropout before the classifier.
+        vad_head: Also predict valence, arousal and dominance.
+        in_chans: Image channels.
+    """
+
+    body_backbone: str = "resnet50"
+    context_backbone: str = "resnet18"
+    num_classes: int = 26
+    partition: int = 4
+    use_bam: bool = True
+    use_gsam: bool = True
+    use_lsam: bool = True
+    lsam_gcn: bool = True
+    use_context: bool = True
+    bam_hidden: int = 16
+    gsam_mode: Literal["residual", "multiply"] = "residual"
+    gsam_stage: Literal["auto", "penultimate", "last"] = "auto"
+    patch_channels: tuple[int, int] = (64, 64)
+    patch_pool: int = 4
+    patch_stride: int = 1
+    gcn_hidden: tuple[int, ...] = (1024, 1024, 512)
+    gcn_adjacency_init: Literal["grid", "identity", "uniform"] = "grid"
+    gcn_normalization: Literal["none", "symmetric", "softmax"] = "none"
+    gcn_readout: Literal["mean", "sum", "max"] = "mean"
+    fusion_hidden: int = 256
+    dropout: float = 0.5
+    vad_head: bool = False
+    in_chans: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.patch_channels = tuple(self.patch_channels)
+        self.gcn_hidden = tuple(self.gcn_hidden)
+        for name in ("num_classes", "partition", "bam_hidden", "patch_pool", "patch_stride",
+                     "fusion_hidden", "in_chans"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"DAGNetConfig({name}=...) must be an int >= 1, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"DAGNetConfig(dropout=...) must be in [0, 1), got {self.dropout!r}")
+        if self.use_lsam and not self.use_context:
+            raise ValueError(
+                "DAGNetConfig(use_lsam=True) needs use_context=True: the local stream reads "
+                "the context image"
+            )
+        if self.use_gsam and not self.use_context:
+            raise ValueError("DAGNetConfig(use_gsam=True) needs use_context=True")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict of every field."""
+        out = dataclasses.asdict(self)
+        out["patch_channels"] = list(self.patch_channels)
+        out["gcn_hidden"] = list(self.gcn_hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DAGNetConfig:
+        """Build a config from :meth:`to_dict` output; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown DAGNetConfig field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+class DAGNetOutput(NamedTuple):
+    """Everything one DAG-Net forward pass produces.
+
+    Attributes:
+        logits: Category logits (B, num_classes).
+        aux_logits: Attention-branch logits (B, num_classes) for ABN's
+            auxiliary loss, or ``None`` without GSAM.
+        attention_map: GSAM attention map (B, 1, h, w) in (0, 1), or ``None``.
+        body_weights: BAM credibility weights (B,) in (0, 1), or ``None``.
+        adjacency: LSAM propagation matrix (N*N, N*N), or ``None``.
+        vad: Valence/arousal/dominance predictions (B, 3), or ``None``.
+    """
+
+    logits: Tensor
+    aux_logits: Tensor | None = None
+    attention_map: Tensor | None = None
+    body_weights: Tensor | None = None
+    adjacency: Tensor | None = None
+    vad: Tensor | None = None
+
+
+class DAGNet(nn.Module):
+    """Dual Attention Graph Network for emotion recognition in context.
+
+    Build it with :func:`build_dagnet` or
+    :func:`~dagnet_layers.models.create_model`; the constructor takes a
+    :class:`DAGNetConfig` and extra keyword arguments for
+    :func:`timm.create_model` (e.g. ``pretrained=True`` or
+    ``pretrained_cfg_overlay``), passed to both backbones.
+
+    The API follows timm: :meth:`forward_features` returns the concatenated
+    stream features (B, :attr:`num_features`), :meth:`forward_head` maps them
+    to logits, :meth:`reset_classifier` swaps the classifier. :meth:`forward`
+    returns a :class:`DAGNetOutput` with the attention maps for inspection and
+    the auxiliary logits for training; :meth:`forward_logits` returns logits
+    only (the path to give ``torch.compile`` or ``torch.export``).
+
+    Args:
+        config: The architecture.
+        pretrained: Load pretrained weights through timm for both backbones.
+        body_backbone_kwargs: Extra :func:`timm.create_model` options for the body
+            backbone; a ``pretrained`` key here overrides the shared switch.
+        context_backbone_kwargs: The same for the context backbone.
+
+    Shape:
+        - ``body``: :math:`(B, 3, H_b, W_b)` body crops (224 x 224 in the paper)
+        - ``context``: :math:`(B, 3, H_c, W_c)` context images, H and W divisible by N
+        - ``logits``: :math:`(B, K)`
+
+    Example:
+        >>> model = build_dagnet("test_resnet", "test_resnet", gcn_hidden=(64, 32),
+        ...                      patch_channels=(8, 8), patch_pool=2).eval()
+        >>> out = model(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64))
+        >>> out.logits.shape, out.attention_map.shape, out.body_weights.shape
+        (torch.Size([2, 26]), torch.Size([2, 1, 4, 4]), torch.Size([2]))
+    """
+
+    def __init__(
+        self,
+        config: DAGNetConfig | None = None,
+        pretrained: bool = False,
+        body_backbone_kwargs: dict[str, Any] | None = None,
+        context_backbone_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        config = DAGNetConfig() if config is None else config
+        self.config = config
+        # Per-backbone options win over the shared ``pretrained`` switch, so one
+        # stream can load a local weight file while the other starts from scratch.
+        body_kwargs = {"pretrained": pretrained, **(body_backbone_kwargs or {})}
+        context_kwargs = {"pretrained": pretrained, **(context_backbone_kwargs or {})}
+
+        self.body_backbone = create_body_backbone(
+            config.body_backbone, in_chans=config.in_chans, **body_kwargs
+        )
+        feature_dims = [self.body_backbone.num_features]
+        self.body_attention = (
+            BodyAttention(config.in_chans, config.bam_hidden) if config.use_bam else None
+        )
+
+        self.context_backbone: SplitBackbone | None = None
+        self.context_attention: AttentionBranch | None = None
+        if config.use_context:
+            self.context_backbone = SplitBackbone(
+                config.context_backbone,
+                attention_stage=config.gsam_stage if config.use_gsam else "last",
+                in_chans=config.in_chans,
+                **context_kwargs,
+            )
+            feature_dims.append(self.context_backbone.num_features)
+            if config.use_gsam:
+                self.context_attention = AttentionBranch(
+                    self.context_backbone.attention_channels,
+                    config.num_classes,
+                    mode=config.gsam_mode,
+                )
+
+        self.patch_encoder: PatchEncoder | None = None
+        self.local_graph: LearnedAdjacencyGCN | PatchSumReadout | None = None
+        if config.use_lsam:
+            self.patch_encoder = PatchEncoder(
+                config.in_chans,
+                n=config.partition,
+                hidden_channels=config.patch_channels[0],
+                out_channels=config.patch_channels[1],
+                pool_size=config.patch_pool,
+                stride=config.patch_stride,
+            )
+            nodes = self.patch_encoder.num_patches
+            node_dim = self.patch_encoder.out_features
+            if config.lsam_gcn:
+                self.local_graph = LearnedAdjacencyGCN(
+                    node_dim,
+                    config.gcn_hidden,
+                    num_nodes=nodes,
+                    adjacency_init=config.gcn_adjacency_init,
+                    normalization=config.gcn_normalization,
+                    readout=config.gcn_readout,
+                )
+            else:
+                self.local_graph = PatchSumReadout(node_dim, config.gcn_hidden[-1], nodes)
+            feature_dims.append(self.local_graph.out_features)
+
+        self.feature_dims = tuple(feature_dims)
+        self.num_features = sum(feature_dims)
+        self.head_hidden_size = config.fusion_hidden
+        self.fusion = nn.Sequential(
+            nn.Linear(self.num_features, config.fusion_hidden),
+            nn.BatchNorm1d(config.fusion_hidden),
+            nn.ReLU(inplace=True),
+        )
+        self.head_drop = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.fusion_hidden, config.num_classes)
+        self.vad_head = nn.Linear(config.fusion_hidden, 3) if config.vad_head else None
+
+    # ------------------------------------------------------------------ info
+    @property
+    def num_classes(self) -> int:
+        """Number of category logits."""
+        return self.classifier.out_features
+
+    @property
+    def partition(self) -> int | None:
+        """Patches per side of the local stream, or ``None`` without LSAM."""
+        return self.patch_encoder.n if self.patch_encoder is not None else None
+
+    def get_classifier(self) -> nn.Module:
+        """The final linear layer (timm API)."""
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier (and the attention branch's class layers) for ``num_classes``.
+
+        The new layers are freshly initialised; the backbones, BAM, LSAM and
+        the fusion layer keep their weights.
+        """
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"reset_classifier(num_classes=...) must be >= 1, got {num_classes!r}")
+        device = self.classifier.weight.device
+        self.classifier = nn.Linear(self.head_hidden_size, num_classes).to(device)
+        if self.context_attention is not None:
+            self.context_attention.reset_classifier(num_classes)
+        self.config.num_classes = num_classes
+
+    # --------------------------------------------------------------- forward
+    def _check_inputs(self, body: Tensor, context: Tensor | None) -> None:
+        c = self.config.in_chans
+        if body.dim() != 4 or body.shape[1] != c:
+            raise ValueError(f"DAGNet body must have shape (B, {c}, H, W), got {tuple(body.shape)}")
+        if self.context_backbone is None:
+            return
+        if context is None:
+            raise ValueError("DAGNet with a context stream needs a context image, got None")
+        if context.dim() != 4 or context.shape[1] != c:
+            raise ValueError(
+                f"DAGNet context must have shape (B, {c}, H, W), got {tuple(context.shape)}"
+            )
+        if context.shape[0] != body.shape[0]:
+            raise ValueError(
+                f"DAGNet got {body.shape[0]} body images but {context.shape[0]} context images"
+            )
+
+    def _forward_streams(
+        self, body: Tensor, context: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        self._check_inputs(body, context)
+        body_features = self.body_backbone(body)
+        body_weights = None
+        if self.body_attention is not None:
+            body_features, body_weights = self.body_attention(body, body_features)
+        parts = [body_features]
+        aux_logits = attention_map = None
+        if self.context_backbone is not None:
+            g = self.context_backbone.stem(context)
+            if self.context_attention is not None:
+                g, attention_map, aux_logits = self.context_attention(g)
+            g = self.context_backbone.last_stage(g)
+            parts.append(g.mean(dim=(2, 3)))
+        if self.patch_encoder is not None and self.local_graph is not None:
+            parts.append(self.local_graph(self.patch_encoder(context)))
+        return torch.cat(parts, dim=1), aux_logits, attention_map, body_weights
+
+    def forward_features(self, body: Tensor, context: Tensor | None = None) -> Tensor:
+        """Concatenated body, context and local stream features (B, :attr:`num_features`)."""
+        return self._forward_streams(body, context)[0]
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Fusion MLP and classifier on :meth:`forward_features` output.
+
+        Args:
+            x: Stream features (B, :attr:`num_features`).
+            pre_logits: Return the fused hidden features (B, ``fusion_hidden``)
+                instead of the logits.
+        """
+        x = self.head_drop(self.fusion(x))
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, body: Tensor, context: Tensor | None = None) -> DAGNetOutput:
+        """Run all streams: logits plus every attention output (a :class:`DAGNetOutput`)."""
+        features, aux_logits, attention_map, body_weights = self._forward_streams(body, context)
+        hidden = self.forward_head(features, pre_logits=True)
+        adjacency = None
+        if isinstance(self.local_graph, LearnedAdjacencyGCN):
+            adjacency = self.local_graph.propagation_matrix()
+        return DAGNetOutput(
+            logits=self.classifier(hidden),
+            aux_logits=aux_logits,
+            attention_map=attention_map,
+            body_weights=body_weights,
+            adjacency=adjacency,
+            vad=self.vad_head(hidden) if self.vad_head is not None else None,
+        )
+
+    def forward_logits(self, body: Tensor, context: Tensor | None = None) -> Tensor:
+        """Category logits only: a single-tensor path for ``torch.compile`` / ``torch.export``."""
+        return self.forward_head(self.forward_features(body, context))
+
+    # --------------------------------------------------------- persistence
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``.
+
+        Tensors go to safetensors and the architecture to JSON, so loading
+        never unpickles anything. Files are written atomically (temporary
+        name, then rename).
+
+        Returns:
+            The directory.
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {"format": "dagnet-layers", "version": __version__, "config": self.config.to_dict()}
+        tmp_config = directory / (CONFIG_NAME + ".tmp")
+        tmp_config.write_text(json.dumps(meta, indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tmp_weights = directory / (WEIGHTS_NAME + ".tmp")
+        save_file(state, str(tmp_weights), metadata={"format": "pt"})
+        os.replace(tmp_weights, directory / WEIGHTS_NAME)
+        os.replace(tmp_config, directory / CONFIG_NAME)
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    ) -> DAGNet:
+        """Rebuild a model saved by :meth:`save_pretrained` (no network, no pickle).
+
+        Raises:
+            FileNotFoundError: ``directory`` lacks ``config.json`` or ``model.safetensors``.
+            ValueError: the files are not a dagnet-layers model or do not match.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(
+                    f"{directory / name} not found (written by save_pretrained)"
+                )
+        try:
+            meta = json.loads((directory / CONFIG_NAME).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{directory / CONFIG_NAME} is not valid JSON: {err}") from err
+        if not isinstance(meta, dict) or meta.get("format") != "dagnet-layers":
+            raise ValueError(f"{directory / CONFIG_NAME} is not a dagnet-layers model config")
+        model = cls(DAGNetConfig.from_dict(meta["config"]))
+        try:
+            state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
+        except SafetensorError as err:
+            raise ValueError(
+                f"{directory / WEIGHTS_NAME} is not a valid safetensors file: {err}"
+            ) from err
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{directory / WEIGHTS_NAME} does not match its config: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+        return model.to(map_location)
+
+
+def build_dagnet(
+    body_backbone: str = "resnet50",
+    context_backbone: str = "resnet18",
+    num_classes: int = 26,
+    partition: int = 4,
+    pretrained: bool = False,
+    ablation: str | None = None,
+    body_backbone_kwargs: dict[str, Any] | None = None,
+    context_backbone_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> DAGNet:
+    """Build a DAG-Net; the defaults give the paper's configuration.
+
+    Args:
+        body_backbone: Any timm model name for the body stream.
+        context_backbone: A timm CNN with ``features_only`` support for the context stream.
+        num_classes: Number of category logits.
+        partition: Patches per side :math:`N` of the local stream.
+        pretrained: Load pretrained backbone weights through timm (from timm's
+            cache; for a local file per backbone pass e.g.
+            ``body_backbone_kwargs=dict(pretrained=True,
+            pretrained_cfg_overlay=dict(file="resnet50.safetensors"))``).
+        ablation: A preset name of :data:`ABLATIONS` (a Table 2 row), applied
+            before ``kwargs``.
+        body_backbone_kwargs: Extra :func:`timm.create_model` options for the body backbone.
+        context_backbone_kwargs: Extra options for the context backbone.
+        **kwargs: Any other :class:`DAGNetConfig` field; anything else (e.g.
+            ``drop_path_rate``) is forwarded to *both* backbones' :func:`timm.create_model`.
+
+    Returns:
+        The model, in training mode.
+
+    Example:
+        >>> m = build_dagnet("test_resnet", "test_resnet", ablation="bam_gsam")
+        >>> m.patch_encoder is None, m.body_attention is not None
+        (True, True)
+    """
+    fields = {f.name for f in dataclasses.fields(DAGNetConfig)}
+    overrides: dict[str, Any] = {}
+    if ablation is not None:
+        if ablation not in ABLATIONS:
+            raise ValueError(
+                f"ablation={ablation!r} is not a preset; choose one of {', '.join(ABLATIONS)}"
+            )
+        overrides.update(ABLATIONS[ablation])
+    timm_kwargs = {k: v for k, v in kwargs.items() if k not in fields}
+    overrides.update({k: v for k, v in kwargs.items() if k in fields})
+    config = DAGNetConfig(
+        body_backbone=body_backbone,
+        context_backbone=context_backbone,
+        num_classes=num_classes,
+        partition=partition,
+        **overrides,
+    )
+    return DAGNet(
+        config,
+        pretrained=pretrained,
+        body_backbone_kwargs={**timm_kwargs, **(body_backbone_kwargs or {})},
+        context_backbone_kwargs={**timm_kwargs, **(context_backbone_kwargs or {})},
+    )
+
