@@ -1,0 +1,366 @@
+"""Behaviour of the four DAG-Net layer families, each against an independent reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch_geometric.nn import DenseGCNConv, SimpleConv
+
+from dagnet_layers.layers import (
+    AttentionBranch,
+    BodyAttention,
+    LearnedAdjacencyGCN,
+    PatchEncoder,
+    PatchPartition,
+    PatchSumReadout,
+    ResidualConvBlock,
+    adjacency_to_edge_index,
+    grid_adjacency,
+    normalize_adjacency,
+)
+
+
+def assert_all_params_get_grad(module: nn.Module) -> None:
+    missing = [n for n, p in module.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+# --------------------------------------------------------------------------- PatchPartition
+@pytest.mark.parametrize("n", range(1, 10))
+@pytest.mark.parametrize("batch,channels", [(1, 3), (3, 5)])
+def test_partition_patches_are_the_grid_cells(n: int, batch: int, channels: int) -> None:
+    h, w = 4 * n, 3 * n
+    x = torch.randn(batch, channels, h, w)
+    patches = PatchPartition(n)(x)
+    assert patches.shape == (batch, n * n, channels, 4, 3)
+    for i in range(n):
+        for j in range(n):
+            cell = x[:, :, i * 4 : (i + 1) * 4, j * 3 : (j + 1) * 3]
+            assert torch.equal(patches[:, i * n + j], cell)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 7])
+def test_partition_merge_round_trip(n: int) -> None:
+    part = PatchPartition(n)
+    x = torch.randn(2, 3, 8 * n, 5 * n)
+    assert torch.equal(part.merge(part(x)), x)
+    patches = torch.randn(2, n * n, 3, 6, 2)
+    assert torch.equal(part(part.merge(patches)), patches)
+
+
+def test_partition_gradcheck() -> None:
+    part = PatchPartition(3)
+    x = torch.randn(1, 2, 6, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(part, (x,))
+    p = torch.randn(1, 9, 2, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(part.merge, (p,))
+
+
+def test_partition_indivisible_size_names_the_problem() -> None:
+    expected = r"PatchPartition\(n=4\) needs H and W divisible by 4, got 225x224"
+    with pytest.raises(ValueError, match=expected):
+        PatchPartition(4)(torch.zeros(1, 3, 225, 224))
+
+
+def test_partition_size_policies() -> None:
+    x = torch.randn(2, 3, 225, 230)
+    assert PatchPartition(4, size_policy="resize")(x).shape == (2, 16, 3, 56, 57)
+    padded = PatchPartition(4, size_policy="pad")(x)
+    assert padded.shape == (2, 16, 3, 57, 58)
+    merged = PatchPartition(4).merge(padded)
+    assert torch.equal(merged[:, :, :225, :230], x)
+    assert not merged[:, :, 225:].any() and not merged[:, :, :, 230:].any()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True, None])
+def test_partition_rejects_bad_n(bad: object) -> None:
+    with pytest.raises(ValueError, match="n >= 1"):
+        PatchPartition(bad)  # type: ignore[arg-type]
+
+
+def test_partition_rejects_bad_rank_and_policy() -> None:
+    with pytest.raises(ValueError, match=r"4-D tensor \(B, C, H, W\), got shape \(3, 8, 8\)"):
+        PatchPartition(2)(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="size_policy"):
+        PatchPartition(2, size_policy="crop")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"merge expects \(B, 4, C, h, w\)"):
+        PatchPartition(2).merge(torch.zeros(1, 9, 3, 2, 2))
+
+
+# ----------------------------------------------------------------------------- PatchEncoder
+@pytest.mark.parametrize(
+    "n,size,pool,stride", [(2, 32, 4, 1), (4, 64, 4, 1), (3, 48, 2, 2), (9, 72, 1, 1)]
+)
+def test_patch_encoder_equals_per_patch_loop(n: int, size: int, pool: int, stride: int) -> None:
+    enc = PatchEncoder(3, n=n, hidden_channels=6, out_channels=5, pool_size=pool, stride=stride)
+    x = torch.randn(2, 3, size, size)
+    out = enc(x)
+    assert out.shape == (2, n * n, 5 * pool * pool)
+    step = size // n
+    for i in range(n):
+        for j in range(n):
+            patch = x[:, :, i * step : (i + 1) * step, j * step : (j + 1) * step]
+            ref = enc.pool(enc.act2(enc.conv2(enc.act1(enc.conv1(patch))))).flatten(1)
+            torch.testing.assert_close(out[:, i * n + j], ref)
+
+
+def test_patch_encoder_paper_defaults_and_gradients() -> None:
+    enc = PatchEncoder()
+    widths = (enc.n, enc.out_features, enc.conv1.out_channels, enc.conv2.out_channels)
+    assert widths == (4, 1024, 64, 64)
+    enc(torch.randn(2, 3, 32, 32)).square().mean().backward()
+    assert_all_params_get_grad(enc)
+
+
+def test_patch_encoder_rejects_wrong_channels() -> None:
+    with pytest.raises(ValueError, match=r"expects 3 input channels, got 1"):
+        PatchEncoder(3)(torch.zeros(2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"pool_size"):
+        PatchEncoder(3, pool_size=0)
+
+
+# ---------------------------------------------------------------------------- BodyAttention
+def test_body_attention_matches_its_formula() -> None:
+    bam = BodyAttention(3, hidden_channels=5)
+    image = torch.randn(4, 3, 10, 12)
+    # eq. 1 written out with einsum: 1x1 convs are per-pixel matrix products.
+    hidden = torch.relu(torch.einsum("oc,bchw->bohw", bam.conv1.weight[:, :, 0, 0], image)
+                        + bam.conv1.bias[None, :, None, None])
+    score = torch.einsum("oc,bchw->bohw", bam.conv2.weight[:, :, 0, 0], hidden) + bam.conv2.bias[0]
+    expected = torch.sigmoid(score.mean(dim=(1, 2, 3)))
+    torch.testing.assert_close(bam.credibility(image), expected)
+
+
+@pytest.mark.parametrize("feature_shape", [(4, 7), (4, 2, 3, 3)])
+def test_body_attention_scales_given_features(feature_shape: tuple[int, ...]) -> None:
+    bam = BodyAttention(3)
+    image, features = torch.randn(4, 3, 16, 16), torch.randn(feature_shape)
+    out = bam(image, features)
+    assert out.weights.shape == (4,)
+    assert ((out.weights > 0) & (out.weights < 1)).all()
+    for i in range(4):
+        torch.testing.assert_close(out.features[i], out.weights[i] * features[i])
+
+
+def test_body_attention_wraps_extractor_and_trains() -> None:
+    extractor = nn.Sequential(nn.Conv2d(3, 6, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    bam = BodyAttention(3, feature_extractor=extractor)
+    out = bam(torch.randn(3, 3, 20, 20))
+    assert out.features.shape == (3, 6)
+    out.features.sum().backward()
+    assert_all_params_get_grad(bam)
+    assert BodyAttention(3)(torch.randn(2, 3, 8, 8)).features is None
+
+
+def test_body_attention_bad_inputs() -> None:
+    bam = BodyAttention(3)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\), got \(2, 4, 8, 8\)"):
+        bam(torch.zeros(2, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\), got \(3, 8, 8\)"):
+        bam(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="got 2 images but features for 3 samples"):
+        bam(torch.zeros(2, 3, 8, 8), torch.zeros(3, 5))
+
+
+# -------------------------------------------------------------------------- AttentionBranch
+@pytest.mark.parametrize("channels,size,classes", [(8, 7, 26), (16, 14, 3), (4, 1, 1)])
+def test_attention_branch_shapes_and_ranges(channels: int, size: int, classes: int) -> None:
+    abn = AttentionBranch(channels, classes)
+    g = torch.randn(2, channels, size, size)
+    features, attention_map, logits = abn(g)
+    assert features.shape == g.shape
+    assert attention_map.shape == (2, 1, size, size)
+    assert logits.shape == (2, classes)
+    assert ((attention_map > 0) & (attention_map < 1)).all()
+
+
+def test_attention_branch_modes_follow_abn_and_eq3() -> None:
+    g = torch.randn(2, 8, 5, 5)
+    residual = AttentionBranch(8, 4, mode="residual").eval()
+    literal = AttentionBranch(8, 4, mode="multiply").eval()
+    literal.load_state_dict(residual.state_dict())
+    r, m = residual(g), literal(g)
+    torch.testing.assert_close(r.attention_map, m.attention_map)
+    torch.testing.assert_close(r.features, (1 + r.attention_map) * g)
+    torch.testing.assert_close(m.features, m.attention_map * g)
+
+
+def test_attention_branch_structure_and_logits() -> None:
+    abn = AttentionBranch(8, 5).eval()
+    g = torch.randn(3, 8, 6, 6)
+    a = abn.class_act(abn.class_norm(abn.class_conv(abn.norm(abn.attention_block(g)))))
+    logit_weight = abn.logit_conv.weight[:, :, 0, 0]
+    expected_logits = torch.einsum("kc,bc->bk", logit_weight, a.mean(dim=(2, 3)))
+    torch.testing.assert_close(abn(g).logits, expected_logits)
+    assert isinstance(abn.attention_block, ResidualConvBlock)
+    assert abn.map_conv.kernel_size == (3, 3) and abn.map_conv.out_channels == 1
+
+
+def test_attention_branch_gradients_and_reset() -> None:
+    abn = AttentionBranch(8, 4)
+    out = abn(torch.randn(2, 8, 6, 6))
+    (out.features.square().mean() + out.logits.square().mean()).backward()
+    assert_all_params_get_grad(abn)
+    abn.reset_classifier(7)
+    assert abn(torch.randn(2, 8, 6, 6)).logits.shape == (2, 7)
+
+
+def test_attention_branch_bad_inputs() -> None:
+    with pytest.raises(ValueError, match=r"\(B, 8, H, W\), got \(2, 4, 6, 6\)"):
+        AttentionBranch(8)(torch.zeros(2, 4, 6, 6))
+    with pytest.raises(ValueError, match="mode"):
+        AttentionBranch(8, mode="add")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_classes"):
+        AttentionBranch(8, num_classes=0)
+
+
+# ---------------------------------------------------------------------------------- graph
+@pytest.mark.parametrize("n", [2, 3, 4, 9])
+def test_grid_adjacency_is_the_8_neighbourhood(n: int) -> None:
+    adj = grid_adjacency(n, self_loops=False)
+    assert torch.equal(adj, adj.T)
+    for a in range(n * n):
+        for b in range(n * n):
+            (ia, ja), (ib, jb) = divmod(a, n), divmod(b, n)
+            neighbours = a != b and abs(ia - ib) <= 1 and abs(ja - jb) <= 1
+            assert adj[a, b] == float(neighbours)
+    assert torch.equal(grid_adjacency(n).diagonal(), torch.ones(n * n))
+
+
+def test_symmetric_normalisation_matches_kipf_welling() -> None:
+    a = torch.tensor([[0.0, 2.0, 0.0], [1.0, 0.0, -3.0], [0.0, 0.5, 0.0]])
+    tilde = torch.tensor([[1.0, 2.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.5, 1.0]])
+    d = tilde.sum(1) ** -0.5
+    torch.testing.assert_close(normalize_adjacency(a, "symmetric"), d[:, None] * tilde * d[None, :])
+    torch.testing.assert_close(normalize_adjacency(a, "softmax").sum(-1), torch.ones(3))
+    assert normalize_adjacency(a, "none") is a
+    with pytest.raises(ValueError, match="normalization"):
+        normalize_adjacency(a, "row")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_gcn_layer_equals_pyg_dense_gcn_conv(n: int) -> None:
+    m = n * n
+    adj = grid_adjacency(n, self_loops=False)
+    adj[0, m - 1] = adj[m - 1, 0] = 0.5  # a weighted long edge too
+    ours = LearnedAdjacencyGCN(
+        12, (7,), num_nodes=m, normalization="symmetric", learn_adjacency=False,
+        readout="none", act_layer=nn.Identity,
+    )
+    ours.adjacency.copy_(adj)
+    ref = DenseGCNConv(12, 7)
+    with torch.no_grad():
+        ref.lin.weight.copy_(ours.weights[0].T)
+        ref.bias.copy_(ours.biases[0])
+    x = torch.randn(3, m, 12)
+    torch.testing.assert_close(ours(x), ref(x, adj), rtol=1e-5, atol=1e-6)
+
+
+def test_gcn_stack_matches_equation_4() -> None:
+    gcn = LearnedAdjacencyGCN(6, (5, 4), num_nodes=9, readout="none")
+    with torch.no_grad():
+        gcn.adjacency.add_(0.1 * torch.randn(9, 9))
+    x = torch.randn(2, 9, 6)
+    h = x
+    for w, b in zip(gcn.weights, gcn.biases, strict=True):
+        h = torch.relu(torch.einsum("ij,bjf->bif", gcn.adjacency, h @ w) + b)
+    torch.testing.assert_close(gcn(x), h)
+
+
+def test_gcn_paper_defaults_and_readouts() -> None:
+    gcn = LearnedAdjacencyGCN()
+    assert [tuple(w.shape) for w in gcn.weights] == [(1024, 1024), (1024, 1024), (1024, 512)]
+    assert gcn.learn_adjacency and isinstance(gcn.adjacency, nn.Parameter)
+    torch.testing.assert_close(gcn.adjacency.sum(-1), torch.ones(16))  # row-normalised grid
+    x = torch.randn(2, 16, 1024)
+    nodes = LearnedAdjacencyGCN(1024, (8,), readout="none")
+    h = nodes(x)
+    for readout, expected in (("mean", h.mean(1)), ("sum", h.sum(1)), ("max", h.amax(1)),
+                              ("flatten", h.flatten(1))):
+        other = LearnedAdjacencyGCN(1024, (8,), readout=readout)
+        other.load_state_dict(nodes.state_dict())
+        torch.testing.assert_close(other(x), expected)
+        assert other.out_features == expected.shape[1]
+
+
+@pytest.mark.parametrize("init", ["grid", "identity", "uniform"])
+def test_gcn_adjacency_inits(init: str) -> None:
+    gcn = LearnedAdjacencyGCN(4, (4,), num_nodes=9, adjacency_init=init)
+    if init == "identity":
+        assert torch.equal(gcn.adjacency.detach(), torch.eye(9))
+    elif init == "uniform":
+        assert torch.allclose(gcn.adjacency.detach(), torch.full((9, 9), 1 / 9))
+    else:
+        expected = grid_adjacency(3)
+        assert torch.allclose(gcn.adjacency.detach(), expected / expected.sum(-1, keepdim=True))
+
+
+@pytest.mark.parametrize("normalization", ["none", "symmetric", "softmax"])
+def test_gcn_gradcheck_including_adjacency(normalization: str) -> None:
+    gcn = LearnedAdjacencyGCN(
+        3, (4, 2), num_nodes=4, normalization=normalization, act_layer=nn.Tanh, readout="sum"
+    ).double()
+    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+
+    def fn(x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(gcn, {"adjacency": adjacency}, (x,))
+
+    adjacency = gcn.adjacency.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(fn, (x, adjacency))
+
+
+def test_gcn_every_parameter_learns_and_diagonal_keeps_gradient() -> None:
+    gcn = LearnedAdjacencyGCN(8, (8, 4), num_nodes=4, normalization="symmetric",
+                              adjacency_init="uniform")
+    gcn(torch.randn(3, 4, 8)).square().sum().backward()
+    assert_all_params_get_grad(gcn)
+    assert (gcn.adjacency.grad.diagonal() != 0).all()
+
+
+def test_gcn_fixed_adjacency_is_a_buffer() -> None:
+    gcn = LearnedAdjacencyGCN(4, (4,), num_nodes=4, learn_adjacency=False)
+    assert "adjacency" not in dict(gcn.named_parameters())
+    assert "adjacency" in dict(gcn.named_buffers())
+
+
+def test_edge_index_export_propagates_like_the_dense_matrix() -> None:
+    gcn = LearnedAdjacencyGCN(5, (5,), num_nodes=9, normalization="softmax")
+    with torch.no_grad():
+        gcn.adjacency.copy_(torch.randn(9, 9))
+    edge_index, edge_weight = gcn.to_edge_index()
+    assert edge_index.shape == (2, 81)
+    x = torch.randn(9, 5)
+    sparse = SimpleConv(aggr="sum")(x, edge_index, edge_weight)  # PyG message passing
+    torch.testing.assert_close(sparse, gcn.propagation_matrix().detach() @ x)
+    ei, ew = adjacency_to_edge_index(torch.tensor([[0.0, 0.2], [0.05, 0.0]]), threshold=0.1)
+    assert ei.tolist() == [[1], [0]] and ew.tolist() == pytest.approx([0.2])
+
+
+def test_gcn_bad_inputs_name_expected_and_actual() -> None:
+    gcn = LearnedAdjacencyGCN(8, (4,), num_nodes=16)
+    with pytest.raises(ValueError, match=r"\(B, 16, 8\), got \(2, 9, 8\)"):
+        gcn(torch.zeros(2, 9, 8))
+    with pytest.raises(ValueError, match=r"\(B, 16, 8\), got \(2, 16, 5\)"):
+        gcn(torch.zeros(2, 16, 5))
+    with pytest.raises(ValueError, match="square number of nodes"):
+        LearnedAdjacencyGCN(8, (4,), num_nodes=10)
+    with pytest.raises(ValueError, match="hidden_features"):
+        LearnedAdjacencyGCN(8, ())
+    with pytest.raises(ValueError, match="readout"):
+        LearnedAdjacencyGCN(8, (4,), readout="attention")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="adjacency_init"):
+        LearnedAdjacencyGCN(8, (4,), adjacency_init="random")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_patch_sum_readout_is_fc_per_patch_summed(shared: bool) -> None:
+    readout = PatchSumReadout(6, 3, num_nodes=4, shared=shared)
+    x = torch.randn(2, 4, 6)
+    expected = sum(
+        x[:, m] @ readout.weight[0 if shared else m] + readout.bias[0 if shared else m]
+        for m in range(4)
+    )
+    torch.testing.assert_close(readout(x), expected)
+    readout(x).sum().backward()
+    assert_all_params_get_grad(readout)
