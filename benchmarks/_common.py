@@ -1,0 +1,281 @@
+"""Shared helpers of the benchmark scripts: timing, memory, environment metadata, output.
+
+Both ``bench_layers.py`` and ``bench_model.py`` time callables the same way:
+a few warm-up calls (which also trigger ``torch.compile``), a CUDA
+synchronisation, one dedicated call for the peak memory
+(``torch.cuda.max_memory_allocated``, CUDA only) and then
+:meth:`torch.utils.benchmark.Timer.blocked_autorange`, which synchronises
+CUDA around each timed block. Times are medians in milliseconds.
+
+This module is imported by the scripts as ``_common`` (the scripts put their
+own folder first on ``sys.path`` when run as ``python benchmarks/<script>.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import gc
+import json
+import platform
+import re
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils import benchmark
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+# ----------------------------------------------------------------- device
+def resolve_device(name: str) -> torch.device:
+    """Turn ``"auto"``, ``"cpu"`` or ``"cuda[:i]"`` into a device, failing clearly without CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name} was asked for but torch.cuda.is_available() is False")
+    if device.type not in ("cpu", "cuda"):
+        raise SystemExit(f"--device must be cpu, cuda or auto, got {name!r}")
+    return device
+
+
+def cpu_model_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (Linux) or :func:`platform.processor`."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable name of ``device`` (GPU model or CPU model)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_model_name()
+
+
+def slugify(text: str) -> str:
+    """Lower-case, dash-separated file-name form of ``text``."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def device_slug(device: torch.device) -> str:
+    """``cpu-<model>`` or ``cuda-<model>``, used in the default result file names."""
+    return f"{device.type}-{slugify(device_name(device))}"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def free_memory(device: torch.device) -> None:
+    """Collect garbage and return cached CUDA blocks, between cases."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def is_oom(err: BaseException) -> bool:
+    """Whether ``err`` is an out-of-memory error (CUDA or host allocation)."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return "out of memory" in str(err).lower()
+
+
+def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast for ``dtype == "bf16"``, a no-op context for fp32."""
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+# ---------------------------------------------------------------- timing
+@dataclass
+class Timing:
+    """One timed callable.
+
+    Attributes:
+        median_ms: Median time per call in milliseconds.
+        iqr_ms: Inter-quartile range of the per-call times, milliseconds.
+        runs: Number of timed calls (after warm-up).
+        peak_mem_mib: Peak allocated CUDA memory during one call, MiB
+            (``None`` on CPU). Includes the inputs and parameters already resident.
+    """
+
+    median_ms: float
+    iqr_ms: float
+    runs: int
+    peak_mem_mib: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def peak_memory_mib(fn: Callable[[], object], device: torch.device) -> float | None:
+    """Peak CUDA memory (MiB) allocated while running ``fn`` once; ``None`` on CPU."""
+    if device.type != "cuda":
+        return None
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def time_callable(
+    fn: Callable[[], object],
+    device: torch.device,
+    *,
+    warmup: int,
+    min_run_time: float,
+) -> Timing:
+    """Warm up, measure peak memory once, then time ``fn`` with ``torch.utils.benchmark``.
+
+    Args:
+        fn: The work to time (no arguments; its result is discarded).
+        device: Where it runs; CUDA is synchronised around every timed block.
+        warmup: Untimed calls first (compilation, cuDNN autotuning, allocator warm-up).
+        min_run_time: Seconds of timed calls at least (``blocked_autorange``).
+
+    Returns:
+        The :class:`Timing`.
+    """
+    for _ in range(max(warmup, 0)):
+        fn()
+    synchronize(device)
+    peak = peak_memory_mib(fn, device)
+    timer = benchmark.Timer(
+        stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
+    )
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    return Timing(
+        median_ms=measurement.median * 1e3,
+        iqr_ms=measurement.iqr * 1e3,
+        runs=len(measurement.times) * measurement.number_per_run,
+        peak_mem_mib=peak,
+    )
+
+
+# ----------------------------------------------------------- environment
+def _package_version(name: str) -> str | None:
+    try:
+        module = __import__(name)
+    except ImportError:
+        return None
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(device: torch.device, **settings: Any) -> dict[str, Any]:
+    """Metadata recorded with every result: device, versions, settings, date.
+
+    Args:
+        device: The device benchmarked.
+        **settings: Run settings to record alongside (dtype, compile, channels_last...).
+    """
+    env: dict[str, Any] = {
+        "device": device.type,
+        "device_name": device_name(device),
+        "device_slug": device_slug(device),
+        "cpu": cpu_model_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "torch_cuda_build": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "timm": _package_version("timm"),
+        "torch_geometric": _package_version("torch_geometric"),
+        "dagnet_layers": _package_version("dagnet_layers"),
+        "git_commit": _git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        env["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
+    env.update(settings)
+    return env
+
+
+# ---------------------------------------------------------------- output
+def fmt(value: float | None, digits: int = 2) -> str:
+    """Format a number for a table cell; ``None`` as ``n/a``."""
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table."""
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def environment_markdown(env: dict[str, Any]) -> str:
+    """The environment metadata as a two-column markdown table."""
+    return markdown_table(["key", "value"], [(k, v) for k, v in env.items()])
+
+
+def default_output(prefix: str, device: torch.device, quick: bool) -> Path:
+    """``benchmarks/results/<prefix>_<device-slug>[_quick].json``."""
+    suffix = "_quick" if quick else ""
+    return RESULTS_DIR / f"{prefix}_{device_slug(device)}{suffix}.json"
+
+
+def write_outputs(report: dict[str, Any], markdown: str, out: Path) -> tuple[Path, Path]:
+    """Write ``report`` as JSON to ``out`` and ``markdown`` next to it (``.md``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    md_path = out.with_suffix(".md")
+    md_path.write_text(markdown.rstrip() + "\n")
+    return out, md_path
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Temporarily set the number of intra-op CPU threads (``None`` keeps it)."""
+    if num_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
