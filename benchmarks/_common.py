@@ -17,10 +17,11 @@ import contextlib
 import datetime as _dt
 import gc
 import json
+import os
 import platform
 import re
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,18 @@ def device_slug(device: torch.device) -> str:
     return f"{device.type}-{slugify(device_name(device))}"
 
 
+def loadavg() -> float | None:
+    """1-minute load average of the machine (``None`` where unavailable).
+
+    Recorded with CPU results: a load above the core count means other
+    processes competed for the cores during the run.
+    """
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued CUDA work (no-op on CPU)."""
     if device.type == "cuda":
@@ -109,7 +122,7 @@ class Timing:
     Attributes:
         median_ms: Median time per call in milliseconds.
         iqr_ms: Inter-quartile range of the per-call times, milliseconds.
-        runs: Number of timed calls (after warm-up).
+        runs: Number of timed samples (each the mean of a block of calls).
         peak_mem_mib: Peak allocated CUDA memory during one call, MiB
             (``None`` on CPU). Includes the inputs and parameters already resident.
     """
@@ -141,6 +154,7 @@ def time_callable(
     *,
     warmup: int,
     min_run_time: float,
+    rounds: int = 1,
 ) -> Timing:
     """Warm up, measure peak memory once, then time ``fn`` with ``torch.utils.benchmark``.
 
@@ -149,24 +163,80 @@ def time_callable(
         device: Where it runs; CUDA is synchronised around every timed block.
         warmup: Untimed calls first (compilation, cuDNN autotuning, allocator warm-up).
         min_run_time: Seconds of timed calls at least (``blocked_autorange``).
+        rounds: Split the timing into this many ``blocked_autorange`` rounds.
 
     Returns:
         The :class:`Timing`.
     """
-    for _ in range(max(warmup, 0)):
-        fn()
-    synchronize(device)
-    peak = peak_memory_mib(fn, device)
-    timer = benchmark.Timer(
-        stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
-    )
-    measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    return Timing(
-        median_ms=measurement.median * 1e3,
-        iqr_ms=measurement.iqr * 1e3,
-        runs=len(measurement.times) * measurement.number_per_run,
-        peak_mem_mib=peak,
-    )
+    result = time_group({"fn": fn}, device, warmup=warmup, min_run_time=min_run_time,
+                        rounds=rounds)["fn"]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def time_group(
+    fns: Mapping[str, Callable[[], object]],
+    device: torch.device,
+    *,
+    warmup: int,
+    min_run_time: float,
+    rounds: int = 1,
+) -> dict[str, Timing | Exception]:
+    """Time several callables, interleaved, so that they see the same machine load.
+
+    Each callable is warmed up and its peak memory measured; then ``rounds``
+    times, every callable in turn gets a ``blocked_autorange`` of
+    ``min_run_time / rounds`` seconds. The median is taken over all the
+    per-call times of all rounds. Interleaving keeps the ratios between the
+    callables meaningful on a shared machine whose load drifts during the run.
+
+    Args:
+        fns: Name to no-argument callable.
+        device: Where they run; CUDA is synchronised around every timed block.
+        warmup: Untimed calls of each before timing.
+        min_run_time: Seconds of timed calls per callable in total.
+        rounds: Number of interleaved rounds.
+
+    Returns:
+        Name to :class:`Timing`, or to the exception the callable raised (its
+        timing is then abandoned, the others go on).
+    """
+    results: dict[str, Timing | Exception] = {}
+    peaks: dict[str, float | None] = {}
+    live: dict[str, Callable[[], object]] = {}
+    for name, fn in fns.items():
+        try:
+            for _ in range(max(warmup, 0)):
+                fn()
+            synchronize(device)
+            peaks[name] = peak_memory_mib(fn, device)
+            live[name] = fn
+        except Exception as err:  # reported per callable, e.g. out of memory
+            results[name] = err
+            free_memory(device)
+    times: dict[str, list[float]] = {name: [] for name in live}
+    for _ in range(max(rounds, 1)):
+        for name, fn in list(live.items()):
+            timer = benchmark.Timer(
+                stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
+            )
+            try:
+                measurement = timer.blocked_autorange(min_run_time=min_run_time / rounds)
+            except Exception as err:
+                results[name] = err
+                del live[name]
+                free_memory(device)
+                continue
+            times[name] += list(measurement.times)
+    for name in live:
+        t = torch.tensor(times[name], dtype=torch.float64)
+        q1, median, q3 = (float(t.quantile(q)) for q in (0.25, 0.5, 0.75))
+        results[name] = Timing(
+            median_ms=median * 1e3, iqr_ms=(q3 - q1) * 1e3, runs=len(times[name]),
+            peak_mem_mib=peaks[name],
+        )
+    return {name: results[name] for name in fns}
 
 
 # ----------------------------------------------------------- environment
@@ -265,17 +335,3 @@ def write_outputs(report: dict[str, Any], markdown: str, out: Path) -> tuple[Pat
     md_path = out.with_suffix(".md")
     md_path.write_text(markdown.rstrip() + "\n")
     return out, md_path
-
-
-@contextlib.contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Temporarily set the number of intra-op CPU threads (``None`` keeps it)."""
-    if num_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

@@ -48,10 +48,11 @@ from _common import (
     fmt,
     free_memory,
     is_oom,
+    loadavg,
     markdown_table,
     resolve_device,
     synchronize,
-    time_callable,
+    time_group,
     write_outputs,
 )
 from torch_geometric.nn import DenseGCNConv, GCNConv
@@ -444,8 +445,14 @@ def make_callable(
     return forward_backward
 
 
-def time_impl(
-    impl: Impl,
+def _error(err: BaseException) -> str:
+    if is_oom(err):
+        return "out of memory"
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+
+
+def time_impls(
+    impls: dict[str, Impl],
     inputs: Sequence[Tensor],
     device: torch.device,
     dtype: str,
@@ -453,26 +460,29 @@ def time_impl(
     backward: bool,
     args: argparse.Namespace,
     cache: dict[int, nn.Module],
-) -> dict[str, Any]:
-    """Time one implementation; errors (OOM, unsupported dtype) are recorded, not raised."""
-    module = impl.module
-    use_compile = compiled and impl.compilable
-    if use_compile:
-        key = id(module)
-        if key not in cache:
-            cache[key] = torch.compile(module)
-        module = cache[key]
-    try:
-        fn = make_callable(module, inputs, device, dtype, backward)
-        timing = time_callable(fn, device, warmup=args.warmup, min_run_time=args.min_run_time)
-        result: dict[str, Any] = timing.to_dict()
-    except Exception as err:  # recorded in the JSON: one failing case must not end the run
-        result = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
-        if is_oom(err):
-            result["error"] = "out of memory"
-        free_memory(device)
-    result["compiled"] = use_compile
-    return result
+) -> dict[str, dict[str, Any]]:
+    """Time implementations interleaved; errors (OOM, unsupported dtype) are recorded."""
+    fns = {}
+    flags = {}
+    for name, impl in impls.items():
+        module = impl.module
+        flags[name] = compiled and impl.compilable
+        if flags[name]:
+            if id(module) not in cache:
+                cache[id(module)] = torch.compile(module)
+            module = cache[id(module)]
+        fns[name] = make_callable(module, inputs, device, dtype, backward)
+    timings = time_group(
+        fns, device, warmup=args.warmup, min_run_time=args.min_run_time, rounds=args.rounds
+    )
+    results: dict[str, dict[str, Any]] = {}
+    for name, timing in timings.items():
+        if isinstance(timing, Exception):
+            results[name] = {"error": _error(timing)}
+        else:
+            results[name] = timing.to_dict()
+        results[name]["compiled"] = flags[name]
+    return results
 
 
 def run_layer(
@@ -503,12 +513,13 @@ def run_layer(
         for compiled in [False, True] if args.compile else [False]:
             for pass_name in PASSES:
                 backward = pass_name == "fwd+bwd"
-                ours_t = time_impl(
-                    setup.ours, inputs, device, dtype, compiled, backward, args, cache
+                timed = time_impls(
+                    {"ours": setup.ours, **setup.references},
+                    inputs, device, dtype, compiled, backward, args, cache,
                 )
+                ours_t = timed.pop("ours")
                 refs: dict[str, Any] = {}
-                for name, ref in setup.references.items():
-                    ref_t = time_impl(ref, inputs, device, dtype, compiled, backward, args, cache)
+                for name, ref_t in timed.items():
                     if "median_ms" in ref_t and "median_ms" in ours_t:
                         ref_t["ratio"] = ref_t["median_ms"] / ours_t["median_ms"]
                     ref_t["check"] = checks[name]
@@ -697,10 +708,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loop-max-patches", type=int, default=8192,
                    help="skip the per-patch loop reference above this many patches (B*N^2)")
     p.add_argument("--warmup", type=int, default=None,
-                   help="untimed calls before timing. Default: 5 on CUDA, 1 on CPU")
+                   help="untimed calls before timing. Default: 5 on CUDA, 2 on CPU")
     p.add_argument("--min-run-time", type=float, default=None,
                    help="seconds of timed calls per measurement (torch.utils.benchmark "
-                        "blocked_autorange). Default: 1.0 on CUDA, 0.3 on CPU")
+                        "blocked_autorange), summed over the rounds. Default: 1.0 on CUDA, "
+                        "0.6 on CPU")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved timing rounds: ours and every reference are timed in turn, "
+                        "this many times, so that they see the same machine load")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (torch.set_num_threads); default: torch's default")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and short timings (batch 2, 32 px, N = 4 and 6), for the "
                         "smoke test; numbers are meaningless")
@@ -713,6 +730,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         quick = dict(batch=2, image_size=32, partitions=[6], scaled_batches=[], warmup=1,
                      min_run_time=0.01)
+        args.rounds = 1
         for key, value in quick.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
@@ -722,8 +740,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         image_size=224 if cuda else 112,
         partitions=[6, 9],
         scaled_batches=[128, 256] if cuda else [32],
-        warmup=5 if cuda else 1,
-        min_run_time=1.0 if cuda else 0.3,
+        warmup=5 if cuda else 2,
+        min_run_time=1.0 if cuda else 0.6,
     )
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -736,8 +754,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the layer benchmarks; returns the report that is also written to ``--out``."""
     args = parse_args(argv)
     device: torch.device = args.device
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    load_start = loadavg()
     cases = build_cases(args.batch, args.image_size, args.partitions, args.scaled_batches)
     records: list[dict[str, Any]] = []
     for case in cases:
@@ -754,6 +775,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         quick=args.quick,
         warmup=args.warmup,
         min_run_time_s=args.min_run_time,
+        rounds=args.rounds,
+        loadavg_1min_start=load_start,
+        loadavg_1min_end=loadavg(),
     )
     report = {
         "benchmark": "layers",

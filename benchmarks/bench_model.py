@@ -1,0 +1,729 @@
+"""Model-level benchmark: DAG-Net against its backbones alone and the two-stream baseline.
+
+Measures, for each model and each precision/layout/compile variant:
+
+- training-step throughput (samples/s): forward, BCE loss on the category
+  logits (plus the attention branch's auxiliary logits for DAG-Net),
+  backward, SGD step;
+- inference throughput (samples/s): ``forward_logits`` in eval mode under
+  ``torch.inference_mode``;
+- FLOPs per sample from :class:`torch.utils.flop_counter.FlopCounterMode`
+  (one forward in eval mode, and one counted forward + backward), with a
+  per-module breakdown, so the time ratio between two models can be read
+  against their FLOP ratio;
+- on CUDA, peak memory of a training step at the benchmark batch and the
+  largest batch that fits (binary search with out-of-memory catch), with and
+  without activation checkpointing (``+ckpt``: ``torch.utils.checkpoint``
+  around the backbones and the patch encoder, applied here, not in the library).
+
+Models: ``dagnet`` (``--model``, default ``dagnet_r50_r18``, the paper's
+configuration), ``backbones_only`` (the same body and context backbones,
+pooled, concatenated, one linear layer) and ``two_stream`` (the standard
+EMOTIC baseline, ``two_stream_r18_r18``: ResNet-18 body + ResNet-18 context +
+fusion MLP).
+
+Example::
+
+    python benchmarks/bench_model.py                         # CPU defaults (112 px)
+    python benchmarks/bench_model.py --device cuda            # CUDA suite, 224 px
+    python benchmarks/bench_model.py --quick --out /tmp/model.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    autocast,
+    default_output,
+    environment,
+    environment_markdown,
+    fmt,
+    free_memory,
+    is_oom,
+    loadavg,
+    markdown_table,
+    resolve_device,
+    synchronize,
+    time_group,
+    write_outputs,
+)
+
+from dagnet_layers import create_model
+
+MODELS = ("dagnet", "backbones_only", "two_stream")
+BASELINE_VARIANT = "fp32"
+FAST_VARIANT = "bf16+cl+compile"
+
+
+# --------------------------------------------------------------- variants
+@dataclass(frozen=True)
+class Variant:
+    """How a model runs: precision, memory format, compilation, checkpointing.
+
+    Written as ``+``-joined tokens: ``fp32`` or ``bf16`` first, then any of
+    ``cl`` (channels_last), ``compile`` (``torch.compile``), ``ckpt``
+    (activation checkpointing). Example: ``bf16+cl+compile``.
+    """
+
+    name: str
+    dtype: str
+    channels_last: bool
+    compile: bool
+    checkpoint: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """Parse ``fp32``, ``bf16+cl``, ``bf16+cl+compile``, ``fp32+ckpt``..."""
+        tokens = text.split("+")
+        if tokens[0] not in ("fp32", "bf16"):
+            raise argparse.ArgumentTypeError(
+                f"variant {text!r} must start with fp32 or bf16, e.g. bf16+cl+compile"
+            )
+        extra = set(tokens[1:])
+        unknown = extra - {"cl", "compile", "ckpt"}
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"variant {text!r} has unknown token(s) {sorted(unknown)}; "
+                "allowed after the dtype: cl, compile, ckpt"
+            )
+        return cls(text, tokens[0], "cl" in extra, "compile" in extra, "ckpt" in extra)
+
+
+# ----------------------------------------------------------------- models
+class BackbonesOnly(nn.Module):
+    """DAG-Net's two backbones alone: pooled body and context features, one linear layer.
+
+    Args:
+        body_backbone: Pooled-feature model (B, 3, H, W) -> (B, C_b).
+        context_backbone: Feature-map model (B, 3, H, W) -> (B, C_c, h, w).
+        num_classes: Output logits.
+    """
+
+    def __init__(
+        self, body_backbone: nn.Module, context_backbone: nn.Module, num_classes: int = 26
+    ) -> None:
+        super().__init__()
+        self.body_backbone = body_backbone
+        self.context_backbone = context_backbone
+        width = body_backbone.num_features + context_backbone.num_features
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, body: Tensor, context: Tensor) -> Tensor:
+        """Logits (B, num_classes)."""
+        pooled_context = self.context_backbone(context).mean(dim=(2, 3))
+        return self.head(torch.cat([self.body_backbone(body), pooled_context], dim=1))
+
+    def forward_logits(self, body: Tensor, context: Tensor) -> Tensor:
+        """Same as :meth:`forward` (the inference entry point shared with DAGNet)."""
+        return self.forward(body, context)
+
+
+class Checkpointed(nn.Module):
+    """Run ``module`` under ``torch.utils.checkpoint`` when training with gradients."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Recompute ``module(x)`` in the backward pass instead of storing its activations."""
+        if self.training and torch.is_grad_enabled():
+            return checkpoint(self.module, x, use_reentrant=False)
+        return self.module(x)
+
+
+def apply_checkpointing(model: nn.Module) -> None:
+    """Wrap the backbones (and DAG-Net's patch encoder) of ``model`` in :class:`Checkpointed`.
+
+    The context backbone is a :class:`~dagnet_layers.models.SplitBackbone`
+    whose two parts DAG-Net calls separately, so both parts are wrapped.
+    """
+    model.body_backbone = Checkpointed(model.body_backbone)
+    context = getattr(model, "context_backbone", None)
+    if context is not None:
+        context.stem = Checkpointed(context.stem)
+        context.last_stage = Checkpointed(context.last_stage)
+    if getattr(model, "patch_encoder", None) is not None:
+        model.patch_encoder = Checkpointed(model.patch_encoder)
+
+
+def build_model(kind: str, args: argparse.Namespace) -> nn.Module:
+    """A freshly initialised model (no pretrained weights, no network access)."""
+    if kind == "dagnet":
+        return create_model(args.model)
+    if kind == "two_stream":
+        return create_model(args.baseline, **args.baseline_overrides)
+    if kind == "backbones_only":
+        source = create_model(args.model)
+        assert source.context_backbone is not None
+        return BackbonesOnly(source.body_backbone, source.context_backbone, source.num_classes)
+    raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODELS)}")
+
+
+# ------------------------------------------------------------------ steps
+def _logits_loss(out: Any, targets: Tensor) -> Tensor:
+    """Multi-label BCE on the logits, plus the auxiliary (attention-branch) logits if any."""
+    logits = out if isinstance(out, Tensor) else out.logits
+    loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
+    aux = None if isinstance(out, Tensor) else out.aux_logits
+    if aux is not None:
+        loss = loss + F.binary_cross_entropy_with_logits(aux.float(), targets)
+    return loss
+
+
+def make_inputs(
+    batch: int, image_size: int, num_classes: int, device: torch.device, channels_last: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Random body crops, context images and multi-hot targets."""
+    body = torch.randn(batch, 3, image_size, image_size, device=device)
+    context = torch.randn(batch, 3, image_size, image_size, device=device)
+    if channels_last:
+        body = body.to(memory_format=torch.channels_last)
+        context = context.to(memory_format=torch.channels_last)
+    targets = (torch.rand(batch, num_classes, device=device) < 0.15).float()
+    return body, context, targets
+
+
+@dataclass
+class Runner:
+    """A model prepared for one variant: train and inference callables on given inputs."""
+
+    model: nn.Module
+    train_forward: Callable[..., Any]
+    infer_forward: Callable[..., Any]
+    optimizer: torch.optim.Optimizer
+    variant: Variant
+    device: torch.device
+
+    def train_step(self, body: Tensor, context: Tensor, targets: Tensor) -> None:
+        """One optimisation step."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.variant.dtype):
+            loss = _logits_loss(self.train_forward(body, context), targets)
+        loss.backward()
+        self.optimizer.step()
+
+    def infer_step(self, body: Tensor, context: Tensor) -> None:
+        """One inference forward."""
+        with torch.inference_mode(), autocast(self.device, self.variant.dtype):
+            self.infer_forward(body, context)
+
+
+def prepare(kind: str, variant: Variant, device: torch.device, args: argparse.Namespace) -> Runner:
+    """Build ``kind`` for ``variant`` on ``device``."""
+    torch.manual_seed(0)
+    model = build_model(kind, args)
+    if variant.checkpoint:
+        apply_checkpointing(model)
+    model = model.to(device)
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    train_forward: Callable[..., Any] = model
+    infer_forward: Callable[..., Any] = model.forward_logits
+    if variant.compile:
+        train_forward = torch.compile(model)
+        infer_forward = torch.compile(model.forward_logits)
+    return Runner(model, train_forward, infer_forward, optimizer, variant, device)
+
+
+# ------------------------------------------------------------------ FLOPs
+def _breakdown(counts: dict[str, dict[Any, int]], root: str, batch: int) -> dict[str, float]:
+    """FLOPs per sample of each direct child of ``root`` in a FlopCounterMode report.
+
+    A child that was never called itself (DAG-Net calls the two parts of its
+    context backbone directly) is the sum of its called sub-modules.
+    """
+    per_child: dict[str, float] = {}
+    for name, ops in counts.items():
+        parts = name.split(".")
+        if parts[0] != root or len(parts) < 2:
+            continue
+        child = parts[1]
+        direct = f"{root}.{child}" in counts
+        if (direct and len(parts) == 2) or (not direct and len(parts) == 3):
+            per_child[child] = per_child.get(child, 0.0) + sum(ops.values()) / batch
+    return per_child
+
+
+def count_flops(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    """FLOPs per sample of one inference forward and one training forward + backward.
+
+    Counted on CPU in fp32 at batch 2 (FLOPs are linear in the batch; BatchNorm1d
+    needs more than one sample in training mode), then divided by 2. The
+    breakdown lists the forward FLOPs of each direct child module.
+    """
+    batch = 2
+    torch.manual_seed(0)
+    model = build_model(kind, args)
+    body, context, targets = make_inputs(
+        batch, args.image_size, args.num_classes, torch.device("cpu"), False
+    )
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(body, context)  # through __call__, so the module tracker names the children
+    forward = counter.get_total_flops() / batch
+    return_breakdown = _breakdown(counter.get_flop_counts(), type(model).__name__, batch)
+    model.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _logits_loss(model(body, context), targets).backward()
+    train = counter.get_total_flops() / batch
+    return {
+        "forward_per_sample": forward,
+        "train_per_sample": train,
+        "forward_breakdown_per_sample": return_breakdown,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+# ------------------------------------------------------------- max batch
+def _fits(runner: Runner, batch: int, args: argparse.Namespace) -> bool:
+    """Whether two training steps at ``batch`` run without running out of memory."""
+    device = runner.device
+    try:
+        inputs = make_inputs(
+            batch, args.image_size, args.num_classes, device, runner.variant.channels_last
+        )
+        for _ in range(2):  # the first step also allocates the optimizer state
+            runner.train_step(*inputs)
+        synchronize(device)
+        return True
+    except Exception as err:
+        if not is_oom(err):
+            raise
+        return False
+    finally:
+        inputs = None  # type: ignore[assignment]
+        runner.optimizer.zero_grad(set_to_none=True)
+        free_memory(device)
+
+
+def largest_batch(runner: Runner, start: int, cap: int, args: argparse.Namespace) -> int:
+    """Largest training batch (multiple of 8, at most ``cap``) that fits, by doubling then
+    bisection; 0 when not even 8 fits."""
+    lo, hi, b = 0, None, max(8, start)
+    while b <= cap:
+        if _fits(runner, b, args):
+            lo, b = b, b * 2
+        else:
+            hi = b
+            break
+    if hi is None:
+        return lo
+    while hi - lo > 8:
+        mid = (lo + hi) // 2 // 8 * 8
+        if mid <= lo:
+            break
+        if _fits(runner, mid, args):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# ------------------------------------------------------------------- run
+def _error(err: BaseException) -> str:
+    if is_oom(err):
+        return "out of memory"
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+
+
+def _own_peak_mib(runner: Runner, inputs: tuple[Tensor, ...]) -> float | None:
+    """Peak CUDA memory of one training step as if ``runner``'s model were alone on the GPU.
+
+    The models of a variant share the GPU while they are timed, so the
+    absolute peak would include the others. This is the step's growth above
+    what was allocated before it (activations, gradients, temporaries) plus
+    this model's own persistent state: parameters, SGD momentum and the inputs.
+    """
+    device = runner.device
+    if device.type != "cuda":
+        return None
+    synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    runner.train_step(*inputs)
+    synchronize(device)
+    growth = torch.cuda.max_memory_allocated(device) - before
+    param_bytes = sum(p.numel() * p.element_size() for p in runner.model.parameters())
+    input_bytes = sum(t.numel() * t.element_size() for t in inputs)
+    return (growth + 2 * param_bytes + input_bytes) / 2**20
+
+
+def run_variant(
+    variant: Variant, device: torch.device, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Throughput, peak memory and largest batch of every model for one variant.
+
+    The models are timed interleaved (``--rounds``), so that a drifting machine
+    load affects them alike and their time ratios stay meaningful.
+    """
+    records = {
+        kind: {"model": kind, "variant": variant.name, "batch": args.batch, "max_batch": None}
+        for kind in args.models
+    }
+    runners = {kind: prepare(kind, variant, device, args) for kind in args.models}
+    inputs = make_inputs(
+        args.batch, args.image_size, args.num_classes, device, variant.channels_last
+    )
+    for phase in ("train", "inference"):
+        fns = {
+            kind: (partial(r.train_step, *inputs) if phase == "train"
+                   else partial(r.infer_step, *inputs[:2]))
+            for kind, r in runners.items()
+        }
+        timings = time_group(
+            fns, device, warmup=args.warmup, min_run_time=args.min_run_time, rounds=args.rounds
+        )
+        for kind, t in timings.items():
+            if isinstance(t, Exception):
+                records[kind][phase] = {"error": _error(t)}
+            else:
+                result = t.to_dict()
+                result.pop("peak_mem_mib")
+                result["samples_per_s"] = args.batch / (t.median_ms / 1e3)
+                records[kind][phase] = result
+            print(
+                f"  {kind:<15} {variant.name:<16} {phase:<9} "
+                f"{fmt(records[kind][phase].get('samples_per_s'))} samples/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    for kind, runner in runners.items():
+        train = records[kind]["train"]
+        if "error" not in train:
+            train["peak_mem_mib"] = _own_peak_mib(runner, inputs)
+    del fns, inputs
+    runners.clear()
+    free_memory(device)
+    if device.type == "cuda" and args.max_batch and not variant.compile:
+        for kind in args.models:  # one model at a time on the GPU
+            runner = prepare(kind, variant, device, args)
+            records[kind]["max_batch"] = largest_batch(runner, args.batch, args.max_batch_cap, args)
+            print(f"  {kind:<15} {variant.name:<16} largest batch {records[kind]['max_batch']}",
+                  file=sys.stderr, flush=True)
+            del runner
+            free_memory(device)
+    return list(records.values())
+
+
+def _find(records: Sequence[dict[str, Any]], model: str, variant: str) -> dict[str, Any] | None:
+    return next((r for r in records if r["model"] == model and r["variant"] == variant), None)
+
+
+def compare(
+    records: Sequence[dict[str, Any]], flops: dict[str, Any], variants: Sequence[Variant]
+) -> list[dict[str, Any]]:
+    """DAG-Net's time ratio over each reference model against their FLOP ratio."""
+    rows = []
+    for variant in variants:
+        ours = _find(records, "dagnet", variant.name)
+        for other in ("backbones_only", "two_stream"):
+            ref = _find(records, other, variant.name)
+            if ours is None or ref is None:
+                continue
+            for phase, flop_key in (("train", "train_per_sample"), ("inference",
+                                                                   "forward_per_sample")):
+                t_ours = ours.get(phase, {}).get("median_ms")
+                t_ref = ref.get(phase, {}).get("median_ms")
+                if t_ours is None or t_ref is None:
+                    continue
+                time_ratio = t_ours / t_ref
+                flop_ratio = flops["dagnet"][flop_key] / flops[other][flop_key]
+                rows.append(
+                    {
+                        "variant": variant.name,
+                        "phase": phase,
+                        "versus": other,
+                        "time_ratio": time_ratio,
+                        "flop_ratio": flop_ratio,
+                        "time_over_flop_ratio": time_ratio / flop_ratio,
+                    }
+                )
+    return rows
+
+
+def evaluate_targets(
+    records: Sequence[dict[str, Any]], comparisons: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The issue's model-level targets."""
+    targets = []
+    for c in comparisons:
+        if c["versus"] == "backbones_only" and c["phase"] == "train":
+            targets.append(
+                {
+                    "target": "DAG-Net step time / backbones-only step time <= 1.1x their "
+                              "FLOP ratio",
+                    "variant": c["variant"],
+                    "measured": c["time_over_flop_ratio"],
+                    "threshold": 1.1,
+                    "comparison": "<=",
+                    "met": c["time_over_flop_ratio"] <= 1.1,
+                }
+            )
+    base = _find(records, "dagnet", BASELINE_VARIANT)
+    fast = _find(records, "dagnet", FAST_VARIANT)
+    if base is not None and fast is not None:
+        t_base = base.get("train", {}).get("samples_per_s")
+        t_fast = fast.get("train", {}).get("samples_per_s")
+        ratio = t_fast / t_base if t_base and t_fast else None
+        targets.append(
+            {
+                "target": f"DAG-Net training throughput {FAST_VARIANT} / eager {BASELINE_VARIANT} "
+                          ">= 1.3 (CUDA target)",
+                "variant": FAST_VARIANT,
+                "measured": ratio,
+                "threshold": 1.3,
+                "comparison": ">=",
+                "met": None if ratio is None else ratio >= 1.3,
+            }
+        )
+    return targets
+
+
+# ----------------------------------------------------------------- output
+def _gflops(value: float) -> str:
+    return fmt(value / 1e9, 2)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """Throughput, FLOP, comparison and target tables, then the environment."""
+    env = report["env"]
+    s = report["settings"]
+    parts = [
+        f"# Model benchmarks: {env['device_name']} ({env['device']})",
+        "",
+        f"Batch {s['batch']}, {s['image_size']} x {s['image_size']} body and context images, "
+        f"DAG-Net variant `{s['model']}`, baseline `{s['baseline']}`. Throughput in samples/s "
+        "(median step time); training step = forward + BCE loss + backward + SGD step. "
+        "Peak memory and largest batch: CUDA only.",
+        "",
+        "## Throughput",
+        "",
+    ]
+    rows = []
+    for r in report["results"]:
+        train, infer = r.get("train", {}), r.get("inference", {})
+        rows.append(
+            (
+                r["model"], r["variant"],
+                fmt(train.get("samples_per_s"), 1), fmt(train.get("median_ms"), 1),
+                fmt(infer.get("samples_per_s"), 1), fmt(infer.get("median_ms"), 1),
+                fmt(train.get("peak_mem_mib"), 0),
+                "n/a" if r["max_batch"] is None else r["max_batch"],
+                train.get("error", "") or infer.get("error", ""),
+            )
+        )
+    parts.append(
+        markdown_table(
+            ["model", "variant", "train samples/s", "train step ms", "infer samples/s",
+             "infer ms", f"train peak MiB (B={s['batch']})", "largest batch", "error"],
+            rows,
+        )
+    )
+    parts += ["", "## FLOPs per sample", ""]
+    flops = report["flops"]
+    parts.append(
+        markdown_table(
+            ["model", "params (M)", "forward GFLOP", "train (fwd+bwd) GFLOP"],
+            [
+                (m, fmt(f["params"] / 1e6, 1), _gflops(f["forward_per_sample"]),
+                 _gflops(f["train_per_sample"]))
+                for m, f in flops.items()
+            ],
+        )
+    )
+    breakdown = flops.get("dagnet", {}).get("forward_breakdown_per_sample", {})
+    if breakdown:
+        total = flops["dagnet"]["forward_per_sample"]
+        parts += ["", "DAG-Net forward FLOPs by module:", ""]
+        parts.append(
+            markdown_table(
+                ["module", "GFLOP / sample", "share"],
+                [(k, _gflops(v), f"{100 * v / total:.1f}%") for k, v in breakdown.items()],
+            )
+        )
+    if report["comparisons"]:
+        parts += ["", "## Time ratio against FLOP ratio", ""]
+        parts.append(
+            markdown_table(
+                ["variant", "phase", "DAG-Net vs", "time ratio", "FLOP ratio", "time / FLOP ratio"],
+                [
+                    (c["variant"], c["phase"], c["versus"], fmt(c["time_ratio"], 3),
+                     fmt(c["flop_ratio"], 3), fmt(c["time_over_flop_ratio"], 3))
+                    for c in report["comparisons"]
+                ],
+            )
+        )
+    if report["targets"]:
+        parts += ["", "## Targets", ""]
+        parts.append(
+            markdown_table(
+                ["target", "variant", "measured", "needed", "met"],
+                [
+                    (t["target"], t["variant"], fmt(t["measured"], 3),
+                     f"{t['comparison']} {t['threshold']:g}",
+                     {True: "yes", False: "**no**", None: "n/a"}[t["met"]])
+                    for t in report["targets"]
+                ],
+            )
+        )
+    parts += ["", "## Environment", "", environment_markdown(env)]
+    return "\n".join(parts)
+
+
+# -------------------------------------------------------------------- CLI
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; device-dependent defaults are filled in afterwards."""
+    p = argparse.ArgumentParser(
+        description=(
+            "DAG-Net training and inference throughput against its backbones alone and the "
+            "two-stream EMOTIC baseline, with FLOPs per sample and (CUDA) memory."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N or auto (cuda when available)")
+    p.add_argument("--variants", nargs="+", type=Variant.parse, default=None,
+                   help="variants to run, each fp32|bf16 followed by +cl (channels_last), "
+                        "+compile (torch.compile) and/or +ckpt (activation checkpointing). "
+                        "Default: fp32 bf16 bf16+cl bf16+cl+compile fp32+ckpt on CUDA, fp32 on "
+                        "CPU")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                   help="models to run: dagnet, backbones_only (its two backbones + a linear "
+                        "head), two_stream (the EMOTIC baseline)")
+    p.add_argument("--model", default="dagnet_r50_r18",
+                   help="registry name of the DAG-Net variant (dagnet_layers.list_models())")
+    p.add_argument("--baseline", default="two_stream_r18_r18",
+                   help="registry name of the two-stream baseline")
+    p.add_argument("--num-classes", type=int, default=26, help="category logits (EMOTIC: 26)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="batch size. Default: 32 on CUDA (the paper), 8 on CPU")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="side of the body and context images (must be divisible by the "
+                        "partition N). Default: 224 on CUDA (the paper), 112 on CPU")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed steps before timing. Default: 5 on CUDA, 1 on CPU")
+    p.add_argument("--min-run-time", type=float, default=None,
+                   help="seconds of timed steps per model and phase, summed over the rounds. "
+                        "Default: 3.0 on CUDA, 6.0 on CPU")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved timing rounds: the models are timed in turn, this many "
+                        "times, so that they see the same machine load")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (torch.set_num_threads); default: torch's default")
+    p.add_argument("--max-batch", action=argparse.BooleanOptionalAction, default=True,
+                   help="search the largest training batch that fits (CUDA only, eager variants)")
+    p.add_argument("--max-batch-cap", type=int, default=2048,
+                   help="upper bound of the largest-batch search")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny test models at 32 px, batch 4, short timings (smoke test)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output path (a .md is written next to it). "
+                        "Default: benchmarks/results/model_<device-slug>[_quick].json")
+    args = p.parse_args(argv)
+    args.baseline_overrides = {}
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    if args.quick:
+        quick: dict[str, Any] = dict(batch=4, image_size=32, warmup=1, min_run_time=0.01)
+        args.rounds = 1
+        for key, value in quick.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        if args.model == "dagnet_r50_r18":
+            args.model = "test_dagnet"
+        # the two-stream baseline on timm's tiny test backbones
+        args.baseline_overrides = dict(
+            body_backbone="test_resnet", context_backbone="test_resnet", fusion_hidden=32
+        )
+        args.max_batch_cap = min(args.max_batch_cap, 64)
+    defaults: dict[str, Any] = dict(
+        variants=[Variant.parse(v) for v in (
+            ["fp32", "bf16", "bf16+cl", "bf16+cl+compile", "fp32+ckpt"] if cuda else ["fp32"]
+        )],
+        batch=32 if cuda else 8,
+        image_size=224 if cuda else 112,
+        warmup=5 if cuda else 1,
+        min_run_time=3.0 if cuda else 6.0,
+    )
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.device = device
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the model benchmark; returns the report that is also written to ``--out``."""
+    args = parse_args(argv)
+    device: torch.device = args.device
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    flops = {kind: count_flops(kind, args) for kind in args.models}
+    load_start = loadavg()
+    records = [r for variant in args.variants for r in run_variant(variant, device, args)]
+    comparisons = compare(records, flops, args.variants)
+    settings = {
+        "batch": args.batch,
+        "image_size": args.image_size,
+        "model": args.model,
+        "baseline": args.baseline,
+        "baseline_overrides": args.baseline_overrides,
+        "variants": [v.name for v in args.variants],
+        "models": list(args.models),
+        "optimizer": "SGD(lr=1e-4, momentum=0.9)",
+        "checkpointing": "torch.utils.checkpoint(use_reentrant=False) around the body "
+                         "backbone, both context-backbone parts and DAG-Net's patch encoder",
+    }
+    env = environment(
+        device,
+        dtype=sorted({v.dtype for v in args.variants}),
+        compile=any(v.compile for v in args.variants),
+        channels_last=any(v.channels_last for v in args.variants),
+        quick=args.quick,
+        warmup=args.warmup,
+        min_run_time_s=args.min_run_time,
+        rounds=args.rounds,
+        loadavg_1min_start=load_start,
+        loadavg_1min_end=loadavg(),
+    )
+    report = {
+        "benchmark": "model",
+        "env": env,
+        "settings": settings,
+        "flops": flops,
+        "results": records,
+        "comparisons": comparisons,
+        "targets": evaluate_targets(records, comparisons),
+    }
+    markdown = to_markdown(report)
+    print(markdown)
+    out = args.out or default_output("model", device, args.quick)
+    json_path, md_path = write_outputs(report, markdown, out)
+    print(f"\nwrote {json_path} and {md_path}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Smoke tests of the benchmark CLIs: they run in --quick mode and write the expected JSON.
+
+No timing is asserted (a benchmark, never a test, holds the speed targets);
+only that the scripts run end to end on CPU, that their reports have the
+documented keys and that every reference implementation agrees numerically
+with ours.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ENV_KEYS = {
+    "device", "device_name", "torch", "torch_cuda_build", "timm", "torch_geometric",
+    "dtype", "compile", "channels_last", "date",
+}
+
+
+def _run(script: str, out: Path, *extra: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--device", "cpu",
+         "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert out.with_suffix(".md").is_file()
+    assert "| " in proc.stdout  # the markdown table went to stdout
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def layers_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _run("bench_layers.py", tmp_path_factory.mktemp("bench") / "layers.json")
+
+
+@pytest.fixture(scope="module")
+def model_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _run("bench_model.py", tmp_path_factory.mktemp("bench") / "model.json")
+
+
+def test_layers_report_keys(layers_report: dict) -> None:
+    assert layers_report["benchmark"] == "layers"
+    assert ENV_KEYS <= set(layers_report["env"])
+    assert layers_report["env"]["device"] == "cpu"
+    layers = {r["layer"] for r in layers_report["results"]}
+    assert layers == {"body_attention", "attention_branch", "patch_encoder", "gcn"}
+    for record in layers_report["results"]:
+        assert {"case", "batch", "n", "dtype", "compile", "pass", "ours", "references"} <= set(
+            record
+        )
+        assert record["ours"]["median_ms"] > 0
+        assert record["pass"] in ("fwd", "fwd+bwd")
+    assert layers_report["targets"], "the layer targets are evaluated"
+
+
+def test_layers_references_agree_with_ours(layers_report: dict) -> None:
+    expected = {
+        "patch_encoder": {"per_patch_loop", "per_position_loop"},
+        "gcn": {"dense_gcn_conv", "sparse_gcn_conv"},
+    }
+    seen: dict[str, set[str]] = {k: set() for k in expected}
+    for record in layers_report["results"]:
+        for name, ref in record["references"].items():
+            if "skipped" in ref:
+                continue
+            assert "error" not in ref, (record["layer"], name, ref)
+            assert ref["check"]["passed"], (record["layer"], record["case"], name, ref["check"])
+            assert ref["ratio"] > 0
+            seen[record["layer"]].add(name)
+    assert seen == expected
+
+
+def test_model_report_keys(model_report: dict) -> None:
+    assert model_report["benchmark"] == "model"
+    assert ENV_KEYS <= set(model_report["env"])
+    assert {r["model"] for r in model_report["results"]} == {
+        "dagnet", "backbones_only", "two_stream"
+    }
+    for record in model_report["results"]:
+        assert record["train"]["samples_per_s"] > 0
+        assert record["inference"]["samples_per_s"] > 0
+        assert record["max_batch"] is None  # CPU: largest batch is CUDA-only
+    for model, flops in model_report["flops"].items():
+        assert flops["train_per_sample"] > flops["forward_per_sample"] > 0, model
+    breakdown = model_report["flops"]["dagnet"]["forward_breakdown_per_sample"]
+    assert {"body_backbone", "context_backbone", "patch_encoder", "local_graph"} <= set(breakdown)
+    versus = {(c["versus"], c["phase"]) for c in model_report["comparisons"]}
+    assert ("backbones_only", "train") in versus
+    assert any("FLOP ratio" in t["target"] for t in model_report["targets"])
+
+
+def test_variant_parsing() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from bench_model import Variant
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    v = Variant.parse("bf16+cl+compile")
+    assert (v.dtype, v.channels_last, v.compile, v.checkpoint) == ("bf16", True, True, False)
+    with pytest.raises(Exception, match="fp32 or bf16"):
+        Variant.parse("fp16")
+    with pytest.raises(Exception, match="unknown token"):
+        Variant.parse("fp32+fast")
