@@ -1,0 +1,544 @@
+"""Training and evaluation loops, reproducibility, and safe checkpoints.
+
+The pieces every EMOTIC run needs, shared by ``examples/train_emotic.py`` and
+the tests:
+
+- :func:`train_one_epoch` / :func:`evaluate`: AMP (bf16/fp16) and
+  ``channels_last`` on CUDA, optional batched augmentation on the device,
+  gradient clipping, a stop naming the epoch and step on a non-finite loss,
+  tqdm progress bars with loss and samples/s;
+- :func:`seed_everything` and :func:`epoch_generator`: one seed decides
+  every random draw of an epoch, so a resumed run repeats an uninterrupted one;
+- :func:`save_checkpoint` / :func:`load_checkpoint`: model weights in
+  safetensors (via :meth:`~dagnet_layers.models.DAGNet.save_pretrained`),
+  optimiser, scheduler, epoch and RNG state in a tensors-only file read with
+  ``torch.load(weights_only=True)``; written to a temporary folder, then
+  renamed, so a crash never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from dagnet_layers.data.categories import EMOTIC_CATEGORIES
+from dagnet_layers.metrics import EmoticEvaluator, EmoticReport
+
+__all__ = [
+    "TRAINING_STATE_NAME",
+    "EpochSampler",
+    "EpochStats",
+    "EvalResult",
+    "NonFiniteLossError",
+    "epoch_generator",
+    "evaluate",
+    "load_checkpoint",
+    "move_batch",
+    "save_checkpoint",
+    "seed_everything",
+    "train_one_epoch",
+    "unwrap_model",
+]
+
+logger = logging.getLogger(__name__)
+
+TRAINING_STATE_NAME = "training_state.pt"
+BatchTransform = Callable[[dict[str, Any]], dict[str, Any]]
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+               "fp16": torch.float16, "float16": torch.float16}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss is NaN or infinite; names the epoch and step."""
+
+    def __init__(self, epoch: int, step: int, components: Mapping[str, float]) -> None:
+        self.epoch, self.step, self.components = epoch, step, dict(components)
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in components.items())
+        super().__init__(
+            f"non-finite loss at epoch {epoch}, step {step} ({parts}); lower the learning "
+            "rate, enable gradient clipping, or check the inputs of that batch"
+        )
+
+
+@dataclass
+class EpochStats:
+    """What :func:`train_one_epoch` measured.
+
+    Attributes:
+        loss: Mean total loss over the steps.
+        components: Mean of each loss component (``category``, ``aux``, ...).
+        steps: Optimiser steps taken.
+        samples: Samples seen.
+        seconds: Wall time of the epoch.
+    """
+
+    loss: float
+    components: dict[str, float]
+    steps: int
+    samples: int
+    seconds: float
+    step_losses: list[float] = field(default_factory=list)
+
+    @property
+    def samples_per_second(self) -> float:
+        """Throughput, data pipeline included."""
+        return self.samples / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` returns.
+
+    Attributes:
+        report: The :class:`~dagnet_layers.metrics.EmoticReport` (per-category AP, mAP, VAD MAE).
+        scores: Sigmoid scores (N, K) in dataset order.
+        labels: Multi-hot labels (N, K).
+        indices: Dataset indices (N,).
+        loss: Mean loss when a criterion was given, else NaN.
+        thresholds: Per-category thresholds where precision equals recall.
+    """
+
+    report: EmoticReport
+    scores: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    loss: float
+    thresholds: np.ndarray
+
+
+# ---------------------------------------------------------------- reproducibility
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices); optionally ask for deterministic kernels.
+
+    Example:
+        >>> seed_everything(0); a = torch.rand(1)
+        >>> seed_everything(0); bool(torch.equal(a, torch.rand(1)))
+        True
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code draws from the global RNG
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU generator for epoch ``epoch``'s shuffling, a pure function of ``(seed, epoch)``.
+
+    Give it to the training sampler each epoch so a run resumed at epoch k
+    sees the same order as an uninterrupted one.
+    """
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """Shuffles ``range(n)`` with :func:`epoch_generator` ``(seed, epoch)``; call :meth:`set_epoch`.
+
+    The single-process twin of :class:`torch.utils.data.DistributedSampler`:
+    the order of epoch k depends on nothing but ``seed`` and k.
+
+    Example:
+        >>> s = EpochSampler(5, seed=1); s.set_epoch(3); a = list(s)
+        >>> s.set_epoch(3); a == list(s), sorted(a)
+        (True, [0, 1, 2, 3, 4])
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order :meth:`__iter__` yields."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.n))
+        order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
+        return iter(order.tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / DataParallel / ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def move_batch(
+    batch: Mapping[str, Any], device: torch.device | str, channels_last: bool = False
+) -> dict[str, Any]:
+    """Move every tensor of a batch dict to ``device`` (images optionally channels-last)."""
+    device = torch.device(device)
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, Tensor):
+            value = value.to(device, non_blocking=device.type == "cuda")
+            if channels_last and value.dim() == 4:
+                value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+def _amp_dtype(amp: str | torch.dtype | None) -> torch.dtype | None:
+    if amp is None or isinstance(amp, torch.dtype):
+        return amp
+    if amp in ("none", "fp32", "float32", ""):
+        return None
+    if amp not in _AMP_DTYPES:
+        raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
+    return _AMP_DTYPES[amp]
+
+
+def _is_main_process() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _forward(model: nn.Module, batch: Mapping[str, Any]) -> Any:
+    return model(batch["body"], batch["context"])
+
+
+# ------------------------------------------------------------------------ loops
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[Mapping[str, Any]],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epoch: int = 0,
+    device: torch.device | str = "cpu",
+    batch_transform: BatchTransform | None = None,
+    scheduler: Any | None = None,
+    amp: str | torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+    channels_last: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> EpochStats:
+    """Train ``model`` for one pass over ``loader``.
+
+    Args:
+        model: A :class:`~dagnet_layers.models.DAGNet` (or a DDP / compiled wrapper).
+        loader: Yields sample dicts (``body``, ``context``, ``categories``, ``vad``...).
+        criterion: ``criterion(output, batch) -> (loss, components)``, e.g.
+            :class:`~dagnet_layers.losses.DAGNetCriterion`.
+        optimizer: The optimiser.
+        epoch: Epoch number, for messages and the progress bar.
+        device: Where to train.
+        batch_transform: Applied to each batch after it is moved to ``device``
+            (e.g. :class:`~dagnet_layers.data.EmoticBatchTransform` for GPU augmentation).
+        scheduler: Stepped once per optimiser step when given.
+        amp: ``None``/``"none"``, ``"bf16"`` or ``"fp16"`` autocast.
+        scaler: A :class:`torch.amp.GradScaler` for fp16.
+        grad_clip: Clip the global gradient norm to this value.
+        channels_last: Move images to channels-last memory format.
+        max_steps: Stop after this many steps (smoke tests, quick demos).
+        progress: Show a tqdm progress bar (main process only).
+
+    Returns:
+        :class:`EpochStats`.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or infinite; names epoch and step.
+    """
+    device = torch.device(device)
+    dtype = _amp_dtype(amp)
+    model.train()
+    totals: dict[str, float] = {}
+    step_losses: list[float] = []
+    samples = 0
+    start = time.perf_counter()
+    total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+    if max_steps is not None and total is not None:
+        total = min(total, max_steps)
+    bar = tqdm(loader, total=total, desc=f"epoch {epoch} train", leave=False,
+               disable=not (progress and _is_main_process()), dynamic_ncols=True)
+    step = 0
+    for step, batch in enumerate(bar, start=1):
+        batch = move_batch(batch, device, channels_last)
+        if batch_transform is not None:
+            batch = batch_transform(batch)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            output = _forward(model, batch)
+            loss, components = criterion(output, batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(epoch, step, components)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        batch_size = int(batch["body"].shape[0])
+        samples += batch_size
+        value = float(loss.detach())
+        step_losses.append(value)
+        for key, v in components.items():
+            totals[key] = totals.get(key, 0.0) + float(v)
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(loss=f"{value:.4f}", samples_s=f"{samples / max(elapsed, 1e-9):.1f}")
+        if max_steps is not None and step >= max_steps:
+            break
+    bar.close()
+    steps = max(step, 1)
+    components_mean = {k: v / steps for k, v in totals.items()}
+    mean_loss = sum(step_losses) / steps if step_losses else float("nan")
+    return EpochStats(mean_loss, components_mean, step, samples,
+                      time.perf_counter() - start, step_losses)
+
+
+def _gather(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Concatenate per-rank arrays on every rank and drop the DistributedSampler's repeats."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return arrays
+    parts: list[dict[str, np.ndarray]] = [None] * dist.get_world_size()  # type: ignore[list-item]
+    dist.all_gather_object(parts, arrays)
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in arrays}
+    _, first = np.unique(merged["indices"], return_index=True)
+    return {k: v[first] for k, v in merged.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Mapping[str, Any]],
+    *,
+    device: torch.device | str = "cpu",
+    batch_transform: BatchTransform | None = None,
+    criterion: nn.Module | None = None,
+    amp: str | torch.dtype | None = None,
+    channels_last: bool = False,
+    protocol: str = "emotic",
+    category_names: tuple[str, ...] = EMOTIC_CATEGORIES,
+    progress: bool = True,
+    desc: str = "eval",
+) -> EvalResult:
+    """Score every sample of ``loader`` and compute EMOTIC metrics.
+
+    Scores are ``sigmoid(logits)``: a per-category monotone map, so AP is the
+    same as on logits or softmax-free scores. Under DistributedDataParallel
+    every rank evaluates its shard and the results are gathered (repeats the
+    sampler added for even shards are dropped by dataset index).
+
+    Args:
+        model: The model.
+        loader: Yields sample dicts with ``index``.
+        device: Where to run.
+        batch_transform: Applied on the device (the eval transform for uint8 batches).
+        criterion: Also report the mean loss.
+        amp: Autocast dtype (see :func:`train_one_epoch`).
+        channels_last: Channels-last images.
+        protocol: AP protocol, ``"emotic"`` (official, VOC envelope) or ``"sklearn"``.
+        category_names: Names of the K outputs.
+        progress: Show a progress bar.
+        desc: Progress-bar label.
+
+    Returns:
+        :class:`EvalResult` with the report, scores, labels, indices, loss and
+        precision = recall thresholds.
+    """
+    device = torch.device(device)
+    dtype = _amp_dtype(amp)
+    model.eval()
+    scores, labels, indices, vad_pred, vad_true = [], [], [], [], []
+    loss_sum, batches = 0.0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and _is_main_process()),
+               dynamic_ncols=True)
+    for batch in bar:
+        batch = move_batch(batch, device, channels_last)
+        if batch_transform is not None:
+            batch = batch_transform(batch)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            output = _forward(model, batch)
+            if criterion is not None:
+                loss_sum += float(criterion(output, batch)[0])
+                batches += 1
+        scores.append(output.logits.float().sigmoid().cpu().numpy())
+        labels.append(batch["categories"].float().cpu().numpy())
+        indices.append(batch["index"].cpu().numpy().reshape(-1))
+        if getattr(output, "vad", None) is not None:
+            vad_pred.append(output.vad.float().cpu().numpy())
+            vad_true.append(batch["vad"].float().cpu().numpy())
+    arrays = {
+        "scores": np.concatenate(scores), "labels": np.concatenate(labels),
+        "indices": np.concatenate(indices),
+    }
+    if vad_pred:
+        arrays["vad_pred"], arrays["vad_true"] = np.concatenate(vad_pred), np.concatenate(vad_true)
+    arrays = _gather(arrays)
+    order = np.argsort(arrays["indices"], kind="stable")
+    arrays = {k: v[order] for k, v in arrays.items()}
+    evaluator = EmoticEvaluator(category_names=category_names, protocol=protocol)
+    evaluator.update(arrays["scores"], arrays["labels"],
+                     arrays.get("vad_pred"), arrays.get("vad_true"))
+    return EvalResult(
+        report=evaluator.compute(),
+        scores=arrays["scores"],
+        labels=arrays["labels"],
+        indices=arrays["indices"],
+        loss=loss_sum / batches if batches else float("nan"),
+        thresholds=evaluator.thresholds(),
+    )
+
+
+# ------------------------------------------------------------------ checkpoints
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()  # noqa: NPY002 - the global RNG is what gets restored
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_meta": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": list(random.getstate()[1]),
+        "python_gauss": random.getstate()[2],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, pos, has_gauss, cached = state["numpy_meta"]
+    keys = state["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state((name, keys, pos, has_gauss, cached))  # noqa: NPY002
+    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    directory: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    *,
+    epoch: int,
+    scaler: torch.amp.GradScaler | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a resumable checkpoint folder atomically.
+
+    The folder holds ``config.json`` + ``model.safetensors`` (the model, via
+    ``save_pretrained``, loadable alone with ``DAGNet.from_pretrained``),
+    ``training_state.pt`` (optimiser, scheduler, scaler, epoch, RNG state:
+    tensors and plain containers only) and ``extra`` entries as JSON files
+    (``extra={"inference": {...}}`` writes ``inference.json``). Everything is
+    written into ``<directory>.tmp`` first, then swapped in with renames.
+
+    Returns:
+        The checkpoint folder.
+    """
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    inner = unwrap_model(model)
+    if not hasattr(inner, "save_pretrained"):
+        raise TypeError(f"save_checkpoint needs a DAGNet-like model, got {type(inner).__name__}")
+    inner.save_pretrained(tmp)
+    state: dict[str, Any] = {"epoch": int(epoch), "rng": _rng_state()}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    torch.save(state, tmp / TRAINING_STATE_NAME)
+    for name, payload in (extra or {}).items():
+        (tmp / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        directory.rename(old)
+    tmp.rename(directory)
+    if old.exists():
+        shutil.rmtree(old)
+    return directory
+
+
+def load_checkpoint(
+    directory: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    map_location: str | torch.device = "cpu",
+    restore_rng: bool = True,
+) -> int:
+    """Load a :func:`save_checkpoint` folder into existing objects; returns its epoch.
+
+    The training state is read with ``torch.load(weights_only=True)``: a file
+    that carries arbitrary pickled objects is refused, never executed.
+
+    Raises:
+        FileNotFoundError: a file of the checkpoint is missing.
+        ValueError: the training state is not a tensors-only file, or the
+            weights do not match ``model``.
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    weights = directory / "model.safetensors"
+    state_file = directory / TRAINING_STATE_NAME
+    for path in (weights, state_file):
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint file {path} not found")
+    try:
+        state = torch.load(state_file, map_location=map_location, weights_only=True)
+    except Exception as err:  # pickle.UnpicklingError and friends
+        raise ValueError(
+            f"refusing {state_file}: it is not a tensors-only training state "
+            f"(torch.load(weights_only=True) failed: {type(err).__name__}: {err})"
+        ) from err
+    inner = unwrap_model(model)
+    tensors = load_file(str(weights), device=str(map_location))
+    result = inner.load_state_dict(tensors, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{weights} does not match the model: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+    if optimizer is not None and "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    if restore_rng and "rng" in state:
+        _set_rng_state(state["rng"])
+    return int(state["epoch"])
+
