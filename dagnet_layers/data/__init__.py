@@ -1,5 +1,99 @@
-"""EMOTIC data: categories, readers, datasets, paired transforms, cache, synthetic data."""
+"""EMOTIC data: categories, readers, datasets, paired transforms, cache, synthetic data.
 
+Records flow one way: ``read_emotic_annotations`` (official ``Annotations.mat``) or
+``read_emotic_preprocessed`` (community CSV + npy) -> ``EmoticDataset`` (body crop +
+masked context per person, optionally through ``build_emotic_cache``) -> the paired
+transforms (per sample, or batched on the device).
+"""
+
+from dagnet_layers.data.cache import CACHE_FORMAT_VERSION, build_emotic_cache, cache_is_complete
 from dagnet_layers.data.categories import CATEGORY_TO_INDEX, EMOTIC_CATEGORIES, NUM_CATEGORIES
+from dagnet_layers.data.dataset import (
+    CACHE_MANIFEST,
+    EmoticDataset,
+    crop_body_and_context,
+    detect_layout,
+    load_image_rgb,
+)
+from dagnet_layers.data.preprocessed import (
+    PREPROCESSED_COLUMNS,
+    PreprocessedSplit,
+    preprocessed_files,
+    read_emotic_preprocessed,
+    write_emotic_preprocessed,
+)
+from dagnet_layers.data.records import (
+    EMOTIC_SPLITS,
+    EmoticRecord,
+    EmoticRecords,
+    ReadSummary,
+    clamp_bbox,
+    labels_to_multihot,
+    read_emotic_annotations,
+)
+from dagnet_layers.data.synthetic import (
+    CONTEXT_SHAPES,
+    JOINT_CATEGORIES,
+    SYNTHETIC_CUES,
+    TORSO_COLOURS,
+    TORSO_PATTERNS,
+    SyntheticEmotic,
+    SyntheticPerson,
+    make_synthetic_emotic,
+)
+from dagnet_layers.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EmoticBatchTransform,
+    EmoticPairedTransform,
+    denormalize,
+    emotic_batch_transform,
+    emotic_eval_transform,
+    emotic_train_transform,
+    hflip_pair,
+    mask_bbox,
+)
 
-__all__ = ["CATEGORY_TO_INDEX", "EMOTIC_CATEGORIES", "NUM_CATEGORIES"]
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "CACHE_MANIFEST",
+    "CATEGORY_TO_INDEX",
+    "CONTEXT_SHAPES",
+    "EMOTIC_CATEGORIES",
+    "EMOTIC_SPLITS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "JOINT_CATEGORIES",
+    "NUM_CATEGORIES",
+    "PREPROCESSED_COLUMNS",
+    "SYNTHETIC_CUES",
+    "TORSO_COLOURS",
+    "TORSO_PATTERNS",
+    "EmoticBatchTransform",
+    "EmoticDataset",
+    "EmoticPairedTransform",
+    "EmoticRecord",
+    "EmoticRecords",
+    "PreprocessedSplit",
+    "ReadSummary",
+    "SyntheticEmotic",
+    "SyntheticPerson",
+    "build_emotic_cache",
+    "cache_is_complete",
+    "clamp_bbox",
+    "crop_body_and_context",
+    "denormalize",
+    "detect_layout",
+    "emotic_batch_transform",
+    "emotic_eval_transform",
+    "emotic_train_transform",
+    "hflip_pair",
+    "labels_to_multihot",
+    "load_image_rgb",
+    "make_synthetic_emotic",
+    "mask_bbox",
+    "preprocessed_files",
+    "read_emotic_annotations",
+    "read_emotic_preprocessed",
+    "write_emotic_preprocessed",
+]

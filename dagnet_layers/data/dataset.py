@@ -1,0 +1,391 @@
+"""``EmoticDataset``: body crop + masked context per person, from any of three layouts.
+
+Accepted sources (detected from the folder's content):
+
+* the official release (``<root>/Annotations/Annotations.mat`` + ``<root>/emotic/``),
+  also what :func:`make_synthetic_emotic` writes: JPEGs are decoded per sample;
+* a cache folder written by :func:`build_emotic_cache` (``emotic_cache.json``):
+  samples are sliced from memory-mapped ``uint8`` arrays, no decoding;
+* the community preprocessed folder (``{split}.csv`` + ``{split}_*_arr.npy``).
+
+Passing ``cache_dir=`` next to an official root reads through the cache, building it
+first if it is missing or incomplete.
+
+Which transform runs when: with ``transform=None`` a sample holds ``uint8`` images
+(collate them and run :func:`emotic_batch_transform` on the device); with
+``transform=emotic_train_transform()`` / ``emotic_eval_transform()`` the same maths
+runs per sample in the DataLoader workers and samples hold normalised float32.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from dagnet_layers.data.records import (
+    EMOTIC_SPLITS,
+    EmoticRecord,
+    EmoticRecords,
+    MissingImagePolicy,
+    ReadSummary,
+    clamp_bbox,
+    read_emotic_annotations,
+)
+from dagnet_layers.data.transforms import mask_bbox
+
+__all__ = [
+    "CACHE_MANIFEST",
+    "EmoticDataset",
+    "crop_body_and_context",
+    "detect_layout",
+    "load_image_rgb",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the manifest file that marks a folder as an EMOTIC cache.
+CACHE_MANIFEST = "emotic_cache.json"
+
+Sample = dict[str, Tensor]
+
+
+def load_image_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode an image file to an RGB :class:`PIL.Image.Image` (grayscale, CMYK, palette too).
+
+    EXIF orientation is deliberately ignored: EMOTIC boxes refer to the stored pixels.
+
+    Args:
+        path: Image file.
+
+    Returns:
+        The decoded image in mode ``"RGB"``.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file cannot be decoded (names the file).
+
+    Example:
+        >>> import tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = os.path.join(d, "g.jpg")
+        ...     Image.new("L", (5, 4), 128).save(p)
+        ...     load_image_rgb(p).mode, load_image_rgb(p).size
+        ('RGB', (5, 4))
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"cannot decode image {path}: {exc}") from exc
+
+
+def crop_body_and_context(
+    image: Image.Image, bbox: tuple[int, int, int, int], size: int = 224
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop and resize the body, resize the whole image, rescale the box.
+
+    The body is ``image[y1:y2, x1:x2]`` resized to ``size x size``; the context is
+    the whole image resized to ``size x size`` (plain resize, aspect ratio not kept,
+    as the community baseline); both bilinear with Pillow's antialiasing. The box
+    is clamped again to the decoded size in case it differs from the annotation.
+
+    Args:
+        image: RGB image.
+        bbox: ``(x1, y1, x2, y2)`` ints in ``image`` pixels.
+        size: Output side length.
+
+    Returns:
+        ``(body, context, bbox)``: ``uint8`` ``(3, size, size)`` arrays and the box
+        as float32 ``(4,)`` in context pixels. The context is *not* masked.
+
+    Raises:
+        ValueError: If the box is empty inside this image.
+
+    Example:
+        >>> img = Image.new("RGB", (40, 20), (255, 0, 0))
+        >>> body, ctx, box = crop_body_and_context(img, (10, 0, 20, 20), size=8)
+        >>> body.shape, box.tolist()
+        ((3, 8, 8), [2.0, 0.0, 4.0, 8.0])
+    """
+    w, h = image.size
+    (x1, y1, x2, y2), _ = clamp_bbox(bbox, w, h)
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"bbox {tuple(bbox)} is empty inside a {w}x{h} image")
+    body = image.resize((size, size), Image.Resampling.BILINEAR, box=(x1, y1, x2, y2))
+    context = image.resize((size, size), Image.Resampling.BILINEAR)
+    scale = np.array([size / w, size / h, size / w, size / h], dtype=np.float64)
+    box = (np.array([x1, y1, x2, y2], dtype=np.float64) * scale).astype(np.float32)
+    return _chw(body), _chw(context), box
+
+
+def _chw(img: Image.Image | np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def detect_layout(source: str | os.PathLike[str], split: str) -> str:
+    """Which layout a folder holds: ``"official"``, ``"cache"`` or ``"preprocessed"``.
+
+    Args:
+        source: A folder.
+        split: The split wanted (the preprocessed layout is detected per split).
+
+    Returns:
+        The layout name.
+
+    Raises:
+        FileNotFoundError: If the folder matches none of the three layouts.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = open(os.path.join(d, "val.csv"), "w").close()
+        ...     detect_layout(d, "val")
+        'preprocessed'
+    """
+    src = Path(source)
+    if (src / CACHE_MANIFEST).is_file():
+        return "cache"
+    if (src / "Annotations" / "Annotations.mat").is_file():
+        return "official"
+    if (src / f"{split}.csv").is_file():
+        return "preprocessed"
+    raise FileNotFoundError(
+        f"{src} is not an EMOTIC folder: expected Annotations/Annotations.mat (official "
+        f"release), {CACHE_MANIFEST} (cache) or {split}.csv (preprocessed layout)"
+    )
+
+
+class EmoticDataset(Dataset):
+    """EMOTIC persons as paired body / masked-context samples (DAG-Net's I_B and I_C).
+
+    Args:
+        source: Official release root (or :func:`make_synthetic_emotic` output), a
+            cache folder or a preprocessed folder; see the module docstring.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        size: Side of body and context before any transform. Default: the cache's
+            size for a cache, 224 otherwise.
+        transform: Optional callable on the sample dict, e.g.
+            :func:`emotic_train_transform`. ``None`` keeps ``uint8`` images.
+        mask_body: Whether to fill the body box of the context (GSAM input).
+        mask_fill: Fill value of the mask (0 = black).
+        cache_dir: With an official root: read through this cache, building it if
+            needed.
+        on_missing_image: ``"error"`` or ``"skip"``, see :func:`read_emotic_annotations`.
+        records: Records to use instead of reading the annotations (official layout).
+
+    Sample dict (``dataset[i]``):
+        - ``body``: ``(3, S, S)`` uint8 crop of the box, or float32 after a transform.
+        - ``context``: ``(3, S, S)`` whole image resized, body box filled with
+          ``mask_fill`` when ``mask_body``.
+        - ``categories``: float32 ``(26,)`` multi-hot in ``EMOTIC_CATEGORIES`` order.
+        - ``vad``: float32 ``(3,)`` valence, arousal, dominance (1-10), NaN if missing.
+        - ``index``: int64 scalar, position in the dataset (``records[index]``).
+        - ``bbox``: float32 ``(4,)`` x1, y1, x2, y2 of the body in context pixels.
+
+    Attributes:
+        layout: ``"official"``, ``"cache"`` or ``"preprocessed"``.
+        records: :class:`EmoticRecords` (one per sample) with ``.summary``.
+
+    Example:
+        >>> import tempfile
+        >>> from dagnet_layers.data import make_synthetic_emotic
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     info = make_synthetic_emotic(d, n_images=12, seed=0, image_size=(96, 72))
+        ...     ds = EmoticDataset(info.root, "train", size=64)
+        ...     s = ds[0]
+        >>> ds.layout, s["body"].shape, s["body"].dtype, s["categories"].shape
+        ('official', torch.Size([3, 64, 64]), torch.uint8, torch.Size([26]))
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        split: str,
+        *,
+        size: int | None = None,
+        transform: Callable[[Sample], Sample] | None = None,
+        mask_body: bool = True,
+        mask_fill: int = 0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        on_missing_image: MissingImagePolicy = "error",
+        records: EmoticRecords | None = None,
+    ) -> None:
+        if split not in EMOTIC_SPLITS:
+            raise ValueError(f"split must be one of {EMOTIC_SPLITS}, got {split!r}")
+        if size is not None and int(size) <= 0:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        self.source = Path(source).expanduser().resolve()
+        self.split = split
+        self.transform = transform
+        self.mask_body = bool(mask_body)
+        self.mask_fill = int(mask_fill)
+        self.layout = detect_layout(self.source, split)
+        self._arrays: dict[str, np.ndarray] | None = None
+        self._array_files: dict[str, Path] = {}
+        self._native_size: int
+
+        if cache_dir is not None and self.layout == "official":
+            from dagnet_layers.data.cache import build_emotic_cache, cache_is_complete
+
+            cache_dir = Path(cache_dir).expanduser().resolve()
+            want = 224 if size is None else int(size)
+            if not cache_is_complete(cache_dir, split, size=want):
+                logger.info("EMOTIC cache %s lacks %s at %d px: building it",
+                            cache_dir, split, want)  # fmt: skip
+                build_emotic_cache(
+                    self.source, cache_dir, splits=(split,), size=want,
+                    on_missing_image=on_missing_image,
+                    records={split: records} if records is not None else None,
+                )  # fmt: skip
+            self.source, self.layout = cache_dir, "cache"
+
+        if self.layout == "official":
+            self.records = (
+                records
+                if records is not None
+                else read_emotic_annotations(self.source, split, on_missing_image=on_missing_image)
+            )
+            self._native_size = 224 if size is None else int(size)
+        elif self.layout == "cache":
+            self._init_cache()
+        else:
+            self._init_preprocessed()
+        self.size = self._native_size if size is None else int(size)
+        self._categories = torch.from_numpy(self.records.multihot())
+        self._vad = torch.from_numpy(self.records.vad())
+
+    # ------------------------------------------------------------------ layouts
+    def _init_cache(self) -> None:
+        with open(self.source / CACHE_MANIFEST, encoding="utf-8") as f:
+            manifest = json.load(f)
+        entry = manifest.get("splits", {}).get(self.split)
+        if entry is None or not entry.get("complete", False):
+            raise FileNotFoundError(
+                f"cache {self.source} has no complete {self.split!r} split; build it with "
+                f"`dagnet-emotic-cache <root> {self.source} --splits {self.split}`"
+            )
+        with open(self.source / f"{self.split}_records.json", encoding="utf-8") as f:
+            payload = json.load(f)
+        summary = ReadSummary(**payload["summary"])
+        self.records = EmoticRecords(
+            [EmoticRecord.from_dict(r) for r in payload["records"]], summary
+        )
+        self._native_size = int(manifest["size"])
+        self._array_files = {
+            k: self.source / f"{self.split}_{k}.npy"
+            for k in ("body", "context", "bbox", "image_of")
+        }
+
+    def _init_preprocessed(self) -> None:
+        from dagnet_layers.data.preprocessed import preprocessed_files, read_emotic_preprocessed
+
+        pre = read_emotic_preprocessed(self.source, self.split)
+        self.records = pre.records
+        self._native_size = 224
+        files = preprocessed_files(self.source, self.split)
+        self._array_files = {"body": files["body"], "context": files["context"]}
+
+    def _open_arrays(self) -> dict[str, np.ndarray]:
+        # Opened lazily, once per process: a memmap must not be pickled into workers.
+        if self._arrays is None:
+            self._arrays = {k: np.load(p, mmap_mode="r") for k, p in self._array_files.items()}
+        return self._arrays
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_arrays"] = None
+        return state
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def categories(self) -> Tensor:
+        """All labels, float32 ``(N, 26)`` multi-hot (e.g. for per-category loss weights)."""
+        return self._categories
+
+    @property
+    def vad(self) -> Tensor:
+        """All continuous labels, float32 ``(N, 3)``, NaN where missing."""
+        return self._vad
+
+    @property
+    def summary(self) -> ReadSummary:
+        """What the reader kept and skipped, by reason."""
+        return self.records.summary
+
+    def _load_images(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        rec = self.records[index]
+        if self.layout == "official":
+            image = load_image_rgb(rec.image_path)
+            try:
+                body, context, box = crop_body_and_context(image, rec.bbox, self._native_size)
+            except ValueError as exc:
+                raise ValueError(f"{rec.split} person {index} ({rec.image_path}): {exc}") from exc
+            return torch.from_numpy(body), torch.from_numpy(context), torch.from_numpy(box)
+        arrays = self._open_arrays()
+        if self.layout == "cache":
+            body = torch.from_numpy(np.array(arrays["body"][index]))
+            context = torch.from_numpy(np.array(arrays["context"][arrays["image_of"][index]]))
+            return body, context, torch.from_numpy(np.array(arrays["bbox"][index]))
+        body = torch.from_numpy(np.array(arrays["body"][index]).transpose(2, 0, 1).copy())
+        context = torch.from_numpy(np.array(arrays["context"][index]).transpose(2, 0, 1).copy())
+        w, h = rec.image_size
+        side = context.shape[-1]
+        box = torch.tensor(rec.bbox, dtype=torch.float32) * torch.tensor(
+            [side / w, side / h, side / w, side / h]
+        )
+        return body, context, box
+
+    def __getitem__(self, index: int) -> Sample:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} {self.split} persons")
+        index = index % len(self)
+        body, context, box = self._load_images(index)
+        body = _resize_uint8(body, self.size)
+        if context.shape[-1] != self.size or context.shape[-2] != self.size:
+            box = box * torch.tensor(
+                [self.size / context.shape[-1], self.size / context.shape[-2]] * 2
+            )
+            context = _resize_uint8(context, self.size)
+        if self.mask_body:
+            context = mask_bbox(context, box, self.mask_fill)
+        sample: Sample = {
+            "body": body,
+            "context": context,
+            "categories": self._categories[index].clone(),
+            "vad": self._vad[index].clone(),
+            "index": torch.tensor(index, dtype=torch.int64),
+            "bbox": box.to(torch.float32),
+        }
+        if self.transform is not None:
+            sample = self.transform(sample)
+        return sample
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(source={str(self.source)!r}, split={self.split!r}, "
+            f"layout={self.layout!r}, n={len(self)}, size={self.size}, "
+            f"mask_body={self.mask_body}, transform={self.transform!r})"
+        )
+
+
+def _resize_uint8(img: Tensor, size: int) -> Tensor:
+    if img.shape[-2:] == (size, size):
+        return img
+    pil = Image.fromarray(img.permute(1, 2, 0).numpy())
+    return torch.from_numpy(_chw(pil.resize((size, size), Image.Resampling.BILINEAR)))
