@@ -160,7 +160,7 @@ def test_checkpoint_with_pickle_payload_is_refused(tmp_path: Path) -> None:
 
 
 def test_checkpoint_missing_files_and_mismatch(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors"):
         load_checkpoint(tmp_path, tiny_model())
     path = save_checkpoint(tmp_path / "ckpt", create_model("test_dagnet", partition=2), epoch=0)
     with pytest.raises((ValueError, RuntimeError)):
@@ -223,12 +223,12 @@ def test_ddp_two_processes_on_cpu_with_gloo(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "ddp" / "test_report.json").read_text())
-    single = EmoticDatasetCount(tmp_path / "demo")
+    single = count_test_persons(tmp_path / "demo")
     assert report["num_samples"] == single  # every test person exactly once across ranks
     assert len(read_log(tmp_path / "ddp")) == 1
 
 
-def EmoticDatasetCount(demo_dir: Path) -> int:  # noqa: N802 - reads like the class it wraps
+def count_test_persons(demo_dir: Path) -> int:
     from dagnet_layers.data import EmoticDataset
 
     root = next(demo_dir.iterdir())
