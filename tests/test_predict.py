@@ -1,0 +1,225 @@
+"""examples/predict.py end to end on a tiny saved model: table, figure, JSON and argument errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from PIL import Image
+
+from dagnet_layers import EMOTIC_CATEGORIES, create_model
+from dagnet_layers.data import crop_body_and_context, emotic_eval_transform, mask_bbox
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "predict.py"
+ROW = re.compile(r"^\s+(\d+)\s+\((\d+), (\d+), (\d+), (\d+)\)\s+([\d.]+)\s+(.*)$")
+CELL = re.compile(r"(\S+) (\d\.\d{3})(\*?)")
+
+
+@pytest.fixture(scope="module")
+def predict() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dagnet_predict_example", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt") / "best"
+    create_model("test_dagnet").eval().save_pretrained(folder)
+    thresholds = {c: 0.5 for c in EMOTIC_CATEGORIES}
+    thresholds["Fear"] = None  # a category without validation positives
+    (folder / "inference.json").write_text(
+        json.dumps(
+            {
+                "image_size": 64,
+                "mask_body": True,
+                "mask_fill": 0,
+                "thresholds": thresholds,
+                "protocol": "emotic",
+            }
+        )
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "photo.jpg"
+    img = Image.new("RGB", (120, 80), (100, 150, 210))
+    img.paste((200, 60, 60), (20, 20, 50, 78))
+    img.save(path, quality=90)
+    return path
+
+
+def rows(text: str) -> list[re.Match[str]]:
+    return [m for line in text.splitlines() if (m := ROW.match(line))]
+
+
+def test_predict_prints_one_row_per_box_and_writes_the_figure(
+    predict: ModuleType, checkpoint: Path, photo: Path, tmp_path: Path, capsys
+) -> None:
+    out_png, out_json = tmp_path / "figs" / "pred.png", tmp_path / "pred.json"
+    code = predict.main(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--image",
+            str(photo),
+            "--box",
+            "20",
+            "20",
+            "50",
+            "78",
+            "--box",
+            "60",
+            "10",
+            "200",
+            "70",  # past the edge
+            "--true-labels",
+            "happiness, Engagement",
+            "--true-labels",
+            "",
+            "--output",
+            str(out_png),
+            "--json",
+            str(out_json),
+            "--top-k",
+            "4",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    table = rows(text)
+    assert [int(m[1]) for m in table] == [1, 2]
+    assert [tuple(int(v) for v in m.groups()[1:5]) for m in table] == [
+        (20, 20, 50, 78),
+        (60, 10, 120, 70),
+    ]
+    assert "box 2 (60 10 200 70) reaches past the image; clamped to (60, 10, 120, 70)" in text
+    for m in table:
+        assert 0.0 < float(m[6]) < 1.0  # BAM weight
+        cells = CELL.findall(m[7])
+        assert len(cells) == 4
+        assert all(name in EMOTIC_CATEGORIES for name, _, _ in cells)
+        scores = [float(s) for _, s, _ in cells]
+        assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+        assert all((mark == "*") == (float(s) >= 0.5) for _, s, mark in cells)
+    with Image.open(out_png) as img:
+        assert img.format == "PNG" and img.size[0] > 0
+    report = json.loads(out_json.read_text())
+    assert report["score"] == "sigmoid"
+    assert report["persons"][0]["true_labels"] == ["Happiness", "Engagement"]
+    assert report["persons"][1]["true_labels"] == []
+    first = report["persons"][0]
+    assert set(first["scores"]) == set(EMOTIC_CATEGORIES)
+    assert "Fear" not in first["predicted"]  # no threshold: never predicted
+    assert all(first["scores"][c] >= 0.5 for c in first["predicted"])
+
+
+def test_predict_matches_the_dataset_preprocessing(
+    predict: ModuleType, checkpoint: Path, photo: Path
+) -> None:
+    """The script's batch equals crop + mask + eval transform done by hand, and the scores
+    equal sigmoid(logits) of the saved model on it."""
+    image = Image.open(photo).convert("RGB")
+    batch = predict.preprocess(image, [(20, 20, 50, 78)], 64, True, 0)
+    body, context, box = crop_body_and_context(image, (20, 20, 50, 78), 64)
+    sample = emotic_eval_transform(64)(
+        {
+            "body": torch.from_numpy(body),
+            "context": mask_bbox(torch.from_numpy(context), torch.from_numpy(box), 0),
+            "bbox": torch.from_numpy(box),
+        }
+    )
+    torch.testing.assert_close(batch["body"][0], sample["body"])
+    torch.testing.assert_close(batch["context"][0], sample["context"])
+    # The body box is masked: black before normalisation.
+    x1, y1, x2, y2 = (int(v) for v in box)
+    assert torch.unique(batch["context"][0, 0, y1:y2, x1:x2]).numel() == 1
+
+
+def test_predict_without_inference_json_falls_back_to_top_k(
+    predict: ModuleType, photo: Path, tmp_path: Path, capsys
+) -> None:
+    folder = create_model("test_dagnet").save_pretrained(tmp_path / "ckpt")
+    code = predict.main(
+        [
+            "--checkpoint",
+            str(folder),
+            "--image",
+            str(photo),
+            "--box",
+            "20",
+            "20",
+            "50",
+            "78",
+            "--no-plot",
+            "--top-k",
+            "3",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "no inference.json" in text and "top-3 categories by score" in text
+    assert "model input 224x224" in text
+    (row,) = rows(text)
+    assert len(CELL.findall(row[7])) == 3 and "*" not in row[7]
+
+
+@pytest.mark.parametrize(
+    ("extra", "argument", "message"),
+    [
+        (["--box", "200", "10", "260", "50"], "--box", "empty inside the 120x80 image"),
+        (["--box", "30", "30", "30", "60"], "--box", "empty inside"),
+        (["--box", "1", "2", "3"], "--box", "needs 4 numbers x1 y1 x2 y2, got 3"),
+        (["--box", "1", "2", "a", "4"], "--box", "must hold numbers"),
+        (["--box", "1", "2", "30", "40", "--true-labels", "Joy"], "--true-labels", "'Joy'"),
+        (
+            ["--box", "1", "2", "30", "40", "--true-labels", "Peace", "--true-labels", "Pain"],
+            "--true-labels",
+            "once per --box (1), got 2",
+        ),
+        (["--box", "1", "2", "30", "40", "--top-k", "0"], "--top-k", ">= 1"),
+    ],
+)
+def test_predict_argument_errors_name_the_argument(
+    predict: ModuleType, checkpoint: Path, photo: Path, capsys, extra, argument, message
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        predict.main(["--checkpoint", str(checkpoint), "--image", str(photo), *extra])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argument}" in err and message in err
+
+
+def test_predict_file_errors_name_the_argument(
+    predict: ModuleType, checkpoint: Path, photo: Path, tmp_path: Path, capsys
+) -> None:
+    box = ["--box", "1", "2", "30", "40"]
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("hello")
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "config.json").write_text("{}")
+    cases = [
+        ([str(tmp_path / "nowhere"), str(photo)], "--checkpoint", "is not a folder"),
+        ([str(incomplete), str(photo)], "--checkpoint", "has no model.safetensors"),
+        ([str(checkpoint), str(tmp_path / "missing.jpg")], "--image", "image not found"),
+        ([str(checkpoint), str(not_an_image)], "--image", "cannot decode image"),
+    ]
+    for (ckpt, image), argument, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            predict.main(["--checkpoint", ckpt, "--image", image, *box])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument {argument}" in err and message in err, err
