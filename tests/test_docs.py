@@ -1,0 +1,187 @@
+"""Every public name has a docstring and a place in the API reference.
+
+"Public" is what a module lists in ``__all__``: ``dagnet_layers`` itself and every
+non-private module under it, found with :mod:`pkgutil` (so new modules are covered
+as soon as they exist). Classes also need docstrings on their own public methods
+and properties. Module-level constants need a ``#:`` comment (or a string literal
+right after the assignment) where they are defined, which is what Sphinx renders.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import dagnet_layers
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+# Methods that override a documented framework hook and need no text of their own.
+FRAMEWORK_HOOKS = {"extra_repr"}
+
+
+def _all_modules(include_private: bool = False) -> list[ModuleType]:
+    modules = [dagnet_layers]
+    for info in pkgutil.walk_packages(dagnet_layers.__path__, prefix="dagnet_layers."):
+        parts = info.name.split(".")[1:]
+        if not include_private and any(p.startswith("_") for p in parts):
+            continue
+        modules.append(importlib.import_module(info.name))
+    return modules
+
+
+PUBLIC_MODULES = _all_modules()
+EXPORTS = [
+    (module.__name__, name)
+    for module in PUBLIC_MODULES
+    for name in getattr(module, "__all__", ())
+]
+
+
+def _own_doc(obj: object) -> str:
+    return (getattr(obj, "__doc__", None) or "").strip()
+
+
+def _is_generated_class_doc(cls: type, doc: str) -> bool:
+    # dataclasses and NamedTuples invent "Name(field, ...)" when none is written
+    return doc.startswith(f"{cls.__name__}(")
+
+
+def _constant_has_doc(name: str, value: object) -> bool:
+    """Whether some module assigning ``name`` (to this very object) documents it."""
+    for module in _all_modules(include_private=True):
+        if getattr(module, name, None) is not value:
+            continue
+        try:
+            source = inspect.getsource(module)
+        except (OSError, TypeError):
+            continue
+        lines = source.splitlines()
+        body = ast.parse(source).body
+        for i, node in enumerate(body):
+            if isinstance(node, ast.Assign):
+                targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                targets = [node.target.id]
+            else:
+                continue
+            if name not in targets:
+                continue
+            if node.lineno >= 2 and lines[node.lineno - 2].lstrip().startswith("#:"):
+                return True
+            after = body[i + 1] if i + 1 < len(body) else None
+            if (
+                isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                return True
+    return False
+
+
+def test_public_modules_are_found() -> None:
+    names = {m.__name__ for m in PUBLIC_MODULES}
+    for expected in ("dagnet_layers.layers", "dagnet_layers.models", "dagnet_layers.losses",
+                     "dagnet_layers.metrics", "dagnet_layers.paper"):
+        assert expected in names
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
+def test_public_module_has_docstring_and_all(module: ModuleType) -> None:
+    assert _own_doc(module), f"module {module.__name__} has no docstring"
+    if hasattr(module, "__path__") or module is dagnet_layers:
+        assert isinstance(getattr(module, "__all__", None), list | tuple), (
+            f"package {module.__name__} has no explicit __all__"
+        )
+
+
+@pytest.mark.parametrize(("module_name", "name"), EXPORTS, ids=lambda x: str(x))
+def test_public_name_is_documented(module_name: str, name: str) -> None:
+    module = sys.modules[module_name]
+    assert hasattr(module, name), f"{module_name}.__all__ lists {name!r}, which does not exist"
+    obj = getattr(module, name)
+    where = f"{module_name}.{name}"
+    if name.startswith("__") or inspect.ismodule(obj):
+        return
+    if inspect.isclass(obj):
+        doc = _own_doc(obj)
+        assert doc and not _is_generated_class_doc(obj, doc), f"class {where} has no docstring"
+        missing = []
+        for attr, member in vars(obj).items():
+            if attr.startswith("_") or attr in FRAMEWORK_HOOKS:
+                continue
+            if isinstance(member, staticmethod | classmethod):
+                member = member.__func__
+            if isinstance(member, property):
+                member = member.fget
+            if inspect.isfunction(member) and not _own_doc(member):
+                missing.append(attr)
+        assert not missing, f"class {where}: public members without a docstring: {missing}"
+    elif inspect.isroutine(obj):
+        assert _own_doc(obj), f"function {where} has no docstring"
+    else:
+        assert _constant_has_doc(name, obj), (
+            f"constant {where} has no '#:' comment or docstring where it is assigned"
+        )
+
+
+# ----------------------------------------------------------- the API pages
+def _api_sources() -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted((DOCS / "api").rglob("*.rst")))
+
+
+def _api_text() -> str:
+    """The API pages plus the fragments ``docs/_scripts/gen_pages.py`` writes for them."""
+    text = _api_sources()
+    sys.path.insert(0, str(DOCS / "_scripts"))
+    try:
+        gen_pages = importlib.import_module("gen_pages")
+    finally:
+        sys.path.remove(str(DOCS / "_scripts"))
+    for short in re.findall(r"/_generated/api_(\w+)\.inc", text):
+        text += "\n" + gen_pages.module_members_rst(f"dagnet_layers.{short}")
+    return text
+
+
+def _documented_names(text: str) -> set[str]:
+    names = set()
+    for match in re.finditer(r"^\s*\.\. auto(?:class|function|data|exception)::\s+(\S+)", text,
+                             flags=re.MULTILINE):
+        names.add(match.group(1).rsplit(".", 1)[-1])
+    return names
+
+
+def _automodule_with_members(text: str, module_name: str) -> bool:
+    pattern = rf"^\.\. automodule:: {re.escape(module_name)}\s*\n(?:\s+:[^\n]*\n)*?\s+:members:"
+    return re.search(pattern, text, flags=re.MULTILINE) is not None
+
+
+@pytest.mark.skipif(not (DOCS / "conf.py").is_file(), reason="no docs/ in this checkout")
+@pytest.mark.parametrize(("module_name", "name"), EXPORTS, ids=lambda x: str(x))
+def test_public_name_is_in_api_reference(module_name: str, name: str) -> None:
+    """Each exported name has an autodoc directive (written, generated or automodule)."""
+    if name == "__version__":
+        assert ".. data:: __version__" in _api_sources()
+        return
+    if module_name == "dagnet_layers":
+        # re-exports: documented once, at their sub-package path (see gen_pages)
+        owners = [m for m in PUBLIC_MODULES
+                  if m is not dagnet_layers and name in getattr(m, "__all__", ())]
+        assert owners, f"dagnet_layers.{name} is not exported by any sub-package"
+        return
+    text = _api_text()
+    if _automodule_with_members(text, module_name):
+        return
+    assert name in _documented_names(text), (
+        f"{module_name}.{name} is public but no page of docs/api documents it: add an "
+        f"autodoc directive for it"
+    )
