@@ -27,8 +27,9 @@ Examples::
 Outputs (``--output-dir``): ``args.json``, ``log.csv`` (one row per epoch),
 ``checkpoints/{last,best}/`` (safetensors weights + JSON config + tensors-only
 training state; ``best`` also holds ``inference.json`` with the validation
-thresholds for ``examples/predict.py``), ``test_report.{json,csv}`` and
-``test_ap.png`` (our per-category AP beside the paper's Table 1).
+thresholds for ``examples/predict.py``), ``test_report.{json,csv}``,
+``test_ap.png`` (our per-category AP beside the paper's Table 1) and
+``training_curves.png``.
 """
 
 from __future__ import annotations
@@ -273,14 +274,12 @@ def write_reports(out: Path, report: dict[str, Any], protocol: str) -> None:
                              *[PAPER_TABLE1[m][cat] / 100 for m in PAPER_TABLE1]])
         writer.writerow(["mAP", report["mean_ap"],
                          *[PAPER_TABLE1_MAP[m] / 100 for m in PAPER_TABLE1]])
-    try:
-        from dagnet_layers.visualize import plot_ap_comparison
-    except ImportError:  # matplotlib missing: the JSON/CSV still carry everything
-        logger.warning("matplotlib unavailable: skipping test_ap.png")
-        return
+    from dagnet_layers.visualize import plot_ap_comparison, plot_training_curves
+
     ap = {k: (float("nan") if v is None else v) for k, v in report["per_category_ap"].items()}
     plot_ap_comparison(ap, title=f"EMOTIC test AP ({protocol} protocol)",
                        path=out / "test_ap.png")
+    plot_training_curves(out / "log.csv", out / "training_curves.png")
 
 
 # --------------------------------------------------------------------- main

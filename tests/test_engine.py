@@ -199,6 +199,8 @@ def test_example_writes_reports_and_inference_thresholds(tmp_path: Path) -> None
     assert report["demo"] is True and report["vad_mae"] is not None
     inference = json.loads((run / "checkpoints" / "best" / "inference.json").read_text())
     assert inference["image_size"] == 32 and len(inference["thresholds"]) == 26
+    assert (run / "test_ap.png").stat().st_size > 0
+    assert (run / "training_curves.png").stat().st_size > 0
     rows = list(csv.reader(open(run / "test_report.csv")))
     assert rows[0][:2] == ["category", "ap_ours"] and rows[-1][0] == "mAP" and len(rows) == 28
 
