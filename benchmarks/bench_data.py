@@ -11,9 +11,12 @@ augmentation either per sample in the workers or batched after collation:
 * ``cache+batch``: memory-mapped slices in the workers, augmentation batched on the
   collated uint8 batch (what a training loop does on its device: ``--device cuda``).
 
+Besides wall-clock samples/s it prints samples per CPU-second (main process plus
+loader workers, from /proc), which holds up when other jobs share the machine.
+
 Not a test: numbers depend on the machine and on what else runs on it. Run::
 
-    python benchmarks/bench_data.py --images 400 --workers 2 --batches 12
+    python benchmarks/bench_data.py --images 400 --workers 2 --batches 6 --rounds 3
     python benchmarks/bench_data.py --quick --out runs/bench_data.json
 """
 
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -39,20 +43,43 @@ from dagnet_layers.data import (
 )
 
 
-def _throughput(loader: DataLoader, n_batches: int, batch_fn=None) -> float:
-    it = iter(loader)
-    next(it)  # warm-up: worker start and first decode are not steady state
-    n, start = 0, time.perf_counter()
-    for _ in range(n_batches):
+class _Stream:
+    """An endless iterator over a DataLoader (re-iterated at each epoch end)."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader, self.it = loader, iter(loader)
+
+    def next(self):
         try:
-            batch = next(it)
+            return next(self.it)
         except StopIteration:
-            it = iter(loader)
-            batch = next(it)
+            self.it = iter(self.loader)
+            return next(self.it)
+
+
+    def cpu_seconds(self) -> float:
+        """CPU time of this process plus the loader's worker processes (Linux /proc)."""
+        total = time.process_time()
+        tick = os.sysconf("SC_CLK_TCK")
+        for worker in getattr(self.it, "_workers", []):
+            try:
+                fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            except (OSError, IndexError, ValueError):
+                return float("nan")
+        return total
+
+
+def _throughput(stream: _Stream, n_batches: int, batch_fn=None) -> tuple[float, float]:
+    """(samples per wall second, samples per CPU second of main + workers)."""
+    n, start, cpu = 0, time.perf_counter(), stream.cpu_seconds()
+    for _ in range(n_batches):
+        batch = stream.next()
         if batch_fn is not None:
             batch = batch_fn(batch)
         n += batch["body"].shape[0]
-    return n / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    return n / wall, n / (stream.cpu_seconds() - cpu)
 
 
 def main() -> None:
@@ -62,7 +89,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=12, help="timed batches per path")
+    parser.add_argument("--batches", type=int, default=6, help="timed batches per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="device of the batched augmentation")
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
@@ -70,7 +98,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: temp)")
     args = parser.parse_args()
     if args.quick:
-        args.images, args.batches, args.batch_size = 24, 2, 8
+        args.images, args.batches, args.batch_size, args.rounds = 24, 2, 8, 1
     torch.set_num_threads(1)  # workers are the parallelism; keep the comparison fair
     device = torch.device(args.device)
 
@@ -100,18 +128,35 @@ def main() -> None:
             "cache": (EmoticDataset(work / "cache", "train", transform=per_sample), None),
             "cache+batch": (EmoticDataset(work / "cache", "train"), on_device),
         }
-        results = {}
-        for name, (ds, batch_fn) in paths.items():
-            loader = DataLoader(ds, **common)
-            results[name] = _throughput(loader, args.batches, batch_fn)
-            print(f"{name:>12}: {results[name]:8.1f} samples/s  ({len(ds)} persons)")
+        load = os.getloadavg()
+        streams = {name: _Stream(DataLoader(ds, **common)) for name, (ds, _) in paths.items()}
+        for name, stream in streams.items():  # warm-up: worker start, first decodes
+            _throughput(stream, 1, paths[name][1])
+        # Interleaved rounds, median per path: load changes on a shared machine hit
+        # every path alike instead of whichever ran at the wrong moment.
+        rounds: dict[str, list[float]] = {name: [] for name in paths}
+        cpu_rounds: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(args.rounds):
+            for name, stream in streams.items():
+                wall, cpu = _throughput(stream, args.batches, paths[name][1])
+                rounds[name].append(wall)
+                cpu_rounds[name].append(cpu)
+        results = {name: statistics.median(v) for name, v in rounds.items()}
+        per_cpu = {name: statistics.median(v) for name, v in cpu_rounds.items()}
+        print(f"load average before timing: {load[0]:.2f} on {os.cpu_count()} CPUs")
+        for name, value in results.items():
+            spread = ", ".join(f"{v:.0f}" for v in rounds[name])
+            print(f"{name:>12}: {value:8.1f} samples/s  {per_cpu[name]:8.1f} samples/CPU-s"
+                  f"  (rounds: {spread})")  # fmt: skip
+        del streams
         speedups = {
             "cache/jpeg": results["cache"] / results["jpeg"],
             "cache+batch/jpeg+batch": results["cache+batch"] / results["jpeg+batch"],
             "cache+batch/jpeg": results["cache+batch"] / results["jpeg"],
         }
         for name, value in speedups.items():
-            print(f"speed-up {name}: {value:.1f}x")
+            a, b = name.split("/")
+            print(f"speed-up {name}: {value:.1f}x wall, {per_cpu[a] / per_cpu[b]:.1f}x per CPU-s")
 
     if args.out is not None:
         report = {
@@ -122,13 +167,16 @@ def main() -> None:
                 "image": [args.width, args.height], "size": args.size,
                 "batch_size": args.batch_size, "date": time.strftime("%Y-%m-%d"),
             },
+            "load_average": load[0],
             "samples_per_s": results,
+            "samples_per_cpu_s": per_cpu,
+            "rounds": rounds,
             "speedups": speedups,
         }  # fmt: skip
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))
-        rows = ["| path | samples/s |", "|---|---|"]
-        rows += [f"| {k} | {v:.1f} |" for k, v in results.items()]
+        rows = ["| path | samples/s | samples/CPU-s |", "|---|---|---|"]
+        rows += [f"| {k} | {v:.1f} | {per_cpu[k]:.1f} |" for k, v in results.items()]
         args.out.with_suffix(".md").write_text("\n".join(rows) + "\n")
 
 

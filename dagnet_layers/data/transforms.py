@@ -132,10 +132,17 @@ def hflip_pair(
         [[6.0, 0.0, 9.0, 3.0]]
     """
     n = context.shape[0]
-    flip_t = torch.as_tensor(flip, device=context.device, dtype=torch.bool).expand(n)
-    sel = flip_t.view(n, 1, 1, 1)
-    body = torch.where(sel, body.flip(-1), body)
-    context = torch.where(sel, context.flip(-1), context)
+    flip_in = torch.as_tensor(flip, dtype=torch.bool)
+    if flip_in.device.type == "cpu" and (flip_in.all() or not flip_in.any()):
+        # all or nothing (always so for one sample): no per-sample select needed, and
+        # deciding on a CPU mask costs no device synchronisation
+        if flip_in.all():
+            body, context = body.flip(-1), context.flip(-1)
+    else:
+        sel = flip_in.to(context.device).expand(n).view(n, 1, 1, 1)
+        body = torch.where(sel, body.flip(-1), body)
+        context = torch.where(sel, context.flip(-1), context)
+    flip_t = flip_in.to(context.device).expand(n)
     w = float(context.shape[-1])
     bbox = bbox.to(torch.float32)
     flipped = torch.stack((w - bbox[:, 2], bbox[:, 1], w - bbox[:, 0], bbox[:, 3]), dim=1)
@@ -360,7 +367,7 @@ class EmoticBatchTransform(nn.Module):
         h_in, w_in = ctx_in.shape[-2:]
         if self.train_mode and self.flip_p > 0:
             # Flip before the float conversion: fewer bytes to move.
-            flip = self._rand(n, device=ctx_in.device) < self.flip_p
+            flip = self._rand(n, device=torch.device("cpu")) < self.flip_p
             body_in, ctx_in, bbox = hflip_pair(body_in, ctx_in, bbox, flip)
         body, scale_b = self._prepare(body_in, "body")
         context, scale_c = self._prepare(ctx_in, "context")
