@@ -28,6 +28,9 @@ image's mean gray level), so the randomly ordered chain is composed into one
 ``[0, 1]`` once at the end. torchvision clamps after every operation; the two agree
 exactly whenever no intermediate value leaves ``[0, 1]``, and the composed map is
 several times faster, which is what makes augmentation cheap next to the cache.
+The masked body box of the context (filled with 0 by the dataset) goes through the
+same colour map, so after contrast jitter it is a uniform gray level rather than
+black: it still carries no body information.
 """
 
 from __future__ import annotations
