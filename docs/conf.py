@@ -76,7 +76,7 @@ napoleon_numpy_docstring = False
 # dataclass documented with an "Attributes:" section is not described twice.
 napoleon_use_ivar = True
 napoleon_use_rtype = False
-napoleon_custom_sections = [("Shape", "params_style"), ("Shapes", "params_style")]
+napoleon_custom_sections = ["Shape", "Shapes"]
 
 # -- intersphinx: opt-in, because CI builds offline --------------------------
 # Set DAGNET_DOCS_INTERSPHINX=1 to fetch the inventories from the web, or drop
@@ -87,6 +87,13 @@ intersphinx_mapping = gen_pages.intersphinx_mapping(
     DOCS / "_inventories", online=os.environ.get("DAGNET_DOCS_INTERSPHINX") == "1"
 )
 intersphinx_timeout = 10
+
+# -- maths -------------------------------------------------------------------
+# MathJax comes from its CDN by default. For reading the docs offline, point the
+# build at a local copy, e.g. Debian's libjs-mathjax:
+#   DAGNET_DOCS_MATHJAX_PATH="file:///usr/share/javascript/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML"
+if os.environ.get("DAGNET_DOCS_MATHJAX_PATH"):
+    mathjax_path = os.environ["DAGNET_DOCS_MATHJAX_PATH"]
 
 # -- doctest -----------------------------------------------------------------
 # The doctest builder runs the ``.. doctest::`` / ``.. testcode::`` examples of

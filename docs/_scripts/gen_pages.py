@@ -98,11 +98,6 @@ def _directive(module: str, name: str, obj: Any) -> list[str]:
     return [f".. autodata:: {module}.{name}", "   :no-value:", ""]
 
 
-def _first_line(module: ModuleType) -> str:
-    doc = inspect.getdoc(module) or module.__name__
-    return doc.strip().splitlines()[0].rstrip(".")
-
-
 def api_members_rst(package_name: str) -> str:
     """Autodoc directives for a package's ``__all__``, one section per defining submodule.
 
@@ -124,7 +119,8 @@ def api_members_rst(package_name: str) -> str:
         sub_all = list(getattr(sub, "__all__", []))
         if not sub_all:
             continue
-        title = f"``{sub.__name__.rsplit('.', 1)[1]}``: {_first_line(sub)}"
+        # the module docstring, rendered right below, says what the file is about
+        title = f"``{sub.__name__}``"
         lines += [title, "-" * len(title), ""]
         lines += [f".. automodule:: {sub.__name__}", ""]
         for name in sub_all:

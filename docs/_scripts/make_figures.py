@@ -23,6 +23,7 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
 from dagnet_layers.layers import LearnedAdjacencyGCN, grid_adjacency
 from dagnet_layers.models import build_dagnet, create_model
+from dagnet_layers.visualize import attention_overlay
 
 STREAM_COLOURS = {"body": "#e8f1fb", "context": "#eaf6ec", "local": "#fdf1e4", "fusion": "#f3eefa"}
 EDGE = "#38424d"
@@ -236,11 +237,9 @@ def attention_figure(path: Path) -> None:
         out = model(body, context)
     n = model.partition
     size = shown.shape[0]
-    attention = torch.nn.functional.interpolate(out.attention_map, size=(size, size),
-                                                mode="bilinear", align_corners=False)[0, 0]
 
     fig, axes = plt.subplots(1, 4, figsize=(14, 4.1),
-                             gridspec_kw={"width_ratios": [0.45, 1, 1.1, 1]})
+                             gridspec_kw={"width_ratios": [0.45, 1, 1, 1]})
     body_shown = (body[0].permute(1, 2, 0).numpy() * [0.229, 0.224, 0.225]
                   + [0.485, 0.456, 0.406]).clip(0, 1)
     axes[0].imshow(body_shown)
@@ -253,12 +252,11 @@ def attention_figure(path: Path) -> None:
         axes[0].axvline(k * size / n - 0.5, color="white", linewidth=1)
     axes[0].set_title(f"context input, body masked\n{n} × {n} partition of the local stream",
                       fontsize=10)
-    axes[1].imshow(shown)
-    im = axes[1].imshow(attention.numpy(), cmap="magma", alpha=0.65)
+    image, box = toy_scene(size)
+    axes[1].imshow(attention_overlay(image, out.attention_map[0], box=box))
     h, w = out.attention_map.shape[-2:]
-    axes[1].set_title(f"GSAM attention map M ({h} × {w}, upsampled)\n"
-                      "colour scale: min to max of M", fontsize=10)
-    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
+    axes[1].set_title(f"GSAM attention map M ({h} × {w}), visualize.attention_overlay\n"
+                      "(upsampled, min-max scaled; body box left out)", fontsize=10)
     axes[2].imshow(shown, extent=(-0.5, n - 0.5, -n + 0.5, 0.5), alpha=0.35)
     adj = out.adjacency.detach().numpy()
     _draw_graph(axes[2], adj - np.diag(np.diag(adj)), n, colour="#c2410c", labels=False)
