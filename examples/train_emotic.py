@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--context-backbone", help="override the context backbone (timm CNN)")
     model.add_argument("--ablation", choices=list(ABLATIONS), help="a Table 2 row")
     model.add_argument("--partition", type=int, help="patches per side N (Fig. 3: 2..9)")
+    model.add_argument("--partition-policy", choices=["error", "resize", "pad"], default="error",
+                       help="context sizes not divisible by N: fail, resize or pad the patches")
     model.add_argument("--vad", action="store_true", help="also regress valence/arousal/dominance")
     model.add_argument("--pretrained", action="store_true",
                        help="ImageNet weights through timm (needs timm's cache or the files)")
@@ -173,9 +175,10 @@ def resolve_defaults(args: argparse.Namespace) -> bool:
     for name in ("epochs", "batch_size", "image_size"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.partition is not None and args.image_size % args.partition:
-        raise SystemExit(f"--image-size {args.image_size} must be divisible by "
-                         f"--partition {args.partition}")
+    if (args.partition is not None and args.image_size % args.partition
+            and args.partition_policy == "error"):
+        raise SystemExit(f"--image-size {args.image_size} must be divisible by --partition "
+                         f"{args.partition}, or pass --partition-policy resize (or pad)")
     return demo
 
 
@@ -233,6 +236,8 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
         overrides["ablation"] = args.ablation
     if args.partition is not None:
         overrides["partition"] = args.partition
+    if args.partition_policy != "error":
+        overrides["patch_size_policy"] = args.partition_policy
     if args.vad:
         overrides["vad_head"] = True
     for stream, path in (("body", args.body_weights), ("context", args.context_weights)):

@@ -235,3 +235,31 @@ def count_test_persons(demo_dir: Path) -> int:
 
     root = next(demo_dir.iterdir())
     return len(EmoticDataset(root, "test", size=32))
+
+
+def test_reproduce_paper_sweeps_table2_and_fig3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("reproduce_paper",
+                                                  ROOT / "examples" / "reproduce_paper.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "TABLE2_ROWS", ("body_only", "full"))
+    train = ["--demo-dir", str(tmp_path / "demo"), "--demo-images", "24", "--image-size", "32",
+             "--batch-size", "8", "--workers", "0", "--no-progress", "--epochs", "1",
+             "--max-steps", "1"]
+    out = tmp_path / "paper"
+    argv = ["table2", "fig3", "--partitions", "2", "3", "--output-dir", str(out), "--", *train]
+    assert module.main(argv) == 0
+    rows = json.loads((out / "table2.json").read_text())
+    assert [r["preset"] for r in rows] == ["body_only", "full"]
+    assert rows[1]["paper_map"] == 29.96 and 0.0 <= rows[1]["mean_ap"] <= 1.0
+    sweep = json.loads((out / "fig3.json").read_text())
+    assert set(sweep) == {"w/ GCN", "w/o GCN"} and set(sweep["w/ GCN"]) == {"2", "3"}
+    assert (out / "fig3.png").stat().st_size > 0
+    config = json.loads((out / "fig3_full_n3" / "test_report.json").read_text())["model"]
+    assert config["partition"] == 3 and config["patch_size_policy"] == "resize"
+    # A finished sweep is not trained again.
+    mtime = (out / "fig3_full_n3" / "test_report.json").stat().st_mtime
+    assert module.main(["fig3", "--partitions", "3", "--output-dir", str(out), "--", *train]) == 0
+    assert (out / "fig3_full_n3" / "test_report.json").stat().st_mtime == mtime

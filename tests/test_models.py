@@ -87,6 +87,15 @@ def test_partition_sizes_of_fig3(n: int) -> None:
     assert model.partition == n
 
 
+def test_partition_size_policy_for_sizes_not_divisible_by_n() -> None:
+    body, context = images(size=64)
+    with pytest.raises(ValueError, match=r"divisible by 3, got 64x64"):
+        tiny(partition=3)(body, context)
+    for policy in ("resize", "pad"):
+        out = tiny(partition=3, patch_size_policy=policy)(body, context)
+        assert out.adjacency.shape == (9, 9)
+
+
 FAMILIES = ["test_resnet", "test_convnext", "test_efficientnet", "regnetx_002", "test_byobnet"]
 
 

@@ -81,6 +81,9 @@ class DAGNetConfig:
         patch_channels: Widths of the patch encoder's two 3x3 convolutions.
         patch_pool: Side of the patch encoder's mean-pooled grid (4 -> 64*16 = 1024).
         patch_stride: Stride of the patch encoder's first convolution.
+        patch_size_policy: What the partition does with a context size not
+            divisible by N: ``"error"``, ``"resize"`` (to the nearest smaller
+            multiple) or ``"pad"`` (see :class:`~dagnet_layers.layers.PatchPartition`).
         gcn_hidden: Output widths of the GCN layers (paper: 1024, 1024, 512).
         gcn_adjacency_init: ``"grid"``, ``"identity"`` or ``"uniform"``.
         gcn_normalization: ``"none"`` (paper), ``"symmetric"`` or ``"softmax"``.
@@ -106,6 +109,7 @@ class DAGNetConfig:
     patch_channels: tuple[int, int] = (64, 64)
     patch_pool: int = 4
     patch_stride: int = 1
+    patch_size_policy: Literal["error", "resize", "pad"] = "error"
     gcn_hidden: tuple[int, ...] = (1024, 1024, 512)
     gcn_adjacency_init: Literal["grid", "identity", "uniform"] = "grid"
     gcn_normalization: Literal["none", "symmetric", "softmax"] = "none"
@@ -258,6 +262,7 @@ class DAGNet(nn.Module):
                 out_channels=config.patch_channels[1],
                 pool_size=config.patch_pool,
                 stride=config.patch_stride,
+                size_policy=config.patch_size_policy,
             )
             nodes = self.patch_encoder.num_patches
             node_dim = self.patch_encoder.out_features
