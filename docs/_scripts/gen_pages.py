@@ -427,8 +427,20 @@ def benchmarks_rst(root: Path, generated: Path, have_myst: bool) -> str:
         parts += ["Benchmarks", "==========", "",
                   "Speed and memory targets are held by the scripts in ``benchmarks/``,",
                   "not by the tests.", ""]
+    # each committed result table becomes a sub-page (its "# Title" is the page title)
+    pages_dir = generated / "benchmarks"
+    pages = []
     for md in sorted(results_dir.glob("*.md")) if results_dir.is_dir() else []:
-        parts.append(markdown_include(md, generated, have_myst))
+        page = pages_dir / f"{md.stem}.rst"
+        _write(page, markdown_include(md, generated, have_myst))
+        pages.append(page)
+    for stale in pages_dir.glob("*.rst") if pages_dir.is_dir() else []:
+        if stale not in pages:
+            stale.unlink()
+    if pages:
+        parts += [".. rubric:: Committed results", "", ".. toctree::", "   :maxdepth: 1", ""]
+        parts += [f"   /_generated/benchmarks/{p.stem}" for p in pages]
+        parts.append("")
     jsons = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
     if jsons:
         parts += [".. rubric:: Raw result files", ""]
