@@ -56,6 +56,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: File name of the tensors-only training state inside a checkpoint folder.
 TRAINING_STATE_NAME = "training_state.pt"
 BatchTransform = Callable[[dict[str, Any]], dict[str, Any]]
 

@@ -5,9 +5,9 @@ Kullback-Leibler divergence "following Kosti et al." and adds the attention
 branch loss of ABN (Fukui et al., CVPR 2019). The other category losses are the
 ones of the published EMOTIC baselines, so that a comparison changes one name:
 
-================  =======================================  ==============================
+================= =======================================  ==============================
 name              loss                                     reduction of ``"mean"``
-================  =======================================  ==============================
+================= =======================================  ==============================
 ``"kl"``          :class:`KLDivergenceLoss` (DAG-Net)      sum over categories, mean over
                                                            samples with a positive label
 ``"weighted_l2"`` :class:`WeightedL2Loss` (Kosti et al.)   sum over categories, mean over
@@ -15,7 +15,7 @@ name              loss                                     reduction of ``"mean"
 ``"focal"``       :class:`MultiLabelFocalLoss`             mean over all B x K entries
                   (Bendjoudi et al.)
 ``"bce"``         :class:`BCEWithLogitsLoss`               mean over all B x K entries
-================  =======================================  ==============================
+================= =======================================  ==============================
 
 Each loss keeps the reduction of its source, so their magnitudes differ; a
 weighted sum of them needs weights tuned per loss.
@@ -158,6 +158,7 @@ class KLDivergenceLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """KL divergence of ``softmax(input)`` from the normalised ``target``."""
         _check_pair(type(self).__name__, input, target)
         target = target.to(dtype=input.dtype)
         mass = target.sum(dim=1, keepdim=True)
@@ -310,6 +311,7 @@ class WeightedL2Loss(nn.Module):
         return cls(class_counts=targets.float().sum(dim=0), **kwargs)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Class-weighted squared error of ``input`` against ``target``."""
         name = type(self).__name__
         _check_pair(name, input, target)
         target = target.to(dtype=input.dtype)
@@ -380,6 +382,7 @@ class MultiLabelFocalLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Focal loss of the logits ``input`` against multi-hot ``target``."""
         _check_pair(type(self).__name__, input, target)
         target = target.to(dtype=input.dtype)
         log_p = F.logsigmoid(input)  # log p
@@ -433,6 +436,7 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
         super().__init__(weight=weight, reduction=reduction, pos_weight=pos_weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Binary cross-entropy of the logits ``input``, after shape checks."""
         _check_pair(type(self).__name__, input, target)
         return super().forward(input, target.to(dtype=input.dtype))
 
@@ -500,6 +504,7 @@ class MaskedVADLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """VAD regression loss over the non-NaN entries of ``target``."""
         _check_pair(type(self).__name__, input, target)
         target = target.to(dtype=input.dtype)
         valid = ~torch.isnan(target)
@@ -663,6 +668,7 @@ class DAGNetCriterion(nn.Module):
         self.category_weight = float(category_weight)
 
     def forward(self, output: Any, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Total loss and its float components for one model output and batch."""
         name = type(self).__name__
         logits = _field(output, "logits")
         if logits is None:

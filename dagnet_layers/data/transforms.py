@@ -356,6 +356,7 @@ class EmoticBatchTransform(nn.Module):
         return out
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Transform a collated batch dict; see the class docstring for the keys."""
         for key in ("body", "context", "bbox"):
             if key not in batch:
                 raise KeyError(f"EmoticBatchTransform needs key {key!r}, got {sorted(batch)}")
