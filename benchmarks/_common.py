@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -194,7 +195,9 @@ def time_group(
     Args:
         fns: Name to no-argument callable.
         device: Where they run; CUDA is synchronised around every timed block.
-        warmup: Untimed calls of each before timing.
+        warmup: Calls of each before timing (at least one; the last one gives
+            a time estimate: a callable slower than a round's budget is then timed
+            one call per round).
         min_run_time: Seconds of timed calls per callable in total.
         rounds: Number of interleaved rounds.
 
@@ -204,25 +207,35 @@ def time_group(
     """
     results: dict[str, Timing | Exception] = {}
     peaks: dict[str, float | None] = {}
+    estimates: dict[str, float] = {}
     live: dict[str, Callable[[], object]] = {}
     for name, fn in fns.items():
         try:
-            for _ in range(max(warmup, 0)):
+            for _ in range(max(warmup - 1, 0)):
                 fn()
             synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            estimates[name] = time.perf_counter() - start
             peaks[name] = peak_memory_mib(fn, device)
             live[name] = fn
         except Exception as err:  # reported per callable, e.g. out of memory
             results[name] = err
             free_memory(device)
     times: dict[str, list[float]] = {name: [] for name in live}
+    budget = min_run_time / max(rounds, 1)
     for _ in range(max(rounds, 1)):
         for name, fn in list(live.items()):
             timer = benchmark.Timer(
                 stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
             )
             try:
-                measurement = timer.blocked_autorange(min_run_time=min_run_time / rounds)
+                if estimates[name] >= budget:
+                    # one call fills the round: skip blocked_autorange's block-size probe
+                    measurement = timer.timeit(number=1)
+                else:
+                    measurement = timer.blocked_autorange(min_run_time=budget)
             except Exception as err:
                 results[name] = err
                 del live[name]

@@ -629,7 +629,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="interleaved timing rounds: the models are timed in turn, this many "
                         "times, so that they see the same machine load")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (torch.set_num_threads); default: torch's default")
+                   help="torch intra-op threads (torch.set_num_threads). Default: 1 on CPU "
+                        "(stable per-core figures on a shared machine, where a preempted "
+                        "OpenMP thread stalls every parallel op), torch's default on CUDA")
     p.add_argument("--max-batch", action=argparse.BooleanOptionalAction, default=True,
                    help="search the largest training batch that fits (CUDA only, eager variants)")
     p.add_argument("--max-batch-cap", type=int, default=2048,
@@ -676,6 +678,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the model benchmark; returns the report that is also written to ``--out``."""
     args = parse_args(argv)
     device: torch.device = args.device
+    if args.threads is None and device.type == "cpu":
+        args.threads = 1
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":
