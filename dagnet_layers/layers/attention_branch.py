@@ -168,7 +168,7 @@ class AttentionBranch(nn.Module):
         logits = self.logit_conv(a).mean(dim=(2, 3))
         attention_map = self.map_norm(self.map_conv(a)).sigmoid()
         if self.mode == "residual":
-            features = x + x * attention_map
+            features = x * (1.0 + attention_map)  # one fused product, no extra temporary
         else:
             features = x * attention_map
         return AttentionBranchOutput(features, attention_map, logits)
