@@ -211,9 +211,10 @@ def test_from_pretrained_refuses_bad_folders(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"\x80\x04not safetensors")
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         DAGNet.from_pretrained(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"format": "other"}))
-    with pytest.raises(ValueError, match="not a dagnet-layers model config"):
-        DAGNet.from_pretrained(tmp_path)
+    for bad in ({"format": "other"}, {"format": "dagnet-layers"}, ["format"]):
+        (tmp_path / "config.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match="not a dagnet-layers model config"):
+            DAGNet.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="unknown DAGNetConfig field"):
         DAGNetConfig.from_dict({"body_backbone": "resnet18", "bogus": 1})
 

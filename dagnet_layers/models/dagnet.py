@@ -80,7 +80,10 @@ class DAGNetConfig:
             ``"penultimate"`` or ``"last"`` (see :class:`SplitBackbone`).
         patch_channels: Widths of the patch encoder's two 3x3 convolutions.
         patch_pool: Side of the patch encoder's mean-pooled grid (4 -> 64*16 = 1024).
-        patch_stride: Stride of the patch encoder's first convolution.
+        patch_stride: Stride of the patch encoder's first convolution. At 1 (the
+            paper's description) the encoder's second 64 -> 64 convolution runs at
+            full resolution and costs about as much as the ResNet-18 context
+            backbone; 2 cuts the encoder's cost about 4x.
         patch_size_policy: What the partition does with a context size not
             divisible by N: ``"error"``, ``"resize"`` (to the nearest smaller
             multiple) or ``"pad"`` (see :class:`~dagnet_layers.layers.PatchPartition`).
@@ -441,7 +444,8 @@ class DAGNet(nn.Module):
             meta = json.loads((directory / CONFIG_NAME).read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{directory / CONFIG_NAME} is not valid JSON: {err}") from err
-        if not isinstance(meta, dict) or meta.get("format") != "dagnet-layers":
+        if (not isinstance(meta, dict) or meta.get("format") != "dagnet-layers"
+                or not isinstance(meta.get("config"), dict)):
             raise ValueError(f"{directory / CONFIG_NAME} is not a dagnet-layers model config")
         model = cls(DAGNetConfig.from_dict(meta["config"]))
         try:
