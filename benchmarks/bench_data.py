@@ -182,7 +182,11 @@ def main() -> None:
         }  # fmt: skip
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))
-        rows = ["| path | samples/s | samples/CPU-s |", "|---|---|---|"]
+        title = (f"# Data pipeline benchmark: {platform.processor() or platform.machine()}, "
+                 f"{os.cpu_count()} CPUs, {args.workers} workers")
+        rows = [title, "", f"{args.width} x {args.height} JPEGs -> {args.size} px, batch "
+                f"{args.batch_size}, 1-min load average {load[0]:.2f} before timing.", "",
+                "| path | samples/s | samples/CPU-s |", "|---|---|---|"]
         rows += [f"| {k} | {v:.1f} | {per_cpu[k]:.1f} |" for k, v in results.items()]
         args.out.with_suffix(".md").write_text("\n".join(rows) + "\n")
 
