@@ -110,3 +110,19 @@ def test_variant_parsing() -> None:
         Variant.parse("fp16")
     with pytest.raises(Exception, match="unknown token"):
         Variant.parse("fp32+fast")
+
+
+def test_data_benchmark_runs_and_reports_every_path(tmp_path: Path) -> None:
+    out = tmp_path / "data.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_data.py"), "--quick", "--workers", "0",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    paths = {"jpeg", "jpeg+batch", "cache", "cache+batch", "jpeg-loader", "cache-loader"}
+    assert set(report["samples_per_s"]) == paths
+    assert all(v > 0 for v in report["samples_per_s"].values())
+    assert "cache-loader/jpeg-loader" in report["speedups"]
+    assert out.with_suffix(".md").read_text().startswith("# Data pipeline benchmark")
