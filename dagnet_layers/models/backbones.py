@@ -145,9 +145,12 @@ class SplitBackbone(nn.Module):
             net = timm.create_model(name, pretrained=pretrained, features_only=True, **kwargs)
         except Exception as err:  # timm raises RuntimeError/AssertionError/TypeError here
             raise ValueError(
-                f"context_backbone={name!r} cannot be used: timm could not build it with "
-                f"features_only=True ({type(err).__name__}: {err}). Use a CNN with feature "
-                "extraction support, e.g. resnet18, convnext_tiny, efficientnet_b0, regnety_008"
+                f"context_backbone={name!r} cannot be used: timm.create_model(..., "
+                f"features_only=True, pretrained={pretrained}) failed ({type(err).__name__}: "
+                f"{err}). The context stream needs a CNN with feature extraction support, "
+                "e.g. resnet18, convnext_tiny, efficientnet_b0, regnety_008; with "
+                "pretrained=True, also check that the weights are in timm's cache or given "
+                "as a local file (pretrained_cfg_overlay=dict(file=...))"
             ) from err
         self.name = name
         info = net.feature_info
