@@ -119,9 +119,9 @@ def test_epoch_sampler_is_a_function_of_seed_and_epoch() -> None:
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model = tiny_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    train_one_epoch(model, fake_loader(2), DAGNetCriterion("kl"), optimizer, progress=False)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5)
-    scheduler.step()
+    train_one_epoch(model, fake_loader(2), DAGNetCriterion("kl"), optimizer,
+                    scheduler=scheduler, progress=False)  # two steps: lr 1e-3 -> 2.5e-4
     path = save_checkpoint(tmp_path / "last", model, optimizer, scheduler, epoch=4,
                            extra={"progress": {"best": 0.5}})
     assert json.loads((path / "progress.json").read_text()) == {"best": 0.5}
@@ -135,7 +135,8 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert torch.equal(torch.rand(3), rng_after_save)  # RNG restored to the save point
     for (n, p), q in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(p, q), n
-    assert other_opt.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"] == 5e-4
+    assert other_opt.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"] == 2.5e-4
+    assert other_sched.last_epoch == scheduler.last_epoch == 2
     s1, s2 = optimizer.state_dict()["state"], other_opt.state_dict()["state"]
     assert all(torch.equal(s1[k]["exp_avg"], s2[k]["exp_avg"]) for k in s1)
     # Overwriting keeps exactly one complete folder.

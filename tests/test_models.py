@@ -281,6 +281,7 @@ def test_torch_compile_matches_eager() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace.*` is deprecated:FutureWarning")
 def test_torch_export_and_trace_work_but_script_does_not() -> None:
     class Logits(nn.Module):
         def __init__(self, model: DAGNet) -> None:
