@@ -238,6 +238,7 @@ def train_one_epoch(
     channels_last: bool = False,
     max_steps: int | None = None,
     progress: bool = True,
+    sync_every: int | None = None,
 ) -> EpochStats:
     """Train ``model`` for one pass over ``loader``.
 
@@ -258,6 +259,11 @@ def train_one_epoch(
         channels_last: Move images to channels-last memory format.
         max_steps: Stop after this many steps (smoke tests, quick demos).
         progress: Show a tqdm progress bar (main process only).
+        sync_every: Read the losses back to the host (progress bar, non-finite
+            check) every this many steps. Default: every step on CPU, every 25
+            on CUDA, where a host read per step would stall the GPU's queue of
+            work. A non-finite loss is then reported with its exact step, but up
+            to ``sync_every - 1`` further steps may already have run.
 
     Returns:
         :class:`EpochStats`.
@@ -267,9 +273,15 @@ def train_one_epoch(
     """
     device = torch.device(device)
     dtype = _amp_dtype(amp)
+    if sync_every is None:
+        sync_every = 1 if device.type == "cpu" else 25
+    if sync_every < 1:
+        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
     model.train()
-    totals: dict[str, float] = {}
-    step_losses: list[float] = []
+    # Losses stay on the device and are read back every ``sync_every`` steps.
+    step_losses: list[Tensor] = []
+    step_components: list[dict[str, Tensor]] = []
+    checked = 0
     samples = 0
     start = time.perf_counter()
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
@@ -277,6 +289,22 @@ def train_one_epoch(
         total = min(total, max_steps)
     bar = tqdm(loader, total=total, desc=f"epoch {epoch} train", leave=False,
                disable=not (progress and _is_main_process()), dynamic_ncols=True)
+
+    def check(upto: int) -> None:
+        nonlocal checked
+        if upto <= checked:
+            return
+        recent = torch.stack(step_losses[checked:upto])
+        finite = torch.isfinite(recent).cpu()
+        if not bool(finite.all()):
+            bad = checked + int((~finite).nonzero()[0])
+            parts = {k: float(v) for k, v in step_components[bad].items()}
+            raise NonFiniteLossError(epoch, bad + 1, parts)
+        checked = upto
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(loss=f"{float(recent[-1]):.4f}",
+                        samples_s=f"{samples / max(elapsed, 1e-9):.1f}")
+
     step = 0
     for step, batch in enumerate(bar, start=1):
         batch = move_batch(batch, device, channels_last)
@@ -285,8 +313,10 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             output = _forward(model, batch)
             loss, components = criterion(output, batch)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(epoch, step, components)
+        step_losses.append(loss.detach().float())
+        step_components.append(components)
+        if step % sync_every == 0:
+            check(step)  # before the optimiser step: a bad loss never reaches the weights
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -302,22 +332,21 @@ def train_one_epoch(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        batch_size = int(batch["body"].shape[0])
-        samples += batch_size
-        value = float(loss.detach())
-        step_losses.append(value)
-        for key, v in components.items():
-            totals[key] = totals.get(key, 0.0) + float(v)
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{value:.4f}", samples_s=f"{samples / max(elapsed, 1e-9):.1f}")
+        samples += int(batch["body"].shape[0])
         if max_steps is not None and step >= max_steps:
             break
+    check(len(step_losses))
     bar.close()
     steps = max(step, 1)
-    components_mean = {k: v / steps for k, v in totals.items()}
-    mean_loss = sum(step_losses) / steps if step_losses else float("nan")
+    losses = torch.stack(step_losses).cpu().tolist() if step_losses else []
+    components_mean = {
+        k: float(torch.stack([c[k] for c in step_components if k in c]).float().sum().cpu())
+        / steps
+        for k in (step_components[0] if step_components else {})
+    }
+    mean_loss = sum(losses) / steps if losses else float("nan")
     return EpochStats(mean_loss, components_mean, step, samples,
-                      time.perf_counter() - start, step_losses)
+                      time.perf_counter() - start, losses)
 
 
 def _gather(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -374,7 +403,8 @@ def evaluate(
     dtype = _amp_dtype(amp)
     model.eval()
     scores, labels, indices, vad_pred, vad_true = [], [], [], [], []
-    loss_sum, batches = 0.0, 0
+    loss_sum: Tensor | float = 0.0
+    batches = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and _is_main_process()),
                dynamic_ncols=True)
     for batch in bar:
@@ -384,20 +414,23 @@ def evaluate(
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             output = _forward(model, batch)
             if criterion is not None:
-                loss_sum += float(criterion(output, batch)[0])
+                loss_sum = loss_sum + criterion(output, batch)[0].detach().float()
                 batches += 1
-        scores.append(output.logits.float().sigmoid().cpu().numpy())
-        labels.append(batch["categories"].float().cpu().numpy())
-        indices.append(batch["index"].cpu().numpy().reshape(-1))
+        # Kept on the device and moved once at the end: no host sync per batch.
+        scores.append(output.logits.detach().float().sigmoid())
+        labels.append(batch["categories"].float())
+        indices.append(batch["index"].reshape(-1))
         if getattr(output, "vad", None) is not None:
-            vad_pred.append(output.vad.float().cpu().numpy())
-            vad_true.append(batch["vad"].float().cpu().numpy())
-    arrays = {
-        "scores": np.concatenate(scores), "labels": np.concatenate(labels),
-        "indices": np.concatenate(indices),
-    }
+            vad_pred.append(output.vad.detach().float())
+            vad_true.append(batch["vad"].float())
+
+    def to_numpy(parts: list[Tensor]) -> np.ndarray:
+        return torch.cat(parts).cpu().numpy()
+
+    arrays = {"scores": to_numpy(scores), "labels": to_numpy(labels),
+              "indices": to_numpy(indices)}
     if vad_pred:
-        arrays["vad_pred"], arrays["vad_true"] = np.concatenate(vad_pred), np.concatenate(vad_true)
+        arrays["vad_pred"], arrays["vad_true"] = to_numpy(vad_pred), to_numpy(vad_true)
     arrays = _gather(arrays)
     order = np.argsort(arrays["indices"], kind="stable")
     arrays = {k: v[order] for k, v in arrays.items()}
@@ -409,7 +442,7 @@ def evaluate(
         scores=arrays["scores"],
         labels=arrays["labels"],
         indices=arrays["indices"],
-        loss=loss_sum / batches if batches else float("nan"),
+        loss=float(loss_sum) / batches if batches else float("nan"),
         thresholds=evaluator.thresholds(),
     )
 

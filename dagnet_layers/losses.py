@@ -617,15 +617,17 @@ class DAGNetCriterion(nn.Module):
 
     Returns:
         ``forward`` returns ``(total, components)``: the scalar loss to
-        backpropagate and a dict of detached floats with ``"total"`` and each
-        active term among ``"category"``, ``"aux"``, ``"vad"`` (unweighted).
+        backpropagate and a dict of detached 0-d tensors (on the loss's device,
+        so that logging them forces no host-device synchronisation) with
+        ``"total"`` and each active term among ``"category"``, ``"aux"``,
+        ``"vad"`` (unweighted).
 
     Example:
         >>> from types import SimpleNamespace
         >>> criterion = DAGNetCriterion("kl", aux_weight=1.0)
         >>> out = SimpleNamespace(logits=torch.zeros(1, 2), aux_logits=torch.zeros(1, 2), vad=None)
         >>> total, parts = criterion(out, {"categories": torch.tensor([[1.0, 0.0]])})
-        >>> {k: round(v, 4) for k, v in parts.items()}
+        >>> {k: round(float(v), 4) for k, v in parts.items()}
         {'category': 0.6931, 'aux': 0.6931, 'total': 1.3863}
     """
 
@@ -667,8 +669,10 @@ class DAGNetCriterion(nn.Module):
         self.vad_weight = float(vad_weight)
         self.category_weight = float(category_weight)
 
-    def forward(self, output: Any, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        """Total loss and its float components for one model output and batch."""
+    def forward(
+        self, output: Any, batch: Mapping[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss and its detached components for one model output and batch."""
         name = type(self).__name__
         logits = _field(output, "logits")
         if logits is None:
@@ -679,7 +683,7 @@ class DAGNetCriterion(nn.Module):
 
         category = self.category_loss(logits, target)
         total = self.category_weight * category
-        components: dict[str, float] = {"category": float(category.detach())}
+        components: dict[str, Tensor] = {"category": category.detach()}
 
         aux_logits = _field(output, "aux_logits")
         if aux_logits is not None and self.aux_weight > 0:
@@ -690,7 +694,7 @@ class DAGNetCriterion(nn.Module):
                 )
             aux = self.category_loss(aux_logits, target)
             total = total + self.aux_weight * aux
-            components["aux"] = float(aux.detach())
+            components["aux"] = aux.detach()
 
         if self.vad_weight > 0:
             vad_pred = _field(output, "vad")
@@ -701,9 +705,9 @@ class DAGNetCriterion(nn.Module):
                 raise ValueError(f"{name}: vad_weight > 0 needs batch['vad'] (B, 3), got None")
             vad = self.vad_loss(vad_pred, vad_target)
             total = total + self.vad_weight * vad
-            components["vad"] = float(vad.detach())
+            components["vad"] = vad.detach()
 
-        components["total"] = float(total.detach())
+        components["total"] = total.detach()
         return total, components
 
     def extra_repr(self) -> str:

@@ -90,6 +90,32 @@ def test_non_finite_loss_names_epoch_and_step() -> None:
     assert info.value.epoch == 7 and info.value.step == 2
 
 
+def test_deferred_loss_check_still_names_the_first_bad_step() -> None:
+    """With sync_every > 1 (the CUDA default) the report names the exact step."""
+    model = tiny_model()
+    loader = fake_loader(5)
+    loader[1]["body"][0, 0, 0, 0] = float("nan")
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with pytest.raises(NonFiniteLossError, match="epoch 0, step 2") as info:
+        train_one_epoch(model, loader, DAGNetCriterion("kl"), optimizer, sync_every=3,
+                        progress=False)
+    assert set(info.value.components) >= {"category", "total"}
+    with pytest.raises(ValueError, match="sync_every must be >= 1"):
+        train_one_epoch(model, loader, DAGNetCriterion("kl"), optimizer, sync_every=0)
+
+
+def test_sync_interval_does_not_change_the_training() -> None:
+    results = []
+    for sync_every in (1, 2):
+        torch.manual_seed(0)
+        model = tiny_model()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        stats = train_one_epoch(model, fake_loader(3), DAGNetCriterion("kl"), optimizer,
+                                sync_every=sync_every, progress=False)
+        results.append((stats.step_losses, stats.components))
+    assert results[0] == results[1]
+
+
 def test_evaluate_matches_metrics_on_the_same_scores() -> None:
     model = tiny_model().eval()
     loader = fake_loader(3)

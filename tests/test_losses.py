@@ -341,12 +341,14 @@ def test_criterion_combines_terms_by_hand():
     cat = math.log(4 / 3)  # KL((0,1) || (1/4, 3/4))
     aux = math.log(2)  # KL((0,1) || (1/2, 1/2))
     vad_term = ((2 - 0.5) + 0) / 2  # Smooth-L1 on errors 2 and 0
-    assert parts["category"] == pytest.approx(cat, rel=1e-6)
-    assert parts["aux"] == pytest.approx(aux, rel=1e-6)
-    assert parts["vad"] == pytest.approx(vad_term, rel=1e-6)
+    assert float(parts["category"]) == pytest.approx(cat, rel=1e-6)
+    assert float(parts["aux"]) == pytest.approx(aux, rel=1e-6)
+    assert float(parts["vad"]) == pytest.approx(vad_term, rel=1e-6)
     expected_total = cat + 0.5 * aux + 2.0 * vad_term
-    assert parts["total"] == pytest.approx(expected_total, rel=1e-6)
+    assert float(parts["total"]) == pytest.approx(expected_total, rel=1e-6)
     assert total.item() == pytest.approx(expected_total, rel=1e-6)
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
+               for v in parts.values())  # detached, left on the device: no sync to log them
     total.backward()
     for t in (logits, aux_logits, vad):
         assert t.grad is not None and t.grad.abs().sum() > 0
