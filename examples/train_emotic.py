@@ -74,7 +74,7 @@ PAPER_DEFAULTS: dict[str, Any] = dict(
 DEMO_DEFAULTS: dict[str, Any] = dict(
     model="test_dagnet", epochs=12, batch_size=32, lr=1e-3, image_size=64, jitter=0.4,
 )
-DEMO_IMAGES = 600  # with 12 epochs: DAG-Net 66.4 vs body-only 56.2 test mAP (docs)
+DEMO_IMAGES = 600  # with 12 epochs: DAG-Net 64.6 vs body-only 56.2 test mAP (docs)
 
 
 def build_parser() -> argparse.ArgumentParser:
