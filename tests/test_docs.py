@@ -9,7 +9,6 @@ right after the assignment) where they are defined, which is what Sphinx renders
 
 from __future__ import annotations
 
-import ast
 import importlib
 import inspect
 import pkgutil
@@ -56,36 +55,26 @@ def _is_generated_class_doc(cls: type, doc: str) -> bool:
     return doc.startswith(f"{cls.__name__}(")
 
 
+def _load_gen_pages() -> ModuleType:
+    """``docs/_scripts/gen_pages.py``, the script that renders the API pages."""
+    sys.path.insert(0, str(DOCS / "_scripts"))
+    try:
+        return importlib.import_module("gen_pages")
+    finally:
+        sys.path.remove(str(DOCS / "_scripts"))
+
+
 def _constant_has_doc(name: str, value: object) -> bool:
-    """Whether some module assigning ``name`` (to this very object) documents it."""
-    for module in _all_modules(include_private=True):
-        if getattr(module, name, None) is not value:
-            continue
-        try:
-            source = inspect.getsource(module)
-        except (OSError, TypeError):
-            continue
-        lines = source.splitlines()
-        body = ast.parse(source).body
-        for i, node in enumerate(body):
-            if isinstance(node, ast.Assign):
-                targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                targets = [node.target.id]
-            else:
-                continue
-            if name not in targets:
-                continue
-            if node.lineno >= 2 and lines[node.lineno - 2].lstrip().startswith("#:"):
-                return True
-            after = body[i + 1] if i + 1 < len(body) else None
-            if (
-                isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)
-            ):
-                return True
-    return False
+    """Whether some module assigning ``name`` (to this very object) documents it.
+
+    Uses the docs build's own reader of ``#:`` comments, so the test fails
+    exactly when the rendered page would show no text.
+    """
+    attr_docs = _load_gen_pages()._attr_docs
+    return any(
+        getattr(module, name, None) is value and name in attr_docs(module)
+        for module in _all_modules(include_private=True)
+    )
 
 
 def test_public_modules_are_found() -> None:
@@ -142,11 +131,7 @@ def _api_sources() -> str:
 def _api_text() -> str:
     """The API pages plus the fragments ``docs/_scripts/gen_pages.py`` writes for them."""
     text = _api_sources()
-    sys.path.insert(0, str(DOCS / "_scripts"))
-    try:
-        gen_pages = importlib.import_module("gen_pages")
-    finally:
-        sys.path.remove(str(DOCS / "_scripts"))
+    gen_pages = _load_gen_pages()
     for short in re.findall(r"/_generated/api_(\w+)\.inc", text):
         text += "\n" + gen_pages.module_members_rst(f"dagnet_layers.{short}")
     return text
