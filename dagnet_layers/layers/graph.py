@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import grid as pyg_grid
-from torch_geometric.utils import to_dense_adj
 
 __all__ = [
     "LearnedAdjacencyGCN",
@@ -36,6 +36,20 @@ __all__ = [
 AdjacencyInit = Literal["grid", "identity", "uniform"]
 Normalization = Literal["none", "symmetric", "softmax"]
 Readout = Literal["mean", "sum", "max", "flatten", "none"]
+
+
+def _pyg_utils() -> ModuleType:
+    """``torch_geometric.utils``, imported on first use.
+
+    PyG takes over a second to import and, with recent torch, warns at import
+    time that ``torch.jit.script`` is deprecated: a notice about PyG's internals
+    that users of this package can do nothing about, so it is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                                category=FutureWarning)
+        import torch_geometric.utils as pyg_utils
+    return pyg_utils
 
 
 def grid_adjacency(n: int, *, self_loops: bool = True, dtype: torch.dtype | None = None) -> Tensor:
@@ -61,8 +75,9 @@ def grid_adjacency(n: int, *, self_loops: bool = True, dtype: torch.dtype | None
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"grid_adjacency(n=...) needs an integer n >= 1, got {n!r}")
-    edge_index, _ = pyg_grid(n, n)
-    adj = to_dense_adj(edge_index, max_num_nodes=n * n)[0]
+    pyg = _pyg_utils()
+    edge_index, _ = pyg.grid(n, n)
+    adj = pyg.to_dense_adj(edge_index, max_num_nodes=n * n)[0]
     adj = (adj > 0).to(dtype or torch.get_default_dtype())
     if not self_loops:
         adj.fill_diagonal_(0)
