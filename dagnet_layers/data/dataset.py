@@ -363,7 +363,8 @@ class EmoticDataset(Dataset):
             )
             context = _resize_uint8(context, self.size)
         if self.mask_body:
-            context = mask_bbox(context, box, self.mask_fill)
+            # _load_images/_resize_uint8 hand us a fresh copy: fill it in place.
+            context = mask_bbox(context, box, self.mask_fill, inplace=True)
         sample: Sample = {
             "body": body,
             "context": context,

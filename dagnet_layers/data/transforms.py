@@ -64,7 +64,9 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 _GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
-def mask_bbox(image: Tensor, bbox: Tensor, fill: float | int = 0) -> Tensor:
+def mask_bbox(
+    image: Tensor, bbox: Tensor, fill: float | int = 0, *, inplace: bool = False
+) -> Tensor:
     """Fill the body box of a context image (the GSAM input of DAG-Net).
 
     The masked pixels are columns ``floor(x1) .. ceil(x2) - 1`` and rows
@@ -75,9 +77,12 @@ def mask_bbox(image: Tensor, bbox: Tensor, fill: float | int = 0) -> Tensor:
         image: ``(C, H, W)`` or ``(B, C, H, W)`` tensor, any dtype.
         bbox: ``(4,)`` or ``(B, 4)`` boxes ``x1, y1, x2, y2`` in pixels of ``image``.
         fill: Value written inside the box.
+        inplace: Fill ``image`` itself (one unbatched image only) instead of a
+            copy: for callers that own a freshly decoded image.
 
     Returns:
-        A new tensor like ``image`` with the box filled.
+        A tensor like ``image`` with the box filled (``image`` itself when
+        ``inplace`` applies).
 
     Shape:
         - image: :math:`(C, H, W)` or :math:`(B, C, H, W)`
@@ -93,7 +98,7 @@ def mask_bbox(image: Tensor, bbox: Tensor, fill: float | int = 0) -> Tensor:
         h, w = image.shape[-2:]
         x1, y1 = (max(0, math.floor(float(v))) for v in bbox[:2])
         x2, y2 = (math.ceil(float(v)) for v in bbox[2:])
-        out = image.clone()
+        out = image if inplace else image.clone()
         out[:, y1 : min(y2, h), x1 : min(x2, w)] = fill
         return out
     if image.dim() not in (3, 4) or bbox.shape[-1] != 4 or bbox.dim() != image.dim() - 2:
