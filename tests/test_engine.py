@@ -243,7 +243,7 @@ def test_example_rejects_bad_flags(tmp_path: Path) -> None:
 def test_ddp_two_processes_on_cpu_with_gloo(tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", "29517", str(TRAIN_SCRIPT),
+        "--standalone", str(TRAIN_SCRIPT),  # a free port: parallel runs do not collide
         "--demo-dir", str(tmp_path / "demo"), "--demo-images", "24", "--image-size", "32",
         "--batch-size", "4", "--workers", "0", "--no-progress", "--epochs", "1",
         "--max-steps", "2", "--output-dir", str(tmp_path / "ddp"),
