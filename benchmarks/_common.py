@@ -13,6 +13,7 @@ own folder first on ``sys.path`` when run as ``python benchmarks/<script>.py``).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
 import gc
@@ -33,6 +34,42 @@ from torch.utils import benchmark
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+# ------------------------------------------------------------ command line
+def add_run_arguments(p: argparse.ArgumentParser, timed_in_turn: str) -> None:
+    """The flags both benchmark CLIs share: ``--device``, ``--rounds``, ``--threads``.
+
+    Args:
+        p: The parser.
+        timed_in_turn: What each round times in turn (for the ``--rounds`` help).
+    """
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N or auto (cuda when available)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help=f"interleaved timing rounds: {timed_in_turn} timed in turn, this many "
+                        "times, so that they see the same machine load")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (torch.set_num_threads). Default: 1 on CPU "
+                        "(stable per-core figures on a shared machine, where a preempted "
+                        "OpenMP thread stalls every parallel op), torch's default on CUDA")
+
+
+def fill_defaults(args: argparse.Namespace, defaults: Mapping[str, Any]) -> None:
+    """Set every option still ``None`` in ``args`` from ``defaults``."""
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def configure_torch(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (1 by default on CPU) and cuDNN autotuning on CUDA."""
+    if args.threads is None and args.device.type == "cpu":
+        args.threads = 1
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 # ----------------------------------------------------------------- device

@@ -42,10 +42,13 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    add_run_arguments,
     autocast,
+    configure_torch,
     default_output,
     environment,
     environment_markdown,
+    fill_defaults,
     fmt,
     free_memory,
     is_oom,
@@ -691,8 +694,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--device", default="auto",
-                   help="cpu, cuda, cuda:N or auto (cuda when available)")
+    add_run_arguments(p, "ours and every reference are")
     p.add_argument("--dtype", nargs="+", choices=["fp32", "bf16"], default=None,
                    help="precisions to time; bf16 means torch.autocast(bfloat16) around fp32 "
                         "modules. Default: fp32 bf16 on CUDA, fp32 on CPU")
@@ -727,13 +729,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "0.6 on CPU")
     p.add_argument("--check-batch", type=int, default=8,
                    help="samples used by the float64 numerical check of each reference")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="interleaved timing rounds: ours and every reference are timed in turn, "
-                        "this many times, so that they see the same machine load")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (torch.set_num_threads). Default: 1 on CPU "
-                        "(stable per-core figures on a shared machine, where a preempted "
-                        "OpenMP thread stalls every parallel op), torch's default on CUDA")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and short timings (batch 2, 32 px, N = 4 and 6), for the "
                         "smoke test; numbers are meaningless")
@@ -747,9 +742,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         quick = dict(batch=2, image_size=32, partitions=[6], scaled_batches=[], warmup=1,
                      min_run_time=0.01)
         args.rounds = 1
-        for key, value in quick.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
+        fill_defaults(args, quick)
     defaults = dict(
         dtype=["fp32", "bf16"] if cuda else ["fp32"],
         batch=32 if cuda else 8,
@@ -760,9 +753,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         loop_max_patches=8192 if cuda else 1024,
         min_run_time=1.0 if cuda else 0.6,
     )
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, defaults)
     args.device = device
     return args
 
@@ -771,12 +762,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the layer benchmarks; returns the report that is also written to ``--out``."""
     args = parse_args(argv)
     device: torch.device = args.device
-    if args.threads is None and device.type == "cpu":
-        args.threads = 1
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    configure_torch(args)
     load_start = loadavg()
     cases = build_cases(args.batch, args.image_size, args.partitions, args.scaled_batches)
     records: list[dict[str, Any]] = []

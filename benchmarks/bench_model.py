@@ -48,10 +48,13 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    add_run_arguments,
     autocast,
+    configure_torch,
     default_output,
     environment,
     environment_markdown,
+    fill_defaults,
     fmt,
     free_memory,
     is_oom,
@@ -600,8 +603,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--device", default="auto",
-                   help="cpu, cuda, cuda:N or auto (cuda when available)")
+    add_run_arguments(p, "the models are")
     p.add_argument("--variants", nargs="+", type=Variant.parse, default=None,
                    help="variants to run, each fp32|bf16 followed by +cl (channels_last), "
                         "+compile (torch.compile) and/or +ckpt (activation checkpointing). "
@@ -625,13 +627,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-run-time", type=float, default=None,
                    help="seconds of timed steps per model and phase, summed over the rounds. "
                         "Default: 3.0 on CUDA, 6.0 on CPU")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="interleaved timing rounds: the models are timed in turn, this many "
-                        "times, so that they see the same machine load")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (torch.set_num_threads). Default: 1 on CPU "
-                        "(stable per-core figures on a shared machine, where a preempted "
-                        "OpenMP thread stalls every parallel op), torch's default on CUDA")
     p.add_argument("--max-batch", action=argparse.BooleanOptionalAction, default=True,
                    help="search the largest training batch that fits (CUDA only, eager variants)")
     p.add_argument("--max-batch-cap", type=int, default=2048,
@@ -648,9 +643,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         quick: dict[str, Any] = dict(batch=4, image_size=32, warmup=1, min_run_time=0.01)
         args.rounds = 1
-        for key, value in quick.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
+        fill_defaults(args, quick)
         if args.model == "dagnet_r50_r18":
             args.model = "test_dagnet"
         # the two-stream baseline on timm's tiny test backbones
@@ -667,9 +660,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         warmup=5 if cuda else 1,
         min_run_time=3.0 if cuda else 6.0,
     )
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, defaults)
     args.device = device
     return args
 
@@ -678,12 +669,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the model benchmark; returns the report that is also written to ``--out``."""
     args = parse_args(argv)
     device: torch.device = args.device
-    if args.threads is None and device.type == "cpu":
-        args.threads = 1
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    configure_torch(args)
     flops = {kind: count_flops(kind, args) for kind in args.models}
     load_start = loadavg()
     records = [r for variant in args.variants for r in run_variant(variant, device, args)]
