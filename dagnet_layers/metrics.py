@@ -71,12 +71,16 @@ VAD_DIMENSIONS: tuple[str, str, str] = ("valence", "arousal", "dominance")
 # --------------------------------------------------------------------------- #
 # Input handling
 # --------------------------------------------------------------------------- #
-def _to_numpy(x: Any, name: str) -> np.ndarray:
-    """A float64 numpy copy of a tensor / array / nested sequence."""
+def _to_numpy(x: Any, name: str, dtype: type[np.floating] = np.float64) -> np.ndarray:
+    """A numpy array (float64 by default) of a tensor / array / nested sequence.
+
+    Shared with :mod:`dagnet_layers.visualize`, which reads float32.
+    """
     if isinstance(x, torch.Tensor):
-        return x.detach().to(device="cpu", dtype=torch.float64).numpy()
+        torch_dtype = torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+        return x.detach().to(device="cpu", dtype=torch_dtype).numpy()
     try:
-        return np.asarray(x, dtype=np.float64)
+        return np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as err:
         raise TypeError(
             f"{name} must be a numpy array or torch tensor of numbers, got {type(x).__name__}"

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from dagnet_layers.data.categories import EMOTIC_CATEGORIES
+from dagnet_layers.metrics import _to_numpy as _metrics_to_numpy
 from dagnet_layers.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
 
 if TYPE_CHECKING:
@@ -100,14 +101,7 @@ def _save(fig: Figure, path: PathLike | None) -> None:
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().to(device="cpu", dtype=torch.float32).numpy()
-    try:
-        return np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"{name} must be an array or tensor of numbers, got {type(x).__name__}"
-        ) from err
+    return _metrics_to_numpy(x, name, np.float32)
 
 
 def _image_to_float(image: Any) -> np.ndarray:
