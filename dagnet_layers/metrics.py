@@ -4,14 +4,40 @@ Two AP protocols are in use on EMOTIC and papers mix them, so every function
 here that returns an AP takes ``protocol`` and every report carries it:
 
 ``"emotic"`` (official)
-    The dataset authors' ``demoComputeAP`` (MATLAB): sort the scores in
-    descending order (ties kept in sample order, as MATLAB's stable ``sort``
-    does), accumulate precision and recall, make precision monotone
-    non-increasing from the right (the PASCAL VOC 2010+ envelope), and sum
-    ``delta recall x precision`` over the recall steps:
+    The dataset authors' ``eval.m`` / ``demoComputeAP`` (MATLAB), per category:
+    cast the scores to double, add ``1e-10 * rand(N, 1)`` drawn right after
+    ``rand('state', 0)`` (so **tied scores are ordered at random**, the same
+    pseudo-random order on every call, and scores closer than ``1e-10`` may
+    swap), sort in descending order, accumulate precision and recall, make
+    precision monotone non-increasing from the right (the PASCAL VOC 2010+
+    envelope), and sum ``delta recall x precision`` over the recall steps:
 
     .. math::
         \mathrm{AP} = \sum_{j} (r_j - r_{j-1}) \max_{j' \ge j} p_{j'} .
+
+    The noise is part of the protocol, so it is reproduced here, not dropped
+    (``ties=...`` of :func:`average_precision`):
+
+    - ``"octave"`` (default): the noise exactly as GNU Octave draws it
+      (``rand('state', 0)`` seeds Octave's Mersenne Twister with the key
+      ``[0]``; :func:`eval_m_noise`), so a number here is bit for bit the
+      number ``eval.m`` prints when run in Octave. MATLAB's legacy
+      ``'state'`` generator draws other values; the two agree wherever no two
+      scores of a category are within ``1e-10`` of each other, i.e. whenever
+      the scores have no ties, and differ by the luck of the tie order where
+      they do. A MATLAB user who wants MATLAB's number exactly passes MATLAB's
+      own noise vector (``rand('state', 0); r = rand(N, 1)``) as an array.
+    - ``"stable"``: no noise; tied scores stay in sample order (a stable
+      sort). Not the official protocol: deterministic without any random
+      stream, and what the earlier releases of this package computed.
+    - an array of shape ``(N,)`` or ``(N, K)`` with values in ``[0, 1)``: the
+      noise to inject (a column per category, or one vector for all, as
+      ``eval.m`` re-seeds before every category).
+
+    Why a seeded random order rather than the expectation over tie orders:
+    it is what the official code computes, so a reported number can be
+    checked by running ``eval.m``; the expectation is what no published
+    number is.
 
 ``"sklearn"``
     :func:`sklearn.metrics.average_precision_score` per category, as in the
@@ -19,8 +45,9 @@ here that returns an AP takes ``protocol`` and every report carries it:
     :math:`\mathrm{AP} = \sum_n (R_n - R_{n-1}) P_n`.
 
 For any scores and labels of a category with a positive example, official
-AP >= scikit-learn AP: both sum over the same recall increments, and the
-envelope at each positive is at least the precision scikit-learn uses there
+AP >= scikit-learn AP (whatever the order of tied scores, as long as the noise
+swaps no two distinct scores): both sum over the same recall increments, and
+the envelope at each positive is at least the precision scikit-learn uses there
 (for a tied group, the precision at the group's end, which the envelope covers).
 
 All AP values are fractions in ``[0, 1]``; paper tables (DAG-Net's Table 1:
@@ -51,11 +78,13 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 from dagnet_layers.data.categories import EMOTIC_CATEGORIES
 
 __all__ = [
+    "EVAL_M_NOISE_SCALE",
     "VAD_DIMENSIONS",
     "EmoticEvaluator",
     "EmoticReport",
     "average_precision",
     "categories_without_positives",
+    "eval_m_noise",
     "mean_average_precision",
     "precision_recall_thresholds",
     "vad_mae",
@@ -63,6 +92,11 @@ __all__ = [
 
 Protocol = Literal["emotic", "sklearn"]
 _PROTOCOLS = ("emotic", "sklearn")
+Ties = Literal["octave", "stable"]
+_TIES = ("octave", "stable")
+
+#: Scale of the uniform noise ``eval.m`` adds to every score before sorting.
+EVAL_M_NOISE_SCALE = 1e-10
 
 #: Names of the three continuous dimensions, in column order.
 VAD_DIMENSIONS: tuple[str, str, str] = ("valence", "arousal", "dominance")
@@ -94,6 +128,56 @@ def _shape(a: np.ndarray) -> str:
 def _check_protocol(owner: str, protocol: str) -> None:
     if protocol not in _PROTOCOLS:
         raise ValueError(f"{owner}: protocol must be one of {_PROTOCOLS}, got {protocol!r}")
+
+
+def eval_m_noise(n: int) -> np.ndarray:
+    """The uniform draws ``eval.m`` adds (times ``1e-10``) to ``n`` scores, as Octave makes them.
+
+    ``eval.m`` runs ``rand('state', 0)`` and then ``rand(size(scores))``. In
+    Octave, ``rand('state', 0)`` initialises its Mersenne Twister with
+    ``init_by_array([0])`` and each double takes two 32-bit draws (27 + 26
+    bits), which is exactly NumPy's legacy ``RandomState([0]).random_sample``:
+    checked bit for bit against Octave 7.3 on 5,000 draws. The same ``n``
+    draws are used for every category, since ``eval.m`` re-seeds before each.
+
+    Args:
+        n: Number of scores (samples) of a category.
+
+    Returns:
+        float64 array of shape ``(n,)`` in ``[0, 1)``.
+
+    Example:
+        >>> eval_m_noise(3).round(6)  # Octave: rand('state', 0); rand(3, 1)
+        array([0.844422, 0.757954, 0.420572])
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise ValueError(f"eval_m_noise(n=...) must be an int >= 0, got {n!r}")
+    # The legacy generator is the point: it is Octave's stream, key for key.
+    return np.random.RandomState([0]).random_sample(int(n))
+
+
+def _tie_noise(owner: str, ties: Any, n: int, k: int) -> np.ndarray | None:
+    """The (N, K) noise of ``ties`` (None for ``"stable"``), validated."""
+    if isinstance(ties, str):
+        if ties not in _TIES:
+            raise ValueError(
+                f"{owner}: ties must be one of {_TIES} or an array of noise in [0, 1), "
+                f"got {ties!r}"
+            )
+        if ties == "stable":
+            return None
+        return np.broadcast_to(eval_m_noise(n)[:, None], (n, k))
+    noise = _to_numpy(ties, f"{owner}: ties")
+    if noise.ndim == 1:
+        noise = noise[:, None]
+    if noise.ndim != 2 or noise.shape[0] != n or noise.shape[1] not in (1, k):
+        raise ValueError(
+            f"{owner}: a ties array must have shape (N,) or (N, K) = ({n},) or ({n}, {k}), "
+            f"got {_shape(_to_numpy(ties, owner))}"
+        )
+    if not (np.isfinite(noise).all() and (noise >= 0).all() and (noise < 1).all()):
+        raise ValueError(f"{owner}: a ties array must hold values in [0, 1), as rand() gives")
+    return np.broadcast_to(noise, (n, k))
 
 
 def _scores_and_labels(owner: str, scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -131,9 +215,11 @@ def _resolve_names(owner: str, category_names: Sequence[str] | None, k: int) -> 
 # --------------------------------------------------------------------------- #
 # Average precision
 # --------------------------------------------------------------------------- #
-def _emotic_ap_column(scores: np.ndarray, positive: np.ndarray) -> float:
+def _emotic_ap_column(scores: np.ndarray, positive: np.ndarray, noise: np.ndarray | None) -> float:
     """Official EMOTIC AP of one category that has at least one positive."""
-    order = np.argsort(-scores, kind="stable")  # MATLAB's sort is stable: ties in sample order
+    if noise is not None:
+        scores = scores + noise * EVAL_M_NOISE_SCALE  # eval.m: scores + rand(...) * 1e-10
+    order = np.argsort(-scores, kind="stable")
     hits = positive[order]
     tp = np.cumsum(hits)
     precision = tp / np.arange(1, hits.size + 1)
@@ -143,17 +229,29 @@ def _emotic_ap_column(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(envelope[hits].sum() / tp[-1])
 
 
-def average_precision(scores: Any, labels: Any, protocol: Protocol = "emotic") -> np.ndarray:
+def average_precision(
+    scores: Any,
+    labels: Any,
+    protocol: Protocol = "emotic",
+    ties: Ties | Any = "octave",
+) -> np.ndarray:
     r"""Average precision of each category (column), under the chosen protocol.
 
     Args:
-        scores: model scores, higher meaning more confident; any monotone
-            transform of the logits gives the same AP. NaN is rejected.
+        scores: model scores, higher meaning more confident, in float64 (a
+            float32 cast of distinct scores can create ties); any strictly
+            monotone transform of a category's scores gives the same AP.
+            NaN is rejected.
         labels: binary multi-hot ground truth (EMOTIC's ``combined_categories``
             on val/test).
-        protocol: ``"emotic"`` (official ``demoComputeAP``, the default) or
+        protocol: ``"emotic"`` (official ``eval.m``, the default) or
             ``"sklearn"`` (:func:`sklearn.metrics.average_precision_score`);
             see the module docstring.
+        ties: How ``"emotic"`` orders tied scores: ``"octave"`` (``eval.m``'s
+            seeded random order, as Octave draws it; the default),
+            ``"stable"`` (sample order) or a noise array of shape ``(N,)`` or
+            ``(N, K)`` in ``[0, 1)`` (see the module docstring). Ignored by
+            ``"sklearn"``, which gives tied scores one threshold.
 
     Returns:
         float64 array of AP fractions in ``[0, 1]``, ``NaN`` for a category
@@ -171,16 +269,26 @@ def average_precision(scores: Any, labels: Any, protocol: Protocol = "emotic") -
         array([0.8333])
         >>> average_precision(scores, np.zeros((3, 1)), protocol="sklearn")
         array([nan])
+
+        Tied scores: ``eval.m`` orders them at random (seeded), a stable sort
+        keeps them in sample order:
+
+        >>> tied, labels = np.zeros((6, 1)), np.array([[0], [0], [0], [0], [1], [1]])
+        >>> average_precision(tied, labels, ties="stable").round(4)  # positives ranked 5, 6
+        array([0.3333])
+        >>> average_precision(tied, labels).round(4)  # Octave's draws rank them 3 and 5
+        array([0.4])
     """
     owner = "average_precision"
     _check_protocol(owner, protocol)
     s, y = _scores_and_labels(owner, scores, labels)
+    noise = _tie_noise(owner, ties, *s.shape) if protocol == "emotic" else None
     out = np.full(s.shape[1], np.nan)
     for k in range(s.shape[1]):
         if not y[:, k].any():
             continue
         if protocol == "emotic":
-            out[k] = _emotic_ap_column(s[:, k], y[:, k])
+            out[k] = _emotic_ap_column(s[:, k], y[:, k], None if noise is None else noise[:, k])
         else:
             out[k] = average_precision_score(y[:, k], s[:, k])
     return out
@@ -221,6 +329,7 @@ def mean_average_precision(
     labels: Any,
     protocol: Protocol = "emotic",
     category_names: Sequence[str] | None = None,
+    ties: Ties | Any = "octave",
 ) -> float:
     """Mean of the per-category APs over the categories that have a positive.
 
@@ -234,6 +343,7 @@ def mean_average_precision(
         protocol: ``"emotic"`` (official, default) or ``"sklearn"``.
         category_names: names used in the warning; default the EMOTIC names
             when K = 26.
+        ties: order of tied scores under ``"emotic"`` (see :func:`average_precision`).
 
     Returns:
         mAP as a fraction in ``[0, 1]`` (multiply by 100 for paper tables), or
@@ -249,7 +359,7 @@ def mean_average_precision(
         >>> round(mean_average_precision(scores, labels), 4)  # (0.8333 + 1) / 2
         0.9167
     """
-    ap = average_precision(scores, labels, protocol=protocol)
+    ap = average_precision(scores, labels, protocol=protocol, ties=ties)
     missing = np.isnan(ap)
     if missing.any():
         names = _resolve_names("mean_average_precision", category_names, ap.size)
@@ -387,6 +497,10 @@ class EmoticReport:
             ``"arousal"``, ``"dominance"``) on the targets' scale, or ``None``
             when no VAD was given.
         num_samples: number of evaluated samples.
+        ties: how ``"emotic"`` ordered tied scores, ``"octave"`` or
+            ``"stable"``; ``None`` under ``"sklearn"``.
+        score: how the scores were made from the model's logits
+            (``"softmax"``, ``"sigmoid"``, ``"identity"``), when known.
 
     Example:
         >>> report = EmoticReport("emotic", {"Anger": 0.5, "Fear": math.nan}, 0.5, ("Fear",))
@@ -400,21 +514,27 @@ class EmoticReport:
     categories_without_positives: tuple[str, ...] = ()
     vad_mae: dict[str, float] | None = None
     num_samples: int = 0
+    ties: str | None = "octave"
+    score: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict; NaN becomes ``None`` (JSON has no NaN).
 
         Returns:
-            Keys ``protocol``, ``num_samples``, ``mean_ap``, ``per_category_ap``,
-            ``categories_without_positives`` (a list) and ``vad_mae``.
+            Keys ``protocol``, ``ties``, ``score``, ``num_samples``, ``mean_ap``,
+            ``per_category_ap``, ``categories_without_positives`` (a list) and
+            ``vad_mae``.
 
         Example:
             >>> import json
-            >>> json.dumps(EmoticReport("sklearn", {"Pain": 0.25}, 0.25, num_samples=4).to_dict())
-            '{"protocol": "sklearn", "num_samples": 4, "mean_ap": 0.25, "per_category_ap": {"Pain": 0.25}, "categories_without_positives": [], "vad_mae": null}'
+            >>> report = EmoticReport("sklearn", {"Pain": 0.25}, 0.25, num_samples=4, ties=None)
+            >>> json.dumps(report.to_dict())
+            '{"protocol": "sklearn", "ties": null, "score": null, "num_samples": 4, "mean_ap": 0.25, "per_category_ap": {"Pain": 0.25}, "categories_without_positives": [], "vad_mae": null}'
         """  # noqa: E501
         return {
             "protocol": self.protocol,
+            "ties": self.ties,
+            "score": self.score,
             "num_samples": int(self.num_samples),
             "mean_ap": _nan_to_none(self.mean_ap),
             "per_category_ap": {k: _nan_to_none(v) for k, v in self.per_category_ap.items()},
@@ -436,6 +556,10 @@ class EmoticEvaluator:
         category_names: one name per score column; default the 26 EMOTIC
             categories in the official order.
         protocol: AP protocol, ``"emotic"`` (official, default) or ``"sklearn"``.
+        ties: order of tied scores under ``"emotic"``: ``"octave"`` (``eval.m``,
+            default) or ``"stable"`` (see :func:`average_precision`).
+        score: how the scores were made from logits, recorded in the report
+            (e.g. ``"softmax"``); ``None`` when unknown.
 
     Example:
         >>> ev = EmoticEvaluator(category_names=["Anger", "Fear"])
@@ -450,8 +574,14 @@ class EmoticEvaluator:
         self,
         category_names: Sequence[str] = EMOTIC_CATEGORIES,
         protocol: Protocol = "emotic",
+        ties: Ties = "octave",
+        score: str | None = None,
     ) -> None:
         _check_protocol(type(self).__name__, protocol)
+        if ties not in _TIES:
+            raise ValueError(f"{type(self).__name__}: ties must be one of {_TIES}, got {ties!r}")
+        self.ties: Ties = ties
+        self.score = score
         self.category_names: tuple[str, ...] = tuple(category_names)
         if not self.category_names:
             raise ValueError("EmoticEvaluator: category_names must not be empty")
@@ -531,7 +661,7 @@ class EmoticEvaluator:
             The :class:`EmoticReport` (AP under ``self.protocol``).
         """
         scores, labels = self._stacked()
-        ap = average_precision(scores, labels, protocol=self.protocol)
+        ap = average_precision(scores, labels, protocol=self.protocol, ties=self.ties)
         valid = ~np.isnan(ap)
         vad = None
         if self._has_vad:
@@ -546,6 +676,8 @@ class EmoticEvaluator:
             ),
             vad_mae=vad,
             num_samples=self._num_samples,
+            ties=self.ties if self.protocol == "emotic" else None,
+            score=self.score,
         )
 
     def thresholds(self) -> np.ndarray:
@@ -560,5 +692,5 @@ class EmoticEvaluator:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(num_categories={len(self.category_names)}, "
-            f"protocol={self.protocol!r}, num_samples={self._num_samples})"
+            f"protocol={self.protocol!r}, ties={self.ties!r}, num_samples={self._num_samples})"
         )

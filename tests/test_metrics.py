@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from dagnet_layers.metrics import (
     EmoticReport,
     average_precision,
     categories_without_positives,
+    eval_m_noise,
     mean_average_precision,
     precision_recall_thresholds,
     vad_mae,
@@ -30,24 +32,29 @@ def _column(values):
     return np.asarray(values, dtype=np.float64)[:, None]
 
 
-def _matlab_demo_compute_ap(scores, labels):
-    """Line-by-line transcription of the VOC/EMOTIC MATLAB loop (the test's oracle)."""
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])  # Python's sort is stable
-    tp = fp = 0
-    rec, prec = [], []
-    n_pos = sum(labels)
-    for i in order:
-        tp += labels[i] > 0
-        fp += labels[i] <= 0
-        rec.append(tp / n_pos)
-        prec.append(tp / (tp + fp))
-    mrec = [0.0, *rec, 1.0]
+def _eval_m_transcription(scores, labels, noise):
+    """Line-by-line transcription of EMOTIC's eval.m AP for one category (the test's oracle).
+
+    ``noise`` is what ``rand(size(scores))`` returned after ``rand('state', 0)``;
+    all zeros reproduces a noise-free stable sort.
+    """
+    n = len(scores)
+    scores = [float(scores[i]) + float(noise[i]) * 1e-10 for i in range(n)]
+    idx = sorted(range(n), key=lambda i: -scores[i])  # sort(..., 'descend'), stable
+    tp = [1 if labels[i] > 0 else 0 for i in idx]
+    fp = [1 - t for t in tp]
+    for i in range(1, n):  # cumsum
+        tp[i] += tp[i - 1]
+        fp[i] += fp[i - 1]
+    npos = sum(1 for v in labels if v > 0)
+    rec = [100 * t / npos for t in tp]
+    prec = [100 * tp[i] / (tp[i] + fp[i]) for i in range(n)]
+    mrec = [0.0, *rec, 100.0]
     mpre = [0.0, *prec, 0.0]
     for i in range(len(mpre) - 2, -1, -1):
         mpre[i] = max(mpre[i], mpre[i + 1])
-    return sum(
-        (mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1]
-    )
+    steps = [i for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1]]
+    return sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in steps) / 100**2
 
 
 @st.composite
@@ -84,13 +91,17 @@ def test_official_ap_perfect_and_worst_ranking():
     assert average_precision(_column([1, 2, 3, 4]), labels)[0] == pytest.approx(0.5)
 
 
-def test_official_ties_broken_by_sample_order_deterministically():
-    tied = _column([0.5, 0.5])
-    # Earlier sample ranks first, as MATLAB's stable sort does.
-    assert average_precision(tied, _column([1, 0]))[0] == pytest.approx(1.0)
-    assert average_precision(tied, _column([0, 1]))[0] == pytest.approx(0.5)
-    # scikit-learn treats the tie as one threshold: 1/2 either way.
-    assert average_precision(tied, _column([1, 0]), protocol="sklearn")[0] == pytest.approx(0.5)
+def test_official_ties_are_ordered_by_eval_m_noise_or_by_sample_order():
+    tied = _column([0.5] * 6)
+    labels = _column([0, 0, 0, 0, 1, 1])
+    # Octave's rand('state', 0) draws 0.844 0.758 0.421 0.259 0.511 0.405: the two
+    # positives rank 3rd and 5th -> envelope 2/5 at both.
+    assert average_precision(tied, labels)[0] == pytest.approx(0.4)
+    # A stable sort keeps them 5th and 6th -> 1/3.
+    assert average_precision(tied, labels, ties="stable")[0] == pytest.approx(1 / 3)
+    # scikit-learn treats the tie as one threshold: precision 2/6.
+    assert average_precision(tied, labels, protocol="sklearn")[0] == pytest.approx(1 / 3)
+    # Seeded: the same order on every call.
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 3, size=(50, 5)).astype(float)
     labels = (rng.random((50, 5)) < 0.3).astype(float)
@@ -100,25 +111,94 @@ def test_official_ties_broken_by_sample_order_deterministically():
         np.testing.assert_array_equal(average_precision(scores, labels), first)
 
 
+def test_eval_m_noise_is_octaves_rand_state_0():
+    # The first draws of Octave 7.3's rand('state', 0); rand(6, 1) (format long).
+    np.testing.assert_allclose(
+        eval_m_noise(6),
+        [0.844421851525048, 0.757954402940302, 0.420571580830845,
+         0.258916750292963, 0.511274721368609, 0.404934137450414],
+        rtol=0, atol=6e-16,  # Octave printed 15 decimals
+    )
+    assert eval_m_noise(0).shape == (0,)
+    with pytest.raises(ValueError, match="int >= 0"):
+        eval_m_noise(-1)
+
+
+def test_official_matches_eval_m_run_in_octave():
+    # APs that eval.m's procedure (tests/data/eval_m_ap.m) printed in GNU Octave,
+    # on scores with many ties (binary, rounded, saturated float32 sigmoids) and
+    # without. The stable sort misses them by up to ~0.09 on the binary scores.
+    data = json.loads((Path(__file__).parent / "data" / "eval_m_octave.json").read_text())
+    worst_stable = 0.0
+    for name, case in data["cases"].items():
+        scores, labels = np.array(case["scores"]), np.array(case["labels"])
+        np.testing.assert_allclose(average_precision(scores, labels), case["ap"],
+                                   rtol=0, atol=1e-15, err_msg=name)
+        stable = average_precision(scores, labels, ties="stable")
+        worst_stable = max(worst_stable, float(np.abs(stable - case["ap"]).max()))
+    assert worst_stable > 0.05  # the fixture does exercise the tie order
+
+
 @settings(max_examples=60, deadline=None)
 @given(data=scores_and_labels(tied=True))
-def test_official_tie_break_equals_sample_order_perturbation(data):
+def test_stable_ties_equal_sample_order_perturbation(data):
     scores, labels = data
     # Subtracting a tiny amount that grows with the index orders ties by sample order.
     nudged = scores - 1e-6 * np.arange(scores.shape[0])[:, None]
     np.testing.assert_allclose(
-        average_precision(scores, labels), average_precision(nudged, labels), atol=1e-12
+        average_precision(scores, labels, ties="stable"),
+        average_precision(nudged, labels, ties="stable"),
+        atol=1e-12,
     )
 
 
-@settings(max_examples=60, deadline=None)
-@given(data=st.one_of(scores_and_labels(tied=True), scores_and_labels(tied=False)))
-def test_official_matches_matlab_transcription(data):
+@settings(max_examples=80, deadline=None)
+@given(data=st.one_of(scores_and_labels(tied=True), scores_and_labels(tied=False)),
+       seed=st.integers(0, 2**32 - 1))
+def test_official_matches_eval_m_transcription_with_injected_noise(data, seed):
     scores, labels = data
-    got = average_precision(scores, labels)
-    for k in range(scores.shape[1]):
-        expected = _matlab_demo_compute_ap(scores[:, k].tolist(), labels[:, k].tolist())
-        assert got[k] == pytest.approx(expected, abs=1e-12)
+    n, k = scores.shape
+    injected = np.random.default_rng(seed).random((n, k))
+    cases = {
+        "octave": np.repeat(eval_m_noise(n)[:, None], k, axis=1),
+        "stable": np.zeros((n, k)),
+    }
+    for ties, noise in (*cases.items(), (injected, injected), (injected[:, 0], injected[:, :1])):
+        got = average_precision(scores, labels, ties=ties)
+        for c in range(k):
+            column = noise[:, min(c, noise.shape[1] - 1)]
+            expected = _eval_m_transcription(scores[:, c], labels[:, c], column)
+            assert got[c] == pytest.approx(expected, abs=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=scores_and_labels(tied=False))
+def test_noise_changes_nothing_without_ties(data):
+    scores, labels = data  # normal draws: far more than 1e-10 apart
+    np.testing.assert_allclose(
+        average_precision(scores, labels), average_precision(scores, labels, ties="stable"),
+        rtol=0, atol=1e-15,
+    )
+
+
+def test_noise_may_swap_scores_closer_than_1e_10():
+    # Distinct but 1e-12 apart: eval.m's noise (0.844e-10 vs 0.758e-10) decides.
+    scores = _column([0.5, 0.5 + 1e-12])
+    labels = _column([1, 0])
+    assert average_precision(scores, labels, ties="stable")[0] == pytest.approx(0.5)
+    assert average_precision(scores, labels)[0] == pytest.approx(1.0)
+
+
+def test_ties_argument_is_validated():
+    scores, labels = np.zeros((3, 2)), np.ones((3, 2))
+    with pytest.raises(ValueError, match="ties must be one of"):
+        average_precision(scores, labels, ties="random")
+    with pytest.raises(ValueError, match=r"shape \(N,\) or \(N, K\)"):
+        average_precision(scores, labels, ties=np.zeros(4))
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        average_precision(scores, labels, ties=np.full(3, 1.0))
+    with pytest.raises(ValueError, match="ties must be one of"):
+        EmoticEvaluator(ties="random")  # type: ignore[arg-type]
 
 
 @settings(max_examples=60, deadline=None)
