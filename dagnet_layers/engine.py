@@ -7,8 +7,10 @@ the tests:
   ``channels_last`` on CUDA, optional batched augmentation on the device,
   gradient clipping, a stop naming the epoch and step on a non-finite loss,
   tqdm progress bars with loss and samples/s;
-- :func:`seed_everything` and :func:`epoch_generator`: one seed decides
-  every random draw of an epoch, so a resumed run repeats an uninterrupted one;
+- :func:`seed_everything`, :func:`process_seed` and :func:`epoch_generator`:
+  ``(seed, epoch, rank)`` decides every random draw of an epoch, so a resumed
+  run repeats an uninterrupted one and no two DDP ranks draw the same
+  augmentations or dropout masks;
 - :func:`save_checkpoint` / :func:`load_checkpoint`: model weights in
   safetensors (via :meth:`~dagnet_layers.models.DAGNet.save_pretrained`),
   optimiser, scheduler, epoch and RNG state in a tensors-only file read with
@@ -18,6 +20,7 @@ the tests:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -36,6 +39,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from dagnet_layers.data.categories import EMOTIC_CATEGORIES
+from dagnet_layers.losses import SCORE_KINDS, loss_score, scores_from_logits
 from dagnet_layers.metrics import EmoticEvaluator, EmoticReport
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "evaluate",
     "load_checkpoint",
     "move_batch",
+    "process_seed",
     "save_checkpoint",
     "seed_everything",
     "train_one_epoch",
@@ -107,11 +112,12 @@ class EvalResult:
 
     Attributes:
         report: The :class:`~dagnet_layers.metrics.EmoticReport` (per-category AP, mAP, VAD MAE).
-        scores: Sigmoid scores (N, K) in dataset order.
+        scores: float64 scores (N, K) in dataset order, made from the logits by ``score``.
         labels: Multi-hot labels (N, K).
         indices: Dataset indices (N,).
         loss: Mean loss when a criterion was given, else NaN.
-        thresholds: Per-category thresholds where precision equals recall.
+        thresholds: Per-category thresholds where precision equals recall, on ``scores``.
+        score: How the logits became scores (``"softmax"``, ``"sigmoid"``, ``"identity"``).
     """
 
     report: EmoticReport
@@ -120,6 +126,7 @@ class EvalResult:
     indices: np.ndarray
     loss: float
     thresholds: np.ndarray
+    score: str = "softmax"
 
 
 # ---------------------------------------------------------------- reproducibility
@@ -137,6 +144,29 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def process_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one process for one epoch: a pure function of ``(seed, epoch, rank)``.
+
+    Give it to :func:`seed_everything` at the start of each epoch. The batched
+    augmentation, dropout and the DataLoader workers' seeds all draw from the
+    global generators, so seeding every process with the same number would
+    give every DDP rank the same flips, jitters and dropout masks;
+    ``rank`` keeps them apart. The mixing is NumPy's :class:`~numpy.random.SeedSequence`,
+    so nearby inputs give unrelated seeds.
+
+    Example:
+        >>> process_seed(0, 3, rank=0) == process_seed(0, 3, rank=0)
+        True
+        >>> len({process_seed(0, 3, rank=r) for r in range(8)})
+        8
+    """
+    for name, value in (("epoch", epoch), ("rank", rank)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"process_seed: {name} must be an int >= 0, got {value!r}")
+    words = np.random.SeedSequence([int(seed) % 2**64, epoch, rank]).generate_state(2)
+    return int(words[0]) << 32 | int(words[1])
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -221,6 +251,56 @@ def _forward(model: nn.Module, batch: Mapping[str, Any]) -> Any:
     return model(batch["body"], batch["context"])
 
 
+class _TrainingSnapshot:
+    """The training state at the last verified step, to put back after a non-finite loss.
+
+    With the loss checked before each optimiser step (``sync_every == 1``) only
+    the forward pass can have changed the model: its buffers (BatchNorm running
+    statistics, which one NaN input turns to NaN for good). With a deferred
+    check, optimiser steps ran since the last verified one, so parameters,
+    optimiser, scheduler and scaler state are kept too: one copy of each,
+    refreshed every ``sync_every`` steps (on CUDA a device-side copy, a fraction
+    of a millisecond for the paper model).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                 scaler: Any, *, full: bool) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.scheduler, self.scaler = scheduler, scaler
+        self.full = full
+        self._tensors: list[tuple[Tensor, Tensor]] = []
+        self._states: dict[str, Any] = {}
+
+    def take(self) -> None:
+        with torch.no_grad():
+            targets = list(self.model.buffers())
+            if self.full:
+                targets += list(self.model.parameters())
+            if self._tensors and [t for t, _ in self._tensors] == targets:
+                for target, saved in self._tensors:
+                    saved.copy_(target)
+            else:
+                self._tensors = [(t, t.detach().clone()) for t in targets]
+        if self.full:
+            self._states = {
+                name: copy.deepcopy(obj.state_dict())
+                for name, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler),
+                                  ("scaler", self.scaler))
+                if obj is not None
+            }
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for target, saved in self._tensors:
+                target.copy_(saved)
+        objects = {"optimizer": self.optimizer, "scheduler": self.scheduler,
+                   "scaler": self.scaler}
+        for name, state in self._states.items():
+            objects[name].load_state_dict(state)
+        if not self.full:  # nothing stepped; only stale gradients of the bad step remain
+            self.optimizer.zero_grad(set_to_none=True)
+
+
 # ------------------------------------------------------------------------ loops
 def train_one_epoch(
     model: nn.Module,
@@ -270,6 +350,11 @@ def train_one_epoch(
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; names epoch and step.
+            The model (parameters and buffers such as BatchNorm statistics),
+            the optimiser, scheduler and scaler are first put back as they were
+            before that step (with ``sync_every > 1``: before the first step
+            after the last check, which is at or before it), so the model in
+            memory is still usable.
     """
     device = torch.device(device)
     dtype = _amp_dtype(amp)
@@ -290,6 +375,8 @@ def train_one_epoch(
     bar = tqdm(loader, total=total, desc=f"epoch {epoch} train", leave=False,
                disable=not (progress and _is_main_process()), dynamic_ncols=True)
 
+    snapshot = _TrainingSnapshot(model, optimizer, scheduler, scaler, full=sync_every > 1)
+
     def check(upto: int) -> None:
         nonlocal checked
         if upto <= checked:
@@ -299,6 +386,8 @@ def train_one_epoch(
         if not bool(finite.all()):
             bad = checked + int((~finite).nonzero()[0])
             parts = {k: float(v) for k, v in step_components[bad].items()}
+            snapshot.restore()
+            bar.close()
             raise NonFiniteLossError(epoch, bad + 1, parts)
         checked = upto
         elapsed = time.perf_counter() - start
@@ -307,6 +396,8 @@ def train_one_epoch(
 
     step = 0
     for step, batch in enumerate(bar, start=1):
+        if checked == step - 1:  # every earlier step verified finite: remember this state
+            snapshot.take()
         batch = move_batch(batch, device, channels_last)
         if batch_transform is not None:
             batch = batch_transform(batch)
@@ -371,26 +462,37 @@ def evaluate(
     amp: str | torch.dtype | None = None,
     channels_last: bool = False,
     protocol: str = "emotic",
+    ties: str = "octave",
+    score: str | None = None,
     category_names: tuple[str, ...] = EMOTIC_CATEGORIES,
     progress: bool = True,
     desc: str = "eval",
 ) -> EvalResult:
     """Score every sample of ``loader`` and compute EMOTIC metrics.
 
-    Scores are ``sigmoid(logits)``: a per-category monotone map, so AP is the
-    same as on logits or softmax-free scores. Under DistributedDataParallel
-    every rank evaluates its shard and the results are gathered (repeats the
-    sampler added for even shards are dropped by dataset index).
+    Scores follow the loss the model was trained with: ``softmax(logits)`` for
+    the KL divergence (whose logits are defined only up to a per-sample
+    constant), ``sigmoid`` for BCE and focal, the raw output for weighted L2
+    (:func:`~dagnet_layers.losses.loss_score`). They are computed from the
+    logits in float64, so that no cast creates ties. Under
+    DistributedDataParallel every rank evaluates its shard and the results are
+    gathered (repeats the sampler added for even shards are dropped by dataset
+    index).
 
     Args:
         model: The model.
         loader: Yields sample dicts with ``index``.
         device: Where to run.
         batch_transform: Applied on the device (the eval transform for uint8 batches).
-        criterion: Also report the mean loss.
+        criterion: Also report the mean loss; its score function is the default ``score``.
         amp: Autocast dtype (see :func:`train_one_epoch`).
         channels_last: Channels-last images.
-        protocol: AP protocol, ``"emotic"`` (official, VOC envelope) or ``"sklearn"``.
+        protocol: AP protocol, ``"emotic"`` (official ``eval.m``) or ``"sklearn"``.
+        ties: Order of tied scores under ``"emotic"``: ``"octave"`` (``eval.m``'s
+            seeded random order) or ``"stable"`` (see
+            :func:`~dagnet_layers.metrics.average_precision`).
+        score: ``"softmax"``, ``"sigmoid"`` or ``"identity"``; default: the
+            criterion's. Required when no criterion is given.
         category_names: Names of the K outputs.
         progress: Show a progress bar.
         desc: Progress-bar label.
@@ -398,7 +500,19 @@ def evaluate(
     Returns:
         :class:`EvalResult` with the report, scores, labels, indices, loss and
         precision = recall thresholds.
+
+    Raises:
+        ValueError: neither ``score`` nor a ``criterion`` that names one was given.
     """
+    if score is None:
+        if criterion is None:
+            raise ValueError(
+                "evaluate needs score=... ('softmax' for a model trained with the KL loss, "
+                "'sigmoid' for BCE/focal, 'identity' for weighted L2) or the training criterion"
+            )
+        score = loss_score(criterion)
+    elif score not in SCORE_KINDS:
+        raise ValueError(f"evaluate: score must be one of {SCORE_KINDS}, got {score!r}")
     device = torch.device(device)
     dtype = _amp_dtype(amp)
     model.eval()
@@ -417,7 +531,7 @@ def evaluate(
                 loss_sum = loss_sum + criterion(output, batch)[0].detach().float()
                 batches += 1
         # Kept on the device and moved once at the end: no host sync per batch.
-        scores.append(output.logits.detach().float().sigmoid())
+        scores.append(scores_from_logits(output.logits, score))
         labels.append(batch["categories"].float())
         indices.append(batch["index"].reshape(-1))
         if getattr(output, "vad", None) is not None:
@@ -434,7 +548,8 @@ def evaluate(
     arrays = _gather(arrays)
     order = np.argsort(arrays["indices"], kind="stable")
     arrays = {k: v[order] for k, v in arrays.items()}
-    evaluator = EmoticEvaluator(category_names=category_names, protocol=protocol)
+    evaluator = EmoticEvaluator(category_names=category_names, protocol=protocol, ties=ties,
+                                score=score)
     evaluator.update(arrays["scores"], arrays["labels"],
                      arrays.get("vad_pred"), arrays.get("vad_true"))
     return EvalResult(
@@ -444,6 +559,7 @@ def evaluate(
         indices=arrays["indices"],
         loss=float(loss_sum) / batches if batches else float("nan"),
         thresholds=evaluator.thresholds(),
+        score=score,
     )
 
 

@@ -20,6 +20,23 @@ name              loss                                     reduction of ``"mean"
 Each loss keeps the reduction of its source, so their magnitudes differ; a
 weighted sum of them needs weights tuned per loss.
 
+**Scores follow the loss.** Each loss says how its logits become the scores
+that rank samples for AP, set the thresholds and are shown to a user
+(:attr:`KLDivergenceLoss.score` and friends, :func:`loss_score`,
+:func:`scores_from_logits`):
+
+================= ============ ===============================================
+loss              ``score``    why
+================= ============ ===============================================
+``"kl"``          softmax      the loss sees only ``softmax(x)``: logits are
+                               defined up to a per-sample constant, which a
+                               per-category sigmoid would rank by
+``"weighted_l2"`` identity     the raw output is regressed onto the 0/1 target
+                               (sigmoid with ``apply_sigmoid=True``)
+``"focal"``       sigmoid      independent per-category probabilities
+``"bce"``         sigmoid      independent per-category probabilities
+================= ============ ===============================================
+
 Every category loss takes ``input`` of shape ``(B, K)`` (raw model outputs,
 "logits") and ``target`` of the same shape (multi-hot, ``1.0`` where the
 category is annotated; soft labels in ``[0, 1]`` are accepted). :class:`MaskedVADLoss`
@@ -46,13 +63,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "SCORE_KINDS",
     "BCEWithLogitsLoss",
     "DAGNetCriterion",
     "KLDivergenceLoss",
@@ -62,10 +80,16 @@ __all__ = [
     "build_loss",
     "kosti_class_weights",
     "list_losses",
+    "loss_score",
+    "scores_from_logits",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
 _REDUCTIONS = ("mean", "sum", "none")
+ScoreKind = Literal["softmax", "sigmoid", "identity"]
+#: How logits can become scores: over the K categories of a sample
+#: (``"softmax"``), per category (``"sigmoid"``), or the logits themselves.
+SCORE_KINDS: tuple[str, ...] = ("softmax", "sigmoid", "identity")
 
 #: Weight Kosti et al. give to a category without any positive example.
 _ZERO_COUNT_WEIGHT = 1e-4
@@ -110,6 +134,65 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss
 
 
+def scores_from_logits(logits: Tensor, score: ScoreKind) -> Tensor:
+    """Scores of a loss's kind, computed in float64 from the logits (detached).
+
+    float64, because ranking float32 (or bf16) scores creates ties that the
+    logits do not have, and ties change the official AP.
+
+    Args:
+        logits: model outputs, any float dtype and device.
+        score: ``"softmax"`` (over the last dimension), ``"sigmoid"`` or ``"identity"``.
+
+    Returns:
+        float64 tensor of the shape and device of ``logits``.
+
+    Shape:
+        - logits: :math:`(B, K)`.
+        - output: :math:`(B, K)`.
+
+    Example:
+        >>> scores_from_logits(torch.tensor([[0.0, 0.0]]), "softmax")
+        tensor([[0.5000, 0.5000]], dtype=torch.float64)
+    """
+    if score not in SCORE_KINDS:
+        raise ValueError(f"scores_from_logits: score must be one of {SCORE_KINDS}, got {score!r}")
+    x = logits.detach().to(torch.float64)
+    if score == "softmax":
+        return x.softmax(dim=-1)
+    if score == "sigmoid":
+        return x.sigmoid()
+    return x
+
+
+def loss_score(loss: Any) -> ScoreKind:
+    """The score function of a category loss (or of a :class:`DAGNetCriterion`).
+
+    Args:
+        loss: a loss of this module, a :class:`DAGNetCriterion`, or any object
+            with a ``score`` attribute in :data:`SCORE_KINDS`.
+
+    Returns:
+        ``"softmax"``, ``"sigmoid"`` or ``"identity"``.
+
+    Raises:
+        ValueError: ``loss`` does not say (a custom loss: give it a ``score``
+            attribute, or pass ``score=`` to the evaluation).
+
+    Example:
+        >>> loss_score(build_loss("kl")), loss_score(build_loss("focal"))
+        ('softmax', 'sigmoid')
+    """
+    score = getattr(loss, "score", None)
+    if score not in SCORE_KINDS:
+        raise ValueError(
+            f"{type(loss).__name__} does not say how its logits become scores: give it a "
+            f"'score' attribute in {SCORE_KINDS} (softmax for a loss on softmax(logits), "
+            "sigmoid for per-category probabilities), or pass score=... explicitly"
+        )
+    return score
+
+
 # --------------------------------------------------------------------------- #
 # Category losses
 # --------------------------------------------------------------------------- #
@@ -126,8 +209,10 @@ class KLDivergenceLoss(nn.Module):
         \mathrm{KL}(p \,\|\, q) = \sum_i p_i \,(\log p_i - \log q_i),
         \qquad 0 \log 0 = 0 .
 
-    The model's scores for evaluation are then ``softmax(logits)``, its
-    predicted distribution over the categories.
+    The model's scores (:attr:`score`) are then ``softmax(logits)``, its
+    predicted distribution over the categories: the loss is blind to a
+    constant added to all of a sample's logits, so a per-category
+    ``sigmoid(logit)`` would rank samples by that arbitrary constant.
 
     Edge case: a sample whose target has no positive label (sum zero) has no
     label distribution. It is **excluded**: its ``"none"`` value is ``0`` and the
@@ -151,6 +236,9 @@ class KLDivergenceLoss(nn.Module):
         >>> round(loss(logits, target).item(), 4)  # log 2
         0.6931
     """
+
+    #: Scores for evaluation and prediction: softmax over the categories.
+    score: ClassVar[ScoreKind] = "softmax"
 
     def __init__(self, reduction: Reduction = "mean") -> None:
         super().__init__()
@@ -228,7 +316,8 @@ class WeightedL2Loss(nn.Module):
     **What** :math:`\hat y` **is.** By default the raw model output (``input``)
     itself, as in Kosti et al. and the community PyTorch baseline: the network
     regresses its raw score onto the 0/1 target and that same score ranks the
-    samples for AP. With ``apply_sigmoid=True``, :math:`\hat y = \sigma(x)`, a
+    samples for AP (:attr:`score` ``"identity"``; ``"sigmoid"`` with
+    ``apply_sigmoid=True``). With ``apply_sigmoid=True``, :math:`\hat y = \sigma(x)`, a
     probability compared with the 0/1 target (bounded errors, the choice when
     the same logits also feed a sigmoid-based loss or predictor).
 
@@ -328,6 +417,11 @@ class WeightedL2Loss(nn.Module):
         per_sample = ((pred - target).square() * weights).sum(dim=1)
         return _reduce(per_sample, self.reduction)
 
+    @property
+    def score(self) -> ScoreKind:
+        """Scores for evaluation: the regressed output itself, or its sigmoid."""
+        return "sigmoid" if self.apply_sigmoid else "identity"
+
     def extra_repr(self) -> str:
         return (
             f"mode={self.mode!r}, apply_sigmoid={self.apply_sigmoid}, reduction={self.reduction!r}"
@@ -366,6 +460,9 @@ class MultiLabelFocalLoss(nn.Module):
         >>> round(loss(x, torch.ones(1, 1)).item(), 4)  # 0.25 * log 2
         0.1733
     """
+
+    #: Scores for evaluation and prediction: a sigmoid per category.
+    score: ClassVar[ScoreKind] = "sigmoid"
 
     def __init__(
         self, gamma: float = 2.0, alpha: float | None = None, reduction: Reduction = "mean"
@@ -425,6 +522,9 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
         >>> round(loss(torch.zeros(2, 3), torch.ones(2, 3)).item(), 4)  # log 2
         0.6931
     """
+
+    #: Scores for evaluation and prediction: a sigmoid per category.
+    score: ClassVar[ScoreKind] = "sigmoid"
 
     def __init__(
         self,
@@ -709,6 +809,11 @@ class DAGNetCriterion(nn.Module):
 
         components["total"] = total.detach()
         return total, components
+
+    @property
+    def score(self) -> ScoreKind:
+        """The category loss's score function (see :func:`loss_score`)."""
+        return loss_score(self.category_loss)
 
     def extra_repr(self) -> str:
         return (

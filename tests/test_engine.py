@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import importlib.util
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from dagnet_layers import create_model
 from dagnet_layers.engine import (
@@ -90,6 +91,50 @@ def test_non_finite_loss_names_epoch_and_step() -> None:
     assert info.value.epoch == 7 and info.value.step == 2
 
 
+def _state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("sync_every", [1, 3])
+def test_non_finite_loss_leaves_the_model_as_before(sync_every: int) -> None:
+    # A NaN input turns BatchNorm running statistics to NaN in the forward pass,
+    # before the loss is known; the error must not leave the model ruined.
+    model = tiny_model()
+    loader = fake_loader(5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    train_one_epoch(model, loader[:1], DAGNetCriterion("kl"), optimizer, scheduler=scheduler,
+                    progress=False, sync_every=sync_every)  # optimiser state exists
+    bad = 2  # 0-based: the third step
+    loader[bad]["body"][0, 0, 0, 0] = float("nan")
+    # The state before the first unverified step: step `bad` when every step is
+    # checked, the step after the last check (step 0 here) with sync_every=3.
+    first_unverified = bad if sync_every == 1 else 0
+    reference = tiny_model()
+    reference.load_state_dict(model.state_dict())
+    ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    ref_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # else they share tensors
+    ref_sched = torch.optim.lr_scheduler.StepLR(ref_opt, step_size=1, gamma=0.5)
+    ref_sched.load_state_dict(scheduler.state_dict())
+    torch.manual_seed(1)  # the same dropout masks in both runs
+    if first_unverified:
+        train_one_epoch(reference, loader[:first_unverified], DAGNetCriterion("kl"), ref_opt,
+                        scheduler=ref_sched, progress=False)
+    torch.manual_seed(1)
+    with pytest.raises(NonFiniteLossError, match=f"step {bad + 1}"):
+        train_one_epoch(model, loader, DAGNetCriterion("kl"), optimizer, scheduler=scheduler,
+                        progress=False, sync_every=sync_every)
+    got, want = _state(model), _state(reference)
+    assert all(torch.isfinite(v.float()).all() for v in got.values())
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0, msg=key)
+    assert optimizer.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"]
+    assert scheduler.last_epoch == ref_sched.last_epoch
+    steps = [s["step"] for s in optimizer.state_dict()["state"].values()]
+    ref_steps = [s["step"] for s in ref_opt.state_dict()["state"].values()]
+    assert steps == ref_steps
+
+
 def test_deferred_loss_check_still_names_the_first_bad_step() -> None:
     """With sync_every > 1 (the CUDA default) the report names the exact step."""
     model = tiny_model()
@@ -116,6 +161,56 @@ def test_sync_interval_does_not_change_the_training() -> None:
     assert results[0] == results[1]
 
 
+@pytest.mark.parametrize(
+    ("loss", "kwargs", "score_fn"),
+    [
+        ("kl", {}, lambda x: torch.softmax(x, dim=1)),
+        ("bce", {}, torch.sigmoid),
+        ("focal", {}, torch.sigmoid),
+        ("weighted_l2", {"mode": "batch"}, lambda x: x),
+        ("weighted_l2", {"mode": "batch", "apply_sigmoid": True}, torch.sigmoid),
+    ],
+)
+def test_evaluate_scores_follow_the_loss_in_float64(loss, kwargs, score_fn) -> None:
+    model = tiny_model().eval()
+    loader = fake_loader(2)
+    result = evaluate(model, loader, progress=False, criterion=DAGNetCriterion(loss, **kwargs))
+    with torch.no_grad():
+        logits = torch.cat([model(b["body"], b["context"]).logits for b in loader]).double()
+    assert result.scores.dtype == np.float64 and result.report.score == result.score
+    np.testing.assert_allclose(result.scores, score_fn(logits).numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_evaluate_softmax_scores_ignore_a_per_sample_logit_shift() -> None:
+    # KL never sees a constant added to a sample's logits; its scores must not either.
+    class Shifted(nn.Module):
+        def __init__(self, inner: nn.Module, shift: Tensor) -> None:
+            super().__init__()
+            self.inner, self.shift = inner, shift
+
+        def forward(self, body: Tensor, context: Tensor):
+            out = self.inner(body, context)
+            return out._replace(logits=out.logits + self.shift[: body.shape[0], None])
+
+    model = tiny_model().eval()
+    loader = fake_loader(1, batch=8)
+    shift = torch.linspace(-6.0, 6.0, 8)
+    plain = evaluate(model, loader, progress=False, score="softmax")
+    shifted = evaluate(Shifted(model, shift), loader, progress=False, score="softmax")
+    np.testing.assert_allclose(plain.scores, shifted.scores, rtol=1e-5)  # float32 logits + shift
+    assert plain.report.mean_ap == pytest.approx(shifted.report.mean_ap, abs=1e-12)
+    sig = evaluate(Shifted(model, shift), loader, progress=False, score="sigmoid")
+    assert not np.allclose(sig.scores, evaluate(model, loader, progress=False,
+                                                score="sigmoid").scores)
+
+
+def test_evaluate_needs_a_score() -> None:
+    with pytest.raises(ValueError, match="evaluate needs score="):
+        evaluate(tiny_model(), fake_loader(1), progress=False)
+    with pytest.raises(ValueError, match="score must be one of"):
+        evaluate(tiny_model(), fake_loader(1), progress=False, score="probit")
+
+
 def test_evaluate_matches_metrics_on_the_same_scores() -> None:
     model = tiny_model().eval()
     loader = fake_loader(3)
@@ -123,7 +218,7 @@ def test_evaluate_matches_metrics_on_the_same_scores() -> None:
                       criterion=DAGNetCriterion("kl"))
     with torch.no_grad():
         logits = torch.cat([model(b["body"], b["context"]).logits for b in loader])
-    np.testing.assert_allclose(result.scores, logits.sigmoid().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.scores, logits.double().softmax(1).numpy(), rtol=1e-6)
     assert result.indices.tolist() == list(range(12))
     expected = average_precision(result.scores, result.labels, protocol="sklearn")
     got = np.array(list(result.report.per_category_ap.values()))

@@ -15,9 +15,11 @@ from dagnet_layers.layers import (
     PatchPartition,
     PatchSumReadout,
     ResidualConvBlock,
+    abn_init_,
     adjacency_to_edge_index,
     grid_adjacency,
     normalize_adjacency,
+    stride_one_copy,
 )
 
 
@@ -213,6 +215,45 @@ def test_attention_branch_bad_inputs() -> None:
         AttentionBranch(8, mode="add")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="num_classes"):
         AttentionBranch(8, num_classes=0)
+    with pytest.raises(ValueError, match="block_channels=16"):
+        AttentionBranch(8, block_channels=16)  # the light block cannot widen
+
+
+def test_attention_branch_hosts_a_widening_block() -> None:
+    stage = nn.Sequential(nn.Conv2d(8, 24, 3, stride=2, padding=1), nn.BatchNorm2d(24), nn.ReLU())
+    abn = AttentionBranch(8, 5, attention_block=stride_one_copy(stage), block_channels=24).eval()
+    g = torch.randn(2, 8, 6, 6)
+    out = abn(g)
+    assert out.features.shape == g.shape and out.attention_map.shape == (2, 1, 6, 6)
+    assert abn.norm.num_features == 24 and abn.class_conv.in_channels == 24
+    a = abn.class_act(abn.class_norm(abn.class_conv(abn.norm(abn.attention_block(g)))))
+    torch.testing.assert_close(out.logits, abn.logit_conv(a).mean(dim=(2, 3)))
+
+
+def test_stride_one_copy_keeps_size_for_odd_even_kernels_and_strided_pools() -> None:
+    stage = nn.Sequential(
+        nn.Conv2d(4, 8, 3, stride=2, padding=1),
+        nn.Conv2d(8, 8, 2, stride=2),  # ConvNeXt-style 2x2 downsampling
+        nn.Sequential(nn.AvgPool2d(2, 2, ceil_mode=True), nn.Conv2d(8, 8, 1)),  # ResNet-D shortcut
+        nn.Conv2d(8, 8, 5, stride=1, padding=4, dilation=2),  # already stride 1: untouched
+    )
+    copy_ = stride_one_copy(stage)
+    assert copy_(torch.randn(1, 4, 9, 9)).shape == (1, 8, 9, 9)
+    assert stage(torch.randn(1, 4, 16, 16)).shape == (1, 8, 2, 2)  # the original is unchanged
+    assert isinstance(copy_[2][0], nn.Identity)
+    torch.testing.assert_close(copy_[0].weight, stage[0].weight)  # weights copied as they are
+    assert copy_[0].weight is not stage[0].weight
+
+
+def test_abn_init_matches_the_published_rule() -> None:
+    block = nn.Sequential(nn.Conv2d(16, 256, 3, bias=True), nn.BatchNorm2d(256), nn.Linear(4, 4))
+    block[1].running_mean.fill_(3.0)
+    torch.manual_seed(0)
+    abn_init_(block)
+    assert block[0].weight.std().item() == pytest.approx((2 / (256 * 9)) ** 0.5, rel=0.02)
+    assert block[0].weight.mean().abs().item() < 1e-3 and bool((block[0].bias == 0).all())
+    assert bool((block[1].weight == 1).all() and (block[1].bias == 0).all())
+    assert bool((block[1].running_mean == 0).all())
 
 
 # ---------------------------------------------------------------------------------- graph

@@ -19,6 +19,7 @@ from dagnet_layers import (
     DAGNetConfig,
     LearnedAdjacencyGCN,
     PatchSumReadout,
+    ResidualConvBlock,
     SplitBackbone,
     build_dagnet,
     create_model,
@@ -110,9 +111,11 @@ def test_timm_families_as_body_and_context(backbone: str) -> None:
 
 
 def test_uncuttable_context_backbone_falls_back_with_warning() -> None:
-    with pytest.warns(UserWarning, match="cannot be cut between its last two stages"):
+    with pytest.warns(UserWarning, match="cannot be cut between its last two stages"), \
+            pytest.warns(UserWarning, match="light block is used instead"):
         model = tiny("test_resnet", "test_vit")
     assert model.context_backbone.split == "last"
+    assert isinstance(model.context_attention.attention_block, ResidualConvBlock)
     assert model(*images()).logits.shape == (2, 26)
     with pytest.raises(ValueError, match=r"cannot be cut.*attention_stage='auto' or 'last'"):
         tiny("test_resnet", "test_vit", gsam_stage="penultimate")
@@ -177,8 +180,13 @@ def test_channels_last_and_bf16_autocast() -> None:
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = model(body, context)
-    assert low.logits.dtype == torch.bfloat16
-    assert torch.isfinite(low.logits.float()).all()
+        low_logits = model.forward_logits(body, context)
+    assert low.attention_map.dtype == torch.bfloat16  # the streams do run in bf16
+    # The classifier does not: bf16 logits (8 significant bits) would tie across
+    # thousands of test persons, and ties change the official AP.
+    assert low.logits.dtype == low_logits.dtype == torch.float32
+    assert torch.isfinite(low.logits).all()
+    torch.testing.assert_close(low.logits, ref, rtol=0.1, atol=0.1)
 
 
 def test_reset_classifier() -> None:
@@ -300,3 +308,139 @@ def test_torch_export_and_trace_work_but_script_does_not() -> None:
     torch.testing.assert_close(traced(body, context), ref)
     with pytest.raises(Exception):  # noqa: B017 - TorchScript rejects the Optional NamedTuples
         torch.jit.script(model)
+
+
+# ----------------------------------------------------------- GSAM as ABN published it
+def _bn(x: torch.Tensor, p: dict, name: str) -> torch.Tensor:
+    return torch.nn.functional.batch_norm(
+        x, p[f"{name}.running_mean"], p[f"{name}.running_var"], p[f"{name}.weight"],
+        p[f"{name}.bias"], training=False, eps=1e-5)
+
+
+def _conv(x: torch.Tensor, p: dict, name: str, stride: int = 1, padding: int = 0) -> torch.Tensor:
+    return torch.nn.functional.conv2d(x, p[f"{name}.weight"], stride=stride, padding=padding)
+
+
+def _abn_basic_block(x, p, name, stride):
+    relu = torch.nn.functional.relu
+    out = relu(_bn(_conv(x, p, f"{name}.conv1", stride, 1), p, f"{name}.bn1"))
+    out = _bn(_conv(out, p, f"{name}.conv2", 1, 1), p, f"{name}.bn2")
+    residual = x
+    if f"{name}.downsample.0.weight" in p:
+        residual = _bn(_conv(x, p, f"{name}.downsample.0", stride), p, f"{name}.downsample.1")
+    return relu(out + residual)
+
+
+def _abn_resnet18_reference(x: torch.Tensor, p: dict):
+    """ABN's ImageNet ResNet-18 forward, transcribed from its published description.
+
+    Names are the authors' (``att_layer4``, ``bn_att``, ``att_conv``, ``bn_att2``,
+    ``att_conv2``, ``att_conv3``, ``bn_att3``). Returns the attention-branch
+    logits, the attention map and the perception branch's pooled features.
+    """
+    relu = torch.nn.functional.relu
+    x = relu(_bn(_conv(x, p, "conv1", 2, 3), p, "bn1"))
+    x = torch.nn.functional.max_pool2d(x, 3, 2, 1)
+    for layer, stride in (("layer1", 1), ("layer2", 2), ("layer3", 2)):
+        x = _abn_basic_block(x, p, f"{layer}.0", stride)
+        x = _abn_basic_block(x, p, f"{layer}.1", 1)
+    ax = _abn_basic_block(x, p, "att_layer4.0", 1)  # stride 1: stays at 14 x 14
+    ax = _bn(_abn_basic_block(ax, p, "att_layer4.1", 1), p, "bn_att")
+    ax = relu(_bn(_conv(ax, p, "att_conv"), p, "bn_att2"))
+    att = torch.sigmoid(_bn(_conv(ax, p, "att_conv3", 1, 1), p, "bn_att3"))
+    ax = torch.nn.functional.avg_pool2d(_conv(ax, p, "att_conv2"), 14).flatten(1)
+    rx = x * att
+    rx = rx + x
+    rx = _abn_basic_block(rx, p, "layer4.0", 2)
+    rx = _abn_basic_block(rx, p, "layer4.1", 1)
+    return ax, att, torch.nn.functional.avg_pool2d(rx, 7).flatten(1)
+
+
+_OUR_TO_ABN = [  # prefix of our context stream -> ABN's name
+    ("context_backbone.stem.", ""),
+    ("context_backbone.last_stage.", ""),
+    ("context_attention.attention_block.layer4.", "att_layer4."),
+    ("context_attention.norm.", "bn_att."),
+    ("context_attention.class_conv.", "att_conv."),
+    ("context_attention.class_norm.", "bn_att2."),
+    ("context_attention.logit_conv.", "att_conv2."),
+    ("context_attention.map_conv.", "att_conv3."),
+    ("context_attention.map_norm.", "bn_att3."),
+]
+
+
+def test_context_stream_equals_published_abn_resnet18() -> None:
+    # The paper preset's context stream (ResNet-18 + GSAM) against ABN's own
+    # ResNet forward, weights copied over by name, in float64.
+    torch.manual_seed(0)
+    model = create_model("dagnet_r50_r18_gsam", use_lsam=False).double().eval()
+    for module in model.modules():  # non-trivial BatchNorm statistics everywhere
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    abn = {}
+    for key, value in model.state_dict().items():
+        for ours, theirs in _OUR_TO_ABN:
+            if key.startswith(ours):
+                abn[theirs + key[len(ours):]] = value
+    assert "att_layer4.0.downsample.0.weight" in abn  # the 256 -> 512 projection shortcut
+    assert abn["att_layer4.0.conv1.weight"].shape == (512, 256, 3, 3)
+    context = torch.randn(2, 3, 224, 224, dtype=torch.float64)
+    aux, att, pooled = _abn_resnet18_reference(context, abn)
+    with torch.no_grad():
+        g = model.context_backbone.stem(context)
+        features, attention_map, aux_logits = model.context_attention(g)
+        ours = model.context_backbone.last_stage(features).mean(dim=(2, 3))
+    assert attention_map.shape == (2, 1, 14, 14)
+    torch.testing.assert_close(attention_map, att, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(aux_logits, aux, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours, pooled, rtol=1e-10, atol=1e-10)
+
+
+def test_paper_preset_attention_block_is_a_stride_one_layer4_with_abn_init() -> None:
+    model = create_model("dagnet_r50_r18")
+    assert model.config.gsam_block == "abn"
+    block = model.context_attention.attention_block
+    first = block.layer4[0]
+    assert first.conv1.stride == (1, 1) and first.downsample[0].stride == (1, 1)
+    assert model.context_backbone.last_stage.layer4[0].conv1.stride == (2, 2)  # untouched
+    assert model.context_attention.block_channels == 512
+    assert model.context_attention.class_conv.in_channels == 512
+    # ABN's initialisation: BatchNorm 1 / 0 (timm's own init zeroes each block's
+    # last BN weight), convolutions Kaiming-normal with fan-out.
+    bns = [m for m in model.context_attention.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(bool((m.weight == 1).all() and (m.bias == 0).all()) for m in bns)
+    conv = first.conv2.weight
+    expected_std = (2.0 / (conv.shape[0] * 3 * 3)) ** 0.5
+    assert conv.std().item() == pytest.approx(expected_std, rel=0.02)
+    with torch.no_grad():
+        out = model.eval()(*images(1, 224))
+    assert out.attention_map.shape == (1, 1, 14, 14)
+
+
+def test_light_block_and_copied_init_are_options() -> None:
+    light = tiny(gsam_block="light")
+    assert isinstance(light.context_attention.attention_block, ResidualConvBlock)
+    copied = tiny(gsam_block_init="copy")
+    block = copied.context_attention.attention_block
+    stage = copied.context_backbone.last_stage
+    for (name, a), (_, b) in zip(block.state_dict().items(), stage.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="gsam_block"):
+        tiny(gsam_block="full")
+
+
+def test_checkpoint_without_gsam_block_loads_as_the_light_block(tmp_path: Path) -> None:
+    # Written by 0.1.x, before ABN's block: its config has no gsam_block field.
+    old = tiny(gsam_block="light").eval()
+    old.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    del meta["config"]["gsam_block"], meta["config"]["gsam_block_init"]
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    loaded = DAGNet.from_pretrained(tmp_path).eval()
+    assert loaded.config.gsam_block == "light"
+    body, context = images()
+    torch.testing.assert_close(loaded(body, context).logits, old(body, context).logits)

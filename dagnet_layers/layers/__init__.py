@@ -4,6 +4,8 @@ from dagnet_layers.layers.attention_branch import (
     AttentionBranch,
     AttentionBranchOutput,
     ResidualConvBlock,
+    abn_init_,
+    stride_one_copy,
 )
 from dagnet_layers.layers.body_attention import BodyAttention, BodyAttentionOutput
 from dagnet_layers.layers.graph import (
@@ -25,7 +27,9 @@ __all__ = [
     "PatchPartition",
     "PatchSumReadout",
     "ResidualConvBlock",
+    "abn_init_",
     "adjacency_to_edge_index",
     "grid_adjacency",
     "normalize_adjacency",
+    "stride_one_copy",
 ]

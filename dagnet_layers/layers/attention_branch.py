@@ -5,15 +5,125 @@ context stream. From a feature map :math:`g` the branch predicts class logits
 of its own (trained with an auxiliary loss, which is what shapes the map) and
 a spatial attention map :math:`M \\in (0, 1)^{H \\times W}` that re-weights
 :math:`g` before the rest of the network (the perception branch) sees it.
+
+In ABN as its authors published it (``models/imagenet/resnet.py`` of their
+code), the branch's first block is a second, independent copy of the
+backbone's last stage (ResNet's ``layer4``) built at stride 1, so it keeps the
+resolution of :math:`g` and widens it to the last stage's width;
+:func:`stride_one_copy` builds that copy from any stage module and
+:func:`abn_init_` gives it ABN's initialisation. :class:`ResidualConvBlock`
+is a lighter, width-preserving stand-in.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Literal, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["AttentionBranch", "AttentionBranchOutput", "ResidualConvBlock"]
+__all__ = [
+    "AttentionBranch",
+    "AttentionBranchOutput",
+    "ResidualConvBlock",
+    "abn_init_",
+    "stride_one_copy",
+]
+
+
+@torch.no_grad()
+def abn_init_(module: nn.Module) -> nn.Module:
+    """Initialise ``module`` in place as ABN does, and return it.
+
+    ABN's published code initialises every convolution Kaiming-normal (mode
+    ``fan_out``, ReLU gain) and every BatchNorm with weight 1 and bias 0. The
+    same is done here, BatchNorm running statistics are reset too, and any
+    other submodule that owns parameters and has ``reset_parameters`` (a
+    ``Linear``, a ``LayerNorm``) gets its own default initialisation.
+    Parameters held directly by a module without ``reset_parameters`` (e.g. a
+    layer-scale vector) are left as they are.
+
+    Args:
+        module: Any module; changed in place.
+
+    Returns:
+        ``module``.
+
+    Example:
+        >>> conv = abn_init_(nn.Sequential(nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64)))
+        >>> round(conv[0].weight.std().item(), 2)  # sqrt(2 / (64 * 3 * 3))
+        0.06
+        >>> conv[1].weight.unique().tolist(), conv[1].bias.unique().tolist()
+        ([1.0], [0.0])
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            if m.affine:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        elif hasattr(m, "reset_parameters") and any(True for _ in m.parameters(recurse=False)):
+            m.reset_parameters()
+    return module
+
+
+def _same_padding(conv: nn.Conv2d) -> tuple[int, int] | str:
+    """Padding that keeps the spatial size of ``conv`` at stride 1."""
+    kernel, dilation = conv.kernel_size, conv.dilation
+    if all(k % 2 == 1 for k in kernel):
+        return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))
+    return "same"  # even kernels pad one side more; torch does that at stride 1
+
+
+def stride_one_copy(stage: nn.Module) -> nn.Module:
+    """A deep copy of ``stage`` that keeps the spatial size: every stride becomes 1.
+
+    ABN's attention branch starts with a copy of the backbone's last stage
+    built at stride 1 (for ResNet: ``layer4`` with its first block's 3x3 and
+    its projection shortcut at stride 1). This builds such a copy from the
+    stage module itself, so that any CNN stage can host it:
+
+    - every ``Conv2d`` with a stride gets stride 1 and the padding that keeps
+      the size (symmetric for odd kernels, ``"same"`` for even ones such as a
+      ConvNeXt 2x2 downsampling conv; timm's dynamically padded
+      ``Conv2dSame`` only needs the stride changed);
+    - every strided average/max pooling (the ResNet-D shortcut's 2x2 average)
+      becomes the identity.
+
+    Weights are copied as they are; call :func:`abn_init_` for ABN's
+    initialisation. Receptive fields are not widened (no dilation), as in ABN.
+    Whether a stage really keeps the size (it can hold other strided
+    operations) is for the caller to check with a forward pass.
+
+    Args:
+        stage: The stage module (e.g. ``resnet.layer4``); left unchanged.
+
+    Returns:
+        The stride-1 copy.
+
+    Example:
+        >>> stage = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        >>> stride_one_copy(stage)(torch.randn(1, 8, 14, 14)).shape
+        torch.Size([1, 16, 14, 14])
+    """
+    out = copy.deepcopy(stage)
+    for parent in list(out.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Conv2d) and any(st > 1 for st in child.stride):
+                child.stride = (1, 1)
+                if type(child).__name__ != "Conv2dSame":  # timm's pads for its stride at run time
+                    child.padding = _same_padding(child)
+            elif isinstance(child, nn.AvgPool2d | nn.MaxPool2d):
+                stride = child.stride if child.stride is not None else child.kernel_size
+                strides = stride if isinstance(stride, tuple) else (stride,)
+                if any(st > 1 for st in strides):
+                    setattr(parent, name, nn.Identity())
+    return out
 
 
 class AttentionBranchOutput(NamedTuple):
@@ -33,8 +143,9 @@ class AttentionBranchOutput(NamedTuple):
 class ResidualConvBlock(nn.Module):
     """A basic residual block (two 3x3 conv-BN, identity shortcut), width-preserving.
 
-    The default attention block of :class:`AttentionBranch`, playing the role
-    of ABN's extra ResNet stage in the attention branch.
+    The light attention block of :class:`AttentionBranch` (``attention_block=None``),
+    a stand-in for ABN's stride-1 copy of the backbone's last stage (see
+    :func:`stride_one_copy`) at a fraction of its cost.
 
     Args:
         channels: Input and output channels.
@@ -116,37 +227,48 @@ class AttentionBranch(nn.Module):
         mode: Literal["residual", "multiply"] = "residual",
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         act_layer: type[nn.Module] = nn.ReLU,
+        block_channels: int | None = None,
     ) -> None:
         super().__init__()
-        for arg, value in (("in_channels", in_channels), ("num_classes", num_classes)):
-            if not isinstance(value, int) or value < 1:
+        if block_channels is None:
+            block_channels = in_channels
+        for arg, value in (("in_channels", in_channels), ("num_classes", num_classes),
+                           ("block_channels", block_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(
                     f"AttentionBranch({arg}=...) must be a positive int, got {value!r}"
                 )
+        if attention_block is None and block_channels != in_channels:
+            raise ValueError(
+                f"AttentionBranch(block_channels={block_channels}) needs an attention_block "
+                f"that outputs that width; the light block keeps in_channels={in_channels}"
+            )
         if mode not in ("residual", "multiply"):
             raise ValueError(
                 f"AttentionBranch(mode=...) must be 'residual' or 'multiply', got {mode!r}"
             )
         self.in_channels = in_channels
+        self.block_channels = block_channels
         self.mode = mode
         self._norm_layer = norm_layer
         self._act_layer = act_layer
-        self.attention_block = (
-            ResidualConvBlock(in_channels, norm_layer, act_layer)
-            if attention_block is None
-            else attention_block
-        )
-        self.norm = norm_layer(in_channels)
+        if attention_block is None:
+            attention_block = abn_init_(ResidualConvBlock(in_channels, norm_layer, act_layer))
+        self.attention_block = attention_block
+        self.norm = abn_init_(norm_layer(block_channels))
         self._build_class_layers(num_classes)
 
     def _build_class_layers(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.class_conv = nn.Conv2d(self.in_channels, num_classes, 1, bias=False)
+        self.class_conv = nn.Conv2d(self.block_channels, num_classes, 1, bias=False)
         self.class_norm = self._norm_layer(num_classes)
         self.class_act = self._act_layer()
         self.logit_conv = nn.Conv2d(num_classes, num_classes, 1, bias=False)
         self.map_conv = nn.Conv2d(num_classes, 1, 3, padding=1, bias=False)
         self.map_norm = self._norm_layer(1)
+        for layer in (self.class_conv, self.class_norm, self.logit_conv, self.map_conv,
+                      self.map_norm):
+            abn_init_(layer)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Rebuild the K-dependent layers for ``num_classes`` classes (fresh weights)."""
@@ -168,10 +290,13 @@ class AttentionBranch(nn.Module):
         logits = self.logit_conv(a).mean(dim=(2, 3))
         attention_map = self.map_norm(self.map_conv(a)).sigmoid()
         if self.mode == "residual":
-            features = x * (1.0 + attention_map)  # one fused product, no extra temporary
+            features = x * (1.0 + attention_map)  # (1 + M) is (B, 1, H, W): one full-size product
         else:
             features = x * attention_map
         return AttentionBranchOutput(features, attention_map, logits)
 
     def extra_repr(self) -> str:
-        return f"in_channels={self.in_channels}, num_classes={self.num_classes}, mode={self.mode!r}"
+        width = (f", block_channels={self.block_channels}"
+                 if self.block_channels != self.in_channels else "")
+        return (f"in_channels={self.in_channels}{width}, num_classes={self.num_classes}, "
+                f"mode={self.mode!r}")

@@ -13,17 +13,133 @@ last feature map instead; ``attention_stage="penultimate"`` makes that an error.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import timm
+import torch
 from torch import Tensor, nn
 
-__all__ = ["SplitBackbone", "create_body_backbone"]
+from dagnet_layers.layers import abn_init_, stride_one_copy
+
+__all__ = [
+    "PretrainedWeightsUnavailableError",
+    "SplitBackbone",
+    "check_pretrained_weights",
+    "create_body_backbone",
+]
 
 AttentionStage = Literal["auto", "penultimate", "last"]
+
+#: Seconds to wait for the weight host before calling it unreachable.
+_PROBE_TIMEOUT = 3.0
+
+
+class PretrainedWeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither cached nor given as a file, and their host is unreachable."""
+
+
+def _hf_cached(repo_id: str, filename: str | None) -> str | None:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    # timm asks for the safetensors file first and falls back to the pickle.
+    names = [filename] if filename else ["model.safetensors", "pytorch_model.bin"]
+    for name in names:
+        found = try_to_load_from_cache(repo_id, name, cache_dir=constants.HF_HUB_CACHE)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _unreachable(url: str) -> str | None:
+    """Why ``url``'s host cannot be reached within a few seconds, or None if it can."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "", port), timeout=_PROBE_TIMEOUT).close()
+    except OSError as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def check_pretrained_weights(name: str, role: str = "backbone", **kwargs: Any) -> str:
+    """Where timm will load ``name``'s pretrained weights from; fail fast when it cannot.
+
+    Offline and without cached weights, :func:`timm.create_model` with
+    ``pretrained=True`` retries the Hugging Face Hub for about a minute and
+    ends in a traceback. This looks first: a local file given through
+    ``pretrained_cfg_overlay=dict(file=...)``, then Hugging Face's cache, then
+    torch.hub's cache; only when none has the weights does it try to open a
+    connection to their host (a few seconds at most). A model name timm does
+    not describe (``hf-hub:``, ``local-dir:`` names) is left to timm.
+
+    Args:
+        name: timm model name (``"resnet50"``, ``"resnet50.a1_in1k"``).
+        role: Argument name for the message (``"body_backbone"``).
+        **kwargs: The :func:`timm.create_model` options (``pretrained_cfg_overlay``).
+
+    Returns:
+        A description of the source: ``"file <path>"``, ``"cache <path>"``,
+        ``"download from <host>"`` or ``"timm"`` (not checked).
+
+    Raises:
+        FileNotFoundError: the overlay's file does not exist.
+        PretrainedWeightsUnavailableError: the weights are in no cache and
+            their host cannot be reached (or the Hub is set offline). The
+            one-line message names the ways out.
+
+    Example:
+        >>> check_pretrained_weights("resnet18", pretrained_cfg_overlay=dict(file="/no/w.pth"))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: backbone='resnet18': pretrained weight file /no/w.pth does not exist
+    """
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    cfg = timm.models.get_pretrained_cfg(name) if ":" not in name else None
+    merged = {**(cfg.to_dict() if cfg is not None else {}), **overlay}
+    if merged.get("file"):
+        path = Path(merged["file"]).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{role}={name!r}: pretrained weight file {path} does not exist"
+            )
+        return f"file {path}"
+    if cfg is None or merged.get("state_dict") is not None:
+        return "timm"
+    from huggingface_hub import constants
+
+    hub_id, url = merged.get("hf_hub_id"), merged.get("url")
+    places = []
+    if hub_id:
+        found = _hf_cached(hub_id, merged.get("hf_hub_filename"))
+        if found:
+            return f"cache {found}"
+        places.append(f"Hugging Face cache {constants.HF_HUB_CACHE} ({hub_id})")
+    if url:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+        if cached.is_file():
+            return f"cache {cached}"
+        places.append(f"torch.hub cache {cached.parent}")
+    if not places:
+        return "timm"
+    source = constants.ENDPOINT if hub_id else url
+    why = "HF_HUB_OFFLINE is set" if hub_id and constants.HF_HUB_OFFLINE else _unreachable(source)
+    if why is None:
+        return f"download from {urlparse(source).hostname}"
+    raise PretrainedWeightsUnavailableError(
+        f"{role}={name!r}: pretrained weights are not in the {' or the '.join(places)} and "
+        f"{urlparse(source).hostname} cannot be reached ({why}); give a local weight file "
+        f"(train_emotic.py --body-weights/--context-weights FILE; in Python "
+        f"pretrained_cfg_overlay=dict(file=FILE) in the backbone's kwargs), fetch the weights "
+        f"once on a machine that is online (timm caches them), or train from scratch "
+        f"(--no-pretrained / pretrained=False)"
+    )
 
 
 def _create(name: str, role: str, **kwargs: Any) -> nn.Module:
@@ -33,6 +149,8 @@ def _create(name: str, role: str, **kwargs: Any) -> nn.Module:
         close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
         hint = f"; similar names: {', '.join(close)}" if close else ""
         raise ValueError(f"{role}={name!r} is not a timm model name{hint}")
+    if kwargs.get("pretrained"):
+        check_pretrained_weights(name, role, **kwargs)
     return timm.create_model(name, **kwargs)
 
 
@@ -141,6 +259,8 @@ class SplitBackbone(nn.Module):
             )
         if not isinstance(name, str) or not timm.is_model(name):
             _create(name, "context_backbone")  # raises the unknown-name error
+        if pretrained:
+            check_pretrained_weights(name, "context_backbone", **kwargs)
         try:
             net = timm.create_model(name, pretrained=pretrained, features_only=True, **kwargs)
         except Exception as err:  # timm raises RuntimeError/AssertionError/TypeError here
@@ -185,6 +305,73 @@ class SplitBackbone(nn.Module):
             self.attention_channels = channels[-1]
         self.num_features = channels[-1]
         self.reduction = info.reduction()[-1]
+
+    def attention_stage_copy(self, init: Literal["abn", "copy"] = "abn") -> nn.Module:
+        """ABN's attention block: a copy of :attr:`last_stage` at stride 1.
+
+        In ABN's published ResNet the attention branch starts with
+        ``att_layer4``, a second ``layer4`` built at stride 1: it keeps the
+        penultimate stage's resolution (14 x 14 at 224 px) and widens to the
+        last stage's width (ResNet-18: 256 -> 512, with a projection
+        shortcut). This builds that block from this backbone's own last stage
+        (:func:`~dagnet_layers.layers.stride_one_copy`), for ResNets and any
+        timm CNN whose last stage can run at stride 1, and checks it with a
+        forward pass.
+
+        Args:
+            init: ``"abn"``: ABN's initialisation
+                (:func:`~dagnet_layers.layers.abn_init_`: Kaiming-normal
+                fan-out convolutions, BatchNorm 1/0); ``"copy"``: start from
+                the last stage's current weights (e.g. pretrained ones).
+
+        Returns:
+            A module mapping ``(B, attention_channels, h, w)`` to
+            ``(B, num_features, h, w)``.
+
+        Raises:
+            ValueError: the backbone is not cut between its last two stages
+                (``split == "last"``), or the copy does not keep the size.
+
+        Example:
+            >>> bb = SplitBackbone("test_resnet")
+            >>> block = bb.attention_stage_copy()
+            >>> block(torch.randn(1, bb.attention_channels, 8, 8)).shape
+            torch.Size([1, 96, 8, 8])
+        """
+        if init not in ("abn", "copy"):
+            raise ValueError(
+                f"attention_stage_copy(init=...) must be 'abn' or 'copy', got {init!r}"
+            )
+        if self.split != "penultimate":
+            raise ValueError(
+                f"context_backbone={self.name!r} is not cut between its last two stages, so it "
+                "has no last stage to copy for ABN's attention block; use the light block "
+                "(gsam_block='light')"
+            )
+        block = stride_one_copy(self.last_stage)
+        if init == "abn":
+            abn_init_(block)
+        side = 8
+        probe = torch.zeros(2, self.attention_channels, side, side)
+        was_training = block.training
+        try:
+            with torch.no_grad():
+                out = block.eval()(probe.to(next(block.parameters()).device))
+        except Exception as err:  # any failure means the stage cannot be rebuilt
+            raise ValueError(
+                f"context_backbone={self.name!r}: its last stage does not run at stride 1 "
+                f"({type(err).__name__}: {err}); use the light block (gsam_block='light')"
+            ) from err
+        finally:
+            block.train(was_training)
+        expected = (2, self.num_features, side, side)
+        if tuple(out.shape) != expected:
+            raise ValueError(
+                f"context_backbone={self.name!r}: its last stage at stride 1 maps "
+                f"{tuple(probe.shape)} to {tuple(out.shape)}, not {expected}; use the light "
+                "block (gsam_block='light')"
+            )
+        return block
 
     def forward(self, x: Tensor) -> Tensor:
         """Run both parts: (B, 3, H, W) -> final feature map."""

@@ -7,7 +7,8 @@ in the Wild" (Fig. 1 of the paper):
   features scaled by the :class:`~dagnet_layers.layers.BodyAttention` weight;
 - **context stream**: a timm backbone (ResNet-18) on the context image with
   the body masked, an :class:`~dagnet_layers.layers.AttentionBranch` between
-  its last two stages (GSAM);
+  its last two stages (GSAM), whose attention block is, as in ABN, a stride-1
+  copy of the backbone's last stage;
 - **local stream**: the context image cut into N x N patches
   (:class:`~dagnet_layers.layers.PatchEncoder`) and a
   :class:`~dagnet_layers.layers.LearnedAdjacencyGCN` over them (LSAM);
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -41,6 +43,28 @@ __all__ = ["ABLATIONS", "DAGNet", "DAGNetConfig", "DAGNetOutput", "build_dagnet"
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        if device_type == "cuda":
+            return torch.is_autocast_enabled()
+        return device_type == "cpu" and torch.is_autocast_cpu_enabled()
+
+
+def _output_layer(layer: nn.Linear, x: Tensor) -> Tensor:
+    """Run an output layer in its weights' precision even under autocast.
+
+    bf16 logits carry 8 significant bits: over thousands of test persons they
+    would tie, and ties change the official AP. The layer is a few thousand
+    multiply-adds per sample, so full precision costs nothing measurable.
+    """
+    if not _autocast_enabled(x.device.type):
+        return layer(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return layer(x.to(layer.weight.dtype))
 
 #: Switches for each row of the paper's Table 2 (plus the plain two-stream
 #: baseline and a body-only model). Keys are preset names; values override
@@ -78,6 +102,17 @@ class DAGNetConfig:
         gsam_mode: ``"residual"`` ((1 + M) g, ABN) or ``"multiply"`` (M g, eq. 3).
         gsam_stage: Where the attention branch goes: ``"auto"``,
             ``"penultimate"`` or ``"last"`` (see :class:`SplitBackbone`).
+        gsam_block: The attention branch's first block. ``"abn"`` (the
+            paper's ABN): a copy of the context backbone's last stage at stride
+            1, widening to its width (:meth:`SplitBackbone.attention_stage_copy`;
+            for ResNet-18 about as many FLOPs as the rest of the context
+            stream). ``"light"``: one width-preserving residual block
+            (:class:`~dagnet_layers.layers.ResidualConvBlock`). A backbone
+            that cannot be cut before its last stage gets the light block,
+            with a warning.
+        gsam_block_init: Initialisation of the ``"abn"`` block: ``"abn"``
+            (ABN's: Kaiming-normal fan-out, BatchNorm 1/0) or ``"copy"`` (the
+            last stage's own weights, e.g. pretrained ones).
         patch_channels: Widths of the patch encoder's two 3x3 convolutions.
         patch_pool: Side of the patch encoder's mean-pooled grid (4 -> 64*16 = 1024).
         patch_stride: Stride of the patch encoder's first convolution. At 1 (the
@@ -109,6 +144,8 @@ class DAGNetConfig:
     bam_hidden: int = 16
     gsam_mode: Literal["residual", "multiply"] = "residual"
     gsam_stage: Literal["auto", "penultimate", "last"] = "auto"
+    gsam_block: Literal["abn", "light"] = "abn"
+    gsam_block_init: Literal["abn", "copy"] = "abn"
     patch_channels: tuple[int, int] = (64, 64)
     patch_pool: int = 4
     patch_stride: int = 1
@@ -140,6 +177,14 @@ class DAGNetConfig:
             )
         if self.use_gsam and not self.use_context:
             raise ValueError("DAGNetConfig(use_gsam=True) needs use_context=True")
+        for name, allowed in (("gsam_block", ("abn", "light")),
+                              ("gsam_block_init", ("abn", "copy")),
+                              ("gsam_mode", ("residual", "multiply")),
+                              ("gsam_stage", ("auto", "penultimate", "last"))):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"DAGNetConfig({name}=...) must be one of {allowed}, "
+                                 f"got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict of every field."""
@@ -249,11 +294,7 @@ class DAGNet(nn.Module):
             )
             feature_dims.append(self.context_backbone.num_features)
             if config.use_gsam:
-                self.context_attention = AttentionBranch(
-                    self.context_backbone.attention_channels,
-                    config.num_classes,
-                    mode=config.gsam_mode,
-                )
+                self.context_attention = self._build_attention(config)
 
         self.patch_encoder: PatchEncoder | None = None
         self.local_graph: LearnedAdjacencyGCN | PatchSumReadout | None = None
@@ -293,6 +334,29 @@ class DAGNet(nn.Module):
         self.head_drop = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.fusion_hidden, config.num_classes)
         self.vad_head = nn.Linear(config.fusion_hidden, 3) if config.vad_head else None
+
+    def _build_attention(self, config: DAGNetConfig) -> AttentionBranch:
+        backbone = self.context_backbone
+        assert backbone is not None
+        block, width = None, backbone.attention_channels
+        if config.gsam_block == "abn":
+            if backbone.split == "penultimate":
+                block = backbone.attention_stage_copy(init=config.gsam_block_init)
+                width = backbone.num_features
+            else:
+                warnings.warn(
+                    f"context_backbone={config.context_backbone!r} has no last stage to copy "
+                    "for ABN's attention block; the light block is used instead",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        return AttentionBranch(
+            backbone.attention_channels,
+            config.num_classes,
+            attention_block=block,
+            mode=config.gsam_mode,
+            block_channels=width,
+        )
 
     # ------------------------------------------------------------------ info
     @property
@@ -374,7 +438,7 @@ class DAGNet(nn.Module):
                 instead of the logits.
         """
         x = self.head_drop(self.fusion(x))
-        return x if pre_logits else self.classifier(x)
+        return x if pre_logits else _output_layer(self.classifier, x)
 
     def forward(self, body: Tensor, context: Tensor | None = None) -> DAGNetOutput:
         """Run all streams: logits plus every attention output (a :class:`DAGNetOutput`)."""
@@ -384,12 +448,12 @@ class DAGNet(nn.Module):
         if isinstance(self.local_graph, LearnedAdjacencyGCN):
             adjacency = self.local_graph.propagation_matrix()
         return DAGNetOutput(
-            logits=self.classifier(hidden),
+            logits=_output_layer(self.classifier, hidden),
             aux_logits=aux_logits,
             attention_map=attention_map,
             body_weights=body_weights,
             adjacency=adjacency,
-            vad=self.vad_head(hidden) if self.vad_head is not None else None,
+            vad=_output_layer(self.vad_head, hidden) if self.vad_head is not None else None,
         )
 
     def forward_logits(self, body: Tensor, context: Tensor | None = None) -> Tensor:
@@ -447,7 +511,10 @@ class DAGNet(nn.Module):
         if (not isinstance(meta, dict) or meta.get("format") != "dagnet-layers"
                 or not isinstance(meta.get("config"), dict)):
             raise ValueError(f"{directory / CONFIG_NAME} is not a dagnet-layers model config")
-        model = cls(DAGNetConfig.from_dict(meta["config"]))
+        config = dict(meta["config"])
+        # Written before ABN's attention block existed (0.1.x): the light block it had.
+        config.setdefault("gsam_block", "light")
+        model = cls(DAGNetConfig.from_dict(config))
         try:
             state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
         except SafetensorError as err:
