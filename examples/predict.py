@@ -10,16 +10,19 @@ Usage::
 The checkpoint folder is what ``DAGNet.save_pretrained`` writes (``config.json``,
 ``model.safetensors``) plus, optionally, the training engine's ``inference.json``::
 
-    {"image_size": 224, "mask_body": true, "mask_fill": 0, "protocol": "emotic",
-     "thresholds": {"Affection": 0.31, ...}}
+    {"image_size": 224, "mask_body": true, "mask_fill": 0, "score": "softmax",
+     "protocol": "emotic", "thresholds": {"Affection": 0.31, ...},
+     "data": {"source": "emotic", "synthetic": false}}
 
 Each box goes through exactly the preprocessing of ``EmoticDataset`` with the eval
 transform (body crop and whole-image context at ``image_size``, body box masked in
-the context, ImageNet normalisation). Scores are ``sigmoid(logits)``, the engine's
-evaluation score (AP only needs a monotone score per category; thresholds must be
-calibrated on the same kind of score). With thresholds, the labels at or above
-their category's precision = recall threshold are the predictions (marked ``*``);
-without them the top-k labels are shown. The figure (``--output``) follows the
+the context, ImageNet normalisation). Scores are made from the logits exactly as
+the engine's evaluation made them for this checkpoint (``score``: ``softmax`` for
+the paper's KL loss, ``sigmoid`` for BCE/focal), so the validation thresholds
+apply to them. With thresholds, the labels at or above their category's
+precision = recall threshold are the predictions (marked ``*``); without them
+the top-k labels are shown. A checkpoint trained on the synthetic demo data says
+so in the table, the JSON and the figure. The figure (``--output``) follows the
 paper's Fig. 2 and adds the GSAM attention map, BAM's body weight and LSAM's graph.
 """
 
@@ -43,9 +46,19 @@ from dagnet_layers.data import (
     load_image_rgb,
     mask_bbox,
 )
+from dagnet_layers.losses import SCORE_KINDS, scores_from_logits
 
 INFERENCE_NAME = "inference.json"
 DEFAULT_INFERENCE: dict[str, Any] = {"image_size": 224, "mask_body": True, "mask_fill": 0}
+#: Without inference.json: the score of the paper's loss (KL divergence).
+DEFAULT_SCORE = "softmax"
+#: inference.json written before it recorded its score: the thresholds in it
+#: were calibrated on sigmoid scores, the engine's only score then.
+LEGACY_SCORE = "sigmoid"
+SYNTHETIC_WARNING = (
+    "warning: this checkpoint was trained on SYNTHETIC demo data, not on EMOTIC: its "
+    "scores on a real photo mean nothing about the emotions in it"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +131,12 @@ def read_inference_config(checkpoint: Path) -> tuple[dict[str, Any], bool]:
     thresholds = config.get("thresholds")
     if thresholds is not None and not isinstance(thresholds, dict):
         raise ValueError(f"{path}: thresholds must map category -> number, got {thresholds!r}")
+    config.setdefault("score", LEGACY_SCORE)
+    if config["score"] not in SCORE_KINDS:
+        raise ValueError(f"{path}: score must be one of {SCORE_KINDS}, got {config['score']!r}")
+    data = config.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{path}: data must be an object, got {data!r}")
     return config, True
 
 
@@ -263,7 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with torch.no_grad():
         out = model(batch["body"].to(device), batch["context"].to(device))
-    scores = torch.sigmoid(out.logits.float()).cpu()
+    score = str(inference.get("score", DEFAULT_SCORE))
+    scores = scores_from_logits(out.logits, score).cpu()
+    synthetic = bool((inference.get("data") or {}).get("synthetic", False))
 
     raw_thresholds = inference.get("thresholds") or None
     thresholds: dict[str, float] = {}
@@ -273,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 thresholds[name] = float(value)
 
     # ---------------------------------------------------------------- report
+    if synthetic:
+        print(SYNTHETIC_WARNING)
     print(
         f"checkpoint: {checkpoint}  ({model.config.body_backbone} body, "
         f"{model.config.context_backbone} context, N={model.partition})"
@@ -283,17 +306,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not has_inference:
         print(
-            f"note: no {INFERENCE_NAME} in the checkpoint: using image_size 224 and a "
-            "masked body (the training defaults)"
+            f"note: no {INFERENCE_NAME} in the checkpoint: using image_size 224, a "
+            f"masked body and {DEFAULT_SCORE} scores (the training defaults)"
+        )
+    elif "score" not in json.loads((checkpoint / INFERENCE_NAME).read_text(encoding="utf-8")):
+        print(
+            f"note: {INFERENCE_NAME} does not name its score (written by an older version): "
+            f"using {LEGACY_SCORE} scores, on which its thresholds were calibrated"
         )
     if thresholds:
         print(
-            f"scores: sigmoid(logits); '*' = at or above the category's precision = recall "
+            f"scores: {score}(logits); '*' = at or above the category's precision = recall "
             f"threshold ({len(thresholds)} calibrated on validation)"
         )
     else:
         print(
-            f"scores: sigmoid(logits); no thresholds in {INFERENCE_NAME}: predictions are "
+            f"scores: {score}(logits); no thresholds in {INFERENCE_NAME}: predictions are "
             f"the top-{args.top_k} categories by score"
         )
     for i, (box, clamped) in enumerate(boxes, start=1):
@@ -353,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {
                     "image": str(args.image),
                     "checkpoint": str(checkpoint),
-                    "score": "sigmoid",
+                    "score": score,
+                    "data": inference.get("data"),
+                    "warning": SYNTHETIC_WARNING if synthetic else None,
                     "thresholds": "inference.json" if thresholds else None,
                     "persons": records,
                 },
@@ -367,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dagnet_layers.visualize import plot_prediction
 
         output = args.output or Path(f"{args.image.stem}_dagnet.png")
-        plot_prediction(
+        figure = plot_prediction(
             image,
             [b for b, _ in boxes],
             predictions,
@@ -377,8 +407,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             partition=model.partition,
             true_labels=true_labels,
             categories=names,
-            path=output,
         )
+        if synthetic:
+            figure.suptitle("checkpoint trained on SYNTHETIC demo data, not EMOTIC: "
+                            "not a prediction of real emotions", color="firebrick")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(output, dpi=figure.dpi)
         print(f"wrote {output}")
     return 0
 

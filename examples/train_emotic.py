@@ -2,8 +2,10 @@
 """Train and evaluate DAG-Net on EMOTIC with the paper's recipe.
 
 Paper defaults: Adam, lr 1e-4, batch 32, N = 4, 224 x 224 body and context,
-ColorJitter 0.4 + horizontal flip, ResNet-50 body / ResNet-18 context,
-KL-divergence loss (plus ABN's auxiliary loss on the attention branch).
+ColorJitter 0.4 + horizontal flip, ResNet-50 body / ResNet-18 context with
+ImageNet weights, KL-divergence loss (plus ABN's auxiliary loss on the
+attention branch). Evaluation scores follow the loss (softmax for KL) and AP
+is the official eval.m protocol, tie order included.
 
 Examples::
 
@@ -26,10 +28,11 @@ Examples::
 
 Outputs (``--output-dir``): ``args.json``, ``log.csv`` (one row per epoch),
 ``checkpoints/{last,best}/`` (safetensors weights + JSON config + tensors-only
-training state; ``best`` also holds ``inference.json`` with the validation
-thresholds for ``examples/predict.py``), ``test_report.{json,csv}``,
-``test_ap.png`` (our per-category AP beside the paper's Table 1) and
-``training_curves.png``.
+training state; ``best`` also holds ``inference.json`` with the score function,
+the validation thresholds and the data source for ``examples/predict.py``),
+``test_report.{json,csv}``, ``test_ap.png`` (per-category AP; beside the
+paper's Table 1 only when the data is EMOTIC) and ``training_curves.png``.
+Outputs of the synthetic demo say so in every title and file.
 """
 
 from __future__ import annotations
@@ -56,12 +59,19 @@ from dagnet_layers.engine import (
     NonFiniteLossError,
     evaluate,
     load_checkpoint,
+    process_seed,
     save_checkpoint,
     seed_everything,
     train_one_epoch,
     unwrap_model,
 )
 from dagnet_layers.losses import DAGNetCriterion, list_losses
+from dagnet_layers.models import (
+    DAGNetConfig,
+    PretrainedWeightsUnavailableError,
+    check_pretrained_weights,
+    model_config,
+)
 from dagnet_layers.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
 
 logger = logging.getLogger("train_emotic")
@@ -74,7 +84,10 @@ PAPER_DEFAULTS: dict[str, Any] = dict(
 DEMO_DEFAULTS: dict[str, Any] = dict(
     model="test_dagnet", epochs=12, batch_size=32, lr=1e-3, image_size=64, jitter=0.4,
 )
-DEMO_IMAGES = 600  # with 12 epochs: DAG-Net 64.6 vs body-only 56.2 test mAP (docs)
+DEMO_IMAGES = 600  # with 12 epochs: the docs' full vs body-only comparison
+#: What every output of a demo run says about its data.
+SYNTHETIC_NOTE = ("SYNTHETIC demo data, not EMOTIC: these numbers say nothing about EMOTIC "
+                  "and are not comparable with the paper's")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--partition-policy", choices=["error", "resize", "pad"], default="error",
                        help="context sizes not divisible by N: fail, resize or pad the patches")
     model.add_argument("--vad", action="store_true", help="also regress valence/arousal/dominance")
-    model.add_argument("--pretrained", action="store_true",
-                       help="ImageNet weights through timm (needs timm's cache or the files)")
+    model.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                       help="ImageNet backbone weights through timm (default: on with a "
+                       "dataset, off for the demo; needs timm's cache, the network or "
+                       "--body-weights/--context-weights)")
     model.add_argument("--body-weights", type=Path, help="local timm weight file, body backbone")
     model.add_argument("--context-weights", type=Path,
                        help="local timm weight file, context backbone")
@@ -142,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="resume from a checkpoint folder ('auto': OUTPUT/checkpoints/last)")
     run.add_argument("--protocol", choices=["emotic", "sklearn"], default="emotic",
                      help="AP protocol of the reports")
+    run.add_argument("--ties", choices=["octave", "stable"], default="octave",
+                     help="order of tied scores under the emotic protocol: eval.m's seeded "
+                     "random order (as Octave draws it) or sample order")
     run.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -172,6 +190,8 @@ def resolve_defaults(args: argparse.Namespace) -> bool:
             setattr(args, key, value)
     if args.data_root is not None and args.preprocessed is not None:
         raise SystemExit("give either --data-root or --preprocessed, not both")
+    if args.pretrained is None:
+        args.pretrained = not demo  # a real dataset deserves ImageNet features
     for name in ("epochs", "batch_size", "image_size"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -217,6 +237,28 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, 
     return datasets
 
 
+def data_source(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
+    """What the model is trained on, recorded in checkpoints and reports."""
+    if demo:
+        return {"source": "synthetic", "synthetic": True, "note": SYNTHETIC_NOTE}
+    if args.preprocessed is not None:
+        return {"source": "emotic-preprocessed", "synthetic": False,
+                "path": str(args.preprocessed)}
+    return {"source": "emotic", "synthetic": False, "path": str(args.data_root)}
+
+
+def check_steps(loader: DataLoader, dataset: EmoticDataset, args: argparse.Namespace,
+                world: int) -> None:
+    """A training set too small for one full batch per process is an error, not 0 steps."""
+    if len(loader) == 0:
+        per_process = math.ceil(len(dataset) / world) if world > 1 else len(dataset)
+        raise SystemExit(
+            f"--batch-size {args.batch_size} gives no training step: the train split has "
+            f"{len(dataset)} persons ({per_process} per process over {world}) and incomplete "
+            f"batches are dropped; use --batch-size {max(1, per_process)} or less"
+        )
+
+
 def make_loader(dataset: EmoticDataset, args: argparse.Namespace, train: bool) -> DataLoader:
     if dist.is_initialized():
         sampler: Any = DistributedSampler(dataset, shuffle=train, seed=args.seed)
@@ -227,6 +269,18 @@ def make_loader(dataset: EmoticDataset, args: argparse.Namespace, train: bool) -
         pin_memory=torch.cuda.is_available(), drop_last=train,
         persistent_workers=args.workers > 0,
     )
+
+
+def check_weights(args: argparse.Namespace) -> None:
+    """Before any data is read: fail in seconds if the pretrained weights cannot be had."""
+    if not args.pretrained:
+        return
+    config, defaults = model_config(args.model), DAGNetConfig()
+    for stream, given in (("body", args.body_weights), ("context", args.context_weights)):
+        if given is None:
+            key = f"{stream}_backbone"
+            name = getattr(args, key) or config.get(key, getattr(defaults, key))
+            check_pretrained_weights(name, key)
 
 
 def build_model(args: argparse.Namespace) -> torch.nn.Module:
@@ -252,11 +306,14 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
     return create_model(args.model, pretrained=args.pretrained, **overrides)
 
 
-def print_table1(report: dict[str, Any], protocol: str) -> str:
-    """Our per-category test AP next to the paper's Table 1 columns (percent)."""
-    methods = list(PAPER_TABLE1)
+def print_table1(report: dict[str, Any], protocol: str, synthetic: bool = False) -> str:
+    """Our per-category test AP (percent), next to the paper's Table 1 on EMOTIC runs only."""
+    methods = [] if synthetic else list(PAPER_TABLE1)
     header = f"{'Category':<16} {'ours':>7} " + " ".join(f"{m[:12]:>12}" for m in methods)
-    lines = [f"Test AP (%), protocol={protocol}", header, "-" * len(header)]
+    ties = f", ties={report['ties']}" if report.get("ties") else ""
+    title = f"Test AP (%), protocol={protocol}{ties}, score={report.get('score')}"
+    lines = [f"{SYNTHETIC_NOTE}." if synthetic else "EMOTIC test split.", title, header,
+             "-" * len(header)]
     for cat in EMOTIC_CATEGORIES:
         ap = report["per_category_ap"].get(cat)
         missing = ap is None or (isinstance(ap, float) and math.isnan(ap))
@@ -271,23 +328,34 @@ def print_table1(report: dict[str, Any], protocol: str) -> str:
     return "\n".join(lines)
 
 
-def write_reports(out: Path, report: dict[str, Any], protocol: str) -> None:
+def write_reports(out: Path, report: dict[str, Any], protocol: str,
+                  synthetic: bool = False) -> None:
+    """test_report.json/.csv and the two figures; the paper's columns on EMOTIC runs only."""
     (out / "test_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    methods = [] if synthetic else list(PAPER_TABLE1)
     with open(out / "test_report.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["category", "ap_ours", *[f"ap_{m}" for m in PAPER_TABLE1]])
+        if synthetic:
+            writer.writerow([f"# {SYNTHETIC_NOTE}"])
+        writer.writerow(["category", "ap_ours", *[f"ap_{m}" for m in methods]])
         for cat in EMOTIC_CATEGORIES:
             ap = report["per_category_ap"].get(cat)
             writer.writerow([cat, "" if ap is None else ap,
-                             *[PAPER_TABLE1[m][cat] / 100 for m in PAPER_TABLE1]])
-        writer.writerow(["mAP", report["mean_ap"],
-                         *[PAPER_TABLE1_MAP[m] / 100 for m in PAPER_TABLE1]])
+                             *[PAPER_TABLE1[m][cat] / 100 for m in methods]])
+        writer.writerow(["mAP", report["mean_ap"], *[PAPER_TABLE1_MAP[m] / 100 for m in methods]])
     from dagnet_layers.visualize import plot_ap_comparison, plot_training_curves
 
     ap = {k: (float("nan") if v is None else v) for k, v in report["per_category_ap"].items()}
-    plot_ap_comparison(ap, title=f"EMOTIC test AP ({protocol} protocol)",
-                       path=out / "test_ap.png")
-    plot_training_curves(out / "log.csv", out / "training_curves.png")
+    if synthetic:
+        plot_ap_comparison(ap, reference=None, ours_label="this run",
+                           title=f"SYNTHETIC demo data (not EMOTIC): test AP ({protocol} protocol)",
+                           path=out / "test_ap.png")
+        plot_training_curves(out / "log.csv", out / "training_curves.png", reference_map=None,
+                             title="SYNTHETIC demo data (not EMOTIC): training curves")
+    else:
+        plot_ap_comparison(ap, title=f"EMOTIC test AP ({protocol} protocol)",
+                           path=out / "test_ap.png")
+        plot_training_curves(out / "log.csv", out / "training_curves.png")
 
 
 # --------------------------------------------------------------------- main
@@ -299,8 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     demo = resolve_defaults(args)
     if demo:
-        logger.info("no --data-root/--preprocessed given: training the demo configuration "
-                    "on synthetic EMOTIC-format data")
+        logger.warning("no --data-root/--preprocessed given: training the demo configuration "
+                       "on %s", SYNTHETIC_NOTE)
+    data = data_source(args, demo)
+    check_weights(args)
     seed_everything(args.seed)
     amp = args.amp or ("bf16" if device.type == "cuda" else "none")
     channels_last = args.channels_last and device.type == "cuda"
@@ -313,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
 
     datasets = make_datasets(args, demo, rank)
     loaders = {s: make_loader(d, args, s == "train") for s, d in datasets.items()}
+    check_steps(loaders["train"], datasets["train"], args, world)
     train_tf = emotic_batch_transform(True, size=args.image_size, jitter=args.jitter,
                                       flip_p=args.flip).to(device)
     eval_tf = emotic_batch_transform(False, size=args.image_size).to(device)
@@ -323,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         model = model.to(memory_format=torch.channels_last)
     criterion = DAGNetCriterion(args.loss, aux_weight=args.aux_weight,
                                 vad_weight=args.vad_weight if args.vad else 0.0)
+    score = criterion.score  # how this loss's logits become scores (softmax for KL)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = len(loaders["train"]) if args.max_steps is None else min(
         args.max_steps, len(loaders["train"]))
@@ -367,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = not args.no_progress
     for epoch in range(start_epoch, args.epochs):
-        seed_everything(args.seed + epoch)  # every draw of epoch k depends on (seed, k) only
+        # Every draw of epoch k depends on (seed, k, rank) only: a resumed run repeats an
+        # uninterrupted one, and no two ranks share augmentations or dropout masks.
+        seed_everything(process_seed(args.seed, epoch, rank))
         loaders["train"].sampler.set_epoch(epoch)
         try:
             stats = train_one_epoch(
@@ -381,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         val = evaluate(net, loaders["val"], device=device, batch_transform=eval_tf,
                        criterion=criterion, amp=amp, channels_last=channels_last,
-                       protocol=args.protocol, progress=progress, desc=f"epoch {epoch} val")
+                       protocol=args.protocol, ties=args.ties, score=score, progress=progress,
+                       desc=f"epoch {epoch} val")
         val_map = val.report.mean_ap
         logger.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.2f%%, %.1f samples/s",
                     epoch, stats.loss, val.loss, 100 * val_map, stats.samples_per_second)
@@ -402,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
             if improved:
                 inference = {
                     "image_size": args.image_size, "mask_body": not args.no_mask_body,
-                    "mask_fill": 0, "protocol": args.protocol, "val_map": val_map,
+                    "mask_fill": 0, "score": score, "loss": args.loss,
+                    "protocol": args.protocol, "ties": args.ties, "val_map": val_map,
+                    "data": data,
                     "thresholds": dict(zip(EMOTIC_CATEGORIES,
                                            [None if math.isnan(t) else float(t)
                                             for t in val.thresholds], strict=True)),
@@ -417,14 +494,15 @@ def main(argv: list[str] | None = None) -> int:
     if best.is_dir():
         load_checkpoint(best, model, map_location=device, restore_rng=False)
     test = evaluate(net, loaders["test"], device=device, batch_transform=eval_tf, amp=amp,
-                    channels_last=channels_last, protocol=args.protocol, progress=progress,
-                    desc="test")
+                    channels_last=channels_last, protocol=args.protocol, ties=args.ties,
+                    score=score, progress=progress, desc="test")
     if rank == 0:
         report = test.report.to_dict()
         report["model"] = unwrap_model(model).config.to_dict()
         report["demo"] = demo
-        write_reports(out, report, args.protocol)
-        print(print_table1(report, args.protocol))
+        report["data"] = data
+        write_reports(out, report, args.protocol, synthetic=demo)
+        print(print_table1(report, args.protocol, synthetic=demo))
         print(f"\nreports, checkpoints and plots in {out.resolve()}")
         if writer is not None:
             writer.close()
@@ -433,8 +511,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_cli(argv: list[str] | None = None) -> int:
+    """:func:`main` with a known failure printed as one line (exit status 2), not a traceback."""
+    try:
+        return main(argv)
+    except (PretrainedWeightsUnavailableError, FileNotFoundError, ValueError) as err:
+        print(f"train_emotic.py: error: {err}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
     start = time.perf_counter()
-    code = main()
+    code = run_cli()
     logger.info("done in %.1f s", time.perf_counter() - start)
     sys.exit(code)

@@ -319,12 +319,70 @@ def test_example_writes_reports_and_inference_thresholds(tmp_path: Path) -> None
     report = json.loads((run / "test_report.json").read_text())
     assert set(report["per_category_ap"]) == set(load_train_example().EMOTIC_CATEGORIES)
     assert report["demo"] is True and report["vad_mae"] is not None
+    assert report["data"]["synthetic"] is True and report["data"]["source"] == "synthetic"
+    assert (report["score"], report["ties"], report["protocol"]) == ("softmax", "octave", "emotic")
     inference = json.loads((run / "checkpoints" / "best" / "inference.json").read_text())
     assert inference["image_size"] == 32 and len(inference["thresholds"]) == 26
+    assert inference["score"] == "softmax" and inference["data"]["synthetic"] is True
     assert (run / "test_ap.png").stat().st_size > 0
     assert (run / "training_curves.png").stat().st_size > 0
     rows = list(csv.reader(open(run / "test_report.csv")))
-    assert rows[0][:2] == ["category", "ap_ours"] and rows[-1][0] == "mAP" and len(rows) == 28
+    # Synthetic: said on the first line, and no paper columns to compare with.
+    assert "SYNTHETIC" in rows[0][0] and rows[1] == ["category", "ap_ours"]
+    assert rows[-1][0] == "mAP" and len(rows) == 29
+
+
+def test_example_report_says_synthetic_and_hides_the_paper(tmp_path: Path, capsys) -> None:
+    run_example(tmp_path, "run", "--epochs", "1", "--max-steps", "1")
+    printed = capsys.readouterr().out
+    assert printed.startswith("SYNTHETIC demo data, not EMOTIC")
+    assert "29.96" not in printed and "DAG-Net" not in printed
+    module = load_train_example()
+    table = module.print_table1(json.loads((tmp_path / "run" / "test_report.json").read_text()),
+                                "emotic", synthetic=False)
+    assert "29.96" in table  # an EMOTIC run shows the paper's columns
+
+
+def test_pretrained_by_default_with_a_dataset_only(tmp_path: Path) -> None:
+    module = load_train_example()
+    parser = module.build_parser()
+    demo = parser.parse_args([])
+    assert module.resolve_defaults(demo) and demo.pretrained is False
+    real = parser.parse_args(["--data-root", str(tmp_path)])
+    assert not module.resolve_defaults(real) and real.pretrained is True
+    opted_out = parser.parse_args(["--data-root", str(tmp_path), "--no-pretrained"])
+    module.resolve_defaults(opted_out)
+    assert opted_out.pretrained is False
+
+
+def test_example_offline_pretrained_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    module = load_train_example()
+    code = module.run_cli(["--pretrained", "--demo-dir", str(tmp_path / "demo"),
+                           "--demo-images", "24", "--image-size", "32", "--workers", "0",
+                           "--no-progress", "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert not (tmp_path / "demo").exists()  # failed before writing or reading any data
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("train_emotic.py: error: body_backbone='test_resnet'")
+    assert "--no-pretrained" in err[-1] and "--body-weights" in err[-1]
+
+
+def test_batch_larger_than_the_train_split_is_an_error(tmp_path: Path) -> None:
+    module = load_train_example()
+    with pytest.raises(SystemExit, match=r"--batch-size 64 gives no training step: the train "
+                                         r"split has \d+ persons"):
+        module.main(["--demo-dir", str(tmp_path / "demo"), "--demo-images", "24",
+                     "--image-size", "32", "--batch-size", "64", "--workers", "0",
+                     "--no-progress", "--output-dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out" / "checkpoints").exists()
 
 
 def test_example_rejects_bad_flags(tmp_path: Path) -> None:
@@ -335,7 +393,34 @@ def test_example_rejects_bad_flags(tmp_path: Path) -> None:
         module.main(["--ablation", "nonsense"])
 
 
+RNG_PROBE = """
+import hashlib, os
+import torch
+import dagnet_layers.engine as engine
+
+_train_one_epoch = engine.train_one_epoch
+
+
+def _logged(*args, **kwargs):
+    digest = hashlib.sha1(torch.get_rng_state().numpy().tobytes()).hexdigest()
+    path = os.path.join(os.environ["DAGNET_RNG_LOG"], "rank" + os.environ.get("RANK", "0"))
+    with open(path, "a") as f:
+        f.write(f"{kwargs.get('epoch')} {digest}\\n")
+    return _train_one_epoch(*args, **kwargs)
+
+
+engine.train_one_epoch = _logged
+"""
+
+
 def test_ddp_two_processes_on_cpu_with_gloo(tmp_path: Path) -> None:
+    # A sitecustomize in the children records the global RNG state each rank
+    # starts its epoch with: the source of its flips, jitters and dropout masks.
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "sitecustomize.py").write_text(RNG_PROBE)
+    rng_log = tmp_path / "rng"
+    rng_log.mkdir()
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--standalone", str(TRAIN_SCRIPT),  # a free port: parallel runs do not collide
@@ -343,9 +428,14 @@ def test_ddp_two_processes_on_cpu_with_gloo(tmp_path: Path) -> None:
         "--batch-size", "4", "--workers", "0", "--no-progress", "--epochs", "1",
         "--max-steps", "2", "--output-dir", str(tmp_path / "ddp"),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DAGNET_RNG_LOG": str(rng_log),
+           "PYTHONPATH": os.pathsep.join([str(probe), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    states = {p.name: p.read_text().split() for p in rng_log.iterdir()}
+    assert set(states) == {"rank0", "rank1"}
+    assert states["rank0"][0] == states["rank1"][0] == "0"  # epoch 0 on both
+    assert states["rank0"][1] != states["rank1"][1]  # ...from different random streams
     report = json.loads((tmp_path / "ddp" / "test_report.json").read_text())
     single = count_test_persons(tmp_path / "demo")
     assert report["num_samples"] == single  # every test person exactly once across ranks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from dagnet_layers import (
     list_models,
     model_config,
 )
+from dagnet_layers.models import PretrainedWeightsUnavailableError, check_pretrained_weights
 
 TINY = dict(bam_hidden=4, patch_channels=(4, 4), patch_pool=2, gcn_hidden=(16, 8), fusion_hidden=16)
 
@@ -444,3 +446,52 @@ def test_checkpoint_without_gsam_block_loads_as_the_light_block(tmp_path: Path) 
     assert loaded.config.gsam_block == "light"
     body, context = images()
     torch.testing.assert_close(loaded(body, context).logits, old(body, context).logits)
+
+
+# ------------------------------------------------------------ pretrained weights offline
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # refused at once
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+def test_offline_pretrained_fails_in_seconds_and_names_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _offline(monkeypatch, tmp_path)
+    start = time.perf_counter()
+    with pytest.raises(PretrainedWeightsUnavailableError) as info:
+        build_dagnet("resnet18", "resnet18", pretrained=True)
+    assert time.perf_counter() - start < 15  # timm alone retries the Hub for ~50 s
+    message = str(info.value)
+    assert "\n" not in message
+    for hint in ("body_backbone='resnet18'", "127.0.0.1", "--body-weights",
+                 "pretrained_cfg_overlay=dict(file=FILE)", "--no-pretrained"):
+        assert hint in message
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PretrainedWeightsUnavailableError, match="HF_HUB_OFFLINE is set"):
+        SplitBackbone("resnet18", pretrained=True)
+
+
+def test_pretrained_check_accepts_cached_and_local_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _offline(monkeypatch, tmp_path)
+    # Hugging Face's cache layout for timm/resnet18.a1_in1k.
+    repo = tmp_path / "hf" / "models--timm--resnet18.a1_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "model.safetensors").write_bytes(b"")
+    assert check_pretrained_weights("resnet18").startswith("cache ")
+    weights = tmp_path / "r50.safetensors"
+    save_file({}, str(weights))
+    overlay = dict(pretrained_cfg_overlay=dict(file=str(weights)))
+    assert check_pretrained_weights("resnet50", **overlay) == f"file {weights}"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_pretrained_weights("resnet50", pretrained_cfg_overlay=dict(file="/no/such.pth"))

@@ -113,10 +113,14 @@ def test_predict_prints_one_row_per_box_and_writes_the_figure(
         assert all(name in EMOTIC_CATEGORIES for name, _, _ in cells)
         scores = [float(s) for _, s, _ in cells]
         assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
-        assert all((mark == "*") == (float(s) >= 0.5) for _, s, mark in cells)
+    report = json.loads(out_json.read_text())
+    for m, person in zip(table, report["persons"], strict=True):
+        # '*' marks a score at or above its threshold (0.5; the printout rounds it);
+        # Fear has none.
+        assert all((mark == "*") == (name != "Fear" and person["scores"][name] >= 0.5)
+                   for name, _, mark in CELL.findall(m[7]))
     with Image.open(out_png) as img:
         assert img.format == "PNG" and img.size[0] > 0
-    report = json.loads(out_json.read_text())
     assert report["score"] == "sigmoid"
     assert report["persons"][0]["true_labels"] == ["Happiness", "Engagement"]
     assert report["persons"][1]["true_labels"] == []
@@ -223,3 +227,33 @@ def test_predict_file_errors_name_the_argument(
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert f"argument {argument}" in err and message in err, err
+
+
+def test_predict_scores_follow_the_checkpoint_and_flag_synthetic_data(
+    predict: ModuleType, photo: Path, tmp_path: Path, capsys
+) -> None:
+    torch.manual_seed(0)
+    model = create_model("test_dagnet").eval()
+    folder = model.save_pretrained(tmp_path / "ckpt")
+    (folder / "inference.json").write_text(json.dumps({
+        "image_size": 64, "mask_body": True, "mask_fill": 0, "score": "softmax",
+        "data": {"source": "synthetic", "synthetic": True},
+    }))
+    out_json, out_png = tmp_path / "p.json", tmp_path / "p.png"
+    code = predict.main(["--checkpoint", str(folder), "--image", str(photo), "--box", "20",
+                         "20", "50", "78", "--json", str(out_json), "--output", str(out_png)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith("warning: this checkpoint was trained on SYNTHETIC")
+    assert "scores: softmax(logits)" in text
+    report = json.loads(out_json.read_text())
+    assert report["score"] == "softmax" and "SYNTHETIC" in report["warning"]
+    image = Image.open(photo).convert("RGB")
+    batch = predict.preprocess(image, [(20, 20, 50, 78)], 64, True, 0)
+    with torch.no_grad():
+        logits = model(batch["body"], batch["context"]).logits.double()
+    expected = torch.softmax(logits, dim=1)[0]
+    got = torch.tensor([report["persons"][0]["scores"][c] for c in EMOTIC_CATEGORIES],
+                       dtype=torch.float64)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-9)
+    assert out_png.stat().st_size > 0

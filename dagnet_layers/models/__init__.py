@@ -1,6 +1,11 @@
 """DAG-Net models: backbones, the model and its config, the variant registry."""
 
-from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone
+from dagnet_layers.models.backbones import (
+    PretrainedWeightsUnavailableError,
+    SplitBackbone,
+    check_pretrained_weights,
+    create_body_backbone,
+)
 from dagnet_layers.models.dagnet import (
     ABLATIONS,
     DAGNet,
@@ -15,8 +20,10 @@ __all__ = [
     "DAGNet",
     "DAGNetConfig",
     "DAGNetOutput",
+    "PretrainedWeightsUnavailableError",
     "SplitBackbone",
     "build_dagnet",
+    "check_pretrained_weights",
     "create_body_backbone",
     "create_model",
     "list_models",
