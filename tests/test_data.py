@@ -6,6 +6,7 @@ folder; no timing is asserted.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import math
@@ -441,6 +442,36 @@ def test_dataset_reads_preprocessed_layout(syn, pre_dir: Path) -> None:
         assert s["body"].shape == s["context"].shape == (3, 32, 32)
         # different resizing chains (224/128 first), same picture
         assert (s["body"].float() - o["body"].float()).abs().mean() < 12
+
+
+def test_preprocessed_rows_without_category_are_skipped_and_counted(
+    pre_dir: Path, tmp_path: Path
+) -> None:
+    # The community converter writes val/test persons with no category, with an
+    # all-zero label vector; there is nothing to evaluate on them.
+    folder = tmp_path / "pre"
+    shutil.copytree(pre_dir, folder)
+    lines = (folder / "val.csv").read_text().splitlines()
+    rows = list(csv.reader(lines))
+    empty = 1  # the second person
+    rows[1 + empty][5] = "[]"
+    with open(folder / "val.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    cats = np.load(folder / "val_cat_arr.npy")
+    cats[empty] = 0
+    np.save(folder / "val_cat_arr.npy", cats)
+    full = read_emotic_preprocessed(pre_dir, "val")
+    pre = read_emotic_preprocessed(folder, "val")
+    assert len(pre) == len(full) - 1
+    assert pre.records.summary.skipped == {"no_category": 1}
+    assert pre.records.summary.n_persons == len(full) and pre.records.summary.n_kept == len(pre)
+    assert pre.rows.tolist() == [r for r in range(len(full)) if r != empty]
+    assert not (pre.categories.sum(axis=1) == 0).any()
+    ds, ds_full = EmoticDataset(folder, "val", size=32), EmoticDataset(pre_dir, "val", size=32)
+    # Person 1 of the filtered set is person 2 of the full one: pixels and labels follow.
+    assert torch.equal(ds[1]["body"], ds_full[2]["body"])
+    assert torch.equal(ds[1]["context"], ds_full[2]["context"])
+    assert torch.equal(ds[1]["categories"], ds_full[2]["categories"])
 
 
 def test_preprocessed_errors(pre_dir: Path, tmp_path: Path) -> None:

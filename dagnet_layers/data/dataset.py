@@ -342,8 +342,9 @@ class EmoticDataset(Dataset):
             body = torch.from_numpy(np.array(arrays["body"][index]))
             context = torch.from_numpy(np.array(arrays["context"][arrays["image_of"][index]]))
             return body, context, torch.from_numpy(np.array(arrays["bbox"][index]))
-        body = torch.from_numpy(np.array(arrays["body"][index]).transpose(2, 0, 1).copy())
-        context = torch.from_numpy(np.array(arrays["context"][index]).transpose(2, 0, 1).copy())
+        row = rec.image_index  # the preprocessed reader skips label-less rows
+        body = torch.from_numpy(np.array(arrays["body"][row]).transpose(2, 0, 1).copy())
+        context = torch.from_numpy(np.array(arrays["context"][row]).transpose(2, 0, 1).copy())
         w, h = rec.image_size
         side = context.shape[-1]
         box = torch.tensor(rec.bbox, dtype=torch.float32) * torch.tensor(

@@ -83,13 +83,15 @@ class PreprocessedSplit:
     """One split of the preprocessed layout.
 
     Attributes:
-        records: One :class:`EmoticRecord` per CSV row (``image_path`` is
+        records: One :class:`EmoticRecord` per kept CSV row (``image_path`` is
             ``<image_root>/<folder>/<filename>`` when an image root was given, else
-            empty), with a :class:`ReadSummary`.
-        context: ``(N, 224, 224, 3)`` uint8, memory-mapped read-only.
-        body: ``(N, 128, 128, 3)`` uint8, memory-mapped read-only.
-        categories: ``(N, 26)`` float32 multi-hot.
-        vad: ``(N, 3)`` float32.
+            empty; ``image_index`` is the row's position in the arrays), with a
+            :class:`ReadSummary` that counts the rows left out by reason.
+        context: ``(M, 224, 224, 3)`` uint8 for all M data rows, memory-mapped read-only.
+        body: ``(M, 128, 128, 3)`` uint8 for all M data rows, memory-mapped read-only.
+        categories: ``(N, 26)`` float32 multi-hot of the N kept persons.
+        vad: ``(N, 3)`` float32 of the kept persons.
+        rows: ``(N,)`` int64: the array row of each kept person.
     """
 
     records: EmoticRecords
@@ -97,6 +99,7 @@ class PreprocessedSplit:
     body: np.ndarray
     categories: np.ndarray
     vad: np.ndarray
+    rows: np.ndarray
 
     def __len__(self) -> int:
         return len(self.records)
@@ -128,7 +131,10 @@ def read_emotic_preprocessed(
 
     Returns:
         A :class:`PreprocessedSplit`; labels are taken from the CSV and checked
-        against ``cat_arr``/``cont_arr``.
+        against ``cat_arr``/``cont_arr``. Rows without any category (the
+        community converter writes them for val and test, with an all-zero
+        label vector) have nothing to evaluate: they are skipped and counted
+        as ``no_category``, as the ``.mat`` reader does.
 
     Raises:
         FileNotFoundError: If a file of the split is missing (names it).
@@ -153,6 +159,8 @@ def read_emotic_preprocessed(
         if not path.is_file():
             raise FileNotFoundError(f"preprocessed EMOTIC {split} {key} file not found: {path}")
     records = []
+    n_rows = 0
+    summary = ReadSummary(split, str(files["csv"]))
     with open(files["csv"], newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -160,9 +168,11 @@ def read_emotic_preprocessed(
             raise ValueError(
                 f"{files['csv']}: header must be {list(PREPROCESSED_COLUMNS)}, got {header}"
             )
-        for row_no, row in enumerate(reader):
+        for row in reader:
             if not row:
                 continue
+            row_no = n_rows  # the row's position in the arrays
+            n_rows += 1
             where = f"{files['csv']} row {row_no}"
             if len(row) != len(PREPROCESSED_COLUMNS):
                 raise ValueError(f"{where}: expected {len(PREPROCESSED_COLUMNS)} cells, got {row}")
@@ -176,6 +186,9 @@ def read_emotic_preprocessed(
             for name in cats:
                 if name not in CATEGORY_TO_INDEX:
                     raise ValueError(f"{where} ({filename}): unknown category {name!r}")
+            if not cats:
+                summary.skip("no_category")
+                continue
             path = str(Path(image_root) / folder / filename) if image_root is not None else ""
             records.append(
                 EmoticRecord(
@@ -185,8 +198,9 @@ def read_emotic_preprocessed(
                     tuple(cont), gender, age,
                 )
             )  # fmt: skip
-    summary = ReadSummary(split, str(files["csv"]), n_persons=len(records), n_kept=len(records))
+    summary.n_persons, summary.n_kept = n_rows, len(records)
     recs = EmoticRecords(records, summary)
+    rows = np.asarray([r.image_index for r in records], dtype=np.int64)
 
     arrays = {k: np.load(files[k], mmap_mode="r") for k in ("context", "body", "cat", "cont")}
     expect = {
@@ -197,21 +211,22 @@ def read_emotic_preprocessed(
     }
     for key, tail in expect.items():
         arr = arrays[key]
-        if arr.shape != (len(recs), *tail):
+        if arr.shape != (n_rows, *tail):
             raise ValueError(
-                f"{files[key]}: expected shape {(len(recs), *tail)} to match {len(recs)} CSV "
+                f"{files[key]}: expected shape {(n_rows, *tail)} to match {n_rows} CSV "
                 f"rows, got {arr.shape}"
             )
-    categories = np.asarray(arrays["cat"], dtype=np.float32)
-    vad = np.asarray(arrays["cont"], dtype=np.float32)
+    categories = np.asarray(arrays["cat"][rows], dtype=np.float32).reshape(-1, NUM_CATEGORIES)
+    vad = np.asarray(arrays["cont"][rows], dtype=np.float32).reshape(-1, 3)
     csv_cats = recs.multihot()
     bad = np.flatnonzero((csv_cats != categories).any(axis=1))
     if bad.size:
         raise ValueError(
-            f"{files['cat']} disagrees with {files['csv']} at {bad.size} rows, first row {bad[0]}"
+            f"{files['cat']} disagrees with {files['csv']} at {bad.size} rows, "
+            f"first row {rows[bad[0]]}"
         )
     summary.log()
-    return PreprocessedSplit(recs, arrays["context"], arrays["body"], categories, vad)
+    return PreprocessedSplit(recs, arrays["context"], arrays["body"], categories, vad, rows)
 
 
 def write_emotic_preprocessed(
