@@ -17,10 +17,17 @@ Measures, for each model and each precision/layout/compile variant:
   around the backbones and the patch encoder, applied here, not in the library).
 
 Models: ``dagnet`` (``--model``, default ``dagnet_r50_r18``, the paper's
-configuration), ``backbones_only`` (the same body and context backbones,
-pooled, concatenated, one linear layer) and ``two_stream`` (the standard
-EMOTIC baseline, ``two_stream_r18_r18``: ResNet-18 body + ResNet-18 context +
-fusion MLP).
+configuration, whose GSAM starts with ABN's stride-1 copy of the context
+backbone's last stage), ``dagnet_light`` (the same with the light,
+width-preserving attention block, ``gsam_block="light"``), ``backbones_only``
+(the same body and context backbones, pooled, concatenated, one linear layer)
+and ``two_stream`` (the standard EMOTIC baseline, ``two_stream_r18_r18``:
+ResNet-18 body + ResNet-18 context + fusion MLP).
+
+The GSAM section reads the cost of ABN's attention block: the attention
+branch's forward FLOPs and their share of the model, and the branch's own
+training time (forward + backward on its input feature map, the two blocks
+timed interleaved) as a share of a whole DAG-Net training step.
 
 Example::
 
@@ -68,7 +75,7 @@ from _common import (
 
 from dagnet_layers import create_model
 
-MODELS = ("dagnet", "backbones_only", "two_stream")
+MODELS = ("dagnet", "dagnet_light", "backbones_only", "two_stream")
 BASELINE_VARIANT = "fp32"
 FAST_VARIANT = "bf16+cl+compile"
 
@@ -169,6 +176,8 @@ def build_model(kind: str, args: argparse.Namespace) -> nn.Module:
     """A freshly initialised model (no pretrained weights, no network access)."""
     if kind == "dagnet":
         return create_model(args.model)
+    if kind == "dagnet_light":
+        return create_model(args.model, gsam_block="light")
     if kind == "two_stream":
         return create_model(args.baseline, **args.baseline_overrides)
     if kind == "backbones_only":
@@ -342,6 +351,71 @@ def largest_batch(runner: Runner, start: int, cap: int, args: argparse.Namespace
     return lo
 
 
+# ------------------------------------------------------------------ GSAM
+def time_attention_blocks(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    """Training time of the attention branch alone, ABN's block against the light one.
+
+    Each branch runs forward + backward (a sum of its attended features and
+    logits as the loss) on a random map of the shape the context backbone
+    gives it, in fp32, timed interleaved. Divided by the DAG-Net training step
+    of the same variant, this is the branch's share of a step.
+    """
+    out: dict[str, Any] = {}
+    branches = {}
+    for kind, block in (("abn", "abn"), ("light", "light")):
+        torch.manual_seed(0)
+        model = create_model(args.model, gsam_block=block)
+        if model.context_attention is None or model.context_backbone is None:
+            return {}
+        with torch.no_grad():
+            g = model.context_backbone.stem(torch.zeros(1, 3, args.image_size, args.image_size))
+        branches[kind] = (model.context_attention.to(device).train(), g.shape[1:])
+        out[kind] = {
+            "params": sum(p.numel() for p in model.context_attention.parameters()),
+            "input_shape": list(g.shape[1:]),
+        }
+
+    def step(branch: nn.Module, x: Tensor) -> None:
+        branch.zero_grad(set_to_none=True)
+        features, _, logits = branch(x)
+        (features.float().sum() + logits.float().sum()).backward()
+
+    fns = {}
+    for kind, (branch, shape) in branches.items():
+        x = torch.randn(args.batch, *shape, device=device, requires_grad=True)
+        fns[kind] = partial(step, branch, x)
+    timings = time_group(fns, device, warmup=args.warmup, min_run_time=args.min_run_time,
+                         rounds=args.rounds)
+    for kind, t in timings.items():
+        out[kind]["train"] = {"error": _error(t)} if isinstance(t, Exception) else t.to_dict()
+    return out
+
+
+def gsam_summary(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per attention block: branch FLOPs, their share, the branch's share of a training step."""
+    flops, blocks = report["flops"], report.get("attention_blocks") or {}
+    rows = []
+    for block, kind in (("abn", "dagnet"), ("light", "dagnet_light")):
+        if kind not in flops or block not in blocks:
+            continue
+        f = flops[kind]
+        branch = f["forward_breakdown_per_sample"].get("context_attention")
+        step = _find(report["results"], kind, BASELINE_VARIANT)
+        step_ms = (step or {}).get("train", {}).get("median_ms")
+        branch_ms = blocks[block].get("train", {}).get("median_ms")
+        rows.append({
+            "block": block,
+            "branch_params": blocks[block]["params"],
+            "branch_forward_gflop": None if branch is None else branch / 1e9,
+            "branch_forward_flop_share": None if branch is None else
+            branch / f["forward_per_sample"],
+            "branch_train_ms": branch_ms,
+            "model_train_step_ms": step_ms,
+            "branch_train_time_share": branch_ms / step_ms if branch_ms and step_ms else None,
+        })
+    return rows
+
+
 # ------------------------------------------------------------------- run
 def _error(err: BaseException) -> str:
     if is_oom(err):
@@ -439,7 +513,7 @@ def compare(
     rows = []
     for variant in variants:
         ours = _find(records, "dagnet", variant.name)
-        for other in ("backbones_only", "two_stream"):
+        for other in ("dagnet_light", "backbones_only", "two_stream"):
             ref = _find(records, other, variant.name)
             if ours is None or ref is None:
                 continue
@@ -564,6 +638,29 @@ def to_markdown(report: dict[str, Any]) -> str:
                 [(k, _gflops(v), f"{100 * v / total:.1f}%") for k, v in breakdown.items()],
             )
         )
+    if report.get("gsam"):
+        parts += ["", f"## GSAM attention block: ABN's stride-1 last stage vs the light block "
+                  f"({BASELINE_VARIANT})", "",
+                  "Branch = the whole attention branch (block, BN, 1x1 convs, map). Its training "
+                  "time is forward + backward alone on its input map, timed interleaved; its "
+                  "share is that time over the whole model's training step.", ""]
+        parts.append(
+            markdown_table(
+                ["block", "branch params (M)", "branch fwd GFLOP / sample",
+                 "share of model fwd FLOPs", "branch train ms", "model train step ms",
+                 "share of the step's time"],
+                [
+                    (g["block"], fmt(g["branch_params"] / 1e6, 2),
+                     fmt(g["branch_forward_gflop"], 3),
+                     "n/a" if g["branch_forward_flop_share"] is None
+                     else f"{100 * g['branch_forward_flop_share']:.1f}%",
+                     fmt(g["branch_train_ms"], 1), fmt(g["model_train_step_ms"], 1),
+                     "n/a" if g["branch_train_time_share"] is None
+                     else f"{100 * g['branch_train_time_share']:.1f}%")
+                    for g in report["gsam"]
+                ],
+            )
+        )
     if report["comparisons"]:
         parts += ["", "## Time ratio against FLOP ratio", ""]
         parts.append(
@@ -610,8 +707,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "Default: fp32 bf16 bf16+cl bf16+cl+compile fp32+ckpt on CUDA, fp32 on "
                         "CPU")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
-                   help="models to run: dagnet, backbones_only (its two backbones + a linear "
-                        "head), two_stream (the EMOTIC baseline)")
+                   help="models to run: dagnet, dagnet_light (light GSAM block), "
+                        "backbones_only (its two backbones + a linear head), two_stream "
+                        "(the EMOTIC baseline)")
     p.add_argument("--model", default="dagnet_r50_r18",
                    help="registry name of the DAG-Net variant (dagnet_layers.list_models())")
     p.add_argument("--baseline", default="two_stream_r18_r18",
@@ -674,6 +772,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     load_start = loadavg()
     records = [r for variant in args.variants for r in run_variant(variant, device, args)]
     comparisons = compare(records, flops, args.variants)
+    attention_blocks = (time_attention_blocks(device, args)
+                        if {"dagnet", "dagnet_light"} <= set(args.models) else {})
     settings = {
         "batch": args.batch,
         "image_size": args.image_size,
@@ -706,7 +806,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "results": records,
         "comparisons": comparisons,
         "targets": evaluate_targets(records, comparisons),
+        "attention_blocks": attention_blocks,
     }
+    report["gsam"] = gsam_summary(report)
     markdown = to_markdown(report)
     print(markdown)
     out = args.out or default_output("model", device, args.quick)
