@@ -81,7 +81,8 @@ def table2(out: Path, train_args: list[str]) -> list[dict[str, Any]]:
                      # a synthetic number is never put beside the paper's EMOTIC one
                      "paper_map": None if synthetic else PAPER_TABLE2.get(preset)})
     if any(r["synthetic"] for r in rows):
-        lines = [f"{_train_module().SYNTHETIC_NOTE}.", "", "| preset | mAP (%) on synthetic data |", "|---|---|"]
+        lines = [f"{_train_module().SYNTHETIC_NOTE}.", "",
+                 "| preset | mAP (%) on synthetic data |", "|---|---|"]
         lines += [f"| {r['preset']} | {_fmt(r['mean_ap'])} |" for r in rows]
     else:
         lines = ["| preset | ours mAP (%) | paper mAP (%) |", "|---|---|---|"]
