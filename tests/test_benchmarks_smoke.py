@@ -83,7 +83,7 @@ def test_model_report_keys(model_report: dict) -> None:
     assert model_report["benchmark"] == "model"
     assert ENV_KEYS <= set(model_report["env"])
     assert {r["model"] for r in model_report["results"]} == {
-        "dagnet", "backbones_only", "two_stream"
+        "dagnet", "dagnet_light", "backbones_only", "two_stream"
     }
     for record in model_report["results"]:
         assert record["train"]["samples_per_s"] > 0
@@ -96,6 +96,12 @@ def test_model_report_keys(model_report: dict) -> None:
     versus = {(c["versus"], c["phase"]) for c in model_report["comparisons"]}
     assert ("backbones_only", "train") in versus
     assert any("FLOP ratio" in t["target"] for t in model_report["targets"])
+    # ABN's attention block against the light one: FLOPs and time share of a step.
+    gsam = {g["block"]: g for g in model_report["gsam"]}
+    assert set(gsam) == {"abn", "light"}
+    for g in gsam.values():
+        assert 0 < g["branch_forward_flop_share"] < 1 and g["branch_train_time_share"] > 0
+    assert gsam["abn"]["branch_forward_gflop"] != gsam["light"]["branch_forward_gflop"]
 
 
 def test_variant_parsing() -> None:
