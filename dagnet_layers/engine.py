@@ -14,18 +14,50 @@ the tests:
 - :func:`save_checkpoint` / :func:`load_checkpoint`: model weights in
   safetensors (via :meth:`~dagnet_layers.models.DAGNet.save_pretrained`),
   optimiser, scheduler, epoch and RNG state in a tensors-only file read with
-  ``torch.load(weights_only=True)``; written to a temporary folder, then
-  renamed, so a crash never leaves half a checkpoint.
+  ``torch.load(weights_only=True)``, every file's SHA-256 in ``MANIFEST.json``;
+- :class:`RunCheckpoints`: a training run's checkpoints, one immutable
+  folder per epoch that carries the run's progress record and log.
+
+The checkpoint protocol, which a kill at any instant, a full disk or a
+corrupted file cannot defeat:
+
+1. A checkpoint is written, file by file (each ``fsync``-ed), into a
+   temporary folder next to its final name.
+2. Writing ``MANIFEST.json`` (sizes and SHA-256 of every file) into it,
+   atomically, is the **commit point**. Before it, the checkpoint does not
+   exist and the previous one is untouched; after it, the checkpoint exists
+   even if the process dies at once, because recovery rolls it forward.
+3. The folder is renamed to its final name (``epoch-0007``); then the
+   ``last``/``best`` links are re-pointed and folders that are neither are
+   deleted (renamed to ``.trash-*`` first).
+
+The progress record (best score and its epoch, every ``log.csv`` row) is a
+file of the checkpoint, so it commits with the weights; ``log.csv`` is
+rewritten from it after each commit. :meth:`RunCheckpoints.recover` turns any
+state a kill can leave into the newest committed checkpoint: it rolls
+forward complete temporary folders, deletes incomplete ones, half-deleted
+trash and checkpoints whose checksums fail, and re-points the links.
+Loading verifies every checksum and names the file that fails. Writes that
+fail (``ENOSPC``...) raise :class:`~dagnet_layers.storage.StorageError` in
+one line, leave no partial file and keep the earlier checkpoints. One
+process writes: ``examples/train_emotic.py`` holds the run folder's
+:class:`~dagnet_layers.storage.FolderLock` (rank 0 under DDP; the other ranks
+wait for each commit at a barrier) and refuses to reuse a folder that holds
+a run unless told ``--resume`` or ``--overwrite``. :func:`crash_point` lets
+tests kill the process at each step.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 import os
 import random
+import re
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,18 +73,31 @@ from tqdm.auto import tqdm
 from dagnet_layers.data.categories import EMOTIC_CATEGORIES
 from dagnet_layers.losses import SCORE_KINDS, loss_score, scores_from_logits
 from dagnet_layers.metrics import EmoticEvaluator, EmoticReport
+from dagnet_layers.storage import (
+    IntegrityError,
+    StorageError,
+    fsync_dir,
+    sha256_file,
+    verify_files,
+    write_bytes_atomic,
+)
 
 __all__ = [
+    "KILL_AT_ENV",
+    "MANIFEST_NAME",
     "TRAINING_STATE_NAME",
     "EpochSampler",
     "EpochStats",
     "EvalResult",
     "NonFiniteLossError",
+    "RunCheckpoints",
+    "crash_point",
     "epoch_generator",
     "evaluate",
     "load_checkpoint",
     "move_batch",
     "process_seed",
+    "recover_checkpoint",
     "save_checkpoint",
     "seed_everything",
     "train_one_epoch",
@@ -63,6 +108,11 @@ logger = logging.getLogger(__name__)
 
 #: File name of the tensors-only training state inside a checkpoint folder.
 TRAINING_STATE_NAME = "training_state.pt"
+#: File name of a checkpoint's checksums; writing it is the checkpoint's commit point.
+MANIFEST_NAME = "MANIFEST.json"
+#: Environment variable of the crash tests' fault injection (``<point>:<epoch>``).
+KILL_AT_ENV = "DAGNET_KILL_AT"
+_CHECKPOINT_FORMAT = "dagnet-checkpoint"
 BatchTransform = Callable[[dict[str, Any]], dict[str, Any]]
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
@@ -588,6 +638,43 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def crash_point(name: str, epoch: int | str) -> None:
+    """Fault injection for crash tests: SIGKILL this process at a named step.
+
+    With ``DAGNET_KILL_AT=<name>:<epoch>`` in the environment (e.g.
+    ``checkpoint-committed:1``; ``*`` for the first epoch that reaches the
+    point) the process kills itself there, as a
+    preemption would; otherwise this costs one dictionary lookup. The points
+    of the checkpoint protocol are ``checkpoint-written`` (files written, not
+    committed), ``checkpoint-committed`` (manifest written, folder not yet
+    renamed), ``checkpoint-aside`` (an older folder of the same name moved
+    aside), ``checkpoint-renamed``, ``checkpoint-linked`` and
+    ``checkpoint-collecting`` (an old folder half deleted);
+    ``examples/train_emotic.py`` adds ``log-written`` and ``test-evaluated``
+    (epoch ``final``).
+
+    Args:
+        name: The point.
+        epoch: The epoch (or ``"final"``) the point belongs to.
+    """
+    target = os.environ.get(KILL_AT_ENV)
+    if target and target in (f"{name}:{epoch}", f"{name}:*"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _tmp_name(directory: Path) -> Path:
+    return directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+
+
+def _write_failed(directory: Path, err: OSError) -> StorageError:
+    # A StorageError's text already names the file and the cause.
+    cause = err.strerror if isinstance(err, StorageError) else f"{err.strerror or err}"
+    return StorageError(
+        err.errno, f"cannot write checkpoint {directory} ({cause}); the earlier checkpoints "
+        "are intact"
+    )
+
+
 def save_checkpoint(
     directory: str | os.PathLike[str],
     model: nn.Module,
@@ -598,26 +685,42 @@ def save_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a resumable checkpoint folder atomically.
+    """Write a resumable, checksummed checkpoint folder with one commit point.
 
     The folder holds ``config.json`` + ``model.safetensors`` (the model, via
     ``save_pretrained``, loadable alone with ``DAGNet.from_pretrained``),
     ``training_state.pt`` (optimiser, scheduler, scaler, epoch, RNG state:
-    tensors and plain containers only) and ``extra`` entries as JSON files
-    (``extra={"inference": {...}}`` writes ``inference.json``). Everything is
-    written into ``<directory>.tmp`` first, then swapped in with renames.
+    tensors and plain containers only), ``extra`` entries as JSON files
+    (``extra={"inference": {...}}`` writes ``inference.json``) and
+    ``MANIFEST.json``: the size and SHA-256 of every other file.
+
+    The protocol:
+
+    1. every file is written, ``fsync``-ed, into ``.<name>.tmp-<pid>`` next
+       to ``directory``;
+    2. ``MANIFEST.json`` is written into it atomically: **the commit point**.
+       From here on the checkpoint exists, even if the process dies before
+       step 3: :func:`recover_checkpoint` (called by :func:`load_checkpoint`
+       and :class:`RunCheckpoints`) rolls a complete temporary folder forward;
+    3. the folder is renamed to ``directory`` (an existing ``directory`` is
+       first moved aside to ``.<name>.old-<pid>``, then deleted).
+
+    A kill before step 2 leaves an incomplete temporary folder, which recovery
+    deletes; the previous checkpoint is untouched.
 
     Returns:
         The checkpoint folder.
+
+    Raises:
+        StorageError: a write failed (full disk, quota, I/O error); the
+            temporary folder is removed and the message names the folder and
+            the cause; earlier checkpoints are intact.
     """
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     inner = unwrap_model(model)
     if not hasattr(inner, "save_pretrained"):
         raise TypeError(f"save_checkpoint needs a DAGNet-like model, got {type(inner).__name__}")
-    inner.save_pretrained(tmp)
+    tmp = _tmp_name(directory)
     state: dict[str, Any] = {"epoch": int(epoch), "rng": _rng_state()}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
@@ -625,18 +728,110 @@ def save_checkpoint(
         state["scheduler"] = scheduler.state_dict()
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
-    torch.save(state, tmp / TRAINING_STATE_NAME)
-    for name, payload in (extra or {}).items():
-        (tmp / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        directory.rename(old)
-    tmp.rename(directory)
-    if old.exists():
-        shutil.rmtree(old)
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        inner.save_pretrained(tmp)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)  # in memory first: a full disk is an OSError we can name
+        write_bytes_atomic(tmp / TRAINING_STATE_NAME, buffer.getbuffer())
+        for name, payload in (extra or {}).items():
+            text = json.dumps(payload, indent=2) + "\n"
+            write_bytes_atomic(tmp / f"{name}.json", text.encode())
+        crash_point("checkpoint-written", epoch)
+        files = {
+            f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)}
+            for f in sorted(tmp.iterdir())
+            if f.is_file() and not f.name.startswith(".")
+        }
+        manifest = {"format": _CHECKPOINT_FORMAT, "version": 1, "epoch": int(epoch),
+                    "files": files}
+        write_bytes_atomic(tmp / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_failed(directory, err) from err
+    crash_point("checkpoint-committed", epoch)
+    _roll_forward(tmp, directory, epoch)
     return directory
+
+
+def _roll_forward(tmp: Path, directory: Path, epoch: int | str) -> None:
+    """Step 3 of :func:`save_checkpoint`: put a committed temporary folder in place."""
+    if directory.exists() or directory.is_symlink():
+        aside = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.rename(directory, aside)
+        crash_point("checkpoint-aside", epoch)
+        os.rename(tmp, directory)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.rename(tmp, directory)
+    fsync_dir(directory.parent)
+
+
+def _manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's MANIFEST.json if it is present and well formed, else None."""
+    try:
+        data = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != _CHECKPOINT_FORMAT:
+        return None
+    return data if isinstance(data.get("files"), dict) else None
+
+
+def _is_complete(folder: Path) -> bool:
+    manifest = _manifest(folder)
+    if manifest is None:
+        return False
+    try:
+        verify_files(folder, manifest["files"])
+    except (OSError, IntegrityError):
+        return False
+    return True
+
+
+def recover_checkpoint(directory: str | os.PathLike[str], clean: bool = True) -> Path | None:
+    """Finish or undo whatever an interrupted :func:`save_checkpoint` of ``directory`` left.
+
+    - A complete temporary folder (its ``MANIFEST.json`` written and every
+      checksum right) is a committed checkpoint: it is rolled forward into
+      ``directory``, replacing an older one.
+    - Without one, a folder moved aside (``.<name>.old-*``) while ``directory``
+      is missing is moved back.
+    - With ``clean``, incomplete temporary folders and leftover aside folders
+      are deleted: only do that where no other process may be writing (the
+      run folder's lock is held).
+
+    Args:
+        directory: The checkpoint folder that was being written.
+        clean: Delete what cannot be recovered.
+
+    Returns:
+        ``directory`` if a checkpoint is there afterwards, else ``None``.
+    """
+    directory = Path(directory)
+    parent = directory.parent
+    if not parent.is_dir():
+        return None
+    temps = sorted(parent.glob(f".{directory.name}.tmp-*"), key=lambda p: p.stat().st_mtime)
+    asides = sorted(parent.glob(f".{directory.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    complete = [t for t in temps if _is_complete(t)]
+    if complete:
+        newest = complete[-1]
+        logger.warning("completing the interrupted checkpoint %s (from %s)", directory, newest.name)
+        _roll_forward(newest, directory, "recover")
+    elif not (directory.exists() or directory.is_symlink()) and asides:
+        logger.warning("restoring the checkpoint %s from %s", directory, asides[-1].name)
+        os.rename(asides[-1], directory)
+        fsync_dir(parent)
+    for leftover in [*temps, *asides] if clean else []:
+        if leftover.exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+    return directory if directory.is_dir() else None
 
 
 def load_checkpoint(
@@ -651,22 +846,40 @@ def load_checkpoint(
 ) -> int:
     """Load a :func:`save_checkpoint` folder into existing objects; returns its epoch.
 
-    The training state is read with ``torch.load(weights_only=True)``: a file
-    that carries arbitrary pickled objects is refused, never executed.
+    An interrupted save of ``directory`` is first completed or undone
+    (:func:`recover_checkpoint`, without deleting anything). Every file is
+    checked against the sizes and SHA-256 checksums of ``MANIFEST.json``
+    before anything is loaded (a
+    folder written before 0.2 has none and is loaded unchecked, with a
+    warning). The training state is read with
+    ``torch.load(weights_only=True)``: a file that carries arbitrary pickled
+    objects is refused, never executed.
 
     Raises:
-        FileNotFoundError: a file of the checkpoint is missing.
+        FileNotFoundError: the checkpoint or one of its files is missing.
+        IntegrityError: a file differs from what was written (names it).
         ValueError: the training state is not a tensors-only file, or the
             weights do not match ``model``.
     """
     from safetensors.torch import load_file
 
     directory = Path(directory)
+    # A committed save that did not reach its rename is newer than the folder.
+    recover_checkpoint(directory, clean=False)
     weights = directory / "model.safetensors"
     state_file = directory / TRAINING_STATE_NAME
     for path in (weights, state_file):
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint file {path} not found")
+    manifest = _manifest(directory)
+    if manifest is not None:
+        verify_files(directory, manifest["files"])
+    elif (directory / MANIFEST_NAME).exists():
+        raise IntegrityError(f"{directory / MANIFEST_NAME} is corrupted: it is not the "
+                             "checksum list save_checkpoint wrote")
+    else:
+        logger.warning("%s has no %s (written before 0.2): loading it without checksums",
+                       directory, MANIFEST_NAME)
     try:
         state = torch.load(state_file, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle.UnpicklingError and friends
@@ -692,3 +905,198 @@ def load_checkpoint(
         _set_rng_state(state["rng"])
     return int(state["epoch"])
 
+
+
+# ------------------------------------------------------------- run checkpoints
+class RunCheckpoints:
+    """The checkpoints of one training run: an immutable folder per epoch, one commit each.
+
+    Layout of ``directory`` (a run's ``checkpoints/``)::
+
+        epoch-0003/        a complete checkpoint (save_checkpoint): weights, training
+                           state, progress.json, inference.json when given, MANIFEST.json
+        epoch-0004/
+        last -> epoch-0004 convenience links, re-pointed after each commit
+        best -> epoch-0003
+
+    Each epoch's checkpoint carries the run's whole progress record in
+    ``progress.json``: the epoch, the best validation score so far and the
+    epoch it came from, and every ``log.csv`` row up to that epoch. Being
+    written inside the checkpoint, it commits with it: ``best``, ``last``,
+    the progress record and the log can never disagree. Saving epoch *k*
+    never rewrites an older folder; once it is committed, the folders that
+    are neither the newest nor the best are deleted (first renamed to
+    ``.trash-*``, so that a half-deleted folder is never taken for a
+    checkpoint).
+
+    :meth:`recover` makes any state an interrupted run can leave usable: it
+    rolls forward complete temporary folders, deletes incomplete ones and
+    trash, and re-points the links. The newest checkpoint is then the newest
+    ``epoch-*`` folder whose checksums are right.
+
+    Only one process may write (the caller holds the run folder's
+    :class:`~dagnet_layers.storage.FolderLock`; under DDP, rank 0).
+
+    Args:
+        directory: The run's checkpoint folder (created on the first save).
+
+    Example:
+        >>> import tempfile
+        >>> from dagnet_layers import create_model
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     store = RunCheckpoints(d)
+        ...     for epoch, val in enumerate([0.3, 0.5, 0.4]):
+        ...         _ = store.save(create_model("test_dagnet"), epoch=epoch,
+        ...                        progress={"best_epoch": 1, "best_val_map": 0.5, "log": []})
+        ...     sorted(p.name for p in Path(d).iterdir())
+        ['best', 'epoch-0001', 'epoch-0002', 'last']
+    """
+
+    LAST = "last"
+    BEST = "best"
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def folder(self, epoch: int) -> Path:
+        """The checkpoint folder of ``epoch``."""
+        return self.directory / f"epoch-{int(epoch):04d}"
+
+    def _epochs(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        found = [p for p in self.directory.iterdir()
+                 if p.is_dir() and not p.is_symlink() and re.fullmatch(r"epoch-\d{4,}", p.name)]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def save(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any | None = None,
+        *,
+        epoch: int,
+        progress: Mapping[str, Any],
+        scaler: torch.amp.GradScaler | None = None,
+        inference: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Commit epoch ``epoch``'s checkpoint, then re-point the links and drop old folders.
+
+        Args:
+            model: The model (or its DDP/compiled wrapper).
+            optimizer: Optimiser to save.
+            scheduler: Scheduler to save.
+            epoch: The epoch just finished.
+            progress: The run's progress after this epoch; must name
+                ``best_epoch`` (this epoch when it improved, ``None`` before any
+                validation score).
+            scaler: GradScaler to save.
+            inference: What a predictor needs (``inference.json``).
+
+        Returns:
+            The new checkpoint folder.
+
+        Raises:
+            StorageError: the checkpoint could not be written (earlier ones are intact).
+        """
+        extra: dict[str, Any] = {"progress": {**progress, "epoch": int(epoch)}}
+        if inference is not None:
+            extra["inference"] = inference
+        path = save_checkpoint(self.folder(epoch), model, optimizer, scheduler, epoch=epoch,
+                               scaler=scaler, extra=extra)
+        crash_point("checkpoint-renamed", epoch)
+        self._link(self.LAST, path)
+        best = progress.get("best_epoch")
+        if best is not None:
+            self._link(self.BEST, self.folder(best))
+        crash_point("checkpoint-linked", epoch)
+        self._collect(keep={path, self.folder(best) if best is not None else path}, epoch=epoch)
+        return path
+
+    def _link(self, name: str, target: Path) -> None:
+        link = self.directory / name
+        tmp = self.directory / f".{name}.link-{os.getpid()}"
+        try:
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target.name, target_is_directory=True)
+            if link.is_dir() and not link.is_symlink():  # a 0.1 run's real folder
+                shutil.rmtree(link)
+            os.replace(tmp, link)
+        except (OSError, NotImplementedError) as err:
+            tmp.unlink(missing_ok=True)
+            logger.warning("cannot point %s at %s (%s); use the folder directly", link,
+                           target.name, err)
+
+    def _collect(self, keep: set[Path], epoch: int | str) -> None:
+        for folder in self._epochs():
+            if folder not in keep:
+                trash = self.directory / f".{folder.name}.trash-{os.getpid()}"
+                os.rename(folder, trash)
+                crash_point("checkpoint-collecting", epoch)
+                shutil.rmtree(trash, ignore_errors=True)
+        fsync_dir(self.directory)
+
+    def recover(self) -> Path | None:
+        """Repair what an interrupted run left and return the newest checkpoint folder.
+
+        Returns:
+            The newest complete ``epoch-*`` folder, or ``None`` when the run has
+            no checkpoint yet (a 0.1 run's ``last`` folder is returned as is).
+        """
+        if not self.directory.is_dir():
+            return None
+        for tmp in self.directory.glob(".epoch-*.tmp-*"):
+            recover_checkpoint(self.directory / tmp.name.split(".tmp-")[0][1:])
+        for leftover in self.directory.glob(".*.trash-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self.directory.glob(".*.link-*"):
+            leftover.unlink(missing_ok=True)
+        epochs = [p for p in self._epochs() if _is_complete(p)]
+        for broken in set(self._epochs()) - set(epochs):
+            logger.warning("discarding %s: its checksums do not match (an interrupted write)",
+                           broken)
+            trash = self.directory / f".{broken.name}.trash-{os.getpid()}"
+            os.rename(broken, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        if not epochs:
+            legacy = self.directory / self.LAST
+            return legacy if legacy.is_dir() and not legacy.is_symlink() else None
+        newest = epochs[-1]
+        progress = self.progress(newest)
+        self._link(self.LAST, newest)
+        best = progress.get("best_epoch")
+        keep = {newest}
+        if best is not None and self.folder(best).is_dir():
+            self._link(self.BEST, self.folder(best))
+            keep.add(self.folder(best))
+        self._collect(keep, epoch="recover")  # what a kill before the clean-up left
+        return newest
+
+    @staticmethod
+    def progress(folder: str | os.PathLike[str]) -> dict[str, Any]:
+        """The progress record committed with a checkpoint (``{}`` for a 0.1 folder)."""
+        path = Path(folder) / "progress.json"
+        if not path.is_file():
+            return {}
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def best(self) -> Path | None:
+        """The best checkpoint named by the newest one's progress record, if any."""
+        newest = self.recover()
+        if newest is None:
+            return None
+        best = self.progress(newest).get("best_epoch")
+        if best is None:
+            legacy = self.directory / self.BEST
+            return legacy if legacy.is_dir() else None
+        return self.folder(best)
+
+    def has_checkpoints(self) -> bool:
+        """Whether any checkpoint (complete or not, of any version) is in the folder."""
+        return self.directory.is_dir() and any(
+            p.name.startswith(("epoch-", ".epoch-", self.LAST, self.BEST))
+            for p in self.directory.iterdir()
+        )
+
+    def __repr__(self) -> str:
+        return f"RunCheckpoints({str(self.directory)!r})"

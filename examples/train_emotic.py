@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,10 +59,11 @@ from dagnet_layers.data import EmoticDataset, emotic_batch_transform, make_synth
 from dagnet_layers.engine import (
     EpochSampler,
     NonFiniteLossError,
+    RunCheckpoints,
+    crash_point,
     evaluate,
     load_checkpoint,
     process_seed,
-    save_checkpoint,
     seed_everything,
     train_one_epoch,
     unwrap_model,
@@ -73,6 +76,12 @@ from dagnet_layers.models import (
     model_config,
 )
 from dagnet_layers.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
+from dagnet_layers.storage import (
+    FolderLock,
+    FolderLockedError,
+    StorageError,
+    write_bytes_atomic,
+)
 
 logger = logging.getLogger("train_emotic")
 
@@ -154,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--output-dir", type=Path, default=Path("runs/dagnet"))
     run.add_argument("--resume", nargs="?", const="auto", default=None,
-                     help="resume from a checkpoint folder ('auto': OUTPUT/checkpoints/last)")
+                     help="continue the run in --output-dir (from its newest complete "
+                     "checkpoint, repairing an interrupted save), or from a given checkpoint "
+                     "folder")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete the run already in --output-dir and start over")
     run.add_argument("--protocol", choices=["emotic", "sklearn"], default="emotic",
                      help="AP protocol of the reports")
     run.add_argument("--ties", choices=["octave", "stable"], default="octave",
@@ -359,6 +372,76 @@ def write_reports(out: Path, report: dict[str, Any], protocol: str,
 
 
 # --------------------------------------------------------------------- main
+LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_map", "lr", "samples_per_s", "seconds")
+#: What a run writes into its --output-dir (what --overwrite deletes).
+RUN_ARTIFACTS = ("checkpoints", "log.csv", "args.json", "test_report.json", "test_report.csv",
+                 "test_ap.png", "training_curves.png", "tensorboard")
+
+
+def _broadcast(value: Any, rank: int) -> Any:
+    """Rank 0's ``value`` on every rank (identity without DDP)."""
+    if not dist.is_initialized():
+        return value
+    box = [value if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def open_run(args: argparse.Namespace, rank: int) -> FolderLock | None:
+    """Lock the output folder (rank 0) and refuse to overwrite a run implicitly.
+
+    Every rank gets the same outcome: rank 0's error, if any, ends all of them.
+    """
+    out: Path = args.output_dir
+    lock, error = None, None
+    if rank == 0:
+        try:
+            lock = FolderLock(out, purpose="train_emotic.py").acquire()
+            existing = [name for name in RUN_ARTIFACTS if (out / name).exists()]
+            if args.resume and args.overwrite:
+                error = "give --resume or --overwrite, not both"
+            elif existing and not args.resume and not args.overwrite:
+                error = (f"{out} already holds a training run ({', '.join(existing)}); pass "
+                         "--resume to continue it, --overwrite to delete it and start over, or "
+                         "another --output-dir")
+            elif existing and args.overwrite:
+                logger.warning("--overwrite: deleting the run in %s (%s)", out,
+                               ", ".join(existing))
+                for name in existing:
+                    path = out / name
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+        except (FolderLockedError, StorageError) as err:
+            error = str(err)
+    error = _broadcast(error, rank)
+    if error:
+        if lock is not None:
+            lock.release()
+        raise SystemExit(error)
+    return lock
+
+
+def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``log.csv`` atomically from the committed progress record."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes_atomic(path, buffer.getvalue().encode())
+
+
+def _legacy_log(path: Path, upto: int) -> list[dict[str, Any]]:
+    """Rows of a 0.1 run's log.csv up to epoch ``upto`` (its checkpoints carried no log)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("epoch", "").isdigit()]
+    by_epoch = {int(r["epoch"]): r for r in rows if int(r["epoch"]) <= upto}
+    return [{k: by_epoch[e].get(k) for k in LOG_FIELDS} for e in sorted(by_epoch)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -371,15 +454,26 @@ def main(argv: list[str] | None = None) -> int:
                        "on %s", SYNTHETIC_NOTE)
     data = data_source(args, demo)
     check_weights(args)
+    lock = open_run(args, rank)
+    try:
+        return _train(args, data, demo, device, rank, world)
+    finally:
+        if lock is not None:
+            lock.release()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: torch.device,
+           rank: int, world: int) -> int:
+    out: Path = args.output_dir
     seed_everything(args.seed)
     amp = args.amp or ("bf16" if device.type == "cuda" else "none")
     channels_last = args.channels_last and device.type == "cuda"
-    out = args.output_dir
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "args.json").write_text(json.dumps(
+        write_bytes_atomic(out / "args.json", (json.dumps(
             {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            indent=2) + "\n")
+            indent=2) + "\n").encode())
 
     datasets = make_datasets(args, demo, rank)
     loaders = {s: make_loader(d, args, s == "train") for s, d in datasets.items()}
@@ -403,15 +497,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.scheduler == "cosine" else None)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" and device.type == "cuda" else None
 
-    start_epoch, best_map = 0, -1.0
+    store = RunCheckpoints(out / "checkpoints")
+    start_epoch, best_map, best_epoch = 0, -1.0, None
+    log_rows: list[dict[str, Any]] = []
     if args.resume:
-        ckpt = out / "checkpoints" / "last" if args.resume == "auto" else Path(args.resume)
-        start_epoch = load_checkpoint(ckpt, model, optimizer, scheduler, scaler=scaler,
-                                      map_location=device) + 1
-        progress_file = ckpt / "progress.json"
-        if progress_file.is_file():
-            best_map = json.loads(progress_file.read_text()).get("best_val_map", best_map)
-        logger.info("resumed from %s at epoch %d", ckpt, start_epoch)
+        if args.resume == "auto":
+            # Rank 0 repairs whatever an interrupted run left; every rank loads the result.
+            found = store.recover() if rank == 0 else None
+            ckpt = _broadcast(None if found is None else str(found), rank)
+        else:
+            ckpt = str(args.resume)
+        if ckpt is None:
+            logger.warning("--resume: nothing to resume in %s; starting a fresh run", out)
+        else:
+            last = load_checkpoint(ckpt, model, optimizer, scheduler, scaler=scaler,
+                                   map_location=device)
+            start_epoch = last + 1
+            record = RunCheckpoints.progress(ckpt)
+            best_map = record.get("best_val_map", best_map)
+            best_epoch = record.get("best_epoch")
+            log_rows = record.get("log") or _legacy_log(out / "log.csv", last)
+            logger.info("resumed from %s at epoch %d", ckpt, start_epoch)
+    if rank == 0:
+        write_log(out / "log.csv", log_rows)  # exactly the committed epochs, each once
 
     net: torch.nn.Module = model
     if world > 1:
@@ -430,12 +538,6 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--tensorboard needs the tensorboard package: "
                              "pip install 'dagnet-layers[dev]'") from err
         writer = SummaryWriter(out / "tensorboard")
-
-    log_path = out / "log.csv"
-    fields = ["epoch", "train_loss", "val_loss", "val_map", "lr", "samples_per_s", "seconds"]
-    if rank == 0 and (start_epoch == 0 or not log_path.exists()):
-        with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerow(fields)
 
     progress = not args.no_progress
     for epoch in range(start_epoch, args.epochs):
@@ -461,53 +563,56 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.2f%%, %.1f samples/s",
                     epoch, stats.loss, val.loss, 100 * val_map, stats.samples_per_second)
         if rank == 0:
-            row = [epoch, stats.loss, val.loss, val_map, optimizer.param_groups[0]["lr"],
-                   stats.samples_per_second, stats.seconds]
-            with open(log_path, "a", newline="") as f:
-                csv.writer(f).writerow(row)
+            log_rows.append(dict(zip(LOG_FIELDS, [
+                epoch, stats.loss, val.loss, val_map, optimizer.param_groups[0]["lr"],
+                stats.samples_per_second, stats.seconds], strict=True)))
+            if not math.isnan(val_map) and val_map > best_map:
+                best_map, best_epoch = val_map, epoch
+            inference = {
+                "image_size": args.image_size, "mask_body": not args.no_mask_body,
+                "mask_fill": 0, "score": score, "loss": args.loss,
+                "protocol": args.protocol, "ties": args.ties, "val_map": val_map,
+                "data": data,
+                "thresholds": dict(zip(EMOTIC_CATEGORIES,
+                                       [None if math.isnan(t) else float(t)
+                                        for t in val.thresholds], strict=True)),
+            }
+            # One commit holds the weights, the progress record and the log rows.
+            store.save(model, optimizer, scheduler, epoch=epoch, scaler=scaler,
+                       inference=inference,
+                       progress={"best_val_map": best_map, "best_epoch": best_epoch,
+                                 "log": log_rows})
+            write_log(out / "log.csv", log_rows)
+            crash_point("log-written", epoch)
             if writer is not None:
                 writer.add_scalar("train/loss", stats.loss, epoch)
                 writer.add_scalar("val/mAP", val_map, epoch)
                 writer.add_scalar("train/samples_per_s", stats.samples_per_second, epoch)
-            improved = not math.isnan(val_map) and val_map > best_map
-            best_map = max(best_map, val_map) if not math.isnan(val_map) else best_map
-            progress_payload = {"best_val_map": best_map, "epoch": epoch}
-            save_checkpoint(out / "checkpoints" / "last", model, optimizer, scheduler,
-                            epoch=epoch, scaler=scaler, extra={"progress": progress_payload})
-            if improved:
-                inference = {
-                    "image_size": args.image_size, "mask_body": not args.no_mask_body,
-                    "mask_fill": 0, "score": score, "loss": args.loss,
-                    "protocol": args.protocol, "ties": args.ties, "val_map": val_map,
-                    "data": data,
-                    "thresholds": dict(zip(EMOTIC_CATEGORIES,
-                                           [None if math.isnan(t) else float(t)
-                                            for t in val.thresholds], strict=True)),
-                }
-                save_checkpoint(out / "checkpoints" / "best", model, epoch=epoch,
-                                extra={"inference": inference, "progress": progress_payload})
         if dist.is_initialized():
-            dist.barrier()
+            dist.barrier()  # the other ranks wait for rank 0's commit
 
     # Final report on the test split with the best validation checkpoint.
-    best = out / "checkpoints" / "best"
-    if best.is_dir():
+    best_folder = store.best() if rank == 0 else None
+    best = _broadcast(None if best_folder is None else str(best_folder), rank)
+    if best is not None:
         load_checkpoint(best, model, map_location=device, restore_rng=False)
+    else:
+        logger.warning("no validation score was ever finite: testing the last weights")
     test = evaluate(net, loaders["test"], device=device, batch_transform=eval_tf, amp=amp,
                     channels_last=channels_last, protocol=args.protocol, ties=args.ties,
                     score=score, progress=progress, desc="test")
+    crash_point("test-evaluated", "final")
     if rank == 0:
         report = test.report.to_dict()
         report["model"] = unwrap_model(model).config.to_dict()
         report["demo"] = demo
         report["data"] = data
+        report["checkpoint"] = best
         write_reports(out, report, args.protocol, synthetic=demo)
         print(print_table1(report, args.protocol, synthetic=demo))
         print(f"\nreports, checkpoints and plots in {out.resolve()}")
         if writer is not None:
             writer.close()
-    if dist.is_initialized():
-        dist.destroy_process_group()
     return 0
 
 
@@ -515,7 +620,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     """:func:`main` with a known failure printed as one line (exit status 2), not a traceback."""
     try:
         return main(argv)
-    except (PretrainedWeightsUnavailableError, FileNotFoundError, ValueError) as err:
+    except (PretrainedWeightsUnavailableError, FolderLockedError, OSError, ValueError) as err:
+        # OSError covers StorageError (full disk...) and FileNotFoundError,
+        # ValueError covers IntegrityError (a corrupted checkpoint or cache).
         print(f"train_emotic.py: error: {err}", file=sys.stderr)
         return 2
 

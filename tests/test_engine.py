@@ -27,6 +27,7 @@ from dagnet_layers.engine import (
 )
 from dagnet_layers.losses import DAGNetCriterion
 from dagnet_layers.metrics import average_precision
+from dagnet_layers.storage import IntegrityError, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "examples" / "train_emotic.py"
@@ -277,6 +278,16 @@ def test_checkpoint_with_pickle_payload_is_refused(tmp_path: Path) -> None:
     model = tiny_model()
     path = save_checkpoint(tmp_path / "ckpt", model, epoch=0)
     torch.save({"epoch": 1, "evil": Payload()}, path / "training_state.pt")
+    with pytest.raises(IntegrityError, match=r"training_state\.pt (has|does not match)"):
+        load_checkpoint(path, model)
+    # Checksums catch accidents, not attackers, who can rewrite them too:
+    # weights_only is what refuses the payload then.
+    manifest = json.loads((path / "MANIFEST.json").read_text())
+    manifest["files"]["training_state.pt"] = {
+        "size": (path / "training_state.pt").stat().st_size,
+        "sha256": sha256_file(path / "training_state.pt"),
+    }
+    (path / "MANIFEST.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"refusing .*training_state\.pt.*weights_only"):
         load_checkpoint(path, model)
 

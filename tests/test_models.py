@@ -28,6 +28,7 @@ from dagnet_layers import (
     model_config,
 )
 from dagnet_layers.models import PretrainedWeightsUnavailableError, check_pretrained_weights
+from dagnet_layers.storage import IntegrityError
 
 TINY = dict(bam_hidden=4, patch_channels=(4, 4), patch_pool=2, gcn_hidden=(16, 8), fusion_hidden=16)
 
@@ -219,6 +220,11 @@ def test_from_pretrained_refuses_bad_folders(tmp_path: Path) -> None:
         DAGNet.from_pretrained(tmp_path)
     tiny().save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"\x80\x04not safetensors")
+    with pytest.raises(ValueError, match="has 17 bytes"):  # caught by the recorded size first
+        DAGNet.from_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    del meta["weights"]  # as written before 0.2: no checksum, safetensors' own check
+    (tmp_path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         DAGNet.from_pretrained(tmp_path)
     for bad in ({"format": "other"}, {"format": "dagnet-layers"}, ["format"]):
@@ -229,11 +235,21 @@ def test_from_pretrained_refuses_bad_folders(tmp_path: Path) -> None:
         DAGNetConfig.from_dict({"body_backbone": "resnet18", "bogus": 1})
 
 
+def test_from_pretrained_detects_a_flipped_byte_in_the_weights(tmp_path: Path) -> None:
+    tiny().save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0x01  # inside the tensor data: safetensors alone would load it
+    weights.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"model\.safetensors does not match the SHA-256"):
+        DAGNet.from_pretrained(tmp_path)
+
+
 def test_from_pretrained_refuses_mismatched_weights(tmp_path: Path) -> None:
     tiny(partition=2).save_pretrained(tmp_path / "a")
     tiny(partition=3).save_pretrained(tmp_path / "b")
     (tmp_path / "b" / "model.safetensors").replace(tmp_path / "a" / "model.safetensors")
-    with pytest.raises((ValueError, RuntimeError), match=r"size mismatch|does not match"):
+    with pytest.raises((ValueError, RuntimeError), match=r"size mismatch|does not match|bytes"):
         DAGNet.from_pretrained(tmp_path / "a")
 
 

@@ -38,6 +38,7 @@ from dagnet_layers.layers import (
     PatchSumReadout,
 )
 from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone
+from dagnet_layers.storage import StorageError, verify_files, write_bytes_atomic
 
 __all__ = ["ABLATIONS", "DAGNet", "DAGNetConfig", "DAGNetOutput", "build_dagnet"]
 
@@ -465,24 +466,31 @@ class DAGNet(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` into ``directory``.
 
         Tensors go to safetensors and the architecture to JSON, so loading
-        never unpickles anything. Files are written atomically (temporary
-        name, then rename).
+        never unpickles anything. Each file is written atomically and durably
+        (:func:`~dagnet_layers.storage.write_bytes_atomic`), and
+        ``config.json`` records the size and SHA-256 of the weights, which
+        :meth:`from_pretrained` checks.
 
         Returns:
             The directory.
+
+        Raises:
+            StorageError: a file could not be written (full disk...); the
+                message names it. Files already in ``directory`` are untouched.
         """
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = {"format": "dagnet-layers", "version": __version__, "config": self.config.to_dict()}
-        tmp_config = directory / (CONFIG_NAME + ".tmp")
-        tmp_config.write_text(json.dumps(meta, indent=2) + "\n")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StorageError(err.errno, f"cannot create {directory}: {err.strerror}") from err
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        tmp_weights = directory / (WEIGHTS_NAME + ".tmp")
-        save_file(state, str(tmp_weights), metadata={"format": "pt"})
-        os.replace(tmp_weights, directory / WEIGHTS_NAME)
-        os.replace(tmp_config, directory / CONFIG_NAME)
+        weights = save(state, metadata={"format": "pt"})
+        digest = write_bytes_atomic(directory / WEIGHTS_NAME, weights)
+        meta = {"format": "dagnet-layers", "version": __version__, "config": self.config.to_dict(),
+                "weights": {"size": len(weights), "sha256": digest}}
+        write_bytes_atomic(directory / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
         return directory
 
     @classmethod
@@ -491,8 +499,14 @@ class DAGNet(nn.Module):
     ) -> DAGNet:
         """Rebuild a model saved by :meth:`save_pretrained` (no network, no pickle).
 
+        The weights are checked against the size and SHA-256 that
+        ``config.json`` records (folders written before 0.2 have none and are
+        loaded unchecked).
+
         Raises:
             FileNotFoundError: ``directory`` lacks ``config.json`` or ``model.safetensors``.
+            IntegrityError: the weights differ from what was saved (a
+                :class:`ValueError`; names the file).
             ValueError: the files are not a dagnet-layers model or do not match.
         """
         from safetensors import SafetensorError
@@ -511,6 +525,9 @@ class DAGNet(nn.Module):
         if (not isinstance(meta, dict) or meta.get("format") != "dagnet-layers"
                 or not isinstance(meta.get("config"), dict)):
             raise ValueError(f"{directory / CONFIG_NAME} is not a dagnet-layers model config")
+        recorded = meta.get("weights")
+        if isinstance(recorded, dict):
+            verify_files(directory, {WEIGHTS_NAME: recorded})
         config = dict(meta["config"])
         # Written before ABN's attention block existed (0.1.x): the light block it had.
         config.setdefault("gsam_block", "light")

@@ -30,6 +30,7 @@ PUBLIC_MODULES = (
     "dagnet_layers.losses",
     "dagnet_layers.metrics",
     "dagnet_layers.engine",
+    "dagnet_layers.storage",
     "dagnet_layers.visualize",
     "dagnet_layers.paper",
 )

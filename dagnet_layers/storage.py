@@ -1,0 +1,331 @@
+"""Files that survive a kill, a full disk and a second process: atomic writes, checksums, locks.
+
+The building blocks of the engine's checkpoints and of the EMOTIC cache:
+
+- :func:`write_bytes_atomic`: write a file under a temporary name, ``fsync``
+  it, rename it into place and ``fsync`` the folder, so a reader sees the old
+  file or the new one, never half of one; any OS error (``ENOSPC`` on a full
+  disk, ``EDQUOT``, ``EIO``...) removes the temporary file and is raised as a
+  :class:`StorageError` that names the path and the cause in one line;
+- :func:`sha256_file` / :func:`verify_files`: SHA-256 checksums written when
+  a file is made and checked when it is read, so a flipped byte is an error
+  that names the file, not a silently different model;
+- :class:`FolderLock`: an exclusive ``flock`` on ``<folder>/.lock`` for as
+  long as a process works in the folder. A second process fails at once with
+  :class:`FolderLockedError` naming the folder and the holder's PID. The
+  kernel drops the lock when its holder dies, however it dies, so a lock left
+  by a killed process is simply taken by the next one.
+
+This module imports nothing else of the package.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = [
+    "LOCK_NAME",
+    "FolderLock",
+    "FolderLockedError",
+    "IntegrityError",
+    "StorageError",
+    "fsync_dir",
+    "sha256_file",
+    "verify_files",
+    "write_bytes_atomic",
+]
+
+#: Name of the lock file a :class:`FolderLock` holds in its folder.
+LOCK_NAME = ".lock"
+
+_CHUNK = 1 << 22  # 4 MiB reads when hashing
+
+
+class StorageError(OSError):
+    """An OS error while writing, with the path and the cause in one line.
+
+    Keeps the ``errno`` of the original error (``errno.ENOSPC`` for a full
+    disk), so callers can still tell the causes apart.
+    """
+
+
+class IntegrityError(ValueError):
+    """A file's size or SHA-256 checksum differs from the one recorded when it was written."""
+
+
+class FolderLockedError(RuntimeError):
+    """Another process holds the :class:`FolderLock` of a folder.
+
+    Attributes:
+        folder: The locked folder.
+        holder: What the holder wrote into the lock file (``pid``, ``host``,
+            ``since``, ``purpose``), or an empty dict if it could not be read.
+    """
+
+    def __init__(self, folder: Path, holder: Mapping[str, Any]) -> None:
+        self.folder, self.holder = folder, dict(holder)
+        who = f"process {holder.get('pid', '?')}"
+        if holder.get("host"):
+            who += f" on {holder['host']}"
+        if holder.get("purpose"):
+            who += f" ({holder['purpose']})"
+        if holder.get("since"):
+            who += f", since {holder['since']}"
+        super().__init__(
+            f"{folder} is in use by {who}; wait for it to finish or use another folder"
+        )
+
+
+def _describe(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """``fsync`` a folder so that renames and new entries in it reach the disk.
+
+    A no-op where the platform or file system cannot (Windows, some network
+    file systems).
+
+    Args:
+        path: The folder.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> str:
+    """Write ``data`` to ``path`` atomically and durably; return its SHA-256.
+
+    The bytes go to ``.<name>.tmp-<pid>`` in the same folder, are flushed and
+    ``fsync``-ed, and the file is renamed over ``path`` (atomic on POSIX and
+    Windows); the folder is then ``fsync``-ed. A kill leaves either the old
+    file or the new one (and at worst a temporary file, which the next write
+    replaces).
+
+    Args:
+        path: Destination file; its folder must exist.
+        data: The content.
+
+    Returns:
+        The hex SHA-256 of ``data``.
+
+    Raises:
+        StorageError: the write failed (full disk, quota, I/O error, permission);
+            the message names ``path`` and the cause, the temporary file is gone,
+            and ``path`` is as it was.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     digest = write_bytes_atomic(Path(d) / "a.txt", b"abc")
+        ...     (Path(d) / "a.txt").read_bytes(), digest[:8]
+        (b'abc', 'ba7816bf')
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(err.errno, f"cannot write {path}: {_describe(err)}") from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, read in 4 MiB chunks (constant memory).
+
+    Args:
+        path: The file.
+
+    Returns:
+        Its hex digest.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = write_bytes_atomic(Path(d) / "a", b"abc")
+        ...     sha256_file(Path(d) / "a")[:8]
+        'ba7816bf'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_files(folder: str | os.PathLike[str], files: Mapping[str, Mapping[str, Any]]) -> None:
+    """Check files of ``folder`` against recorded sizes and SHA-256 checksums.
+
+    Args:
+        folder: Where the files are.
+        files: File name -> ``{"size": bytes, "sha256": hex}`` as recorded at write time.
+
+    Raises:
+        FileNotFoundError: a listed file is missing (names it).
+        IntegrityError: a file's size or checksum differs (names it).
+    """
+    folder = Path(folder)
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (listed in the folder's checksums)")
+        size = path.stat().st_size
+        if "size" in expected and size != int(expected["size"]):
+            raise IntegrityError(
+                f"{path} has {size} bytes, {expected['size']} were written: the file is "
+                "truncated or was replaced"
+            )
+        if "sha256" in expected and sha256_file(path) != expected["sha256"]:
+            raise IntegrityError(
+                f"{path} does not match the SHA-256 checksum written with it: the file (or "
+                "the recorded checksum) is corrupted or was modified"
+            )
+
+
+def _locking() -> Any:
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        return msvcrt
+    import fcntl
+
+    return fcntl
+
+
+class FolderLock:
+    """An exclusive, non-blocking lock on a folder, held while a process works in it.
+
+    Uses ``flock`` on ``<folder>/.lock`` (``msvcrt.locking`` on Windows). The
+    holder's PID, host, start time and purpose are written into the file, so
+    that a process refused the lock can say who holds it. The operating system
+    releases the lock when the holding process exits or is killed; a lock
+    file left behind is not a stale lock, just a file the next holder reuses.
+    Network file systems may not honour ``flock``: keep run and cache folders
+    on local disks, or accept that two machines are not kept apart.
+
+    Args:
+        folder: The folder (created if missing).
+        purpose: Said to a second process, e.g. ``"training"``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d, FolderLock(d, purpose="demo"):
+        ...     try:
+        ...         FolderLock(d).acquire()
+        ...     except FolderLockedError as err:
+        ...         print("refused:", "in use by process" in str(err))
+        refused: True
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], purpose: str = "") -> None:
+        self.folder = Path(folder)
+        self.purpose = purpose
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._fd is not None
+
+    def acquire(self) -> FolderLock:
+        """Take the lock, or raise :class:`FolderLockedError` at once.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            FolderLockedError: another process (or another ``FolderLock`` of
+                this process) holds it.
+            StorageError: the lock file cannot be created (names it).
+        """
+        if self._fd is not None:
+            return self
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise StorageError(
+                err.errno, f"cannot create the lock file {self.folder / LOCK_NAME}: "
+                f"{_describe(err)}"
+            ) from err
+        lib = _locking()
+        try:
+            if sys.platform == "win32":  # pragma: no cover
+                lib.locking(fd, lib.LK_NBLCK, 1)
+            else:
+                lib.flock(fd, lib.LOCK_EX | lib.LOCK_NB)
+        except OSError as err:
+            holder = self._read_holder(fd)
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES, errno.EDEADLK):
+                raise FolderLockedError(self.folder, holder) from None
+            raise StorageError(
+                err.errno, f"cannot lock {self.folder / LOCK_NAME}: {_describe(err)}"
+            ) from err
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"), "purpose": self.purpose}
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        self._fd = fd
+        return self
+
+    @staticmethod
+    def _read_holder(fd: int) -> dict[str, Any]:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            data = json.loads(os.read(fd, 4096).decode() or "{}")
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def release(self) -> None:
+        """Give the lock back (the file stays, for the next holder)."""
+        if self._fd is None:
+            return
+        lib = _locking()
+        try:
+            if sys.platform == "win32":  # pragma: no cover
+                lib.locking(self._fd, lib.LK_UNLCK, 1)
+            else:
+                lib.flock(self._fd, lib.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"FolderLock({str(self.folder)!r}, held={self.held})"

@@ -1,0 +1,332 @@
+"""Training runs survive kills, full disks, corrupted files and a second process.
+
+The kill harness runs ``examples/train_emotic.py`` in subprocesses: an
+uninterrupted reference run, then runs killed with SIGKILL at every step of
+the checkpoint protocol (``DAGNET_KILL_AT``, see
+:func:`dagnet_layers.engine.crash_point`) and at random moments, each resumed
+with ``--resume``. Every resumed run must end exactly where the reference
+ended: the same final weights and optimiser state, the same best checkpoint,
+the same test report and each epoch once in ``log.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import importlib.util
+import json
+import os
+import random
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dagnet_layers import create_model
+from dagnet_layers.engine import (
+    MANIFEST_NAME,
+    RunCheckpoints,
+    load_checkpoint,
+    recover_checkpoint,
+    save_checkpoint,
+)
+from dagnet_layers.storage import IntegrityError, StorageError
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "examples" / "train_emotic.py"
+EPOCHS = 3
+#: Chains of kills: each run is killed at the next point, then resumed, until the end.
+#: Together they interrupt every step of the protocol (the epoch, or * for the first
+#: time the point is reached, a resumed run's repair included).
+KILL_CHAINS = (
+    ("checkpoint-written:0", "checkpoint-committed:0", "checkpoint-renamed:1",
+     "checkpoint-collecting:*"),
+    ("checkpoint-linked:0", "log-written:1", "checkpoint-committed:2", "test-evaluated:final"),
+)
+RANDOM_KILLS = 4
+#: log.csv columns that must be identical (the others are wall-clock timings).
+LOG_VALUES = ("epoch", "train_loss", "val_loss", "val_map", "lr")
+
+
+def _command(demo: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(TRAIN), "--demo-dir", str(demo), "--demo-images", "24",
+            "--image-size", "32", "--batch-size", "8", "--workers", "0", "--no-progress",
+            "--epochs", str(EPOCHS), "--max-steps", "2", "--output-dir", str(out), *extra]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    env.pop("DAGNET_KILL_AT", None)
+    env.update(extra)
+    return env
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def _summary(out: Path) -> dict:
+    """What must be identical between a resumed run and the uninterrupted one."""
+    ckpt = out / "checkpoints"
+    last, best = (ckpt / "last").resolve(), (ckpt / "best").resolve()
+    state = torch.load(last / "training_state.pt", weights_only=True)
+    report = json.loads((out / "test_report.json").read_text())
+    report.pop("checkpoint")  # a path inside the run folder
+    with open(out / "log.csv", newline="") as f:
+        rows = [{k: r[k] for k in LOG_VALUES} for r in csv.DictReader(f)]
+    return {
+        "last": last.name,
+        "best": best.name,
+        "last_weights": (last / "model.safetensors").read_bytes(),
+        "best_weights": (best / "model.safetensors").read_bytes(),
+        "optimizer": state["optimizer"]["state"],
+        "report": report,
+        "log": rows,
+        "folders": sorted(p.name for p in ckpt.iterdir()),
+    }
+
+
+def _assert_same(got: dict, want: dict, what: str) -> None:
+    assert got["last"] == want["last"] and got["best"] == want["best"], what
+    assert got["last_weights"] == want["last_weights"], f"{what}: final weights differ"
+    assert got["best_weights"] == want["best_weights"], f"{what}: best weights differ"
+    for key, tensors in want["optimizer"].items():
+        for name, value in tensors.items():
+            assert torch.equal(got["optimizer"][key][name], value), f"{what}: optimiser {name}"
+    assert got["report"] == want["report"], f"{what}: test report differs"
+    assert got["log"] == want["log"], f"{what}: log.csv differs"
+    assert [r["epoch"] for r in got["log"]] == [str(e) for e in range(EPOCHS)], what
+    assert got["folders"] == want["folders"], f"{what}: leftover folders {got['folders']}"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
+    base = tmp_path_factory.mktemp("crash")
+    demo = base / "demo"
+    start = time.perf_counter()
+    proc = _run(_command(demo, base / "reference"), _env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return demo, _summary(base / "reference"), time.perf_counter() - start
+
+
+def _kill_chain(demo: Path, out: Path, kills: tuple[str | float, ...]) -> tuple[list, dict]:
+    """Kill a run at each point (or after each delay) in turn, resuming after every kill.
+
+    Returns the exit codes of the killed runs and the summary after a last,
+    uninterrupted ``--resume``.
+    """
+    cmd = _command(demo, out)
+    codes = []
+    for k, kill in enumerate(kills):
+        run = cmd if k == 0 else [*cmd, "--resume"]
+        if isinstance(kill, str):
+            codes.append(_run(run, _env(DAGNET_KILL_AT=kill)).returncode)
+        else:
+            proc = subprocess.Popen(run, env=_env(), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(kill)
+            proc.kill()
+            codes.append(proc.wait())
+    final = _run([*cmd, "--resume"], _env())
+    assert final.returncode == 0, f"resume after {kills}: {final.stderr[-3000:]}"
+    return codes, _summary(out)
+
+
+def test_kill_at_every_protocol_step_then_resume(reference, tmp_path: Path) -> None:
+    demo, want, _ = reference
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(
+            lambda chain: _kill_chain(demo, tmp_path / chain[0].replace(":", "_"), chain),
+            KILL_CHAINS))
+    for chain, (codes, got) in zip(KILL_CHAINS, results, strict=True):
+        for point, code in zip(chain, codes, strict=True):
+            assert code == -signal.SIGKILL, f"{point} was never reached (exit {code})"
+        _assert_same(got, want, f"killed at {', '.join(chain)}")
+
+
+def test_kill_at_random_moments_then_resume(reference, tmp_path: Path) -> None:
+    demo, want, duration = reference
+    rng = random.Random(20261125)
+    chains = [tuple(rng.uniform(1.0, max(1.5, duration)) for _ in range(RANDOM_KILLS // 2))
+              for _ in range(2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(
+            lambda chain: _kill_chain(demo, tmp_path / f"random_{chain[0]:.2f}", chain),
+            chains))
+    for chain, (_, got) in zip(chains, results, strict=True):
+        _assert_same(got, want, f"killed after {', '.join(f'{m:.2f}' for m in chain)} s")
+
+
+# --------------------------------------------------------------------- run folder
+def _train_example():
+    spec = importlib.util.spec_from_file_location("train_emotic_crash", TRAIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _args(demo: Path, out: Path, *extra: str) -> list[str]:
+    return _command(demo, out, "--epochs", "1", "--max-steps", "1", *extra)[2:]
+
+
+def test_a_run_folder_is_never_overwritten_implicitly(reference, tmp_path: Path, caplog) -> None:
+    demo, _, _ = reference
+    train = _train_example()
+    out = tmp_path / "run"
+    assert train.main(_args(demo, out)) == 0
+    with pytest.raises(SystemExit, match="already holds a training run") as info:
+        train.main(_args(demo, out))
+    assert "--resume" in str(info.value) and "--overwrite" in str(info.value)
+    assert (out / "checkpoints" / "epoch-0000").is_dir()  # untouched
+    with pytest.raises(SystemExit, match="not both"):
+        train.main(_args(demo, out, "--resume", "--overwrite"))
+    assert train.main(_args(demo, out, "--overwrite")) == 0
+    assert "--overwrite: deleting the run" in caplog.text
+    assert train.main(_args(demo, tmp_path / "empty", "--resume")) == 0
+    assert "nothing to resume" in caplog.text
+
+
+HOLD_LOCK = """
+import sys, time
+from dagnet_layers.storage import FolderLock
+FolderLock(sys.argv[1], purpose="holder").acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_process_is_refused_and_a_killed_holder_frees_the_folder(
+    reference, tmp_path: Path
+) -> None:
+    demo, _, _ = reference
+    train = _train_example()
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        start = time.perf_counter()
+        with pytest.raises(SystemExit) as info:
+            train.main(_args(demo, out))
+        assert f"{out} is in use by process {holder.pid}" in str(info.value)
+        assert "holder" in str(info.value) and time.perf_counter() - start < 30  # at once
+        assert not (out / "checkpoints").exists()
+    finally:
+        holder.kill()  # as a preemption would: no chance to clean up
+        holder.wait()
+    assert (out / ".lock").exists()  # the file stays; the lock went with its holder
+    assert train.main(_args(demo, out)) == 0
+
+
+# ---------------------------------------------------------------------- integrity
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "training_state.pt",
+                                  "progress.json", "inference.json", MANIFEST_NAME])
+def test_a_flipped_byte_in_any_checkpoint_file_is_named(tmp_path: Path, name: str) -> None:
+    model = create_model("test_dagnet")
+    store = RunCheckpoints(tmp_path)
+    folder = store.save(model, epoch=0, inference={"thresholds": {}},
+                        progress={"best_epoch": 0, "best_val_map": 0.5, "log": []})
+    path = folder / name
+    data = bytearray(path.read_bytes())
+    data[len(data) * 2 // 3] ^= 0x04
+    path.write_bytes(bytes(data))
+    with pytest.raises((IntegrityError, ValueError), match=name.replace(".", r"\.")):
+        load_checkpoint(folder, create_model("test_dagnet"))
+
+
+def test_a_corrupted_newest_checkpoint_falls_back_to_the_previous_one(tmp_path: Path) -> None:
+    store = RunCheckpoints(tmp_path)
+    for epoch in range(2):
+        store.save(create_model("test_dagnet"), epoch=epoch,
+                   progress={"best_epoch": 0, "best_val_map": 0.5, "log": []})
+    weights = tmp_path / "epoch-0001" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])  # a torn write
+    assert store.recover() == tmp_path / "epoch-0000"
+    assert (tmp_path / "last").resolve() == tmp_path / "epoch-0000"
+
+
+SAVE_TWICE = """
+import sys
+from dagnet_layers import create_model
+from dagnet_layers.engine import save_checkpoint
+for epoch in (0, 1):
+    save_checkpoint(sys.argv[1], create_model("test_dagnet"), epoch=epoch)
+"""
+
+
+@pytest.mark.parametrize("point", ["checkpoint-written:1", "checkpoint-committed:1",
+                                   "checkpoint-aside:1"])
+def test_replacing_a_checkpoint_folder_survives_a_kill(tmp_path: Path, point: str) -> None:
+    target = tmp_path / "ckpt"
+    proc = _run([sys.executable, "-c", SAVE_TWICE, str(target)], _env(DAGNET_KILL_AT=point))
+    assert proc.returncode == -signal.SIGKILL
+    # Before the commit point the old checkpoint stays; from it on, the new one wins.
+    expected = 0 if point == "checkpoint-written:1" else 1
+    assert load_checkpoint(target, create_model("test_dagnet")) == expected
+    recover_checkpoint(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # nothing left over
+
+
+# ------------------------------------------------------------------------ disk full
+def test_a_full_disk_is_one_clear_error_and_leaves_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RunCheckpoints(tmp_path)
+    store.save(create_model("test_dagnet"), epoch=0,
+               progress={"best_epoch": 0, "best_val_map": 0.5, "log": []})
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the second file of the next checkpoint hits a full disk
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(StorageError) as info:
+        store.save(create_model("test_dagnet"), epoch=1,
+                   progress={"best_epoch": 0, "best_val_map": 0.5, "log": []})
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    message = str(info.value)
+    assert info.value.errno == errno.ENOSPC and "\n" not in message
+    assert "epoch-0001" in message and "No space left on device" in message
+    assert "earlier checkpoints are intact" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "epoch-0000", "last"]
+    assert not list(tmp_path.rglob("*.tmp-*"))  # no partial file anywhere
+    assert store.recover() == tmp_path / "epoch-0000"
+    assert load_checkpoint(tmp_path / "last", create_model("test_dagnet")) == 0
+
+
+def test_a_real_full_file_system(tmp_path: Path) -> None:
+    """The same on a 3 MB tmpfs, where the OS itself says ENOSPC (needs mount rights)."""
+    model = create_model("test_dagnet")
+    save_checkpoint(tmp_path / "probe", model, epoch=0)
+    size = sum(f.stat().st_size for f in (tmp_path / "probe").iterdir())
+    mount = tmp_path / "small"
+    mount.mkdir()
+    megabytes = int(1.6 * size / 2**20) + 1  # room for one checkpoint, not two
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs",
+                           str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        save_checkpoint(mount / "a", model, epoch=0)
+        with pytest.raises(StorageError, match="No space left on device"):
+            save_checkpoint(mount / "b", model, epoch=1)
+        assert sorted(p.name for p in mount.iterdir()) == ["a"]
+        assert load_checkpoint(mount / "a", create_model("test_dagnet")) == 0
+        weights = load_file(str(mount / "a" / "model.safetensors"))
+        assert weights
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+        shutil.rmtree(mount, ignore_errors=True)
