@@ -733,19 +733,27 @@ def save_checkpoint(
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
+        # Each file's checksum is taken from the bytes as they are written (one pass),
+        # the weights' from the record save_pretrained keeps in config.json.
         inner.save_pretrained(tmp)
+        files: dict[str, dict[str, Any]] = {}
+        weights_record = json.loads((tmp / "config.json").read_text()).get("weights")
+        if isinstance(weights_record, dict):
+            files["model.safetensors"] = weights_record
+        for path in sorted(tmp.iterdir()):
+            if path.is_file() and not path.name.startswith(".") and path.name not in files:
+                files[path.name] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
         buffer = io.BytesIO()
         torch.save(state, buffer)  # in memory first: a full disk is an OSError we can name
-        write_bytes_atomic(tmp / TRAINING_STATE_NAME, buffer.getbuffer())
+        data = buffer.getbuffer()
+        files[TRAINING_STATE_NAME] = {"size": len(data),
+                                      "sha256": write_bytes_atomic(tmp / TRAINING_STATE_NAME, data)}
         for name, payload in (extra or {}).items():
-            text = json.dumps(payload, indent=2) + "\n"
-            write_bytes_atomic(tmp / f"{name}.json", text.encode())
+            text = (json.dumps(payload, indent=2) + "\n").encode()
+            files[f"{name}.json"] = {"size": len(text),
+                                     "sha256": write_bytes_atomic(tmp / f"{name}.json", text)}
         crash_point("checkpoint-written", epoch)
-        files = {
-            f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)}
-            for f in sorted(tmp.iterdir())
-            if f.is_file() and not f.name.startswith(".")
-        }
+        files = dict(sorted(files.items()))
         manifest = {"format": _CHECKPOINT_FORMAT, "version": 1, "epoch": int(epoch),
                     "files": files}
         write_bytes_atomic(tmp / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())

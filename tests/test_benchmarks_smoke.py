@@ -132,3 +132,19 @@ def test_data_benchmark_runs_and_reports_every_path(tmp_path: Path) -> None:
     assert all(v > 0 for v in report["samples_per_s"].values())
     assert "cache-loader/jpeg-loader" in report["speedups"]
     assert out.with_suffix(".md").read_text().startswith("# Data pipeline benchmark")
+
+
+def test_storage_benchmark_reports_checksum_costs(tmp_path: Path) -> None:
+    out = tmp_path / "storage.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_storage.py"), "--quick", "--dir",
+         str(tmp_path), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    checkpoint, cache = report["checkpoint"], report["cache"]
+    assert checkpoint["bytes"] > 0 and 0 < checkpoint["hash_share_of_save"] < 1
+    assert 0 < checkpoint["verify_share_of_load"] < 1
+    assert cache["seconds_per_gb"] > 0 and cache["cheap_check"]["median_s"] > 0
+    assert out.with_suffix(".md").read_text().startswith("# Storage benchmarks")

@@ -7,10 +7,14 @@ folder; no timing is asserted.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import logging
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +46,8 @@ from dagnet_layers.data import (
     write_emotic_preprocessed,
 )
 from dagnet_layers.data import cache as cache_mod
+from dagnet_layers.data.cache import verify_emotic_cache
+from dagnet_layers.storage import FolderLock, FolderLockedError, IntegrityError, StorageError
 
 SPLITS = ("train", "val", "test")
 W, H = 160, 120
@@ -495,3 +501,90 @@ def test_preprocessed_errors(pre_dir: Path, tmp_path: Path) -> None:
     (bad / "train.csv").write_text("a,b\n")
     with pytest.raises(ValueError, match="header must be"):
         read_emotic_preprocessed(bad, "train")
+
+
+# ----------------------------------------------------------------- cache integrity
+@pytest.fixture()
+def small_cache(syn, tmp_path: Path) -> Path:
+    out = tmp_path / "cache"
+    build_emotic_cache(syn, out, splits=("val",), size=16, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("name", ["body", "context", "bbox", "image_of", "done"])
+def test_cache_full_verify_names_a_flipped_byte(small_cache: Path, name: str) -> None:
+    assert verify_emotic_cache(small_cache)["val"] > 0
+    path = small_cache / f"val_{name}.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # in the array data: the header and size still look right
+    path.write_bytes(bytes(data))
+    verify_emotic_cache(small_cache, full=False)  # the cheap check cannot see it...
+    with pytest.raises(IntegrityError, match=rf"val_{name}\.npy does not match"):
+        verify_emotic_cache(small_cache)  # ...the checksum does
+    assert cache_mod.main(["--verify", str(small_cache)]) == 2
+
+
+def test_cache_cheap_check_on_open_names_a_truncated_array(small_cache: Path) -> None:
+    assert len(EmoticDataset(small_cache, "val")) > 0
+    path = small_cache / "val_context.npy"
+    path.write_bytes(path.read_bytes()[:-16])
+    with pytest.raises(IntegrityError, match=r"val_context\.npy has \d+ bytes"):
+        EmoticDataset(small_cache, "val")
+
+
+def test_cache_verify_cli(small_cache: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cache_mod.main(["--verify", str(small_cache)]) == 0
+    assert "val:" in capsys.readouterr().out and "verified" in capsys.readouterr().out + "verified"
+    assert cache_mod.main(["--verify", str(small_cache.parent / "nowhere")]) == 2
+    assert "not an EMOTIC cache" in capsys.readouterr().err
+
+
+def test_cache_build_is_locked(syn, tmp_path: Path) -> None:
+    out = tmp_path / "cache"
+    with FolderLock(out, purpose="another build"):
+        with pytest.raises(FolderLockedError, match=f"in use by process {os.getpid()}"):
+            build_emotic_cache(syn, out, splits=("val",), size=16, progress=False)
+    build_emotic_cache(syn, out, splits=("val",), size=16, progress=False)  # free again
+
+
+def test_cache_full_disk_is_an_error_before_decoding(
+    syn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    out = tmp_path / "cache"
+    with pytest.raises(StorageError, match=r"not enough space in .* for the val cache"):
+        build_emotic_cache(syn, out, splits=("val",), size=16, progress=False)
+    assert not list(out.glob("val_*.npy"))  # nothing a resume could trust
+    monkeypatch.undo()
+    build_emotic_cache(syn, out, splits=("val",), size=16, progress=False)
+    assert cache_is_complete(out, "val")
+
+
+BUILD_ON_TMPFS = """
+import sys
+from dagnet_layers.data import cache
+sys.exit(cache.main([sys.argv[1], sys.argv[2], "--splits", "train", "--size", "64",
+                     "--workers", "0", "--no-progress"]))
+"""
+
+
+def test_cache_on_a_real_full_disk_fails_cleanly_not_with_sigbus(syn, tmp_path: Path) -> None:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        proc = subprocess.run([sys.executable, "-c", BUILD_ON_TMPFS, str(syn.root),
+                               str(mount / "cache")], capture_output=True, text=True,
+                              timeout=120)
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]  # not -SIGBUS
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("dagnet-emotic-cache: error: ")
+    assert "No space left on device" in last and "train cache" in last

@@ -6,7 +6,12 @@ masked context per person, optionally through ``build_emotic_cache``) -> the pai
 transforms (per sample, or batched on the device).
 """
 
-from dagnet_layers.data.cache import CACHE_FORMAT_VERSION, build_emotic_cache, cache_is_complete
+from dagnet_layers.data.cache import (
+    CACHE_FORMAT_VERSION,
+    build_emotic_cache,
+    cache_is_complete,
+    verify_emotic_cache,
+)
 from dagnet_layers.data.categories import CATEGORY_TO_INDEX, EMOTIC_CATEGORIES, NUM_CATEGORIES
 from dagnet_layers.data.dataset import (
     CACHE_MANIFEST,
@@ -95,5 +100,6 @@ __all__ = [
     "preprocessed_files",
     "read_emotic_annotations",
     "read_emotic_preprocessed",
+    "verify_emotic_cache",
     "write_emotic_preprocessed",
 ]

@@ -11,19 +11,31 @@ cache_dir=...)``) then reads samples by slicing the arrays.
 
 Files per split in ``CACHE_DIR``::
 
-    emotic_cache.json          manifest: format, version, size, per split n / complete
+    emotic_cache.json          manifest: format, version, size, per split n / complete,
+                               and the size + SHA-256 of every file of a complete split
     {split}_records.json       the EmoticRecords and their ReadSummary
     {split}_body.npy           (N, 3, S, S) uint8 body crops
     {split}_context.npy        (M, 3, S, S) uint8 context images, one per image, unmasked
     {split}_image_of.npy       (N,) int64 person -> row of the context array
     {split}_bbox.npy           (N, 4) float32 body box in context pixels
     {split}_done.npy           (N,) bool progress marks
+
+Safety: a build holds the folder's :class:`~dagnet_layers.storage.FolderLock`
+(a second build fails at once, naming the first one's PID); the disk space of
+every array is reserved when the array is created (``posix_fallocate``), so a
+full disk is a one-line :class:`~dagnet_layers.storage.StorageError` at the
+start, not a ``SIGBUS`` in the middle; the manifest and records are written
+atomically. When a split completes, the size and SHA-256 of each of its files
+go into the manifest: :func:`verify_emotic_cache` checks them
+(``dagnet-emotic-cache --verify CACHE_DIR``), and every dataset that opens the
+cache checks the cheap part (sizes and array headers).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import os
@@ -45,13 +57,32 @@ from dagnet_layers.data.records import (
     _load_mat,
     read_emotic_annotations,
 )
+from dagnet_layers.storage import (
+    FolderLock,
+    FolderLockedError,
+    IntegrityError,
+    StorageError,
+    sha256_file,
+    verify_files,
+    write_bytes_atomic,
+)
 
-__all__ = ["CACHE_FORMAT_VERSION", "build_emotic_cache", "cache_is_complete", "main"]
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "build_emotic_cache",
+    "cache_is_complete",
+    "main",
+    "verify_emotic_cache",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Version of the on-disk cache format; a cache of another version is rebuilt.
-CACHE_FORMAT_VERSION = 1
+#: 2: checksums of every file of a complete split.
+CACHE_FORMAT_VERSION = 2
+#: The arrays of a split, with the records file, in manifest order.
+_SPLIT_FILES = ("records.json", "body.npy", "context.npy", "image_of.npy", "bbox.npy",
+                "done.npy")
 _FORMAT = "dagnet-emotic-cache"
 
 
@@ -67,10 +98,105 @@ def _read_manifest(cache_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f)
-    os.replace(tmp, path)  # atomic: an interrupted build never leaves half a manifest
+    # atomic and durable: an interrupted build never leaves half a manifest
+    write_bytes_atomic(path, json.dumps(payload).encode())
+
+
+def _reserve(path: Path, out: Path, split: str) -> None:
+    """Allocate a new array file's blocks now, so a full disk fails here, not with SIGBUS.
+
+    A memory-mapped file created with ``truncate`` is sparse: the first write to a page
+    with no free block on the disk kills the process with SIGBUS. Where the platform has
+    no ``posix_fallocate`` the file stays sparse.
+    """
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS, Windows
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as err:
+        raise StorageError(
+            err.errno, f"not enough space in {out} for the {split} cache ({path.name} needs "
+            f"{os.fstat(fd).st_size / 2**30:.2f} GiB): {err.strerror or err}"
+        ) from err
+    finally:
+        os.close(fd)
+
+
+def _split_files(out: Path, split: str) -> dict[str, Path]:
+    return {name: out / f"{split}_{name}" for name in _SPLIT_FILES}
+
+
+def verify_emotic_cache(
+    cache_dir: str | os.PathLike[str],
+    splits: Sequence[str] | None = None,
+    *,
+    full: bool = True,
+) -> dict[str, int]:
+    """Check a cache's files against what its build recorded.
+
+    The cheap check (``full=False``, what :class:`~dagnet_layers.data.EmoticDataset`
+    does on opening a cache) compares each file's size with the manifest and each
+    array's header (dtype and shape) with the split's person and image counts: it
+    catches truncated or replaced files in microseconds. The full check also
+    recomputes every file's SHA-256 and catches any flipped byte; it reads the whole
+    cache (cost per GB: ``benchmarks/bench_storage.py``).
+
+    Args:
+        cache_dir: The cache folder.
+        splits: Splits to check (default: every complete split in the manifest).
+        full: Also compare SHA-256 checksums.
+
+    Returns:
+        Split -> number of bytes checked.
+
+    Raises:
+        FileNotFoundError: no cache manifest, or a file of a split is missing.
+        IntegrityError: a file's size, header or checksum differs (names the file),
+            or the split was built before checksums were recorded.
+        ValueError: a requested split is not complete in the cache.
+    """
+    out = Path(cache_dir)
+    manifest = _read_manifest(out)
+    if manifest is None:
+        raise FileNotFoundError(f"{out / CACHE_MANIFEST} not found: not an EMOTIC cache")
+    entries = manifest.get("splits", {})
+    names = [s for s, e in entries.items() if e.get("complete")] if splits is None else splits
+    checked = {}
+    for split in names:
+        entry = entries.get(split)
+        if entry is None or not entry.get("complete"):
+            raise ValueError(f"cache {out} has no complete {split!r} split to verify")
+        recorded = entry.get("files")
+        if not recorded:
+            raise IntegrityError(
+                f"cache {out}: the {split!r} split has no recorded checksums (built before "
+                "format 2); rebuild it to verify it"
+            )
+        files = _split_files(out, split)
+        verify_files(out, {files[k].name: ({"size": v["size"]} if not full else v)
+                           for k, v in recorded.items()})
+        n, m, size = int(entry["n"]), int(entry["n_images"]), int(manifest["size"])
+        expected = {
+            "body.npy": (np.uint8, (n, 3, size, size)),
+            "context.npy": (np.uint8, (m, 3, size, size)),
+            "image_of.npy": (np.int64, (n,)),
+            "bbox.npy": (np.float32, (n, 4)),
+        }
+        for name, (dtype, shape) in expected.items():
+            path = files[name]
+            try:
+                arr = np.load(path, mmap_mode="r")
+            except ValueError as err:
+                raise IntegrityError(f"{path} is not a readable .npy array: {err}") from err
+            if arr.dtype != dtype or arr.shape != shape:
+                raise IntegrityError(
+                    f"{path} holds {arr.dtype} {arr.shape}, the manifest says "
+                    f"{np.dtype(dtype)} {shape}"
+                )
+            del arr
+        checked[split] = sum(int(v["size"]) for v in recorded.values())
+    return checked
 
 
 def cache_is_complete(
@@ -168,6 +294,9 @@ def build_emotic_cache(
         ValueError: If the cache exists with another size or other annotations and
             ``overwrite`` is false, or an image cannot be decoded (names the file).
         FileNotFoundError: For a missing annotation or image file.
+        FolderLockedError: Another process is building in ``cache_dir`` (names its PID).
+        StorageError: The disk cannot hold the cache (checked before decoding) or
+            another write failed; names the folder and the cause.
 
     Example:
         >>> import tempfile
@@ -186,7 +315,23 @@ def build_emotic_cache(
         if split not in EMOTIC_SPLITS:
             raise ValueError(f"splits must be among {EMOTIC_SPLITS}, got {split!r}")
     out = Path(cache_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, purpose="EMOTIC cache build"):
+        return _build(source, out, splits, size, on_missing_image, num_workers, flush_every,
+                      progress, overwrite, records)
+
+
+def _build(
+    source: str | os.PathLike[str],
+    out: Path,
+    splits: Sequence[str],
+    size: int,
+    on_missing_image: MissingImagePolicy,
+    num_workers: int,
+    flush_every: int,
+    progress: bool,
+    overwrite: bool,
+    records: dict[str, EmoticRecords] | None,
+) -> dict[str, int]:
     manifest = _read_manifest(out)
     if manifest is not None and (
         manifest.get("version") != CACHE_FORMAT_VERSION or manifest.get("size") != size
@@ -262,11 +407,21 @@ def _build_split(
             out / f"{split}_records.json",
             {"summary": vars(recs.summary), "records": [r.to_dict() for r in recs]},
         )
-        np.save(files["image_of"], image_of)
-        for key, (dtype, shape) in specs.items():
-            arr = np.lib.format.open_memmap(files[key], mode="w+", dtype=dtype, shape=shape)
-            arr.flush()
-            del arr
+        try:
+            buffer = io.BytesIO()
+            np.save(buffer, image_of)
+            write_bytes_atomic(files["image_of"], buffer.getbuffer())
+            for key, (dtype, shape) in specs.items():
+                arr = np.lib.format.open_memmap(files[key], mode="w+", dtype=dtype, shape=shape)
+                del arr
+                _reserve(files[key], out, split)
+        except OSError as err:
+            for path in files.values():  # nothing half-made is left for a resume to trust
+                path.unlink(missing_ok=True)
+            if isinstance(err, StorageError):
+                raise
+            raise StorageError(err.errno, f"cannot create the {split} cache in {out}: "
+                               f"{err.strerror or err}") from err
         manifest["splits"][split] = {
             "n": n, "n_images": m, "complete": False, "fingerprint": fingerprint,
         }  # fmt: skip
@@ -301,6 +456,10 @@ def _build_split(
             arrays = _commit(arrays, pending, open_all)
             pending = []
     _commit(arrays, pending, None)
+    manifest["splits"][split]["files"] = {
+        name: {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        for name, path in _split_files(out, split).items()
+    }
     manifest["splits"][split]["complete"] = True
     _write_json(out / CACHE_MANIFEST, manifest)
     logger.info("EMOTIC cache %s: %s complete, %d persons, %d images", out, split, n, m)
@@ -335,10 +494,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="dagnet-emotic-cache",
-        description="Decode EMOTIC JPEGs once into a memory-mapped uint8 cache (resumable).",
+        description="Decode EMOTIC JPEGs once into a memory-mapped uint8 cache (resumable); "
+        "or check a cache with --verify CACHE_DIR.",
     )
-    parser.add_argument("root", help="EMOTIC root holding Annotations/ and emotic/")
-    parser.add_argument("cache_dir", help="output folder of the cache")
+    parser.add_argument("paths", nargs="+", metavar="ROOT CACHE_DIR",
+                        help="EMOTIC root holding Annotations/ and emotic/, then the cache "
+                        "folder; with --verify, the cache folder alone")
+    parser.add_argument("--verify", action="store_true",
+                        help="check every file of the cache against its recorded SHA-256 "
+                        "(reads the whole cache) instead of building")
     parser.add_argument("--splits", nargs="+", default=list(EMOTIC_SPLITS), choices=EMOTIC_SPLITS)
     parser.add_argument("--size", type=int, default=224, help="side of body and context (224)")
     parser.add_argument(
@@ -352,6 +516,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.verify:
+        if len(args.paths) != 1:
+            parser.error("--verify takes one path: the cache folder")
+        try:
+            checked = verify_emotic_cache(args.paths[0])
+        except (OSError, ValueError) as exc:
+            print(f"dagnet-emotic-cache: error: {exc}", file=sys.stderr)
+            return 2
+        for split, n in checked.items():
+            print(f"{split}: {n / 2**20:.1f} MiB verified in {args.paths[0]}")
+        return 0
+    if len(args.paths) != 2:
+        parser.error("building takes two paths: ROOT CACHE_DIR")
+    args.root, args.cache_dir = args.paths
     torch.set_num_threads(1)
     try:
         counts = build_emotic_cache(
@@ -359,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_missing_image="skip" if args.skip_missing_images else "error",
             num_workers=args.workers, progress=not args.no_progress, overwrite=args.overwrite,
         )  # fmt: skip
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError, FolderLockedError) as exc:
         print(f"dagnet-emotic-cache: error: {exc}", file=sys.stderr)
         return 2
     for split, n in counts.items():

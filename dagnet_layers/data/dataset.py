@@ -269,6 +269,8 @@ class EmoticDataset(Dataset):
 
     # ------------------------------------------------------------------ layouts
     def _init_cache(self) -> None:
+        from dagnet_layers.data.cache import CACHE_FORMAT_VERSION, verify_emotic_cache
+
         with open(self.source / CACHE_MANIFEST, encoding="utf-8") as f:
             manifest = json.load(f)
         entry = manifest.get("splits", {}).get(self.split)
@@ -277,6 +279,15 @@ class EmoticDataset(Dataset):
                 f"cache {self.source} has no complete {self.split!r} split; build it with "
                 f"`dagnet-emotic-cache <root> {self.source} --splits {self.split}`"
             )
+        if manifest.get("version") != CACHE_FORMAT_VERSION:
+            raise ValueError(
+                f"cache {self.source} has format version {manifest.get('version')}, this "
+                f"version reads {CACHE_FORMAT_VERSION}; rebuild it with `dagnet-emotic-cache "
+                f"<root> {self.source} --overwrite`"
+            )
+        # Sizes and array headers against the manifest: microseconds, and a truncated or
+        # swapped file is an error naming it instead of garbage samples.
+        verify_emotic_cache(self.source, [self.split], full=False)
         with open(self.source / f"{self.split}_records.json", encoding="utf-8") as f:
             payload = json.load(f)
         summary = ReadSummary(**payload["summary"])
