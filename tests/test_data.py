@@ -588,3 +588,10 @@ def test_cache_on_a_real_full_disk_fails_cleanly_not_with_sigbus(syn, tmp_path: 
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("dagnet-emotic-cache: error: ")
     assert "No space left on device" in last and "train cache" in last
+
+
+def test_cache_build_checks_a_split_it_finds_complete(syn, small_cache: Path) -> None:
+    path = small_cache / "val_body.npy"
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(IntegrityError, match=r"val_body\.npy has"):
+        build_emotic_cache(syn, small_cache, splits=("val",), size=16, progress=False)

@@ -385,6 +385,7 @@ def _build_split(
             )
         entry = None
     if entry is not None and entry.get("complete"):
+        verify_emotic_cache(out, [split], full=False)  # a truncated file is not "complete"
         logger.info("EMOTIC cache %s: %s already complete (%d persons)", out, split, entry["n"])
         return int(entry["n"])
 
