@@ -511,3 +511,54 @@ def test_pretrained_check_accepts_cached_and_local_weights(
     assert check_pretrained_weights("resnet50", **overlay) == f"file {weights}"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         check_pretrained_weights("resnet50", pretrained_cfg_overlay=dict(file="/no/such.pth"))
+
+
+# --------------------------------------------------------- timm backbones, odd shapes
+@pytest.mark.parametrize("body", ["mobilenetv3_small_050", "mobilenetv4_conv_small",
+                                  "ghostnet_100", "efficientvit_b0"])
+def test_body_backbones_whose_head_widens_after_pooling(body: str) -> None:
+    # Their pooled output is head_hidden_size wide, not num_features.
+    model = tiny(body, "test_resnet", ablation="bam").eval()
+    with torch.no_grad():
+        out = model(*images(2, 64))
+    assert out.logits.shape == (2, 26)
+    assert model.feature_dims[0] == timm.create_model(body, num_classes=0).head_hidden_size
+
+
+def test_nhwc_context_backbone_is_seen_as_nchw() -> None:
+    # Swin's feature maps are NHWC; the attention branch and the pooling need NCHW.
+    with pytest.warns(UserWarning, match="light block is used instead"):
+        model = tiny("test_resnet", "swin_tiny_patch4_window7_224", ablation="gsam").eval()
+    assert model.context_backbone.split == "penultimate"
+    with torch.no_grad():
+        out = model(*images(1, 224))
+    assert out.attention_map.shape == (1, 1, 14, 14) and out.logits.shape == (1, 26)
+
+
+def test_local_dir_backbone_names_go_to_timm(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"architecture": "test_resnet", "num_classes": 10, "pretrained_cfg": {}}))
+    name = f"local-dir:{tmp_path}"
+    model = tiny(name, name).eval()
+    with torch.no_grad():
+        assert model(*images()).logits.shape == (2, 26)
+
+
+def test_from_pretrained_is_ready_to_predict(tmp_path: Path) -> None:
+    tiny().save_pretrained(tmp_path)
+    loaded = DAGNet.from_pretrained(tmp_path)
+    assert not loaded.training
+    with torch.no_grad():  # batch 1 works at once: BatchNorm1d uses its running statistics
+        assert loaded(*images(1)).logits.shape == (1, 26)
+
+
+def test_no_weight_decay_names_the_learned_adjacency() -> None:
+    from timm.optim import create_optimizer_v2
+
+    model = tiny()
+    assert model.no_weight_decay() == {"local_graph.adjacency"}
+    assert tiny(ablation="bam_gsam").no_weight_decay() == set()
+    optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
+    decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0
+               for p in g["params"]}
+    assert id(model.local_graph.adjacency) not in decayed

@@ -5,6 +5,7 @@ from dagnet_layers.models.backbones import (
     SplitBackbone,
     check_pretrained_weights,
     create_body_backbone,
+    pooled_width,
 )
 from dagnet_layers.models.dagnet import (
     ABLATIONS,
@@ -28,5 +29,6 @@ __all__ = [
     "create_model",
     "list_models",
     "model_config",
+    "pooled_width",
     "register_model",
 ]

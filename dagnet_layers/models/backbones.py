@@ -33,6 +33,7 @@ __all__ = [
     "SplitBackbone",
     "check_pretrained_weights",
     "create_body_backbone",
+    "pooled_width",
 ]
 
 AttentionStage = Literal["auto", "penultimate", "last"]
@@ -142,10 +143,39 @@ def check_pretrained_weights(name: str, role: str = "backbone", **kwargs: Any) -
     )
 
 
+#: Name prefixes timm resolves itself (a Hub repo, a local folder with a timm config.json).
+_SCHEMES = ("hf-hub:", "hf_hub:", "local-dir:")
+
+
+def _known(name: Any) -> bool:
+    return isinstance(name, str) and (name.startswith(_SCHEMES) or timm.is_model(name))
+
+
+def pooled_width(model: nn.Module) -> int:
+    """Width of the pooled features a timm model built with ``num_classes=0`` returns.
+
+    timm's ``num_features`` is the width of the last feature map; models with a
+    head that widens after pooling (MobileNetV3/V4, GhostNet, EfficientViT...)
+    return ``head_hidden_size`` features instead, which timm records for exactly
+    this purpose.
+
+    Args:
+        model: A timm model.
+
+    Returns:
+        The feature width.
+
+    Example:
+        >>> pooled_width(timm.create_model("mobilenetv3_small_050", num_classes=0))
+        1024
+    """
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
 def _create(name: str, role: str, **kwargs: Any) -> nn.Module:
     if not isinstance(name, str) or not name:
         raise ValueError(f"{role}=... must be a timm model name, got {name!r}")
-    if not timm.is_model(name):
+    if not _known(name):
         close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
         hint = f"; similar names: {', '.join(close)}" if close else ""
         raise ValueError(f"{role}={name!r} is not a timm model name{hint}")
@@ -164,11 +194,12 @@ def create_body_backbone(name: str, pretrained: bool = False, **kwargs: Any) -> 
         **kwargs: Passed to :func:`timm.create_model`.
 
     Returns:
-        The model, with ``num_classes=0`` so its output is (B, ``num_features``).
+        The model, with ``num_classes=0`` so its output is (B, :func:`pooled_width`).
+        ``hf-hub:`` and ``local-dir:`` names go to timm as they are.
 
     Example:
         >>> m = create_body_backbone("test_resnet")
-        >>> m(torch.randn(1, 3, 64, 64)).shape == (1, m.num_features)
+        >>> m(torch.randn(1, 3, 64, 64)).shape == (1, pooled_width(m))
         True
     """
     return _create(name, "body_backbone", pretrained=pretrained, num_classes=0, **kwargs)
@@ -207,6 +238,25 @@ class _LastFeature(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)[-1]
+
+
+class _Permute(nn.Module):
+    """Reorder the dimensions of a feature map (NHWC <-> NCHW)."""
+
+    def __init__(self, *dims: int) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(*self.dims)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}"
+
+
+def _is_nhwc(net: nn.Module) -> bool:
+    fmt = getattr(net, "output_fmt", "NCHW")
+    return str(getattr(fmt, "value", fmt)).upper() == "NHWC"
 
 
 class SplitBackbone(nn.Module):
@@ -257,7 +307,7 @@ class SplitBackbone(nn.Module):
                 "attention_stage must be 'auto', 'penultimate' or 'last', "
                 f"got {attention_stage!r}"
             )
-        if not isinstance(name, str) or not timm.is_model(name):
+        if not _known(name):
             _create(name, "context_backbone")  # raises the unknown-name error
         if pretrained:
             check_pretrained_weights(name, "context_backbone", **kwargs)
@@ -303,6 +353,11 @@ class SplitBackbone(nn.Module):
             self.last_stage = nn.Identity()
             self.split = "last"
             self.attention_channels = channels[-1]
+        if _is_nhwc(net):  # Swin, MaxViT...: maps are NHWC inside; the streams see NCHW
+            self.stem = nn.Sequential(self.stem, _Permute(0, 3, 1, 2))
+            if self.split == "penultimate":
+                self.last_stage = nn.Sequential(_Permute(0, 2, 3, 1), self.last_stage,
+                                                _Permute(0, 3, 1, 2))
         self.num_features = channels[-1]
         self.reduction = info.reduction()[-1]
 

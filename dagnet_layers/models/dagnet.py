@@ -37,7 +37,7 @@ from dagnet_layers.layers import (
     PatchEncoder,
     PatchSumReadout,
 )
-from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone
+from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone, pooled_width
 from dagnet_layers.storage import StorageError, verify_files, write_bytes_atomic
 
 __all__ = ["ABLATIONS", "DAGNet", "DAGNetConfig", "DAGNetOutput", "build_dagnet"]
@@ -279,7 +279,7 @@ class DAGNet(nn.Module):
         self.body_backbone = create_body_backbone(
             config.body_backbone, in_chans=config.in_chans, **body_kwargs
         )
-        feature_dims = [self.body_backbone.num_features]
+        feature_dims = [pooled_width(self.body_backbone)]
         self.body_attention = (
             BodyAttention(config.in_chans, config.bam_hidden) if config.use_bam else None
         )
@@ -341,13 +341,12 @@ class DAGNet(nn.Module):
         assert backbone is not None
         block, width = None, backbone.attention_channels
         if config.gsam_block == "abn":
-            if backbone.split == "penultimate":
+            try:
                 block = backbone.attention_stage_copy(init=config.gsam_block_init)
                 width = backbone.num_features
-            else:
+            except ValueError as err:  # no last stage, or one that cannot run at stride 1
                 warnings.warn(
-                    f"context_backbone={config.context_backbone!r} has no last stage to copy "
-                    "for ABN's attention block; the light block is used instead",
+                    f"{err}; the light block is used instead of ABN's attention block",
                     UserWarning,
                     stacklevel=3,
                 )
@@ -369,6 +368,23 @@ class DAGNet(nn.Module):
     def partition(self) -> int | None:
         """Patches per side of the local stream, or ``None`` without LSAM."""
         return self.patch_encoder.n if self.patch_encoder is not None else None
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters that weight decay must not shrink, by name (timm's optimizer contract).
+
+        The learned patch adjacency is a graph, not a filter: decaying it pulls
+        the learned edges towards an empty graph. timm's
+        :func:`~timm.optim.create_optimizer_v2` already skips 1-D parameters
+        (biases, norms); this names the 2-D one it would otherwise decay.
+
+        Example:
+            >>> build_dagnet("test_resnet", "test_resnet").no_weight_decay()
+            {'local_graph.adjacency'}
+        """
+        graph = self.local_graph
+        if isinstance(graph, LearnedAdjacencyGCN) and graph.learn_adjacency:
+            return {"local_graph.adjacency"}
+        return set()
 
     def get_classifier(self) -> nn.Module:
         """The final linear layer (timm API)."""
@@ -497,7 +513,7 @@ class DAGNet(nn.Module):
     def from_pretrained(
         cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
     ) -> DAGNet:
-        """Rebuild a model saved by :meth:`save_pretrained` (no network, no pickle).
+        """Rebuild a model saved by :meth:`save_pretrained` (no network, no pickle), in eval mode.
 
         The weights are checked against the size and SHA-256 that
         ``config.json`` records (folders written before 0.2 have none and are
@@ -544,7 +560,9 @@ class DAGNet(nn.Module):
                 f"{directory / WEIGHTS_NAME} does not match its config: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}"
             )
-        return model.to(map_location)
+        # Ready to predict, as timm and transformers return loaded models;
+        # call .train() to fine-tune.
+        return model.to(map_location).eval()
 
 
 def build_dagnet(
