@@ -1099,12 +1099,5 @@ class RunCheckpoints:
             return legacy if legacy.is_dir() else None
         return self.folder(best)
 
-    def has_checkpoints(self) -> bool:
-        """Whether any checkpoint (complete or not, of any version) is in the folder."""
-        return self.directory.is_dir() and any(
-            p.name.startswith(("epoch-", ".epoch-", self.LAST, self.BEST))
-            for p in self.directory.iterdir()
-        )
-
     def __repr__(self) -> str:
         return f"RunCheckpoints({str(self.directory)!r})"
