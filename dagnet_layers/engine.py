@@ -1035,13 +1035,17 @@ class RunCheckpoints:
             logger.warning("cannot point %s at %s (%s); use the folder directly", link,
                            target.name, err)
 
+    def _discard(self, folder: Path, epoch: int | str) -> None:
+        # Renamed first, so that a half-deleted folder is never taken for a checkpoint.
+        trash = self.directory / f".{folder.name}.trash-{os.getpid()}"
+        os.rename(folder, trash)
+        crash_point("checkpoint-collecting", epoch)
+        shutil.rmtree(trash, ignore_errors=True)
+
     def _collect(self, keep: set[Path], epoch: int | str) -> None:
         for folder in self._epochs():
             if folder not in keep:
-                trash = self.directory / f".{folder.name}.trash-{os.getpid()}"
-                os.rename(folder, trash)
-                crash_point("checkpoint-collecting", epoch)
-                shutil.rmtree(trash, ignore_errors=True)
+                self._discard(folder, epoch)
         fsync_dir(self.directory)
 
     def recover(self) -> Path | None:
@@ -1059,17 +1063,20 @@ class RunCheckpoints:
             shutil.rmtree(leftover, ignore_errors=True)
         for leftover in self.directory.glob(".*.link-*"):
             leftover.unlink(missing_ok=True)
-        epochs = [p for p in self._epochs() if _is_complete(p)]
-        for broken in set(self._epochs()) - set(epochs):
+        # Newest first, stopping at the first complete folder: only the checkpoint
+        # resumed from is hashed here (the best one is checked when it is loaded, and
+        # older ones are collected below).
+        newest = None
+        for folder in reversed(self._epochs()):
+            if _is_complete(folder):
+                newest = folder
+                break
             logger.warning("discarding %s: its checksums do not match (an interrupted write)",
-                           broken)
-            trash = self.directory / f".{broken.name}.trash-{os.getpid()}"
-            os.rename(broken, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        if not epochs:
+                           folder)
+            self._discard(folder, "recover")
+        if newest is None:
             legacy = self.directory / self.LAST
             return legacy if legacy.is_dir() and not legacy.is_symlink() else None
-        newest = epochs[-1]
         progress = self.progress(newest)
         self._link(self.LAST, newest)
         best = progress.get("best_epoch")

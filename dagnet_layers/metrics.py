@@ -167,13 +167,12 @@ def _tie_noise(owner: str, ties: Any, n: int, k: int) -> np.ndarray | None:
         if ties == "stable":
             return None
         return np.broadcast_to(eval_m_noise(n)[:, None], (n, k))
-    noise = _to_numpy(ties, f"{owner}: ties")
-    if noise.ndim == 1:
-        noise = noise[:, None]
+    given = _to_numpy(ties, f"{owner}: ties")
+    noise = given[:, None] if given.ndim == 1 else given
     if noise.ndim != 2 or noise.shape[0] != n or noise.shape[1] not in (1, k):
         raise ValueError(
             f"{owner}: a ties array must have shape (N,) or (N, K) = ({n},) or ({n}, {k}), "
-            f"got {_shape(_to_numpy(ties, owner))}"
+            f"got {_shape(given)}"
         )
     if not (np.isfinite(noise).all() and (noise >= 0).all() and (noise < 1).all()):
         raise ValueError(f"{owner}: a ties array must hold values in [0, 1), as rand() gives")

@@ -131,8 +131,7 @@ def read_inference_config(checkpoint: Path) -> tuple[dict[str, Any], bool]:
     thresholds = config.get("thresholds")
     if thresholds is not None and not isinstance(thresholds, dict):
         raise ValueError(f"{path}: thresholds must map category -> number, got {thresholds!r}")
-    config.setdefault("score", LEGACY_SCORE)
-    if config["score"] not in SCORE_KINDS:
+    if "score" in config and config["score"] not in SCORE_KINDS:
         raise ValueError(f"{path}: score must be one of {SCORE_KINDS}, got {config['score']!r}")
     data = config.get("data")
     if data is not None and not isinstance(data, dict):
@@ -282,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with torch.no_grad():
         out = model(batch["body"].to(device), batch["context"].to(device))
-    score = str(inference.get("score", DEFAULT_SCORE))
+    # An inference.json older than its "score" field was calibrated on sigmoid scores.
+    score = str(inference.get("score", LEGACY_SCORE if has_inference else DEFAULT_SCORE))
     scores = scores_from_logits(out.logits, score).cpu()
     synthetic = bool((inference.get("data") or {}).get("synthetic", False))
 
@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"note: no {INFERENCE_NAME} in the checkpoint: using image_size 224, a "
             f"masked body and {DEFAULT_SCORE} scores (the training defaults)"
         )
-    elif "score" not in json.loads((checkpoint / INFERENCE_NAME).read_text(encoding="utf-8")):
+    elif "score" not in inference:
         print(
             f"note: {INFERENCE_NAME} does not name its score (written by an older version): "
             f"using {LEGACY_SCORE} scores, on which its thresholds were calibrated"

@@ -592,7 +592,10 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
             dist.barrier()  # the other ranks wait for rank 0's commit
 
     # Final report on the test split with the best validation checkpoint.
-    best_folder = store.best() if rank == 0 else None
+    # The run knows its best epoch; only a resumed 0.1 run needs the store to find it.
+    best_folder = None
+    if rank == 0:
+        best_folder = store.folder(best_epoch) if best_epoch is not None else store.best()
     best = _broadcast(None if best_folder is None else str(best_folder), rank)
     if best is not None:
         load_checkpoint(best, model, map_location=device, restore_rng=False)
