@@ -16,7 +16,9 @@ The building blocks of the engine's checkpoints and of the EMOTIC cache:
   kernel drops the lock when its holder dies, however it dies, so a lock left
   by a killed process is simply taken by the next one.
 
-This module imports nothing else of the package.
+This module imports nothing else of the package but :mod:`dagnet_layers.errors`
+(whose :class:`StorageError`, :class:`IntegrityError` and
+:class:`FolderLockedError` it re-exports).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from dagnet_layers.errors import (
+    FolderLockedError,
+    IntegrityError,
+    MissingFileError,
+    StorageError,
+)
 
 __all__ = [
     "LOCK_NAME",
@@ -49,41 +58,6 @@ __all__ = [
 LOCK_NAME = ".lock"
 
 _CHUNK = 1 << 22  # 4 MiB reads when hashing
-
-
-class StorageError(OSError):
-    """An OS error while writing, with the path and the cause in one line.
-
-    Keeps the ``errno`` of the original error (``errno.ENOSPC`` for a full
-    disk), so callers can still tell the causes apart.
-    """
-
-
-class IntegrityError(ValueError):
-    """A file's size or SHA-256 checksum differs from the one recorded when it was written."""
-
-
-class FolderLockedError(RuntimeError):
-    """Another process holds the :class:`FolderLock` of a folder.
-
-    Attributes:
-        folder: The locked folder.
-        holder: What the holder wrote into the lock file (``pid``, ``host``,
-            ``since``, ``purpose``), or an empty dict if it could not be read.
-    """
-
-    def __init__(self, folder: Path, holder: Mapping[str, Any]) -> None:
-        self.folder, self.holder = folder, dict(holder)
-        who = f"process {holder.get('pid', '?')}"
-        if holder.get("host"):
-            who += f" on {holder['host']}"
-        if holder.get("purpose"):
-            who += f" ({holder['purpose']})"
-        if holder.get("since"):
-            who += f", since {holder['since']}"
-        super().__init__(
-            f"{folder} is in use by {who}; wait for it to finish or use another folder"
-        )
 
 
 def _describe(err: OSError) -> str:
@@ -195,16 +169,16 @@ def verify_files(folder: str | os.PathLike[str], files: Mapping[str, Mapping[str
     for name, expected in files.items():
         path = folder / name
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing (listed in the folder's checksums)")
+            raise MissingFileError(path, "missing (listed in the folder's checksums)")
         size = path.stat().st_size
         if "size" in expected and size != int(expected["size"]):
             raise IntegrityError(
-                f"{path} has {size} bytes, {expected['size']} were written: the file is "
+                path, f"has {size} bytes, {expected['size']} were written: the file is "
                 "truncated or was replaced"
             )
         if "sha256" in expected and sha256_file(path) != expected["sha256"]:
             raise IntegrityError(
-                f"{path} does not match the SHA-256 checksum written with it: the file (or "
+                path, "does not match the SHA-256 checksum written with it: the file (or "
                 "the recorded checksum) is corrupted or was modified"
             )
 

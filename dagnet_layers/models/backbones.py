@@ -26,6 +26,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from dagnet_layers.errors import DAGNetError, MissingFileError
 from dagnet_layers.layers import abn_init_, stride_one_copy
 
 __all__ = [
@@ -42,7 +43,7 @@ AttentionStage = Literal["auto", "penultimate", "last"]
 _PROBE_TIMEOUT = 3.0
 
 
-class PretrainedWeightsUnavailableError(RuntimeError):
+class PretrainedWeightsUnavailableError(DAGNetError, RuntimeError):
     """Pretrained weights are neither cached nor given as a file, and their host is unreachable."""
 
 
@@ -90,16 +91,17 @@ def check_pretrained_weights(name: str, role: str = "backbone", **kwargs: Any) -
         ``"download from <host>"`` or ``"timm"`` (not checked).
 
     Raises:
-        FileNotFoundError: the overlay's file does not exist.
+        MissingFileError: the overlay's file does not exist (a ``FileNotFoundError``).
         PretrainedWeightsUnavailableError: the weights are in no cache and
             their host cannot be reached (or the Hub is set offline). The
             one-line message names the ways out.
 
     Example:
-        >>> check_pretrained_weights("resnet18", pretrained_cfg_overlay=dict(file="/no/w.pth"))
-        Traceback (most recent call last):
-        ...
-        FileNotFoundError: backbone='resnet18': pretrained weight file /no/w.pth does not exist
+        >>> try:
+        ...     check_pretrained_weights("resnet18", pretrained_cfg_overlay=dict(file="/no/w.pth"))
+        ... except FileNotFoundError as err:
+        ...     print(err)
+        /no/w.pth: pretrained weight file for backbone='resnet18' does not exist
     """
     overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
     cfg = timm.models.get_pretrained_cfg(name) if ":" not in name else None
@@ -107,8 +109,8 @@ def check_pretrained_weights(name: str, role: str = "backbone", **kwargs: Any) -
     if merged.get("file"):
         path = Path(merged["file"]).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{role}={name!r}: pretrained weight file {path} does not exist"
+            raise MissingFileError(
+                path, f"pretrained weight file for {role}={name!r} does not exist"
             )
         return f"file {path}"
     if cfg is None or merged.get("state_dict") is not None:
