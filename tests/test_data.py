@@ -47,6 +47,7 @@ from dagnet_layers.data import (
 )
 from dagnet_layers.data import cache as cache_mod
 from dagnet_layers.data.cache import verify_emotic_cache
+from dagnet_layers.errors import BadRecordError
 from dagnet_layers.storage import FolderLock, FolderLockedError, IntegrityError, StorageError
 
 SPLITS = ("train", "val", "test")
@@ -183,8 +184,14 @@ def test_unknown_category_names_person_and_image(syn, tmp_path: Path) -> None:
     person["annotations_categories"][0, 0]["categories"][0, 0] = np.array(["Joy"])
     scipy.io.savemat(mat_path, {k: v for k, v in raw.items() if not k.startswith("__")})
     filename = str(image["filename"][0])
-    with pytest.raises(ValueError, match=rf"train person 0 in image {filename} .*'Joy'"):
-        read_emotic_annotations(root, "train")
+    with pytest.raises(BadRecordError, match=rf"train person 0 in image {filename} .*'Joy'"):
+        read_emotic_annotations(root, "train", on_bad_record="error")
+    # the default policy skips the person and counts it by its reason
+    clean = read_emotic_annotations(syn.root, "train")
+    recs = read_emotic_annotations(root, "train")
+    assert recs.summary.skipped["unknown_category"] == 1
+    assert len(recs) == len(clean) - 1
+    assert (1, 0) not in {(r.image_index, r.person_index) for r in recs}
 
 
 def test_clamp_and_multihot_basics() -> None:
@@ -328,7 +335,7 @@ def test_decode_error_names_file(syn, tmp_path: Path) -> None:
     root = _copy_root(syn, tmp_path / "root")
     ds = EmoticDataset(root, "test", size=16)
     Path(ds.records[0].image_path).write_bytes(b"not a jpeg")
-    with pytest.raises(ValueError, match=rf"cannot decode image .*{ds.records[0].filename}"):
+    with pytest.raises(ValueError, match=rf"{ds.records[0].filename}: cannot decode the image"):
         ds[0]
 
 
@@ -492,12 +499,16 @@ def test_preprocessed_errors(pre_dir: Path, tmp_path: Path) -> None:
     cats = np.load(pre_dir / "test_cat_arr.npy")
     cats[0] = 1 - cats[0]
     np.save(bad / "test_cat_arr.npy", cats)
-    with pytest.raises(ValueError, match=r"disagrees with .*test\.csv at 1 rows, first row 0"):
-        read_emotic_preprocessed(bad, "test")
+    with pytest.raises(BadRecordError, match=r"test\.csv row 0 .*test_cat_arr\.npy holds other"):
+        read_emotic_preprocessed(bad, "test", on_bad_record="error")
+    good = read_emotic_preprocessed(pre_dir, "test")
+    skipped = read_emotic_preprocessed(bad, "test")  # the default policy counts the row
+    assert skipped.records.summary.skipped.get("labels_disagree") == 1
+    assert 0 not in skipped.rows.tolist() and len(skipped) == len(good) - (0 in good.rows)
     text = (pre_dir / "train.csv").read_text().splitlines()
     (bad / "train.csv").write_text("\n".join([text[0], text[1].replace("[", "{", 1)]) + "\n")
-    with pytest.raises(ValueError, match="row 0: cannot parse Image Size"):
-        read_emotic_preprocessed(bad, "train")
+    with pytest.raises(BadRecordError, match=r"row 0 .*cannot parse Image Size"):
+        read_emotic_preprocessed(bad, "train", on_bad_record="error")
     (bad / "train.csv").write_text("a,b\n")
     with pytest.raises(ValueError, match="header must be"):
         read_emotic_preprocessed(bad, "train")
@@ -519,7 +530,7 @@ def test_cache_full_verify_names_a_flipped_byte(small_cache: Path, name: str) ->
     data[-1] ^= 0x01  # in the array data: the header and size still look right
     path.write_bytes(bytes(data))
     verify_emotic_cache(small_cache, full=False)  # the cheap check cannot see it...
-    with pytest.raises(IntegrityError, match=rf"val_{name}\.npy does not match"):
+    with pytest.raises(IntegrityError, match=rf"val_{name}\.npy: does not match"):
         verify_emotic_cache(small_cache)  # ...the checksum does
     assert cache_mod.main(["--verify", str(small_cache)]) == 2
 
@@ -528,7 +539,7 @@ def test_cache_cheap_check_on_open_names_a_truncated_array(small_cache: Path) ->
     assert len(EmoticDataset(small_cache, "val")) > 0
     path = small_cache / "val_context.npy"
     path.write_bytes(path.read_bytes()[:-16])
-    with pytest.raises(IntegrityError, match=r"val_context\.npy has \d+ bytes"):
+    with pytest.raises(IntegrityError, match=r"val_context\.npy: has \d+ bytes"):
         EmoticDataset(small_cache, "val")
 
 
@@ -593,5 +604,5 @@ def test_cache_on_a_real_full_disk_fails_cleanly_not_with_sigbus(syn, tmp_path: 
 def test_cache_build_checks_a_split_it_finds_complete(syn, small_cache: Path) -> None:
     path = small_cache / "val_body.npy"
     path.write_bytes(path.read_bytes()[:-4])
-    with pytest.raises(IntegrityError, match=r"val_body\.npy has"):
+    with pytest.raises(IntegrityError, match=r"val_body\.npy: has"):
         build_emotic_cache(syn, small_cache, splits=("val",), size=16, progress=False)

@@ -7,6 +7,7 @@ transforms (per sample, or batched on the device).
 """
 
 from dagnet_layers.data.cache import (
+    BUILD_SKIP_REASONS,
     CACHE_FORMAT_VERSION,
     build_emotic_cache,
     cache_is_complete,
@@ -15,6 +16,7 @@ from dagnet_layers.data.cache import (
 from dagnet_layers.data.categories import CATEGORY_TO_INDEX, EMOTIC_CATEGORIES, NUM_CATEGORIES
 from dagnet_layers.data.dataset import (
     CACHE_MANIFEST,
+    MAX_IMAGE_PIXELS,
     EmoticDataset,
     crop_body_and_context,
     detect_layout,
@@ -28,13 +30,17 @@ from dagnet_layers.data.preprocessed import (
     write_emotic_preprocessed,
 )
 from dagnet_layers.data.records import (
+    BAD_RECORD_REASONS,
     EMOTIC_SPLITS,
+    VAD_RANGE,
     EmoticRecord,
     EmoticRecords,
     ReadSummary,
     clamp_bbox,
     labels_to_multihot,
+    open_npy,
     read_emotic_annotations,
+    resolve_in_root,
 )
 from dagnet_layers.data.synthetic import (
     CONTEXT_SHAPES,
@@ -60,6 +66,8 @@ from dagnet_layers.data.transforms import (
 )
 
 __all__ = [
+    "BAD_RECORD_REASONS",
+    "BUILD_SKIP_REASONS",
     "CACHE_FORMAT_VERSION",
     "CACHE_MANIFEST",
     "CATEGORY_TO_INDEX",
@@ -69,11 +77,13 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "JOINT_CATEGORIES",
+    "MAX_IMAGE_PIXELS",
     "NUM_CATEGORIES",
     "PREPROCESSED_COLUMNS",
     "SYNTHETIC_CUES",
     "TORSO_COLOURS",
     "TORSO_PATTERNS",
+    "VAD_RANGE",
     "EmoticBatchTransform",
     "EmoticDataset",
     "EmoticPairedTransform",
@@ -97,9 +107,11 @@ __all__ = [
     "load_image_rgb",
     "make_synthetic_emotic",
     "mask_bbox",
+    "open_npy",
     "preprocessed_files",
     "read_emotic_annotations",
     "read_emotic_preprocessed",
+    "resolve_in_root",
     "verify_emotic_cache",
     "write_emotic_preprocessed",
 ]

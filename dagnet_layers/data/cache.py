@@ -13,7 +13,9 @@ Files per split in ``CACHE_DIR``::
 
     emotic_cache.json          manifest: format, version, size, per split n / complete,
                                and the size + SHA-256 of every file of a complete split
-    {split}_records.json       the EmoticRecords and their ReadSummary
+    {split}_records.json       the EmoticRecords a dataset serves, their array rows and
+                               their ReadSummary (persons whose image could not be
+                               used are counted there, their rows left unused)
     {split}_body.npy           (N, 3, S, S) uint8 body crops
     {split}_context.npy        (M, 3, S, S) uint8 context images, one per image, unmasked
     {split}_image_of.npy       (N,) int64 person -> row of the context array
@@ -39,27 +41,43 @@ import io
 import json
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from dagnet_layers.data.dataset import CACHE_MANIFEST, crop_body_and_context, load_image_rgb
+from dagnet_layers.cli import run_cli
+from dagnet_layers.data.dataset import (
+    CACHE_MANIFEST,
+    MAX_IMAGE_PIXELS,
+    crop_body_and_context,
+    load_image_rgb,
+)
 from dagnet_layers.data.records import (
     EMOTIC_SPLITS,
+    BadRecordPolicy,
     EmoticRecords,
     MissingImagePolicy,
+    ReadSummary,
     _load_mat,
+    open_npy,
     read_emotic_annotations,
+)
+from dagnet_layers.errors import (
+    BadRecordError,
+    CorruptFileError,
+    FileError,
+    ImageTooLargeError,
+    MissingFileError,
+    UnsafePathError,
 )
 from dagnet_layers.storage import (
     FolderLock,
-    FolderLockedError,
     IntegrityError,
     StorageError,
     sha256_file,
@@ -68,6 +86,7 @@ from dagnet_layers.storage import (
 )
 
 __all__ = [
+    "BUILD_SKIP_REASONS",
     "CACHE_FORMAT_VERSION",
     "build_emotic_cache",
     "cache_is_complete",
@@ -88,12 +107,19 @@ _FORMAT = "dagnet-emotic-cache"
 
 def _read_manifest(cache_dir: Path) -> dict[str, Any] | None:
     path = cache_dir / CACHE_MANIFEST
-    if not path.is_file():
+    if not path.exists():
         return None
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    if manifest.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a {_FORMAT} manifest")
+    if not path.is_file():
+        raise CorruptFileError(path, "exists but is not a regular file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(path, f"not a valid JSON manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+        raise CorruptFileError(path, f"not a {_FORMAT} manifest")
+    if not isinstance(manifest.get("splits", {}), dict):
+        raise CorruptFileError(path, "its 'splits' entry is not an object")
     return manifest
 
 
@@ -154,29 +180,47 @@ def verify_emotic_cache(
         FileNotFoundError: no cache manifest, or a file of a split is missing.
         IntegrityError: a file's size, header or checksum differs (names the file),
             or the split was built before checksums were recorded.
+        UnsafePathError: a file of the split is a symbolic link.
         ValueError: a requested split is not complete in the cache.
     """
     out = Path(cache_dir)
     manifest = _read_manifest(out)
     if manifest is None:
-        raise FileNotFoundError(f"{out / CACHE_MANIFEST} not found: not an EMOTIC cache")
+        raise MissingFileError(out / CACHE_MANIFEST, "not found: not an EMOTIC cache")
     entries = manifest.get("splits", {})
     names = [s for s, e in entries.items() if e.get("complete")] if splits is None else splits
     checked = {}
     for split in names:
         entry = entries.get(split)
         if entry is None or not entry.get("complete"):
-            raise ValueError(f"cache {out} has no complete {split!r} split to verify")
+            raise CorruptFileError(out / CACHE_MANIFEST,
+                                   f"the cache has no complete {split!r} split to verify")
         recorded = entry.get("files")
+        if recorded is not None and not (
+            isinstance(recorded, dict)
+            and all(isinstance(v, dict) and set(v) == {"size", "sha256"} for v in recorded.values())
+            and set(recorded) == set(_SPLIT_FILES)
+        ):
+            raise CorruptFileError(out / CACHE_MANIFEST, f"malformed file list of {split!r}")
         if not recorded:
             raise IntegrityError(
-                f"cache {out}: the {split!r} split has no recorded checksums (built before "
-                "format 2); rebuild it to verify it"
+                out / CACHE_MANIFEST, f"the {split!r} split has no recorded checksums (built "
+                "before format 2); rebuild it to verify it"
             )
         files = _split_files(out, split)
+        for path in files.values():
+            if path.is_symlink():  # never read through a link a stranger put in the cache
+                raise UnsafePathError(
+                    f"{path}: a cache file is a symbolic link; cache files must be regular "
+                    "files inside the cache folder (rebuild the split)"
+                )
         verify_files(out, {files[k].name: ({"size": v["size"]} if not full else v)
                            for k, v in recorded.items()})
-        n, m, size = int(entry["n"]), int(entry["n_images"]), int(manifest["size"])
+        try:
+            n, m, size = int(entry["n"]), int(entry["n_images"]), int(manifest["size"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CorruptFileError(out / CACHE_MANIFEST, f"malformed {split!r} entry ({err!r})"
+                                   ) from err
         expected = {
             "body.npy": (np.uint8, (n, 3, size, size)),
             "context.npy": (np.uint8, (m, 3, size, size)),
@@ -186,12 +230,12 @@ def verify_emotic_cache(
         for name, (dtype, shape) in expected.items():
             path = files[name]
             try:
-                arr = np.load(path, mmap_mode="r")
-            except ValueError as err:
-                raise IntegrityError(f"{path} is not a readable .npy array: {err}") from err
+                arr = open_npy(path)
+            except CorruptFileError as err:
+                raise IntegrityError(path, err.problem) from err
             if arr.dtype != dtype or arr.shape != shape:
                 raise IntegrityError(
-                    f"{path} holds {arr.dtype} {arr.shape}, the manifest says "
+                    path, f"holds {arr.dtype} {arr.shape}, the manifest says "
                     f"{np.dtype(dtype)} {shape}"
                 )
             del arr
@@ -218,7 +262,7 @@ def cache_is_complete(
     """
     try:
         manifest = _read_manifest(Path(cache_dir))
-    except (ValueError, json.JSONDecodeError):
+    except ValueError:  # CorruptFileError: rebuilt (or refused) by the builder
         return False
     if manifest is None or manifest.get("version") != CACHE_FORMAT_VERSION:
         return False
@@ -228,27 +272,59 @@ def cache_is_complete(
 
 
 class _ImageJobs(Dataset):
-    """One item per image: decode once, crop every person of it (runs in workers)."""
+    """One item per image: decode once, crop every person of it (runs in workers).
 
-    def __init__(self, jobs: list[tuple[int, list[int]]], records: EmoticRecords, size: int):
-        self.jobs, self.records, self.size = jobs, records, size
+    An image that cannot be used (unreadable, too large, smaller than a box) does not
+    stop the build: its persons come back with a skip reason instead of pixels.
+    """
+
+    def __init__(
+        self, jobs: list[tuple[int, list[int]]], records: EmoticRecords, size: int,
+        max_pixels: int | None,
+    ) -> None:  # fmt: skip
+        self.jobs, self.records, self.size, self.max_pixels = jobs, records, size, max_pixels
 
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def __getitem__(self, j: int) -> tuple[int, list[int], np.ndarray, np.ndarray, np.ndarray]:
+    def __getitem__(self, j: int) -> _Job:
         image_row, persons = self.jobs[j]
         path = self.records[persons[0]].image_path
-        image = load_image_rgb(path)
-        bodies, boxes, context = [], [], None
-        for p in persons:
-            try:
-                body, context, box = crop_body_and_context(image, self.records[p].bbox, self.size)
-            except ValueError as exc:
-                raise ValueError(f"{path}, person record {p}: {exc}") from exc
-            bodies.append(body)
-            boxes.append(box)
-        return image_row, persons, np.stack(bodies), context, np.stack(boxes)
+        size = self.size
+        bodies = np.zeros((len(persons), 3, size, size), dtype=np.uint8)
+        boxes = np.zeros((len(persons), 4), dtype=np.float32)
+        context = np.zeros((3, size, size), dtype=np.uint8)
+        bad: dict[int, tuple[str, str]] = {}
+        try:
+            image = load_image_rgb(path, max_pixels=self.max_pixels)
+        except FileError as exc:
+            reason = {ImageTooLargeError: "image_too_large", MissingFileError: "missing_image"}
+            why = reason.get(type(exc), "unreadable_image")
+            return image_row, persons, bodies, context, boxes, dict.fromkeys(
+                persons, (why, str(exc))
+            )
+        w, h = image.size
+        for k, p in enumerate(persons):
+            box = self.records[p].bbox
+            if box[2] > w or box[3] > h:  # the image is smaller than its annotated box
+                bad[p] = ("box_outside_image", f"{path}: person record {p}'s box {box} "
+                          f"reaches outside the decoded {w}x{h} image")
+                continue
+            bodies[k], context, boxes[k] = crop_body_and_context(image, box, size)
+        if len(bad) == len(persons):  # still store the context: it costs one resize
+            context = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
+            context = np.ascontiguousarray(context.transpose(2, 0, 1))
+        return image_row, persons, bodies, context, boxes, bad
+
+
+#: What a worker returns for one image: row, persons, bodies, context, boxes and
+#: person -> (skip reason, message) for the persons it could not crop.
+_Job = tuple[int, list[int], np.ndarray, np.ndarray, np.ndarray, dict[int, tuple[str, str]]]
+
+#: Skip reasons of the cache build (counted in the split's ReadSummary).
+BUILD_SKIP_REASONS: tuple[str, ...] = (
+    "unreadable_image", "image_too_large", "missing_image", "box_outside_image",
+)  # fmt: skip
 
 
 def _fingerprint(records: EmoticRecords, size: int) -> str:
@@ -265,6 +341,8 @@ def build_emotic_cache(
     *,
     size: int = 224,
     on_missing_image: MissingImagePolicy = "error",
+    on_bad_record: BadRecordPolicy = "skip",
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
     num_workers: int = 0,
     flush_every: int = 256,
     progress: bool = True,
@@ -279,6 +357,12 @@ def build_emotic_cache(
         splits: Splits to build.
         size: Side length of the stored body crops and context images.
         on_missing_image: ``"error"`` or ``"skip"``, see :func:`read_emotic_annotations`.
+        on_bad_record: ``"skip"`` (default): bad records, and persons whose image
+            cannot be used (``unreadable_image``, ``image_too_large``,
+            ``box_outside_image``: the image is smaller than the annotated box), are
+            left out and counted in the split's summary, and the build goes on;
+            ``"error"``: the first raises :class:`~dagnet_layers.errors.BadRecordError`.
+        max_pixels: Largest image decoded (see :func:`load_image_rgb`).
         num_workers: Decoding processes (``torch.utils.data.DataLoader`` workers).
         flush_every: Images between flushes of data and progress marks; also bounds
             how much work an interruption loses.
@@ -316,8 +400,8 @@ def build_emotic_cache(
             raise ValueError(f"splits must be among {EMOTIC_SPLITS}, got {split!r}")
     out = Path(cache_dir).expanduser().resolve()
     with FolderLock(out, purpose="EMOTIC cache build"):
-        return _build(source, out, splits, size, on_missing_image, num_workers, flush_every,
-                      progress, overwrite, records)
+        return _build(source, out, splits, size, on_missing_image, on_bad_record, max_pixels,
+                      num_workers, flush_every, progress, overwrite, records)
 
 
 def _build(
@@ -326,6 +410,8 @@ def _build(
     splits: Sequence[str],
     size: int,
     on_missing_image: MissingImagePolicy,
+    on_bad_record: BadRecordPolicy,
+    max_pixels: int | None,
     num_workers: int,
     flush_every: int,
     progress: bool,
@@ -337,9 +423,9 @@ def _build(
         manifest.get("version") != CACHE_FORMAT_VERSION or manifest.get("size") != size
     ):
         if not overwrite:
-            raise ValueError(
-                f"cache {out} holds size {manifest.get('size')} (format version "
-                f"{manifest.get('version')}), not size {size} (version "
+            raise CorruptFileError(
+                out / CACHE_MANIFEST, f"the cache holds size {manifest.get('size')} (format "
+                f"version {manifest.get('version')}), not size {size} (version "
                 f"{CACHE_FORMAT_VERSION}); use another folder or overwrite=True"
             )
         manifest = None
@@ -356,11 +442,13 @@ def _build(
                 root = Path(source).expanduser().resolve()
                 mat = _load_mat(root / "Annotations" / "Annotations.mat")
             recs = read_emotic_annotations(
-                source, split, on_missing_image=on_missing_image, mat=mat
+                source, split, on_missing_image=on_missing_image, on_bad_record=on_bad_record,
+                mat=mat,
             )
         counts[split] = _build_split(
-            recs, out, manifest, split, size, num_workers, flush_every, progress, overwrite
-        )
+            recs, out, manifest, split, size, on_bad_record, max_pixels, num_workers,
+            flush_every, progress, overwrite,
+        )  # fmt: skip
     return counts
 
 
@@ -370,6 +458,8 @@ def _build_split(
     manifest: dict[str, Any],
     split: str,
     size: int,
+    on_bad_record: BadRecordPolicy,
+    max_pixels: int | None,
     num_workers: int,
     flush_every: int,
     progress: bool,
@@ -379,15 +469,16 @@ def _build_split(
     entry = manifest["splits"].get(split)
     if entry is not None and entry.get("fingerprint") != fingerprint:
         if not overwrite:
-            raise ValueError(
-                f"cache {out} holds a {split!r} split built from other annotations; use "
-                "another folder or overwrite=True"
+            raise CorruptFileError(
+                out / CACHE_MANIFEST, f"the cache holds a {split!r} split built from other "
+                "annotations; use another folder or overwrite=True"
             )
         entry = None
     if entry is not None and entry.get("complete"):
         verify_emotic_cache(out, [split], full=False)  # a truncated file is not "complete"
-        logger.info("EMOTIC cache %s: %s already complete (%d persons)", out, split, entry["n"])
-        return int(entry["n"])
+        kept = int(entry["n"]) - len(entry.get("bad", {}))
+        logger.info("EMOTIC cache %s: %s already complete (%d persons)", out, split, kept)
+        return kept
 
     # Persons grouped by image, in first-seen order: each image is decoded once.
     image_rows: dict[str, int] = {}
@@ -433,6 +524,9 @@ def _build_split(
 
     arrays = open_all()
     done = np.array(arrays["done"])
+    # person -> skip reason of the persons whose image could not be used; recorded in the
+    # manifest before their done marks, so a resumed build still knows them.
+    bad: dict[str, str] = dict(manifest["splits"][split].get("bad", {}))
     persons_of: dict[int, list[int]] = {}
     for i in np.flatnonzero(~done):
         persons_of.setdefault(int(image_of[i]), []).append(int(i))
@@ -441,41 +535,74 @@ def _build_split(
     if resume and jobs:
         logger.info("EMOTIC cache %s: resuming %s, %d of %d images left", out, split, len(jobs), m)
     loader = DataLoader(
-        _ImageJobs(jobs, recs, size), batch_size=None, shuffle=False, num_workers=num_workers,
-        collate_fn=_identity,
+        _ImageJobs(jobs, recs, size, max_pixels), batch_size=None, shuffle=False,
+        num_workers=num_workers, collate_fn=_identity,
     )  # fmt: skip
+
+    def record_bad() -> None:
+        if manifest["splits"][split].get("bad", {}) != bad:
+            manifest["splits"][split]["bad"] = dict(bad)
+            _write_json(out / CACHE_MANIFEST, manifest)
+
     pending: list[int] = []
+    n_warned = 0
     bar = tqdm(
         loader, total=len(jobs), desc=f"EMOTIC {split} cache", unit="img", disable=not progress
     )
-    for k, (row, persons, bodies, context, boxes) in enumerate(bar, 1):
+    for k, (row, persons, bodies, context, boxes, skipped) in enumerate(bar, 1):
+        for p, (reason, message) in skipped.items():
+            if on_bad_record == "error":
+                raise BadRecordError(f"{message} (reason {reason!r}; on_bad_record='skip' "
+                                     "skips and counts such persons)")
+            if n_warned < 5:
+                logger.warning("EMOTIC %s cache: skipping person %d (%s): %s",
+                               split, p, reason, message)  # fmt: skip
+                n_warned += 1
+            bad[str(p)] = reason
         arrays["body"][persons] = bodies
         arrays["context"][row] = context
         arrays["bbox"][persons] = boxes
         pending.extend(persons)
         if k % flush_every == 0:
-            arrays = _commit(arrays, pending, open_all)
+            arrays = _commit(arrays, pending, open_all, record_bad)
             pending = []
-    _commit(arrays, pending, None)
+    _commit(arrays, pending, None, record_bad)
+
+    # The records file lists the persons a dataset serves, with their array rows.
+    keep = [i for i in range(n) if str(i) not in bad]
+    summary = ReadSummary(**vars(recs.summary))
+    summary.skipped = dict(summary.skipped)
+    for reason in bad.values():
+        summary.skip(reason)
+    summary.n_kept = len(keep)
+    _write_json(
+        out / f"{split}_records.json",
+        {"summary": vars(summary), "records": [recs[i].to_dict() for i in keep], "rows": keep},
+    )
+    if bad:
+        summary.log()
     manifest["splits"][split]["files"] = {
         name: {"size": path.stat().st_size, "sha256": sha256_file(path)}
         for name, path in _split_files(out, split).items()
     }
     manifest["splits"][split]["complete"] = True
     _write_json(out / CACHE_MANIFEST, manifest)
-    logger.info("EMOTIC cache %s: %s complete, %d persons, %d images", out, split, n, m)
-    return n
+    logger.info("EMOTIC cache %s: %s complete, %d persons, %d images", out, split, len(keep), m)
+    return len(keep)
 
 
 def _identity(x: Any) -> Any:
     return x
 
 
-def _commit(arrays: dict[str, np.ndarray], pending: list[int], reopen: Any) -> Any:
-    """Flush data, then mark ``pending`` done and flush that; drop and reopen the maps
-    so the resident pages of the mapping do not grow with the dataset."""
+def _commit(
+    arrays: dict[str, np.ndarray], pending: list[int], reopen: Any, before_marks: Any
+) -> Any:
+    """Flush data, call ``before_marks``, then mark ``pending`` done and flush that; drop
+    and reopen the maps so the resident pages of the mapping do not grow with the dataset."""
     for key in ("body", "context", "bbox"):
         arrays[key].flush()
+    before_marks()
     if pending:
         arrays["done"][pending] = True
     arrays["done"].flush()
@@ -483,16 +610,7 @@ def _commit(arrays: dict[str, np.ndarray], pending: list[int], reopen: Any) -> A
     return reopen() if reopen is not None else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``dagnet-emotic-cache ROOT CACHE_DIR [--splits ...] [--size 224]``.
-
-    Args:
-        argv: Arguments (default: ``sys.argv[1:]``).
-
-    Returns:
-        Process exit status: 0 on success, 2 for a missing or invalid input (the
-        message goes to stderr).
-    """
+def _main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="dagnet-emotic-cache",
         description="Decode EMOTIC JPEGs once into a memory-mapped uint8 cache (resumable); "
@@ -514,17 +632,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="skip persons whose image file is missing instead of failing",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="rebuild a mismatching cache")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail at the first bad record or unusable image instead of "
+                        "skipping and counting it")
+    parser.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                        help="largest image (width x height) decoded; larger ones are skipped "
+                        f"(default: {MAX_IMAGE_PIXELS:,})")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.verify:
         if len(args.paths) != 1:
             parser.error("--verify takes one path: the cache folder")
-        try:
-            checked = verify_emotic_cache(args.paths[0])
-        except (OSError, ValueError) as exc:
-            print(f"dagnet-emotic-cache: error: {exc}", file=sys.stderr)
-            return 2
+        checked = verify_emotic_cache(args.paths[0])
         for split, n in checked.items():
             print(f"{split}: {n / 2**20:.1f} MiB verified in {args.paths[0]}")
         return 0
@@ -532,18 +653,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("building takes two paths: ROOT CACHE_DIR")
     args.root, args.cache_dir = args.paths
     torch.set_num_threads(1)
-    try:
-        counts = build_emotic_cache(
-            args.root, args.cache_dir, args.splits, size=args.size,
-            on_missing_image="skip" if args.skip_missing_images else "error",
-            num_workers=args.workers, progress=not args.no_progress, overwrite=args.overwrite,
-        )  # fmt: skip
-    except (OSError, ValueError, FolderLockedError) as exc:
-        print(f"dagnet-emotic-cache: error: {exc}", file=sys.stderr)
-        return 2
+    counts = build_emotic_cache(
+        args.root, args.cache_dir, args.splits, size=args.size,
+        on_missing_image="skip" if args.skip_missing_images else "error",
+        on_bad_record="error" if args.strict else "skip", max_pixels=args.max_pixels,
+        num_workers=args.workers, progress=not args.no_progress, overwrite=args.overwrite,
+    )  # fmt: skip
     for split, n in counts.items():
         print(f"{split}: {n} persons cached in {args.cache_dir}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``dagnet-emotic-cache ROOT CACHE_DIR [--splits ...] [--size 224]``.
+
+    Args:
+        argv: Arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        Process exit status: 0 on success, 2 for a missing or invalid input (one
+        line on stderr naming the file or record; ``--debug`` shows the traceback).
+    """
+    return run_cli(_main, argv, prog="dagnet-emotic-cache")
 
 
 if __name__ == "__main__":  # pragma: no cover

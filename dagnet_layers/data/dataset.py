@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,17 +36,26 @@ from torch.utils.data import Dataset
 
 from dagnet_layers.data.records import (
     EMOTIC_SPLITS,
+    BadRecordPolicy,
     EmoticRecord,
     EmoticRecords,
     MissingImagePolicy,
     ReadSummary,
     clamp_bbox,
+    open_npy,
     read_emotic_annotations,
 )
 from dagnet_layers.data.transforms import mask_bbox
+from dagnet_layers.errors import (
+    CorruptFileError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    MissingFileError,
+)
 
 __all__ = [
     "CACHE_MANIFEST",
+    "MAX_IMAGE_PIXELS",
     "EmoticDataset",
     "crop_body_and_context",
     "detect_layout",
@@ -59,37 +70,95 @@ CACHE_MANIFEST = "emotic_cache.json"
 Sample = dict[str, Tensor]
 
 
-def load_image_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Decode an image file to an RGB :class:`PIL.Image.Image` (grayscale, CMYK, palette too).
+#: Default bound on an image's pixel count (width x height) for :func:`load_image_rgb`:
+#: 64 megapixels (EMOTIC's largest images have a few); raise it with ``max_pixels``.
+MAX_IMAGE_PIXELS = 64_000_000
 
-    EXIF orientation is deliberately ignored: EMOTIC boxes refer to the stored pixels.
+
+def load_image_rgb(
+    path: str | os.PathLike[str], *, max_pixels: int | None = MAX_IMAGE_PIXELS
+) -> Image.Image:
+    """Decode an image file to an 8-bit RGB :class:`PIL.Image.Image`, whatever its mode.
+
+    Grayscale, palette, CMYK, YCbCr and alpha images are converted to RGB (alpha is
+    dropped: the stored colour is kept). 16-bit and 32-bit integer images (``I;16``,
+    ``I``) are scaled from 0-65535 to 0-255, floating-point images (``F``) from 0-1
+    when all values lie in it (else clipped to 0-255), 1-bit images to 0 / 255;
+    Pillow's own ``convert("RGB")`` would clip a 16-bit image to white. EXIF
+    orientation is deliberately ignored: EMOTIC boxes refer to the stored pixels.
 
     Args:
         path: Image file.
+        max_pixels: Largest accepted ``width * height``, checked from the header
+            before anything is decoded; ``None`` for no bound.
 
     Returns:
         The decoded image in mode ``"RGB"``.
 
     Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file cannot be decoded (names the file).
+        MissingFileError: If ``path`` does not exist or is not a file.
+        ImageTooLargeError: If the image has more than ``max_pixels`` pixels.
+        ImageDecodeError: If the file cannot be decoded (names the file and why).
 
     Example:
         >>> import tempfile, os
         >>> with tempfile.TemporaryDirectory() as d:
-        ...     p = os.path.join(d, "g.jpg")
-        ...     Image.new("L", (5, 4), 128).save(p)
-        ...     load_image_rgb(p).mode, load_image_rgb(p).size
-        ('RGB', (5, 4))
+        ...     p = os.path.join(d, "g.png")
+        ...     Image.new("I;16", (5, 4), 65535).save(p)
+        ...     img = load_image_rgb(p)
+        ...     img.mode, img.size, img.getpixel((0, 0))
+        ('RGB', (5, 4), (255, 255, 255))
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
+        raise MissingFileError(path, "image not found")
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot decode image {path}: {exc}") from exc
+        with warnings.catch_warnings():
+            # Pillow warns about large images; our own bound below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if max_pixels is not None and w * h > max_pixels:
+                    raise ImageTooLargeError(
+                        path, f"{w} x {h} = {w * h:,} pixels, more than max_pixels="
+                        f"{max_pixels:,}; raise the bound if the image is genuine"
+                    )
+                if w < 1 or h < 1:
+                    raise ImageDecodeError(path, f"the image is {w} x {h} pixels")
+                img.load()
+                return _to_rgb(img)
+    except (ImageTooLargeError, ImageDecodeError):
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(
+            path, f"Pillow refused it as a decompression bomb ({exc})"
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+            struct.error, MemoryError) as exc:  # fmt: skip
+        raise ImageDecodeError(
+            path, f"cannot decode the image ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB without clipping wide integer modes."""
+    mode = img.mode
+    if mode == "RGB":
+        return img.copy()
+    if mode.startswith("I;16") or mode == "I" or mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if mode == "F":
+            finite = arr[np.isfinite(arr)]
+            if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
+                arr = arr * 255.0
+        else:
+            arr = arr / 257.0  # 65535 -> 255
+        gray = np.clip(np.nan_to_num(arr, nan=0.0), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        # drop alpha, keeping the stored colour (no compositing onto a background)
+        return img.convert("RGBA").convert("RGB")
+    return img.convert("RGB")
 
 
 def crop_body_and_context(
@@ -146,7 +215,8 @@ def detect_layout(source: str | os.PathLike[str], split: str) -> str:
         The layout name.
 
     Raises:
-        FileNotFoundError: If the folder matches none of the three layouts.
+        MissingFileError: If the folder matches none of the three layouts.
+        CorruptFileError: If a layout's marker file is there but is not a file.
 
     Example:
         >>> import tempfile
@@ -156,14 +226,18 @@ def detect_layout(source: str | os.PathLike[str], split: str) -> str:
         'preprocessed'
     """
     src = Path(source)
-    if (src / CACHE_MANIFEST).is_file():
-        return "cache"
-    if (src / "Annotations" / "Annotations.mat").is_file():
-        return "official"
-    if (src / f"{split}.csv").is_file():
-        return "preprocessed"
-    raise FileNotFoundError(
-        f"{src} is not an EMOTIC folder: expected Annotations/Annotations.mat (official "
+    markers = {
+        "cache": src / CACHE_MANIFEST,
+        "official": src / "Annotations" / "Annotations.mat",
+        "preprocessed": src / f"{split}.csv",
+    }
+    for layout, marker in markers.items():
+        if marker.is_file():
+            return layout
+        if marker.exists():
+            raise CorruptFileError(marker, "exists but is not a regular file")
+    raise MissingFileError(
+        src, f"not an EMOTIC folder: expected Annotations/Annotations.mat (official "
         f"release), {CACHE_MANIFEST} (cache) or {split}.csv (preprocessed layout)"
     )
 
@@ -184,6 +258,10 @@ class EmoticDataset(Dataset):
         cache_dir: With an official root: read through this cache, building it if
             needed.
         on_missing_image: ``"error"`` or ``"skip"``, see :func:`read_emotic_annotations`.
+        on_bad_record: ``"skip"`` (count bad records by reason) or ``"error"``, the
+            same policy in every layout (see :mod:`dagnet_layers.data.records`).
+        max_pixels: Largest image (``width * height``) decoded, see
+            :func:`load_image_rgb`; ``None`` for no bound.
         records: Records to use instead of reading the annotations (official layout).
 
     Sample dict (``dataset[i]``):
@@ -221,6 +299,8 @@ class EmoticDataset(Dataset):
         mask_fill: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
         on_missing_image: MissingImagePolicy = "error",
+        on_bad_record: BadRecordPolicy = "skip",
+        max_pixels: int | None = MAX_IMAGE_PIXELS,
         records: EmoticRecords | None = None,
     ) -> None:
         if split not in EMOTIC_SPLITS:
@@ -232,6 +312,7 @@ class EmoticDataset(Dataset):
         self.transform = transform
         self.mask_body = bool(mask_body)
         self.mask_fill = int(mask_fill)
+        self.max_pixels = max_pixels
         self.layout = detect_layout(self.source, split)
         self._arrays: dict[str, np.ndarray] | None = None
         self._array_files: dict[str, Path] = {}
@@ -247,7 +328,8 @@ class EmoticDataset(Dataset):
                             cache_dir, split, want)  # fmt: skip
                 build_emotic_cache(
                     self.source, cache_dir, splits=(split,), size=want,
-                    on_missing_image=on_missing_image,
+                    on_missing_image=on_missing_image, on_bad_record=on_bad_record,
+                    max_pixels=max_pixels,
                     records={split: records} if records is not None else None,
                 )  # fmt: skip
             self.source, self.layout = cache_dir, "cache"
@@ -256,13 +338,16 @@ class EmoticDataset(Dataset):
             self.records = (
                 records
                 if records is not None
-                else read_emotic_annotations(self.source, split, on_missing_image=on_missing_image)
+                else read_emotic_annotations(
+                    self.source, split, on_missing_image=on_missing_image,
+                    on_bad_record=on_bad_record,
+                )
             )
             self._native_size = 224 if size is None else int(size)
         elif self.layout == "cache":
             self._init_cache()
         else:
-            self._init_preprocessed()
+            self._init_preprocessed(on_bad_record)
         self.size = self._native_size if size is None else int(size)
         self._categories = torch.from_numpy(self.records.multihot())
         self._vad = torch.from_numpy(self.records.vad())
@@ -271,39 +356,46 @@ class EmoticDataset(Dataset):
     def _init_cache(self) -> None:
         from dagnet_layers.data.cache import CACHE_FORMAT_VERSION, verify_emotic_cache
 
-        with open(self.source / CACHE_MANIFEST, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = _read_json(self.source / CACHE_MANIFEST, "EMOTIC cache manifest")
         entry = manifest.get("splits", {}).get(self.split)
         if entry is None or not entry.get("complete", False):
-            raise FileNotFoundError(
-                f"cache {self.source} has no complete {self.split!r} split; build it with "
-                f"`dagnet-emotic-cache <root> {self.source} --splits {self.split}`"
+            raise MissingFileError(
+                self.source / CACHE_MANIFEST, f"the cache has no complete {self.split!r} split; "
+                f"build it with `dagnet-emotic-cache <root> {self.source} --splits {self.split}`"
             )
         if manifest.get("version") != CACHE_FORMAT_VERSION:
-            raise ValueError(
-                f"cache {self.source} has format version {manifest.get('version')}, this "
+            raise CorruptFileError(
+                self.source / CACHE_MANIFEST, f"format version {manifest.get('version')}, this "
                 f"version reads {CACHE_FORMAT_VERSION}; rebuild it with `dagnet-emotic-cache "
                 f"<root> {self.source} --overwrite`"
             )
         # Sizes and array headers against the manifest: microseconds, and a truncated or
         # swapped file is an error naming it instead of garbage samples.
         verify_emotic_cache(self.source, [self.split], full=False)
-        with open(self.source / f"{self.split}_records.json", encoding="utf-8") as f:
-            payload = json.load(f)
-        summary = ReadSummary(**payload["summary"])
-        self.records = EmoticRecords(
-            [EmoticRecord.from_dict(r) for r in payload["records"]], summary
-        )
+        records_file = self.source / f"{self.split}_records.json"
+        payload = _read_json(records_file, "EMOTIC cache records file")
+        try:
+            summary = ReadSummary(**payload["summary"])
+            self.records = EmoticRecords(
+                [EmoticRecord.from_dict(r) for r in payload["records"]], summary
+            )
+            # the array row of each record: persons the build skipped keep their row
+            rows = payload.get("rows", range(len(self.records)))
+            self._rows = np.asarray(rows, dtype=np.int64).reshape(len(self.records))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptFileError(records_file, f"malformed records ({exc!r})") from exc
+        if self._rows.size and not 0 <= self._rows.min() <= self._rows.max() < int(entry["n"]):
+            raise CorruptFileError(records_file, "rows point outside the cache arrays")
         self._native_size = int(manifest["size"])
         self._array_files = {
             k: self.source / f"{self.split}_{k}.npy"
             for k in ("body", "context", "bbox", "image_of")
         }
 
-    def _init_preprocessed(self) -> None:
+    def _init_preprocessed(self, on_bad_record: BadRecordPolicy) -> None:
         from dagnet_layers.data.preprocessed import preprocessed_files, read_emotic_preprocessed
 
-        pre = read_emotic_preprocessed(self.source, self.split)
+        pre = read_emotic_preprocessed(self.source, self.split, on_bad_record=on_bad_record)
         self.records = pre.records
         self._native_size = 224
         files = preprocessed_files(self.source, self.split)
@@ -312,7 +404,7 @@ class EmoticDataset(Dataset):
     def _open_arrays(self) -> dict[str, np.ndarray]:
         # Opened lazily, once per process: a memmap must not be pickled into workers.
         if self._arrays is None:
-            self._arrays = {k: np.load(p, mmap_mode="r") for k, p in self._array_files.items()}
+            self._arrays = {k: open_npy(p) for k, p in self._array_files.items()}
         return self._arrays
 
     def __getstate__(self) -> dict[str, Any]:
@@ -342,17 +434,22 @@ class EmoticDataset(Dataset):
     def _load_images(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
         rec = self.records[index]
         if self.layout == "official":
-            image = load_image_rgb(rec.image_path)
-            try:
-                body, context, box = crop_body_and_context(image, rec.bbox, self._native_size)
-            except ValueError as exc:
-                raise ValueError(f"{rec.split} person {index} ({rec.image_path}): {exc}") from exc
+            image = load_image_rgb(rec.image_path, max_pixels=self.max_pixels)
+            w, h = image.size
+            if rec.bbox[2] > w or rec.bbox[3] > h:
+                raise CorruptFileError(
+                    rec.image_path, f"{rec.split} person {index}'s box {rec.bbox} reaches "
+                    f"outside the decoded {w}x{h} image (annotated {rec.image_size[0]}x"
+                    f"{rec.image_size[1]}); build a cache to skip and count such persons"
+                )
+            body, context, box = crop_body_and_context(image, rec.bbox, self._native_size)
             return torch.from_numpy(body), torch.from_numpy(context), torch.from_numpy(box)
         arrays = self._open_arrays()
         if self.layout == "cache":
-            body = torch.from_numpy(np.array(arrays["body"][index]))
-            context = torch.from_numpy(np.array(arrays["context"][arrays["image_of"][index]]))
-            return body, context, torch.from_numpy(np.array(arrays["bbox"][index]))
+            row = int(self._rows[index])
+            body = torch.from_numpy(np.array(arrays["body"][row]))
+            context = torch.from_numpy(np.array(arrays["context"][arrays["image_of"][row]]))
+            return body, context, torch.from_numpy(np.array(arrays["bbox"][row]))
         row = rec.image_index  # the preprocessed reader skips label-less rows
         body = torch.from_numpy(np.array(arrays["body"][row]).transpose(2, 0, 1).copy())
         context = torch.from_numpy(np.array(arrays["context"][row]).transpose(2, 0, 1).copy())
@@ -395,6 +492,22 @@ class EmoticDataset(Dataset):
             f"layout={self.layout!r}, n={len(self)}, size={self.size}, "
             f"mask_body={self.mask_body}, transform={self.transform!r})"
         )
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``, or a library error naming the file."""
+    if not path.is_file():
+        raise MissingFileError(path, f"{what} not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(path, f"{what} is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(path, f"{what} is not valid JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise CorruptFileError(path, f"{what} must hold a JSON object")
+    return payload
 
 
 def _resize_uint8(img: Tensor, size: int) -> Tensor:

@@ -22,6 +22,7 @@ import csv
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +30,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dagnet_layers.data.categories import CATEGORY_TO_INDEX, NUM_CATEGORIES
+from dagnet_layers.data.categories import NUM_CATEGORIES
 from dagnet_layers.data.records import (
     EMOTIC_SPLITS,
+    VAD_RANGE,
+    BadRecordPolicy,
     EmoticRecord,
     EmoticRecords,
     ReadSummary,
+    _Policy,
+    open_npy,
     read_emotic_annotations,
+    resolve_in_root,
 )
+from dagnet_layers.errors import CorruptFileError, MissingFileError, UnsafePathError
 
 __all__ = [
     "PREPROCESSED_COLUMNS",
@@ -105,14 +112,34 @@ class PreprocessedSplit:
         return len(self.records)
 
 
-def _literal(cell: str, what: str, where: str) -> list:
+class _BadCell(ValueError):
+    """A cell of one row that cannot be parsed: the row is an ``invalid_row``."""
+
+
+_NON_FINITE = re.compile(r"(?<![\w'\"])(-?)(nan|inf)(?![\w'\"])")
+
+
+def _literal(cell: str, what: str, numeric: bool = False) -> list:
+    if len(cell) > 4096:  # a list of 26 names is ~300 characters; refuse to parse a novel
+        raise _BadCell(f"{what} cell is {len(cell)} characters long")
+    if numeric:  # Python writes non-finite floats as bare nan / inf: quote them for float()
+        cell = _NON_FINITE.sub(lambda m: f"'{m.group(1)}{m.group(2)}'", cell)
     try:
         value = ast.literal_eval(cell)
-    except (ValueError, SyntaxError) as exc:
-        raise ValueError(f"{where}: cannot parse {what} cell {cell!r}") from exc
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise _BadCell(f"cannot parse {what} cell {cell[:80]!r}") from exc
     if not isinstance(value, list | tuple):
-        raise ValueError(f"{where}: {what} cell must be a list, got {cell!r}")
+        raise _BadCell(f"{what} cell must be a list, got {cell[:80]!r}")
     return list(value)
+
+
+def _numbers(values: list, what: str, count: int) -> list[float]:
+    if len(values) != count:
+        raise _BadCell(f"{what} needs {count} values, got {len(values)}")
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise _BadCell(f"{what} holds a value that is not a number: {values}") from exc
 
 
 def read_emotic_preprocessed(
@@ -120,27 +147,38 @@ def read_emotic_preprocessed(
     split: str,
     *,
     image_root: str | os.PathLike[str] | None = None,
+    on_bad_record: BadRecordPolicy = "skip",
 ) -> PreprocessedSplit:
     """Read one split of the community preprocessed layout.
+
+    The reader policy is :mod:`~dagnet_layers.data.records`' (the same as the
+    ``.mat`` reader's): rows without any category (the community converter writes
+    them for val and test, with an all-zero label vector) are skipped as
+    ``no_category``; boxes are clamped to the annotated image size
+    (``bbox_clamped``) and skipped when empty (``empty_bbox``); continuous values
+    outside 1-10 become NaN (``vad_out_of_range``); rows with an unparsable cell
+    (``invalid_row``), an invalid box or image size, an unknown category, an unsafe
+    image path (with ``image_root``) or labels in ``cat_arr``/``cont_arr`` that
+    differ from the CSV (``labels_disagree``) follow ``on_bad_record``.
 
     Args:
         directory: Folder holding ``{split}.csv`` and ``{split}_{context,body,cat,
             cont}_arr.npy``.
         split: ``"train"``, ``"val"`` or ``"test"``.
         image_root: Optional ``<root>/emotic`` folder to fill ``image_path``.
+        on_bad_record: ``"skip"`` (default) or ``"error"``, as in
+            :func:`~dagnet_layers.data.read_emotic_annotations`.
 
     Returns:
-        A :class:`PreprocessedSplit`; labels are taken from the CSV and checked
-        against ``cat_arr``/``cont_arr``. Rows without any category (the
-        community converter writes them for val and test, with an all-zero
-        label vector) have nothing to evaluate: they are skipped and counted
-        as ``no_category``, as the ``.mat`` reader does.
+        A :class:`PreprocessedSplit`. Labels come from the arrays where they agree
+        with the CSV (the arrays hold the converter's float values).
 
     Raises:
-        FileNotFoundError: If a file of the split is missing (names it).
-        ValueError: For a wrong header, an unparsable cell, an unknown category,
-            arrays whose shapes or lengths disagree with the CSV, or labels in the
-            arrays that differ from the CSV (names the row).
+        MissingFileError: If a file of the split is missing (names it).
+        CorruptFileError: For a wrong header, a file that is not UTF-8 text or not a
+            ``.npy`` array, or arrays whose shapes or lengths disagree with the CSV
+            (names the file).
+        BadRecordError: For a bad row when ``on_bad_record="error"`` (names it).
 
     Example:
         >>> import tempfile
@@ -154,79 +192,129 @@ def read_emotic_preprocessed(
     """
     if split not in EMOTIC_SPLITS:
         raise ValueError(f"split must be one of {EMOTIC_SPLITS}, got {split!r}")
+    if on_bad_record not in ("skip", "error"):
+        raise ValueError(f"on_bad_record must be 'skip' or 'error', got {on_bad_record!r}")
     files = preprocessed_files(directory, split)
     for key, path in files.items():
         if not path.is_file():
-            raise FileNotFoundError(f"preprocessed EMOTIC {split} {key} file not found: {path}")
+            raise MissingFileError(path, f"preprocessed EMOTIC {split} {key} file not found")
+    summary = ReadSummary(split, str(files["csv"]))
+    policy = _Policy(summary, on_bad_record)
+    try:
+        records, n_rows = _read_csv(files["csv"], split, image_root, policy)
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(files["csv"], f"not UTF-8 text ({exc.reason} at byte "
+                               f"{exc.start})") from exc
+    except csv.Error as exc:
+        raise CorruptFileError(files["csv"], f"not a readable CSV file ({exc})") from exc
+
+    arrays = {key: open_npy(files[key]) for key in ("context", "body", "cat", "cont")}
+    expect = {
+        "context": ((_CONTEXT_SIDE, _CONTEXT_SIDE, 3), (np.uint8,)),
+        "body": ((_BODY_SIDE, _BODY_SIDE, 3), (np.uint8,)),
+        "cat": ((NUM_CATEGORIES,), (np.float64, np.float32, np.uint8, np.bool_, np.int64)),
+        "cont": ((3,), (np.float64, np.float32)),
+    }
+    for key, (tail, dtypes) in expect.items():
+        arr = arrays[key]
+        if arr.shape != (n_rows, *tail) or arr.dtype not in dtypes:
+            raise CorruptFileError(
+                files[key], f"expected shape {(n_rows, *tail)} ({n_rows} CSV rows) and a "
+                f"dtype among {[np.dtype(d).name for d in dtypes]}, got {arr.shape} {arr.dtype}"
+            )
+
+    records = _check_arrays(records, arrays, files, policy)
+    summary.n_persons, summary.n_kept = n_rows, len(records)
+    recs = EmoticRecords(records, summary)
+    rows = np.asarray([r.image_index for r in records], dtype=np.int64)
+    categories = recs.multihot()
+    vad = recs.vad()
+    summary.log()
+    return PreprocessedSplit(recs, arrays["context"], arrays["body"], categories, vad, rows)
+
+
+def _read_csv(
+    path: Path, split: str, image_root: str | os.PathLike[str] | None, policy: _Policy
+) -> tuple[list[EmoticRecord], int]:
     records = []
     n_rows = 0
-    summary = ReadSummary(split, str(files["csv"]))
-    with open(files["csv"], newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != PREPROCESSED_COLUMNS:
-            raise ValueError(
-                f"{files['csv']}: header must be {list(PREPROCESSED_COLUMNS)}, got {header}"
+            raise CorruptFileError(
+                path, f"header must be {list(PREPROCESSED_COLUMNS)}, got {header}"
             )
         for row in reader:
             if not row:
                 continue
             row_no = n_rows  # the row's position in the arrays
             n_rows += 1
-            where = f"{files['csv']} row {row_no}"
+            where = f"{path} row {row_no}"
             if len(row) != len(PREPROCESSED_COLUMNS):
-                raise ValueError(f"{where}: expected {len(PREPROCESSED_COLUMNS)} cells, got {row}")
-            _, folder, filename, size_c, bbox_c, cat_c, cont_c, gender, age = row
-            size = _literal(size_c, "Image Size", where)
-            bbox = _literal(bbox_c, "BBox", where)
-            cats = [str(c) for c in _literal(cat_c, "Categorical_Labels", where)]
-            cont = [float(v) for v in _literal(cont_c, "Continuous_Labels", where)]
-            if len(size) != 2 or len(bbox) != 4 or len(cont) != 3:
-                raise ValueError(f"{where}: Image Size needs 2, BBox 4, Continuous_Labels 3 values")
-            for name in cats:
-                if name not in CATEGORY_TO_INDEX:
-                    raise ValueError(f"{where} ({filename}): unknown category {name!r}")
-            if not cats:
-                summary.skip("no_category")
+                policy.bad("invalid_row", where, f"expected {len(PREPROCESSED_COLUMNS)} cells, "
+                           f"got {len(row)}")
                 continue
-            path = str(Path(image_root) / folder / filename) if image_root is not None else ""
+            _, folder, filename, size_c, bbox_c, cat_c, cont_c, gender, age = row
+            where = f"{path} row {row_no} ({filename})"
+            try:
+                size = _numbers(_literal(size_c, "Image Size", True), "Image Size", 2)
+                bbox = _numbers(_literal(bbox_c, "BBox", True), "BBox", 4)
+                cats = [str(c) for c in _literal(cat_c, "Categorical_Labels")]
+                cont = _numbers(_literal(cont_c, "Continuous_Labels", True),
+                                "Continuous_Labels", 3)
+            except _BadCell as exc:
+                policy.bad("invalid_row", where, str(exc))
+                continue
+            checked = policy.person(where, cats, cont, bbox, size[0], size[1])
+            if checked is None:
+                continue
+            categories, vad, box = checked
+            image_path = ""
+            if image_root is not None:
+                try:
+                    image_path = resolve_in_root(image_root, folder, filename)
+                except UnsafePathError as exc:
+                    policy.bad("unsafe_path", where, str(exc))
+                    continue
             records.append(
                 EmoticRecord(
-                    split, row_no, 0, folder, filename, path,
-                    (int(size[0]), int(size[1])), tuple(int(v) for v in bbox),
-                    tuple(sorted(set(cats), key=CATEGORY_TO_INDEX.__getitem__)),
-                    tuple(cont), gender, age,
+                    split, row_no, 0, folder, filename, image_path,
+                    (int(size[0]), int(size[1])), box, categories, vad, gender, age,
                 )
             )  # fmt: skip
-    summary.n_persons, summary.n_kept = n_rows, len(records)
-    recs = EmoticRecords(records, summary)
-    rows = np.asarray([r.image_index for r in records], dtype=np.int64)
+    return records, n_rows
 
-    arrays = {k: np.load(files[k], mmap_mode="r") for k in ("context", "body", "cat", "cont")}
-    expect = {
-        "context": (_CONTEXT_SIDE, _CONTEXT_SIDE, 3),
-        "body": (_BODY_SIDE, _BODY_SIDE, 3),
-        "cat": (NUM_CATEGORIES,),
-        "cont": (3,),
-    }
-    for key, tail in expect.items():
-        arr = arrays[key]
-        if arr.shape != (n_rows, *tail):
-            raise ValueError(
-                f"{files[key]}: expected shape {(n_rows, *tail)} to match {n_rows} CSV "
-                f"rows, got {arr.shape}"
-            )
-    categories = np.asarray(arrays["cat"][rows], dtype=np.float32).reshape(-1, NUM_CATEGORIES)
-    vad = np.asarray(arrays["cont"][rows], dtype=np.float32).reshape(-1, 3)
-    csv_cats = recs.multihot()
-    bad = np.flatnonzero((csv_cats != categories).any(axis=1))
-    if bad.size:
-        raise ValueError(
-            f"{files['cat']} disagrees with {files['csv']} at {bad.size} rows, "
-            f"first row {rows[bad[0]]}"
-        )
-    summary.log()
-    return PreprocessedSplit(recs, arrays["context"], arrays["body"], categories, vad, rows)
+
+def _check_arrays(
+    records: list[EmoticRecord],
+    arrays: dict[str, np.ndarray],
+    files: dict[str, Path],
+    policy: _Policy,
+) -> list[EmoticRecord]:
+    """Drop (or raise for) the rows whose label arrays disagree with the CSV."""
+    if not records:
+        return records
+    rows = np.asarray([r.image_index for r in records], dtype=np.int64)
+    csv_cats = EmoticRecords(records).multihot()
+    arr_cats = np.asarray(arrays["cat"][rows], dtype=np.float64)
+    csv_vad = EmoticRecords(records).vad().astype(np.float64)
+    arr_vad = np.asarray(arrays["cont"][rows], dtype=np.float64)
+    lo, hi = VAD_RANGE
+    arr_vad = np.where((arr_vad >= lo) & (arr_vad <= hi), arr_vad, np.nan)  # as the CSV policy
+    cats_ok = (arr_cats == csv_cats).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        vad_ok = (np.isclose(arr_vad, csv_vad, rtol=1e-5, atol=1e-5)
+                  | (np.isnan(arr_vad) & np.isnan(csv_vad))).all(axis=1)
+    keep = []
+    for i, r in enumerate(records):
+        if cats_ok[i] and vad_ok[i]:
+            keep.append(r)
+            continue
+        which = files["cat"] if not cats_ok[i] else files["cont"]
+        policy.bad("labels_disagree", f"{files['csv']} row {r.image_index} ({r.filename})",
+                   f"{which.name} holds other labels than the CSV")
+    return keep
 
 
 def write_emotic_preprocessed(

@@ -18,6 +18,28 @@ Label policy (the same for every split):
 * an image file that does not exist is an error naming it, unless the caller passes
   ``on_missing_image="skip"`` (reason ``"missing_image"``).
 
+Bad records (the same policy in the ``.mat``, CSV/npy and cache layouts, see
+:data:`BAD_RECORD_REASONS`): with ``on_bad_record="skip"`` (the default) each is
+left out and counted by its reason, with ``"error"`` the first one raises a
+:class:`~dagnet_layers.errors.BadRecordError` naming the record:
+
+* ``"unsafe_path"``: the image's ``folder``/``filename`` is absolute, holds a
+  ``..`` component or a NUL byte, or resolves outside ``<root>/emotic`` through a
+  symbolic link (pass ``allow_outside_symlinks=True`` for image folders linked in
+  on purpose). The message never says whether anything exists outside the root;
+* ``"invalid_bbox"``: a box that is not four finite numbers, or whose corners are
+  swapped (``x2 < x1`` or ``y2 < y1``);
+* ``"invalid_image_size"``: an annotated width or height that is not a positive
+  finite number;
+* ``"unknown_category"``: a category name that is not one of the 26;
+* (CSV layout) ``"invalid_row"``: a row with a wrong number of cells or a cell
+  that does not parse; ``"labels_disagree"``: ``cat_arr``/``cont_arr`` hold other
+  labels for the row than the CSV.
+
+Kept, but flagged: a continuous value outside the official 1-10 scale or
+infinite is replaced by NaN (so losses mask it; ``"vad_out_of_range"``), a
+category listed twice is kept once (``"duplicate_category"``).
+
 Every skip is counted by reason in a :class:`ReadSummary` attached to the returned
 list and logged once through :mod:`logging`; nothing is dropped silently.
 """
@@ -36,15 +58,20 @@ from typing import Any, Literal
 import numpy as np
 
 from dagnet_layers.data.categories import CATEGORY_TO_INDEX, NUM_CATEGORIES
+from dagnet_layers.errors import BadRecordError, CorruptFileError, MissingFileError, UnsafePathError
 
 __all__ = [
+    "BAD_RECORD_REASONS",
     "EMOTIC_SPLITS",
+    "VAD_RANGE",
     "EmoticRecord",
     "EmoticRecords",
     "ReadSummary",
     "clamp_bbox",
     "labels_to_multihot",
+    "open_npy",
     "read_emotic_annotations",
+    "resolve_in_root",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +80,16 @@ logger = logging.getLogger(__name__)
 EMOTIC_SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 MissingImagePolicy = Literal["error", "skip"]
+BadRecordPolicy = Literal["skip", "error"]
+
+#: The reasons a record is left out by the bad-record policy (``on_bad_record``).
+BAD_RECORD_REASONS: tuple[str, ...] = (
+    "unsafe_path", "invalid_bbox", "invalid_image_size", "unknown_category",
+    "invalid_row", "labels_disagree",
+)  # fmt: skip
+
+#: The official scale of valence, arousal and dominance (inclusive).
+VAD_RANGE: tuple[float, float] = (1.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -261,6 +298,163 @@ def clamp_bbox(
     return (int(cx1), int(cy1), int(cx2), int(cy2)), clamped
 
 
+
+# --------------------------------------------------------------------------- the policy
+
+
+def resolve_in_root(
+    root: str | os.PathLike[str],
+    *parts: str,
+    allow_outside_symlinks: bool = False,
+) -> str:
+    """Join path ``parts`` read from a data file under ``root``, refusing to leave it.
+
+    The parts come from strangers' annotation files: an absolute part, a ``..``
+    component, a NUL byte or (unless ``allow_outside_symlinks``) a symbolic link
+    that points outside ``root`` is refused. Nothing is opened and the answer does
+    not depend on whether anything exists outside ``root``.
+
+    Args:
+        root: The folder every path must stay in (e.g. ``<root>/emotic``).
+        *parts: Path fragments as annotated (``folder``, ``filename``).
+        allow_outside_symlinks: Accept a path whose symbolic links lead outside
+            ``root`` (for image folders linked in on purpose); ``..`` and absolute
+            parts are refused all the same.
+
+    Returns:
+        The joined path (not resolved), as a string.
+
+    Raises:
+        UnsafePathError: Naming the annotated parts and why they are refused.
+
+    Example:
+        >>> resolve_in_root("/data/emotic", "mscoco/images", "a.jpg")
+        '/data/emotic/mscoco/images/a.jpg'
+        >>> try:
+        ...     resolve_in_root("/data/emotic", "../../etc", "passwd")
+        ... except UnsafePathError as err:
+        ...     print(err)
+        path '../../etc/passwd' leaves the data root: it has a '..' component
+    """
+    shown = "/".join(parts)
+    for part in parts:
+        if "\x00" in part:
+            raise UnsafePathError(f"path {shown!r} leaves the data root: it holds a NUL byte")
+        if os.path.isabs(part) or part.startswith(("/", "\\")) or (
+            len(part) > 1 and part[1] == ":"
+        ):
+            raise UnsafePathError(f"path {shown!r} leaves the data root: it is absolute")
+        if ".." in part.replace("\\", "/").split("/"):
+            raise UnsafePathError(f"path {shown!r} leaves the data root: it has a '..' component")
+    joined = os.path.join(os.fspath(root), *parts)
+    if not allow_outside_symlinks:
+        base = os.path.realpath(root)
+        real = os.path.realpath(joined)
+        if os.path.commonpath([base, real]) != base:
+            raise UnsafePathError(
+                f"path {shown!r} leaves the data root through a symbolic link; pass "
+                "allow_outside_symlinks=True if image folders are linked in on purpose"
+            )
+    return joined
+
+
+@dataclass
+class _Policy:
+    """Applies the module's record policy and counts into a :class:`ReadSummary`."""
+
+    summary: ReadSummary
+    on_bad_record: BadRecordPolicy = "skip"
+
+    def bad(self, reason: str, where: str, detail: str) -> None:
+        """A bad record: raise under ``"error"``, else count it as skipped."""
+        if self.on_bad_record == "error":
+            raise BadRecordError(f"{where}: {detail} (reason {reason!r}; on_bad_record='skip' "
+                                 "skips and counts such records)")
+        self.summary.skip(reason)
+
+    def person(
+        self,
+        where: str,
+        names: Sequence[str],
+        vad: Sequence[float],
+        bbox: Any,
+        width: float,
+        height: float,
+    ) -> tuple[tuple[str, ...], tuple[float, float, float], tuple[int, int, int, int]] | None:
+        """Check one person; return ``(categories, vad, box)`` or ``None`` when skipped."""
+        unknown = sorted({n for n in names if n not in CATEGORY_TO_INDEX})
+        if unknown:
+            self.bad("unknown_category", where, f"unknown categories {unknown}")
+            return None
+        if not names:
+            self.summary.skip("no_category")
+            return None
+        if not (_positive_finite(width) and _positive_finite(height)):
+            self.bad("invalid_image_size", where, f"image size {width} x {height} is not "
+                     "two positive numbers")
+            return None
+        try:
+            box, clamped = clamp_bbox(bbox, int(width), int(height))
+        except ValueError as exc:
+            self.bad("invalid_bbox", where, str(exc))
+            return None
+        x1, y1, x2, y2 = (float(v) for v in np.asarray(bbox, dtype=np.float64).ravel())
+        if x2 < x1 or y2 < y1:
+            self.bad("invalid_bbox", where, f"box {[x1, y1, x2, y2]} has x2 < x1 or y2 < y1")
+            return None
+        if box[2] <= box[0] or box[3] <= box[1]:
+            self.summary.skip("empty_bbox")
+            return None
+        if clamped:
+            self.summary.flag("bbox_clamped")
+        if len(set(names)) < len(names):
+            self.summary.flag("duplicate_category")
+        categories = tuple(sorted(set(names), key=CATEGORY_TO_INDEX.__getitem__))
+        values = [float(v) for v in vad]
+        lo, hi = VAD_RANGE
+        if any(not math.isnan(v) and not lo <= v <= hi for v in values):
+            self.summary.flag("vad_out_of_range")
+            values = [v if lo <= v <= hi else float("nan") for v in values]
+        if any(math.isnan(v) for v in values):
+            self.summary.flag("vad_missing")
+        return categories, (values[0], values[1], values[2]), box
+
+
+def open_npy(path: str | os.PathLike[str]) -> np.ndarray:
+    """Memory-map a ``.npy`` file read-only, or raise a library error naming it.
+
+    NumPy reports a damaged header or a truncated body with many exception types
+    (``ValueError``, ``EOFError``, ``SyntaxError``, ``tokenize.TokenError``...);
+    all become a :class:`~dagnet_layers.errors.CorruptFileError`. Object arrays
+    are refused (no pickle is ever loaded).
+
+    Args:
+        path: The file.
+
+    Returns:
+        The read-only memory map.
+
+    Raises:
+        MissingFileError: The file does not exist.
+        CorruptFileError: It is not a readable, pickle-free ``.npy`` array.
+    """
+    if not os.path.isfile(path):
+        raise MissingFileError(path, "array file not found")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise CorruptFileError(
+            path, f"not a readable .npy array ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _positive_finite(v: float) -> bool:
+    try:
+        return math.isfinite(float(v)) and float(v) >= 1
+    except (TypeError, ValueError):
+        return False
+
+
 # --------------------------------------------------------------------------- .mat parsing
 # scipy's ``squeeze_me=True, struct_as_record=False`` turns a lone struct into a bare
 # ``mat_struct`` and a lone string cell into a ``str``; these helpers undo both.
@@ -319,12 +513,12 @@ def _load_mat(path: Path) -> dict[str, Any]:
     import scipy.io
 
     if not path.is_file():
-        raise FileNotFoundError(f"EMOTIC annotations not found: {path}")
+        raise MissingFileError(path, "EMOTIC annotations not found")
     try:
         return scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except Exception as exc:  # scipy raises many types on corrupt or truncated files
-        raise ValueError(
-            f"could not read {path} as a MATLAB .mat file ({type(exc).__name__}: {exc}); "
+        raise CorruptFileError(
+            path, f"not readable as a MATLAB .mat file ({type(exc).__name__}: {exc}); "
             "the file is corrupt or truncated"
         ) from exc
 
@@ -365,7 +559,9 @@ def read_emotic_annotations(
     split: str,
     *,
     on_missing_image: MissingImagePolicy = "error",
+    on_bad_record: BadRecordPolicy = "skip",
     check_images: bool = True,
+    allow_outside_symlinks: bool = False,
     mat: dict[str, Any] | None = None,
 ) -> EmoticRecords:
     """Read one split of the official EMOTIC release into person records.
@@ -374,14 +570,21 @@ def read_emotic_annotations(
     applies the policy of this module's docstring: train uses ``annotations_*``,
     val/test ``combined_*``; persons with no category or a box empty after clamping
     are skipped and counted; NaN continuous values are kept as NaN; lone persons,
-    lone categories and several annotators are all handled.
+    lone categories and several annotators are all handled; bad records (unsafe
+    image paths, invalid boxes or sizes, unknown categories) follow
+    ``on_bad_record``.
 
     Args:
         root: Dataset root holding ``Annotations/`` and ``emotic/``.
         split: ``"train"``, ``"val"`` or ``"test"``.
         on_missing_image: ``"error"`` (default) raises naming the missing files;
             ``"skip"`` skips their persons and counts them as ``"missing_image"``.
+        on_bad_record: ``"skip"`` (default) leaves bad records out, counted by
+            reason; ``"error"`` raises :class:`~dagnet_layers.errors.BadRecordError`
+            at the first.
         check_images: Whether to check that image files exist at all.
+        allow_outside_symlinks: Accept image paths that symbolic links under
+            ``<root>/emotic`` lead outside it (see :func:`resolve_in_root`).
         mat: An already loaded ``loadmat(..., squeeze_me=True,
             struct_as_record=False)`` dict, to read several splits from one load.
 
@@ -390,10 +593,12 @@ def read_emotic_annotations(
         its :class:`ReadSummary` as ``.summary`` (also logged).
 
     Raises:
-        FileNotFoundError: If ``Annotations.mat`` or (with ``on_missing_image=
+        MissingFileError: If ``Annotations.mat`` or (with ``on_missing_image=
             "error"``) any image is missing; the message names the file(s).
-        ValueError: For an unknown ``split``, a split absent from the file, a
-            corrupt/truncated file, a malformed struct or an unknown category name.
+        CorruptFileError: For a corrupt or truncated file, a split absent from it
+            or a malformed struct (names the file and the image).
+        BadRecordError: For a bad record when ``on_bad_record="error"``.
+        ValueError: For an unknown ``split`` or policy.
 
     Example:
         >>> import tempfile
@@ -408,16 +613,37 @@ def read_emotic_annotations(
         raise ValueError(f"split must be one of {EMOTIC_SPLITS}, got {split!r}")
     if on_missing_image not in ("error", "skip"):
         raise ValueError(f"on_missing_image must be 'error' or 'skip', got {on_missing_image!r}")
+    if on_bad_record not in ("skip", "error"):
+        raise ValueError(f"on_bad_record must be 'skip' or 'error', got {on_bad_record!r}")
     root = Path(root).expanduser().resolve()
     mat_path = root / "Annotations" / "Annotations.mat"
     if mat is None:
         mat = _load_mat(mat_path)
     if split not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
-        raise ValueError(f"{mat_path} has no {split!r} split; it holds {found}")
+        raise CorruptFileError(mat_path, f"has no {split!r} split; it holds {found}")
 
     summary = ReadSummary(split, str(mat_path))
-    images = _as_list(mat[split])
+    policy = _Policy(summary, on_bad_record)
+    try:
+        records = _read_split(root, split, mat[split], policy, allow_outside_symlinks)
+    except (ValueError, TypeError, AttributeError, IndexError) as exc:
+        if isinstance(exc, BadRecordError | UnsafePathError):
+            raise
+        # A malformed struct: a missing field, a string where a number belongs...
+        raise CorruptFileError(mat_path, str(exc)) from exc
+    if check_images:
+        records = _check_images(records, summary, on_missing_image, root)
+    summary.n_kept = len(records)
+    summary.log()
+    return EmoticRecords(records, summary)
+
+
+def _read_split(
+    root: Path, split: str, entries: Any, policy: _Policy, allow_outside_symlinks: bool
+) -> list[EmoticRecord]:
+    summary = policy.summary
+    images = _as_list(entries)
     summary.n_images = len(images)
     records: list[EmoticRecord] = []
     for i, image in enumerate(images):
@@ -426,45 +652,36 @@ def read_emotic_annotations(
         folder = _as_str(_field(image, "folder", where))
         where = f"{split} image {i} ({filename})"
         size = _field(image, "image_size", where)
-        width = int(_as_float(_field(size, "n_col", where)))
-        height = int(_as_float(_field(size, "n_row", where)))
-        image_path = str(root / "emotic" / folder / filename)
-        for p, person in enumerate(_as_list(_field(image, "person", where))):
-            summary.n_persons += 1
+        width = _as_float(_field(size, "n_col", where))
+        height = _as_float(_field(size, "n_row", where))
+        persons = _as_list(_field(image, "person", where))
+        summary.n_persons += len(persons)
+        try:
+            image_path = resolve_in_root(
+                root / "emotic", folder, filename, allow_outside_symlinks=allow_outside_symlinks
+            )
+        except UnsafePathError as exc:
+            for _ in persons:
+                policy.bad("unsafe_path", f"{split} image {i}", str(exc))
+            continue
+        for p, person in enumerate(persons):
             pwhere = f"{split} person {p} in image {filename} (image index {i})"
             names, vad, n_ann = _person_labels(person, split, pwhere)
-            for name in names:
-                if name not in CATEGORY_TO_INDEX:
-                    raise ValueError(f"{pwhere}: unknown category {name!r}")
-            try:
-                box, clamped = clamp_bbox(_field(person, "body_bbox", pwhere), width, height)
-            except ValueError as exc:
-                raise ValueError(f"{pwhere}: {exc}") from exc
-            if not names:
-                summary.skip("no_category")
+            checked = policy.person(
+                pwhere, names, vad, _field(person, "body_bbox", pwhere), width, height
+            )
+            if checked is None:
                 continue
-            if box[2] <= box[0] or box[3] <= box[1]:
-                summary.skip("empty_bbox")
-                continue
-            if clamped:
-                summary.flag("bbox_clamped")
-            if any(math.isnan(v) for v in vad):
-                summary.flag("vad_missing")
-            categories = tuple(sorted(set(names), key=CATEGORY_TO_INDEX.__getitem__))
+            categories, vad, box = checked
             gender = _as_str(getattr(person, "gender", ""))
             age = _as_str(getattr(person, "age", ""))
             records.append(
                 EmoticRecord(
-                    split, i, p, folder, filename, image_path, (width, height), box,
+                    split, i, p, folder, filename, image_path, (int(width), int(height)), box,
                     categories, vad, gender, age, n_ann,
                 )
             )  # fmt: skip
-
-    if check_images:
-        records = _check_images(records, summary, on_missing_image, root)
-    summary.n_kept = len(records)
-    summary.log()
-    return EmoticRecords(records, summary)
+    return records
 
 
 def _check_images(
@@ -483,9 +700,9 @@ def _check_images(
     n_persons = Counter(r.image_path for r in records if not exists[r.image_path])
     if policy == "error":
         shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(exists)} {summary.split} images are missing under "
-            f"{root / 'emotic'} ({sum(n_persons.values())} persons), e.g. {shown}; pass "
+        raise MissingFileError(
+            missing[0], f"{len(missing)} of {len(exists)} {summary.split} images are missing "
+            f"under {root / 'emotic'} ({sum(n_persons.values())} persons), e.g. {shown}; pass "
             "on_missing_image='skip' to skip their persons"
         )
     summary.skip("missing_image", sum(n_persons.values()))
