@@ -71,7 +71,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from dagnet_layers.data.categories import EMOTIC_CATEGORIES
-from dagnet_layers.losses import SCORE_KINDS, loss_score, scores_from_logits
+from dagnet_layers.errors import CorruptFileError, DAGNetError, MissingFileError
+from dagnet_layers.losses import (
+    SCORE_KINDS,
+    check_loss_targets,
+    loss_score,
+    scores_from_logits,
+)
 from dagnet_layers.metrics import EmoticEvaluator, EmoticReport
 from dagnet_layers.storage import (
     IntegrityError,
@@ -119,7 +125,7 @@ _AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
                "fp16": torch.float16, "float16": torch.float16}
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(DAGNetError, FloatingPointError):
     """Raised when a training loss is NaN or infinite; names the epoch and step."""
 
     def __init__(self, epoch: int, step: int, components: Mapping[str, float]) -> None:
@@ -448,6 +454,10 @@ def train_one_epoch(
     for step, batch in enumerate(bar, start=1):
         if checked == step - 1:  # every earlier step verified finite: remember this state
             snapshot.take()
+        cats = batch.get("categories") if isinstance(batch, Mapping) else None
+        if isinstance(cats, Tensor) and cats.device.type == "cpu" and device.type != "cpu":
+            # checked on the host, where it costs no device synchronisation
+            check_loss_targets(cats, batch.get("vad"), where=f"epoch {epoch}, step {step}")
         batch = move_batch(batch, device, channels_last)
         if batch_transform is not None:
             batch = batch_transform(batch)
@@ -878,12 +888,12 @@ def load_checkpoint(
     state_file = directory / TRAINING_STATE_NAME
     for path in (weights, state_file):
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint file {path} not found")
+            raise MissingFileError(path, "checkpoint file not found")
     manifest = _manifest(directory)
     if manifest is not None:
         verify_files(directory, manifest["files"])
     elif (directory / MANIFEST_NAME).exists():
-        raise IntegrityError(f"{directory / MANIFEST_NAME} is corrupted: it is not the "
+        raise IntegrityError(directory / MANIFEST_NAME, "corrupted: it is not the "
                              "checksum list save_checkpoint wrote")
     else:
         logger.warning("%s has no %s (written before 0.2): loading it without checksums",
@@ -891,16 +901,23 @@ def load_checkpoint(
     try:
         state = torch.load(state_file, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle.UnpicklingError and friends
-        raise ValueError(
-            f"refusing {state_file}: it is not a tensors-only training state "
-            f"(torch.load(weights_only=True) failed: {type(err).__name__}: {err})"
+        raise CorruptFileError(
+            state_file, "refusing it: it is not a tensors-only training state "
+            f"(torch.load(weights_only=True) failed: {type(err).__name__}: "
+            f"{' '.join(str(err).split())[:300]})"
         ) from err
     inner = unwrap_model(model)
-    tensors = load_file(str(weights), device=str(map_location))
-    result = inner.load_state_dict(tensors, strict=False)
+    try:
+        tensors = load_file(str(weights), device=str(map_location))
+        result = inner.load_state_dict(tensors, strict=False)
+    except Exception as err:
+        raise CorruptFileError(
+            weights, f"cannot be loaded into the model ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:300]})"
+        ) from err
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{weights} does not match the model: missing {result.missing_keys[:5]}, "
+        raise CorruptFileError(
+            weights, f"does not match the model: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
     if optimizer is not None and "optimizer" in state:

@@ -78,6 +78,7 @@ __all__ = [
     "MultiLabelFocalLoss",
     "WeightedL2Loss",
     "build_loss",
+    "check_loss_targets",
     "kosti_class_weights",
     "list_losses",
     "loss_score",
@@ -684,6 +685,43 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def check_loss_targets(categories: Tensor, vad: Tensor | None = None, where: str = "batch") -> None:
+    """Refuse category targets outside [0, 1] or non-finite, and infinite VAD targets.
+
+    A negative, NaN or out-of-range label makes every loss NaN or meaningless
+    without an error; this names the problem instead. It reads the values, so on
+    a GPU tensor it waits for the device: :class:`DAGNetCriterion` calls it only for
+    targets on the CPU, and the engine checks each batch on the CPU before moving it.
+
+    Args:
+        categories: Multi-hot (or soft) targets, any shape.
+        vad: Continuous targets, NaN where missing (allowed), or ``None``.
+        where: What is checked, for the message.
+
+    Raises:
+        ValueError: Naming the first bad value and its position.
+
+    Example:
+        >>> check_loss_targets(torch.tensor([[0.0, 1.0]]))
+        >>> try:
+        ...     check_loss_targets(torch.tensor([[0.0, -1.0]]))
+        ... except ValueError as err:
+        ...     print(err)
+        batch: category targets must be finite and in [0, 1], got -1.0 at (0, 1)
+    """
+    bad = ~((categories >= 0) & (categories <= 1))  # NaN compares False: caught too
+    if bool(bad.any()):
+        pos = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{where}: category targets must be finite and in [0, 1], got "
+                         f"{float(categories[pos])} at {pos}")
+    if vad is not None:
+        inf = torch.isinf(vad)
+        if bool(inf.any()):
+            pos = tuple(int(i) for i in inf.nonzero()[0])
+            raise ValueError(f"{where}: VAD targets must be finite or NaN (missing), got "
+                             f"{float(vad[pos])} at {pos}")
+
+
 class DAGNetCriterion(nn.Module):
     r"""DAG-Net's training objective: category loss + ABN attention loss + VAD loss.
 
@@ -780,6 +818,9 @@ class DAGNetCriterion(nn.Module):
         target = _field(batch, "categories")
         if target is None:
             raise ValueError(f"{name}: batch['categories'] is required, got None/absent")
+        if target.device.type == "cpu":  # free here; on a GPU it would wait for the device
+            check_loss_targets(target, _field(batch, "vad") if self.vad_weight > 0 else None,
+                               where=name)
 
         category = self.category_loss(logits, target)
         total = self.category_weight * category

@@ -38,7 +38,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from dagnet_layers import EMOTIC_CATEGORIES, DAGNet
+from dagnet_layers import EMOTIC_CATEGORIES, DAGNet, cli
 from dagnet_layers.data import (
     clamp_bbox,
     crop_body_and_context,
@@ -46,6 +46,7 @@ from dagnet_layers.data import (
     load_image_rgb,
     mask_bbox,
 )
+from dagnet_layers.errors import CorruptFileError
 from dagnet_layers.losses import SCORE_KINDS, scores_from_logits
 
 INFERENCE_NAME = "inference.json"
@@ -113,29 +114,40 @@ def read_inference_config(checkpoint: Path) -> tuple[dict[str, Any], bool]:
     """``inference.json`` of a checkpoint merged over the defaults, and whether it existed.
 
     Raises:
-        ValueError: The file exists but is not a JSON object with sane values.
+        CorruptFileError: The file exists but is not a JSON object with sane values
+            (a ``ValueError`` naming the file and the field).
     """
     path = checkpoint / INFERENCE_NAME
-    if not path.is_file():
+    if not path.exists():
         return dict(DEFAULT_INFERENCE), False
+    if not path.is_file():
+        raise CorruptFileError(path, "exists but is not a regular file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CorruptFileError(path, "not UTF-8 text") from err
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
+        raise CorruptFileError(path, f"not valid JSON ({err})") from err
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+        raise CorruptFileError(path, f"must hold a JSON object, got {type(data).__name__}")
     config = {**DEFAULT_INFERENCE, **data}
     size = config["image_size"]
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"{path}: image_size must be a positive int, got {size!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
+        raise CorruptFileError(path, f"image_size must be an int in [1, 4096], got {size!r}")
     thresholds = config.get("thresholds")
-    if thresholds is not None and not isinstance(thresholds, dict):
-        raise ValueError(f"{path}: thresholds must map category -> number, got {thresholds!r}")
+    if thresholds is not None and (
+        not isinstance(thresholds, dict)
+        or not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+                   for v in thresholds.values())
+    ):
+        raise CorruptFileError(path, f"thresholds must map category -> number, got "
+                               f"{str(thresholds)[:80]}")
     if "score" in config and config["score"] not in SCORE_KINDS:
-        raise ValueError(f"{path}: score must be one of {SCORE_KINDS}, got {config['score']!r}")
+        raise CorruptFileError(path, f"score must be one of {SCORE_KINDS}, got "
+                               f"{config['score']!r}")
     data = config.get("data")
     if data is not None and not isinstance(data, dict):
-        raise ValueError(f"{path}: data must be an object, got {data!r}")
+        raise CorruptFileError(path, f"data must be an object, got {data!r}")
     return config, True
 
 
@@ -418,4 +430,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_cli(main, prog="predict.py"))

@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dagnet_layers import cli
 from dagnet_layers.paper import PAPER_TABLE2
 
 HERE = Path(__file__).resolve().parent
@@ -141,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_cli(main, prog="reproduce_paper.py"))

@@ -54,7 +54,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from dagnet_layers import ABLATIONS, EMOTIC_CATEGORIES, create_model, list_models
+from dagnet_layers import ABLATIONS, EMOTIC_CATEGORIES, cli, create_model, list_models
 from dagnet_layers.data import EmoticDataset, emotic_batch_transform, make_synthetic_emotic
 from dagnet_layers.engine import (
     EpochSampler,
@@ -71,7 +71,6 @@ from dagnet_layers.engine import (
 from dagnet_layers.losses import DAGNetCriterion, list_losses
 from dagnet_layers.models import (
     DAGNetConfig,
-    PretrainedWeightsUnavailableError,
     check_pretrained_weights,
     model_config,
 )
@@ -175,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "random order (as Octave draws it) or sample order")
     run.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--debug", action="store_true",
+                     help="show the traceback of a failure instead of one line")
     return p
 
 
@@ -620,14 +621,13 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
 
 
 def run_cli(argv: list[str] | None = None) -> int:
-    """:func:`main` with a known failure printed as one line (exit status 2), not a traceback."""
-    try:
-        return main(argv)
-    except (PretrainedWeightsUnavailableError, FolderLockedError, OSError, ValueError) as err:
-        # OSError covers StorageError (full disk...) and FileNotFoundError,
-        # ValueError covers IntegrityError (a corrupted checkpoint or cache).
-        print(f"train_emotic.py: error: {err}", file=sys.stderr)
-        return 2
+    """:func:`main` with a failure printed as one line (exit status 2), not a traceback.
+
+    Library errors (a bad file, record, config or checkpoint, each named), OS errors
+    (a full disk...) and rejected argument values exit with status 2; ``--debug``
+    shows the traceback instead (see :mod:`dagnet_layers.cli`).
+    """
+    return cli.run_cli(main, argv, prog="train_emotic.py")
 
 
 if __name__ == "__main__":

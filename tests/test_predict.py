@@ -219,7 +219,7 @@ def test_predict_file_errors_name_the_argument(
         ([str(tmp_path / "nowhere"), str(photo)], "--checkpoint", "is not a folder"),
         ([str(incomplete), str(photo)], "--checkpoint", "has no model.safetensors"),
         ([str(checkpoint), str(tmp_path / "missing.jpg")], "--image", "image not found"),
-        ([str(checkpoint), str(not_an_image)], "--image", "cannot decode image"),
+        ([str(checkpoint), str(not_an_image)], "--image", "cannot decode the image"),
     ]
     for (ckpt, image), argument, message in cases:
         with pytest.raises(SystemExit) as exc:

@@ -19,6 +19,7 @@ in the Wild" (Fig. 1 of the paper):
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import warnings
@@ -30,6 +31,13 @@ import torch
 from torch import Tensor, nn
 
 from dagnet_layers._version import __version__
+from dagnet_layers.errors import (
+    ConfigError,
+    CorruptFileError,
+    MissingFileError,
+    UnknownOptionError,
+    check_keywords,
+)
 from dagnet_layers.layers import (
     AttentionBranch,
     BodyAttention,
@@ -86,7 +94,12 @@ ABLATIONS: dict[str, dict[str, bool]] = {
 class DAGNetConfig:
     """Everything that defines a DAG-Net architecture; defaults are the paper's.
 
-    Saved as JSON next to the weights by :meth:`DAGNet.save_pretrained`.
+    Saved as JSON next to the weights by :meth:`DAGNet.save_pretrained`. Every field
+    is checked on construction, before anything is allocated: a wrong type, an
+    unknown choice or a size beyond what the model can use (``partition`` <= 32,
+    widths <= 16,384, ``num_classes`` <= 100,000, ``in_chans`` <= 64; see
+    ``_SIZE_BOUNDS``) raises :class:`~dagnet_layers.errors.ConfigError` naming the
+    field.
 
     Args:
         body_backbone: timm model for the body stream (paper: ResNet-50).
@@ -162,30 +175,63 @@ class DAGNetConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.patch_channels = tuple(self.patch_channels)
-        self.gcn_hidden = tuple(self.gcn_hidden)
-        for name in ("num_classes", "partition", "bam_hidden", "patch_pool", "patch_stride",
-                     "fusion_hidden", "in_chans"):
+        for name in ("patch_channels", "gcn_hidden"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"DAGNetConfig({name}=...) must be an int >= 1, got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"DAGNetConfig(dropout=...) must be in [0, 1), got {self.dropout!r}")
+            if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+                raise ConfigError(f"DAGNetConfig({name}=...) must be a sequence of ints, "
+                                  f"got {value!r}")
+            setattr(self, name, tuple(value))
+        for name in ("body_backbone", "context_backbone"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"DAGNetConfig({name}=...) must be a timm model name, "
+                                  f"got {getattr(self, name)!r}")
+        for name in ("use_bam", "use_gsam", "use_lsam", "lsam_gcn", "use_context", "vad_head"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"DAGNetConfig({name}=...) must be True or False, "
+                                  f"got {getattr(self, name)!r}")
+        for name, bound in _SIZE_BOUNDS.items():
+            values = getattr(self, name)
+            for value in values if isinstance(values, tuple) else (values,):
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise ConfigError(f"DAGNetConfig({name}=...) must be an int >= 1, "
+                                      f"got {values!r}")
+                if value > bound:
+                    raise ConfigError(
+                        f"DAGNetConfig({name}=...) must be at most {bound:,} (what the model "
+                        f"can use; see DAGNetConfig's docs), got {values!r}"
+                    )
+        if len(self.patch_channels) != 2:
+            raise ConfigError("DAGNetConfig(patch_channels=...) must hold two widths, got "
+                              f"{self.patch_channels!r}")
+        if not 1 <= len(self.gcn_hidden) <= 16:
+            raise ConfigError("DAGNetConfig(gcn_hidden=...) must hold 1 to 16 widths, got "
+                              f"{len(self.gcn_hidden)}")
+        dropout = self.dropout
+        if (not isinstance(dropout, int | float) or isinstance(dropout, bool)
+                or not 0.0 <= dropout < 1.0):
+            raise ConfigError(f"DAGNetConfig(dropout=...) must be a number in [0, 1), "
+                              f"got {dropout!r}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"DAGNetConfig(extra=...) must be a dict, got {self.extra!r}")
         if self.use_lsam and not self.use_context:
-            raise ValueError(
+            raise ConfigError(
                 "DAGNetConfig(use_lsam=True) needs use_context=True: the local stream reads "
                 "the context image"
             )
         if self.use_gsam and not self.use_context:
-            raise ValueError("DAGNetConfig(use_gsam=True) needs use_context=True")
+            raise ConfigError("DAGNetConfig(use_gsam=True) needs use_context=True")
         for name, allowed in (("gsam_block", ("abn", "light")),
                               ("gsam_block_init", ("abn", "copy")),
                               ("gsam_mode", ("residual", "multiply")),
-                              ("gsam_stage", ("auto", "penultimate", "last"))):
+                              ("gsam_stage", ("auto", "penultimate", "last")),
+                              ("patch_size_policy", ("error", "resize", "pad")),
+                              ("gcn_adjacency_init", ("grid", "identity", "uniform")),
+                              ("gcn_normalization", ("none", "symmetric", "softmax")),
+                              ("gcn_readout", ("mean", "sum", "max"))):
             value = getattr(self, name)
             if value not in allowed:
-                raise ValueError(f"DAGNetConfig({name}=...) must be one of {allowed}, "
-                                 f"got {value!r}")
+                raise ConfigError(f"DAGNetConfig({name}=...) must be one of {allowed}, "
+                                  f"got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict of every field."""
@@ -196,12 +242,34 @@ class DAGNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DAGNetConfig:
-        """Build a config from :meth:`to_dict` output; unknown keys are an error."""
+        """Build a config from :meth:`to_dict` output.
+
+        Raises:
+            ConfigError: For an unknown key (naming the closest field) or a field of
+                the wrong type or beyond its bound.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown DAGNetConfig field(s): {', '.join(unknown)}")
+        try:
+            check_keywords(data, known, "DAGNetConfig")
+        except UnknownOptionError as err:
+            raise ConfigError(str(err)) from None
         return cls(**data)
+
+
+#: Upper bound of each size field of :class:`DAGNetConfig`: what the model can use,
+#: with room to spare, so that a hostile or mistyped config fails before allocating
+#: (``partition=1000`` would ask for a 10^6 x 10^6 adjacency).
+_SIZE_BOUNDS: dict[str, int] = {
+    "num_classes": 100_000,
+    "partition": 32,  # 1,024 patches; the paper's Fig. 3 stops at 9
+    "bam_hidden": 4096,
+    "patch_channels": 4096,
+    "patch_pool": 16,
+    "patch_stride": 16,
+    "gcn_hidden": 16_384,
+    "fusion_hidden": 16_384,
+    "in_chans": 64,
+}
 
 
 class DAGNetOutput(NamedTuple):
@@ -405,12 +473,39 @@ class DAGNet(nn.Module):
         self.config.num_classes = num_classes
 
     # --------------------------------------------------------------- forward
-    def _check_inputs(self, body: Tensor, context: Tensor | None) -> None:
+    def _check_inputs(
+        self, body: Tensor, context: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Shapes, dtypes and batch size, checked with messages that say what to do.
+
+        Floating-point inputs of another precision than the parameters (float64,
+        float16, bfloat16 into a float32 model) are cast to the parameters' dtype;
+        autocast still lowers the precision inside where it is enabled.
+        """
         c = self.config.in_chans
+        dtype = self.classifier.weight.dtype
+        for name, x in (("body", body), ("context", context)):
+            if x is None:
+                continue
+            if not isinstance(x, Tensor):
+                raise TypeError(f"DAGNet {name} must be a torch.Tensor, got {type(x).__name__}")
+            if not x.is_floating_point():
+                raise TypeError(
+                    f"DAGNet {name} must be a floating-point tensor of normalised images, got "
+                    f"{x.dtype}; convert uint8 images with emotic_batch_transform (or "
+                    "x.float() / 255 and the backbone's mean and std)"
+                )
         if body.dim() != 4 or body.shape[1] != c:
             raise ValueError(f"DAGNet body must have shape (B, {c}, H, W), got {tuple(body.shape)}")
+        if self.training and body.shape[0] < 2:
+            raise ValueError(
+                "DAGNet in training mode needs a batch of at least 2 (its fusion layer's "
+                "BatchNorm1d normalises over the batch); call model.eval() to predict one "
+                "sample, or pass drop_last=True to the training DataLoader"
+            )
+        body = body if body.dtype == dtype else body.to(dtype)
         if self.context_backbone is None:
-            return
+            return body, context
         if context is None:
             raise ValueError("DAGNet with a context stream needs a context image, got None")
         if context.dim() != 4 or context.shape[1] != c:
@@ -421,11 +516,12 @@ class DAGNet(nn.Module):
             raise ValueError(
                 f"DAGNet got {body.shape[0]} body images but {context.shape[0]} context images"
             )
+        return body, context if context.dtype == dtype else context.to(dtype)
 
     def _forward_streams(
         self, body: Tensor, context: Tensor | None
     ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-        self._check_inputs(body, context)
+        body, context = self._check_inputs(body, context)
         body_features = self.body_backbone(body)
         body_weights = None
         if self.body_attention is not None:
@@ -520,10 +616,14 @@ class DAGNet(nn.Module):
         loaded unchecked).
 
         Raises:
-            FileNotFoundError: ``directory`` lacks ``config.json`` or ``model.safetensors``.
-            IntegrityError: the weights differ from what was saved (a
-                :class:`ValueError`; names the file).
-            ValueError: the files are not a dagnet-layers model or do not match.
+            MissingFileError: ``directory`` lacks ``config.json`` or
+                ``model.safetensors`` (a ``FileNotFoundError``).
+            CorruptFileError: a file is not what ``save_pretrained`` writes: not
+                JSON, not a dagnet-layers config, a config field of the wrong type or
+                beyond its bound (checked before anything is allocated), not a
+                safetensors file, or weights that do not fit the config; names the
+                file (a ``ValueError``).
+            IntegrityError: the weights differ from what was saved (names the file).
         """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -531,38 +631,58 @@ class DAGNet(nn.Module):
         directory = Path(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).is_file():
-                raise FileNotFoundError(
-                    f"{directory / name} not found (written by save_pretrained)"
-                )
+                raise MissingFileError(directory / name, "not found (written by save_pretrained)")
+        config_file = directory / CONFIG_NAME
         try:
-            meta = json.loads((directory / CONFIG_NAME).read_text())
+            meta = json.loads(config_file.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise CorruptFileError(config_file, "not UTF-8 text") from err
         except json.JSONDecodeError as err:
-            raise ValueError(f"{directory / CONFIG_NAME} is not valid JSON: {err}") from err
+            raise CorruptFileError(config_file, f"not valid JSON ({err})") from err
         if (not isinstance(meta, dict) or meta.get("format") != "dagnet-layers"
                 or not isinstance(meta.get("config"), dict)):
-            raise ValueError(f"{directory / CONFIG_NAME} is not a dagnet-layers model config")
+            raise CorruptFileError(config_file, "not a dagnet-layers model config")
         recorded = meta.get("weights")
         if isinstance(recorded, dict):
             verify_files(directory, {WEIGHTS_NAME: recorded})
         config = dict(meta["config"])
         # Written before ABN's attention block existed (0.1.x): the light block it had.
         config.setdefault("gsam_block", "light")
-        model = cls(DAGNetConfig.from_dict(config))
+        try:
+            parsed = DAGNetConfig.from_dict(config)
+        except (ConfigError, TypeError) as err:
+            raise CorruptFileError(config_file, f"invalid model config: {err}") from err
+        model = cls(parsed)
         try:
             state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
-        except SafetensorError as err:
-            raise ValueError(
-                f"{directory / WEIGHTS_NAME} is not a valid safetensors file: {err}"
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CorruptFileError(
+                directory / WEIGHTS_NAME, f"not a valid safetensors file ({err})"
             ) from err
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shapes that differ from the config's
+            raise CorruptFileError(
+                directory / WEIGHTS_NAME, f"does not match its config: {' '.join(str(err).split())}"
+            ) from err
         if missing or unexpected:
-            raise ValueError(
-                f"{directory / WEIGHTS_NAME} does not match its config: missing {missing[:5]}, "
+            raise CorruptFileError(
+                directory / WEIGHTS_NAME, f"does not match its config: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}"
             )
         # Ready to predict, as timm and transformers return loaded models;
         # call .train() to fine-tune.
         return model.to(map_location).eval()
+
+
+#: Options of :func:`timm.create_model` that are close to a config field's name but
+#: meant for timm (never reported as a misspelling).
+_TIMM_OPTIONS = frozenset({
+    "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir", "drop_rate",
+    "drop_path_rate", "drop_block_rate", "global_pool", "in_chans", "num_classes",
+    "scriptable", "exportable", "no_jit", "output_stride", "img_size", "act_layer",
+    "norm_layer", "bn_momentum", "bn_eps",
+})  # fmt: skip
 
 
 def build_dagnet(
@@ -611,6 +731,14 @@ def build_dagnet(
             )
         overrides.update(ABLATIONS[ablation])
     timm_kwargs = {k: v for k, v in kwargs.items() if k not in fields}
+    # A misspelt config field would otherwise reach timm and come back as
+    # "ResNet.__init__() got an unexpected keyword argument"; say what was meant.
+    for name in timm_kwargs:
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.8)
+        if close and name not in _TIMM_OPTIONS:
+            raise UnknownOptionError(
+                f"build_dagnet(): unknown option {name!r} (did you mean {close[0]!r}?)"
+            )
     overrides.update({k: v for k, v in kwargs.items() if k in fields})
     config = DAGNetConfig(
         body_backbone=body_backbone,
@@ -619,10 +747,18 @@ def build_dagnet(
         partition=partition,
         **overrides,
     )
-    return DAGNet(
-        config,
-        pretrained=pretrained,
-        body_backbone_kwargs={**timm_kwargs, **(body_backbone_kwargs or {})},
-        context_backbone_kwargs={**timm_kwargs, **(context_backbone_kwargs or {})},
-    )
+    try:
+        return DAGNet(
+            config,
+            pretrained=pretrained,
+            body_backbone_kwargs={**timm_kwargs, **(body_backbone_kwargs or {})},
+            context_backbone_kwargs={**timm_kwargs, **(context_backbone_kwargs or {})},
+        )
+    except TypeError as err:
+        if not timm_kwargs or "unexpected keyword argument" not in str(err):
+            raise
+        raise UnknownOptionError(
+            f"build_dagnet(): {sorted(timm_kwargs)} are not DAGNetConfig fields, so they "
+            f"went to the timm backbones, which refused them ({err})"
+        ) from err
 

@@ -1,0 +1,678 @@
+"""Hostile and broken inputs: confined to the data root, bounded, every failure named or counted.
+
+Files from strangers (annotations, community conversions, caches, checkpoints) are
+corrupted in every way a disk, a transfer or a careless script corrupts them, and
+each outcome must be one of:
+
+* ``named``: a :class:`~dagnet_layers.errors.DAGNetError` whose message names the file;
+* ``counted``: the reader skipped records and counted them by reason;
+* ``same``: the corruption did not change what the library serves;
+* ``undetectable``: pixel bytes changed inside a format that carries no checksum
+  (a JPEG's entropy-coded data, the community layout's ``.npy`` pixel arrays):
+  the sample differs and nothing can tell. These are listed, never hidden.
+
+Anything else (another exception type, a message without the file, a silently
+different label) fails the test.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from dagnet_layers import DAGNet, build_dagnet
+from dagnet_layers.data import (
+    EmoticDataset,
+    build_emotic_cache,
+    load_image_rgb,
+    make_synthetic_emotic,
+    read_emotic_annotations,
+    read_emotic_preprocessed,
+    write_emotic_preprocessed,
+)
+from dagnet_layers.data import cache as cache_mod
+from dagnet_layers.data.cache import verify_emotic_cache
+from dagnet_layers.data.preprocessed import PREPROCESSED_COLUMNS
+from dagnet_layers.data.records import resolve_in_root
+from dagnet_layers.errors import (
+    BadRecordError,
+    ConfigError,
+    CorruptFileError,
+    DAGNetError,
+    ImageTooLargeError,
+    UnknownOptionError,
+    UnsafePathError,
+)
+from dagnet_layers.losses import DAGNetCriterion
+
+W, H = 64, 48
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"dagnet_hostile_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory: pytest.TempPathFactory):
+    return make_synthetic_emotic(tmp_path_factory.mktemp("syn"), n_images=12, seed=5,
+                                 image_size=(W, H))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pre_dir(syn, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pre")
+    write_emotic_preprocessed(syn.root, out, splits=("val",))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache_dir(syn, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cache")
+    build_emotic_cache(syn.root, out, splits=("val",), size=16, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    build_dagnet("test_resnet", "test_resnet", partition=2, gcn_hidden=(8,),
+                 patch_channels=(4, 4), fusion_hidden=8).save_pretrained(out)  # fmt: skip
+    thresholds = {"Peace": 0.5, "Anger": None}
+    (out / "inference.json").write_text(json.dumps({"image_size": 32, "thresholds": thresholds,
+                                                    "score": "softmax"}))  # fmt: skip
+    return out
+
+
+def _raw(root: Path) -> dict:
+    return scipy.io.loadmat(root / "Annotations" / "Annotations.mat")
+
+
+def _save(root: Path, raw: dict) -> None:
+    mat = {k: v for k, v in raw.items() if not k.startswith("__")}
+    scipy.io.savemat(root / "Annotations" / "Annotations.mat", mat)
+
+
+def _persons(raw: dict, split: str, i: int) -> int:
+    return raw[split][0, i]["person"].size
+
+
+# ============================================================ path traversal
+def test_resolve_in_root_refuses_every_escape(tmp_path: Path) -> None:
+    root = tmp_path / "emotic"
+    (root / "ok").mkdir(parents=True)
+    (tmp_path / "secret").mkdir()
+    (root / "link").symlink_to(tmp_path / "secret")
+    assert resolve_in_root(root, "ok", "a.jpg") == str(root / "ok" / "a.jpg")
+    escapes = [("..", "x.jpg"), ("ok/../..", "x.jpg"), ("ok", "../../x.jpg"),
+               ("/etc", "passwd"), ("ok", "/etc/passwd"), ("ok\\..\\..", "x.jpg"),
+               ("C:", "x.jpg"), ("ok", "a\x00.jpg"), ("link", "x.jpg")]  # fmt: skip
+    for parts in escapes:
+        with pytest.raises(UnsafePathError, match="leaves the data root"):
+            resolve_in_root(root, *parts)
+    # a folder linked in on purpose is accepted when asked, '..' never
+    assert resolve_in_root(root, "link", "x.jpg", allow_outside_symlinks=True)
+    with pytest.raises(UnsafePathError):
+        resolve_in_root(root, "..", "x.jpg", allow_outside_symlinks=True)
+
+
+def test_mat_paths_leaving_the_root_are_skipped_and_counted(syn, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(syn.root, root)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (W, H), (255, 0, 0)).save(outside / "exists.jpg")
+    (root / "emotic" / "linked").symlink_to(outside)
+    raw = _raw(root)
+    hostile = {0: ("../../outside", "exists.jpg"), 1: ("../../outside", "missing.jpg"),
+               2: ("x", str(outside / "exists.jpg")), 3: ("linked", "exists.jpg")}  # fmt: skip
+    n_hostile = 0
+    for i, (folder, filename) in hostile.items():
+        raw["train"][0, i]["folder"] = np.array([folder])
+        raw["train"][0, i]["filename"] = np.array([filename])
+        n_hostile += _persons(raw, "train", i)
+    _save(root, raw)
+    clean = read_emotic_annotations(syn.root, "train")
+    recs = read_emotic_annotations(root, "train")
+    assert recs.summary.skipped["unsafe_path"] == n_hostile
+    base = os.path.realpath(root / "emotic")
+    assert all(os.path.realpath(r.image_path).startswith(base + os.sep) for r in recs)
+    assert len(recs) + n_hostile == len(clean) + sum(clean.summary.skipped.values()) - sum(
+        v for k, v in recs.summary.skipped.items() if k != "unsafe_path"
+    )
+    # The messages do not tell whether the outside file exists.
+    messages = []
+    for i in (0, 1):
+        with pytest.raises(BadRecordError) as info:
+            only = _raw(root)
+            only["train"] = only["train"][:, i:i + 1]
+            _save(root, only)
+            read_emotic_annotations(root, "train", on_bad_record="error")
+        messages.append(str(info.value).replace("exists", "NAME").replace("missing", "NAME"))
+        _save(root, raw)
+    assert messages[0] == messages[1]
+    # The dataset and the cache never read outside the root either.
+    ds = EmoticDataset(root, "train")
+    assert ds.summary.skipped["unsafe_path"] == n_hostile
+    build_emotic_cache(root, tmp_path / "cache", splits=("train",), size=16, progress=False)
+    cached = EmoticDataset(tmp_path / "cache", "train")
+    assert cached.summary.skipped["unsafe_path"] == n_hostile and len(cached) == len(ds)
+
+
+def test_csv_paths_leaving_the_root_are_skipped(pre_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "pre"
+    shutil.copytree(pre_dir, bad)
+    lines = (bad / "val.csv").read_text().splitlines()
+    lines[1] = lines[1].replace(lines[1].split(",")[1], "../../..", 1)
+    (bad / "val.csv").write_text("\n".join(lines) + "\n")
+    good = read_emotic_preprocessed(pre_dir, "val", image_root=tmp_path / "emotic")
+    pre = read_emotic_preprocessed(bad, "val", image_root=tmp_path / "emotic")
+    assert pre.records.summary.skipped["unsafe_path"] == 1
+    assert len(pre) == len(good) - 1
+
+
+def test_a_symlinked_cache_file_is_refused(cache_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "cache"
+    shutil.copytree(cache_dir, bad)
+    target = tmp_path / "elsewhere.npy"
+    shutil.copy(bad / "val_body.npy", target)
+    (bad / "val_body.npy").unlink()
+    (bad / "val_body.npy").symlink_to(target)
+    with pytest.raises(UnsafePathError, match=r"val_body\.npy: a cache file is a symbolic link"):
+        EmoticDataset(bad, "val")
+
+
+# ============================================================ the record policy
+def _csv_with(pre_dir: Path, dst: Path, row: int, **cells: str) -> Path:
+    shutil.copytree(pre_dir, dst)
+    import csv
+
+    with open(dst / "val.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    for name, value in cells.items():
+        rows[row + 1][PREPROCESSED_COLUMNS.index(name.replace("_", " ") if name == "Image_Size"
+                                                  else name)] = value
+    with open(dst / "val.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("cells", "reason", "kind"),
+    [
+        ({"BBox": "[50, 10, 5, 40]"}, "invalid_bbox", "skipped"),
+        ({"BBox": "[900, 900, 950, 950]"}, "empty_bbox", "skipped"),
+        ({"BBox": "[1, 2, 3]"}, "invalid_row", "skipped"),
+        ({"BBox": "[1, 2, 'a', 4]"}, "invalid_row", "skipped"),
+        ({"BBox": "[1e400, 2, 3, 4]"}, "invalid_bbox", "skipped"),
+        ({"Image_Size": "[0, 0]"}, "invalid_image_size", "skipped"),
+        ({"Image_Size": "[nan, 5]"}, "invalid_image_size", "skipped"),
+        ({"BBox": "[nan, 2, 3, 4]"}, "invalid_bbox", "skipped"),
+        ({"Categorical_Labels": "['Joy']"}, "unknown_category", "skipped"),
+        ({"Categorical_Labels": "x" * 5000}, "invalid_row", "skipped"),
+        ({"Categorical_Labels": "['Peace', 'Peace']"}, "duplicate_category", "flagged"),
+        ({"BBox": "[-10, -10, 500, 500]"}, "bbox_clamped", "flagged"),
+    ],
+)
+def test_csv_bad_rows_follow_the_policy(pre_dir: Path, tmp_path: Path, cells: dict,
+                                        reason: str, kind: str) -> None:  # fmt: skip
+    bad = _csv_with(pre_dir, tmp_path / "pre", 0, **cells)
+    good = read_emotic_preprocessed(pre_dir, "val")
+    if reason == "duplicate_category":  # keep the arrays in agreement with the CSV
+        cat = np.load(bad / "val_cat_arr.npy")
+        cat[0] = 0
+        cat[0, 18] = 1
+        np.save(bad / "val_cat_arr.npy", cat)
+    pre = read_emotic_preprocessed(bad, "val")
+    summary = pre.records.summary
+    before = getattr(good.records.summary, kind).get(reason, 0)
+    assert getattr(summary, kind).get(reason, 0) == before + 1, summary
+    if kind == "skipped":
+        assert 0 not in pre.rows.tolist()
+        if reason != "empty_bbox":  # a box outside the image is data, not a defect
+            with pytest.raises(BadRecordError, match=r"val\.csv row 0"):
+                read_emotic_preprocessed(bad, "val", on_bad_record="error")
+    else:
+        rec = pre.records[pre.rows.tolist().index(0)]
+        x1, y1, x2, y2 = rec.bbox
+        assert 0 <= x1 < x2 <= rec.image_size[0] and 0 <= y1 < y2 <= rec.image_size[1]
+
+
+def test_a_clamped_csv_box_is_masked(pre_dir: Path, tmp_path: Path) -> None:
+    bad = _csv_with(pre_dir, tmp_path / "pre", 0, BBox="[-10, -10, 500, 500]")
+    ds = EmoticDataset(bad, "val", size=32)
+    i = ds.records.index(next(r for r in ds.records if r.image_index == 0))
+    assert (ds[i]["context"] == 0).all()  # the whole image is the body: all masked
+
+
+@pytest.mark.parametrize("value", ["42", "-3", "1e9", "inf"])
+def test_csv_vad_outside_the_scale_becomes_missing(pre_dir: Path, tmp_path: Path,
+                                                   value: str) -> None:  # fmt: skip
+    bad = _csv_with(pre_dir, tmp_path / "pre", 0, Continuous_Labels=f"[{value}, 5, 5]")
+    cont = np.load(bad / "val_cont_arr.npy")
+    cont[0] = (float(value), 5, 5)
+    np.save(bad / "val_cont_arr.npy", cont)
+    pre = read_emotic_preprocessed(bad, "val")
+    assert pre.records.summary.flagged["vad_out_of_range"] == 1
+    row = pre.rows.tolist().index(0)
+    assert math.isnan(pre.vad[row, 0]) and pre.vad[row, 1] == 5
+    assert np.isfinite(pre.vad[~np.isnan(pre.vad)]).all()
+
+
+def test_cont_array_is_checked_against_the_csv(pre_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "pre"
+    shutil.copytree(pre_dir, bad)
+    cont = np.load(bad / "val_cont_arr.npy")
+    cont[1, 2] += 1.5
+    np.save(bad / "val_cont_arr.npy", cont)
+    pre = read_emotic_preprocessed(bad, "val")
+    assert pre.records.summary.skipped["labels_disagree"] == 1 and 1 not in pre.rows.tolist()
+    with pytest.raises(BadRecordError, match=r"val_cont_arr\.npy holds other labels"):
+        read_emotic_preprocessed(bad, "val", on_bad_record="error")
+
+
+def test_mat_bad_fields_follow_the_same_policy(syn, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(syn.root, root)
+    raw = _raw(root)
+    img = raw["val"][0, 0]
+    img["image_size"][0, 0]["n_col"] = np.array([[0]])
+    n_size = _persons(raw, "val", 0)
+    person = raw["val"][0, 1]["person"][0, 0]
+    person["combined_continuous"][0, 0]["valence"] = np.array([[42.0]])
+    cats = person["combined_categories"]  # a (1, K) cell array of names
+    person["combined_categories"] = np.concatenate([cats, cats[:, :1]], axis=1)
+    _save(root, raw)
+    recs = read_emotic_annotations(root, "val")
+    clean = read_emotic_annotations(syn.root, "val")
+    assert recs.summary.skipped["invalid_image_size"] == n_size
+    assert recs.summary.flagged["vad_out_of_range"] == 1
+    assert recs.summary.flagged.get("duplicate_category", 0) == 1
+    r = next(r for r in recs if (r.image_index, r.person_index) == (1, 0))
+    c = next(r for r in clean if (r.image_index, r.person_index) == (1, 0))
+    assert math.isnan(r.vad[0]) and r.categories == c.categories
+
+
+def test_cache_build_counts_unusable_images_and_goes_on(syn, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(syn.root, root)
+    recs = read_emotic_annotations(root, "train")
+    by_image = collections.Counter(r.image_path for r in recs)
+    paths = sorted(by_image)
+    Image.new("RGB", (8, 6)).save(paths[0], "JPEG")  # smaller than its boxes
+    Path(paths[1]).write_bytes(Path(paths[1]).read_bytes()[:50])  # truncated
+    Image.new("RGB", (400, 400)).save(paths[2], "JPEG")  # over max_pixels below
+    out = tmp_path / "cache"
+    n = build_emotic_cache(root, out, splits=("train",), size=16, progress=False,
+                           max_pixels=300 * 300, flush_every=1)  # fmt: skip
+    ds = EmoticDataset(out, "train")
+    skipped = ds.summary.skipped
+    assert skipped["unreadable_image"] == by_image[paths[1]]
+    assert skipped["image_too_large"] == by_image[paths[2]]
+    small = [r for r in recs if r.image_path == paths[0]]
+    assert skipped["box_outside_image"] == len(small)  # every box reaches past 8 x 6
+    n_bad = sum(skipped.get(k, 0) for k in cache_mod.BUILD_SKIP_REASONS)
+    assert n["train"] == len(ds) == len(recs) - n_bad
+    assert all(r.image_path not in paths[1:3] for r in ds.records)
+    for i in range(len(ds)):
+        assert ds[i]["body"].shape == (3, 16, 16)
+    # the same build under the strict policy stops at the first unusable image
+    with pytest.raises(BadRecordError):
+        build_emotic_cache(root, tmp_path / "strict", splits=("train",), size=16, progress=False,
+                           max_pixels=300 * 300, on_bad_record="error")  # fmt: skip
+
+
+def test_cache_skips_survive_a_resume(syn, tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(syn.root, root)
+    recs = read_emotic_annotations(root, "train")
+    first = recs[0].image_path
+    Path(first).write_bytes(b"not an image")
+    out = tmp_path / "cache"
+    calls = {"n": 0}
+    real = cache_mod._commit
+
+    def dying_commit(*args, **kwargs):
+        calls["n"] += 1
+        result = real(*args, **kwargs)
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed after the bad image was committed
+        return result
+
+    monkeypatch.setattr(cache_mod, "_commit", dying_commit)
+    with pytest.raises(KeyboardInterrupt):
+        build_emotic_cache(root, out, splits=("train",), size=16, progress=False, flush_every=1)
+    monkeypatch.setattr(cache_mod, "_commit", real)
+    build_emotic_cache(root, out, splits=("train",), size=16, progress=False, flush_every=1)
+    ds = EmoticDataset(out, "train")
+    n_first = sum(r.image_path == first for r in recs)
+    assert ds.summary.skipped["unreadable_image"] == n_first
+    assert all(r.image_path != first for r in ds.records)
+
+
+# ============================================================ images
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "L", "P", "PA", "LA", "RGBA", "CMYK", "1"])
+def test_images_decode_in_every_mode(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(0)
+    gray8 = rng.integers(0, 256, (6, 5)).astype(np.uint8)
+    if mode in ("I;16", "I"):
+        img = Image.fromarray(gray8.astype(np.uint16) * 257)  # mode I;16
+        img = img if mode == "I;16" else img.convert("I")
+        want = np.repeat(gray8[..., None], 3, axis=2)
+    elif mode == "F":
+        img = Image.fromarray(gray8.astype(np.float32) / 255.0)  # mode F
+        want = np.repeat(gray8[..., None], 3, axis=2)
+    else:
+        img = Image.fromarray(np.repeat(gray8[..., None], 3, axis=2), "RGB").convert(mode)
+        want = np.asarray(img.convert("RGB"))
+    path = tmp_path / ("x.tif" if mode in ("F", "I", "CMYK", "PA") else "x.png")
+    img.save(path)
+    got = np.asarray(load_image_rgb(path))
+    assert got.shape == (6, 5, 3) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, mode
+
+
+def test_a_16_bit_png_named_jpg_is_not_white(tmp_path: Path) -> None:
+    ramp = (np.arange(30).reshape(5, 6) * 2000).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "a.png")  # a 16-bit grayscale PNG
+    (tmp_path / "a.png").rename(tmp_path / "a.jpg")
+    got = np.asarray(load_image_rgb(tmp_path / "a.jpg"))[..., 0]
+    assert np.array_equal(got, np.round(ramp / 257).astype(np.uint8))
+
+
+def test_oversized_images_are_refused_before_decoding(tmp_path: Path) -> None:
+    Image.new("L", (1000, 1000)).save(tmp_path / "big.png")
+    with pytest.raises(ImageTooLargeError, match=r"big\.png: 1000 x 1000"):
+        load_image_rgb(tmp_path / "big.png", max_pixels=999_999)
+    assert load_image_rgb(tmp_path / "big.png", max_pixels=None).size == (1000, 1000)
+    # above Pillow's own bomb limit: still our error, naming the file
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 100_000
+    try:
+        with pytest.raises(ImageTooLargeError, match=r"big\.png"):
+            load_image_rgb(tmp_path / "big.png", max_pixels=None)
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+# ============================================================ corrupted files, every kind
+def _corrupt(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "flip_head":
+        b = bytearray(data)
+        b[min(8, len(b) - 1)] ^= 0xFF
+        path.write_bytes(bytes(b))
+    elif how == "flip_mid":
+        b = bytearray(data)
+        b[len(b) // 2] ^= 0x5A
+        path.write_bytes(bytes(b))
+    elif how == "garbage":
+        path.write_bytes(np.random.default_rng(len(data)).bytes(len(data)))
+    elif how == "text":
+        path.write_bytes(b"\xff\xfe not what you expected \x00\n")
+    elif how == "directory":
+        path.unlink()
+        path.mkdir()
+    else:  # pragma: no cover
+        raise ValueError(how)
+
+
+CORRUPTIONS = ("empty", "truncate", "flip_head", "flip_mid", "garbage", "text", "directory")
+
+
+def _serve_dataset(source: Path) -> tuple[list, dict]:
+    ds = EmoticDataset(source, "val", size=16)
+    samples = []
+    for i in range(len(ds)):
+        s = ds[i]
+        samples.append({k: s[k].clone() for k in ("body", "context", "categories", "vad")})
+    return samples, dict(ds.summary.skipped)
+
+
+def _serve_cache(source: Path) -> tuple[list, dict]:
+    verify_emotic_cache(source)  # the full check: every checksum
+    return _serve_dataset(source)
+
+
+def _serve_model(source: Path) -> tuple[list, dict]:
+    model = DAGNet.from_pretrained(source)
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    config, _ = _load_example("predict").read_inference_config(source)
+    return [{"logits": model.forward_logits(x, x).detach()}, config], {}
+
+
+def _equal(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, torch.Tensor):
+        return a.shape == b.shape and torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))
+    return a == b
+
+
+def _labels_only(samples: list) -> list:
+    return [{k: s[k] for k in ("categories", "vad")} for s in samples if "categories" in s]
+
+
+def _outcome(folder: Path, name: str, how: str, serve: Callable, baseline) -> str:
+    _corrupt(folder / name, how)
+    try:
+        samples, skipped = serve(folder)
+    except DAGNetError as err:
+        assert name in str(err), f"{name}/{how}: the error does not name the file: {err}"
+        assert "\n" not in str(err).strip() or "Traceback" not in str(err)
+        return "named"
+    except Exception as err:
+        pytest.fail(f"{name}/{how}: {type(err).__name__} is not a library error: {err}")
+    base_samples, base_skipped = baseline
+    if sum(skipped.values()) > sum(base_skipped.values()):
+        return "counted"
+    if _equal(samples, base_samples):
+        return "same"
+    # Labels must never change silently; pixels can, in formats without checksums.
+    assert _equal(_labels_only(samples), _labels_only(base_samples)), (
+        f"{name}/{how}: labels changed silently"
+    )
+    return "undetectable"
+
+
+def _targets(syn, pre_dir: Path, cache_dir: Path, model_dir: Path):
+    image = read_emotic_annotations(syn.root, "val")[0].image_path
+    image_rel = os.path.relpath(image, syn.root)
+    return [
+        ("official", syn.root, "Annotations/Annotations.mat", _serve_dataset, ()),
+        ("official", syn.root, image_rel, _serve_dataset, ("flip_mid",)),
+        ("preprocessed", pre_dir, "val.csv", _serve_dataset, ()),
+        ("preprocessed", pre_dir, "val_cat_arr.npy", _serve_dataset, ()),
+        ("preprocessed", pre_dir, "val_cont_arr.npy", _serve_dataset, ()),
+        ("preprocessed", pre_dir, "val_body_arr.npy", _serve_dataset, ("flip_mid",)),
+        ("preprocessed", pre_dir, "val_context_arr.npy", _serve_dataset, ("flip_mid",)),
+        ("cache", cache_dir, "emotic_cache.json", _serve_cache, ()),
+        ("cache", cache_dir, "val_records.json", _serve_cache, ()),
+        *[("cache", cache_dir, f"val_{k}.npy", _serve_cache, ())
+          for k in ("body", "context", "bbox", "image_of", "done")],
+        ("model", model_dir, "config.json", _serve_model, ()),
+        ("model", model_dir, "model.safetensors", _serve_model, ()),
+        ("model", model_dir, "inference.json", _serve_model, ()),
+    ]
+
+
+def test_every_corrupted_file_is_named_or_counted(syn, pre_dir, cache_dir, model_dir,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    tally: collections.Counter = collections.Counter()
+    for layout, src, name, serve, may_be_undetectable in _targets(syn, pre_dir, cache_dir,
+                                                                  model_dir):  # fmt: skip
+        baseline = serve(src)
+        for how in CORRUPTIONS:
+            folder = tmp_path / f"{layout}-{Path(name).name}-{how}"
+            shutil.copytree(src if layout != "official" else syn.root, folder)
+            outcome = _outcome(folder, name, how, serve, baseline)
+            if outcome == "undetectable":
+                assert how in may_be_undetectable, f"{name}/{how}: served different data silently"
+            tally[outcome] += 1
+            shutil.rmtree(folder)
+    total = sum(tally.values())
+    print(f"\ncorrupted-file cases: {total}, outcomes: {dict(tally)}")
+    assert total == 17 * len(CORRUPTIONS)
+    assert tally["named"] >= 0.8 * total
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cell=st.sampled_from(PREPROCESSED_COLUMNS[3:7]), value=st.text(max_size=40))
+def test_fuzzed_csv_cells_are_kept_or_counted(pre_dir: Path, tmp_path_factory, cell: str,
+                                              value: str) -> None:  # fmt: skip
+    import csv
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    shutil.copytree(pre_dir, folder, dirs_exist_ok=True)
+    with open(folder / "val.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    rows[1][PREPROCESSED_COLUMNS.index(cell)] = value
+    with open(folder / "val.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    good = read_emotic_preprocessed(pre_dir, "val")
+    try:
+        pre = read_emotic_preprocessed(folder, "val")
+    except CorruptFileError as err:  # e.g. a NUL byte that the csv module refuses
+        assert "val.csv" in str(err)
+        return
+    summary = pre.records.summary
+    changed = sum(summary.skipped.values()) - sum(good.records.summary.skipped.values())
+    assert changed in (0, 1)
+    if changed == 0:  # kept: it parsed to a valid row, so it is a sane record
+        rec = pre.records[pre.rows.tolist().index(0)] if 0 in pre.rows.tolist() else None
+        if rec is not None:
+            x1, y1, x2, y2 = rec.bbox
+            assert 0 <= x1 < x2 <= rec.image_size[0] and 0 <= y1 < y2 <= rec.image_size[1]
+            assert all(math.isnan(v) or 1 <= v <= 10 for v in rec.vad)
+
+
+# ============================================================ configs and the public API
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("partition", 1000, "partition=...) must be at most 32"),
+        ("gcn_hidden", [10**9], "gcn_hidden=...) must be at most 16,384"),
+        ("gcn_hidden", "1024", "gcn_hidden=...) must be a sequence of ints"),
+        ("dropout", "0.5", "dropout=...) must be a number"),
+        ("use_bam", "yes", "use_bam=...) must be True or False"),
+        ("num_classes", 0, "num_classes=...) must be an int >= 1"),
+        ("gcn_readout", "median", "gcn_readout=...) must be one of"),
+        ("parition", 4, "unknown option 'parition' (did you mean 'partition'?)"),
+    ],
+)
+def test_hostile_config_json_is_refused_before_allocating(model_dir: Path, tmp_path: Path,
+                                                          field: str, value, match: str) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    meta = json.loads((folder / "config.json").read_text())
+    meta["config"][field] = value
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError,
+                       match=r"config\.json: invalid model config: .*" + re.escape(match)):
+        DAGNet.from_pretrained(folder)
+
+
+def test_api_names_what_it_wants() -> None:
+    with pytest.raises(UnknownOptionError, match=r"'parition' \(did you mean 'partition'\?\)"):
+        build_dagnet("test_resnet", "test_resnet", parition=6)
+    with pytest.raises(UnknownOptionError, match=r"'gcn_hiden' \(did you mean 'gcn_hidden'\?\)"):
+        build_dagnet("test_resnet", "test_resnet", gcn_hiden=(8,))
+    with pytest.raises(ConfigError, match="dropout"):
+        build_dagnet("test_resnet", "test_resnet", dropout="0.1")
+    model = build_dagnet("test_resnet", "test_resnet", partition=2, gcn_hidden=(8,))
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(TypeError, match=r"floating-point tensor .* got torch.uint8"):
+        model((x * 255).to(torch.uint8), x)
+    with pytest.raises(ValueError, match="training mode needs a batch of at least 2"):
+        model(x[:1], x[:1])
+    model.eval()
+    ref = model.forward_logits(x, x)
+    assert torch.allclose(model.forward_logits(x.double(), x.double()), ref)
+    assert model.forward_logits(x.half(), x.half()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), 2.0])
+def test_criterion_refuses_impossible_labels(bad: float) -> None:
+    criterion = DAGNetCriterion("bce", aux_weight=0)
+    target = torch.zeros(2, 26)
+    target[1, 3] = bad
+    with pytest.raises(ValueError, match=r"targets must be finite and in \[0, 1\].*\(1, 3\)"):
+        criterion({"logits": torch.zeros(2, 26)}, {"categories": target})
+
+
+# ============================================================ the command lines
+def test_cache_cli_prints_one_line(syn, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(syn.root, root)
+    _corrupt(root / "Annotations" / "Annotations.mat", "truncate")
+    code = cache_mod.main([str(root), str(tmp_path / "cache"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("dagnet-emotic-cache: error: ") and "Annotations.mat" in err
+    assert "\n" not in err and "Traceback" not in err
+    with pytest.raises(CorruptFileError):  # --debug shows the real exception
+        cache_mod.main([str(root), str(tmp_path / "cache"), "--no-progress", "--debug"])
+
+
+def test_train_cli_prints_one_line(syn, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(syn.root, root)
+    _corrupt(root / "Annotations" / "Annotations.mat", "garbage")
+    train = _load_example("train_emotic")
+    code = train.run_cli(["--data-root", str(root), "--output-dir", str(tmp_path / "run"),
+                          "--no-pretrained", "--no-progress", "--epochs", "1"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("train_emotic.py: error: ") and "Annotations.mat" in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_predict_cli_prints_one_line(model_dir: Path, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    meta = json.loads((folder / "config.json").read_text())
+    meta["config"]["partition"] = 10**6
+    (folder / "config.json").write_text(json.dumps(meta))
+    Image.new("RGB", (40, 30)).save(tmp_path / "p.jpg")
+    predict = _load_example("predict")
+    from dagnet_layers import cli
+
+    with pytest.raises(SystemExit) as info:  # argparse's usage line, then the one error line
+        cli.run_cli(predict.main, ["--checkpoint", str(folder), "--image",
+                                   str(tmp_path / "p.jpg"), "--box", "1", "1", "20", "20",
+                                   "--no-plot"], prog="predict.py")  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and "config.json" in err[-1] and "partition" in err[-1]
+    assert err[-1].startswith("predict.py: error: argument --checkpoint: ")
+    assert not any("Traceback" in line for line in err)
