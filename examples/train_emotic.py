@@ -55,7 +55,12 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dagnet_layers import ABLATIONS, EMOTIC_CATEGORIES, cli, create_model, list_models
-from dagnet_layers.data import EmoticDataset, emotic_batch_transform, make_synthetic_emotic
+from dagnet_layers.data import (
+    MAX_IMAGE_PIXELS,
+    EmoticDataset,
+    emotic_batch_transform,
+    make_synthetic_emotic,
+)
 from dagnet_layers.engine import (
     EpochSampler,
     NonFiniteLossError,
@@ -115,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the synthetic demo set is written when no data is given")
     data.add_argument("--demo-images", type=int, default=DEMO_IMAGES,
                       help="images in the synthetic demo set")
+    data.add_argument("--strict-data", action="store_true",
+                      help="fail at the first bad record or unusable image instead of skipping "
+                      "and counting it (the counts are logged per split)")
+    data.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                      help="largest image (width x height) decoded; larger ones are refused")
     data.add_argument("--no-mask-body", action="store_true",
                       help="do not mask the body box in the context image")
     data.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
@@ -242,8 +252,9 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, 
         if cache is not None and rank != 0 and dist.is_initialized():
             dist.barrier()  # let rank 0 build the cache first
         datasets[split] = EmoticDataset(
-            source, split, size=args.image_size, cache_dir=cache, mask_body=not args.no_mask_body
-        )
+            source, split, size=args.image_size, cache_dir=cache, mask_body=not args.no_mask_body,
+            on_bad_record="error" if args.strict_data else "skip", max_pixels=args.max_pixels,
+        )  # fmt: skip
         if cache is not None and rank == 0 and dist.is_initialized():
             dist.barrier()
         summary = datasets[split].records.summary
