@@ -4,34 +4,41 @@
 >>> model = build_dagnet()            # the paper's configuration  # doctest: +SKIP
 """
 
+import importlib
+from typing import Any
+
 from dagnet_layers._version import __version__
-from dagnet_layers.data.categories import EMOTIC_CATEGORIES, NUM_CATEGORIES
-from dagnet_layers.layers import (
-    AttentionBranch,
-    AttentionBranchOutput,
-    BodyAttention,
-    BodyAttentionOutput,
-    LearnedAdjacencyGCN,
-    PatchEncoder,
-    PatchPartition,
-    PatchSumReadout,
-    ResidualConvBlock,
-    adjacency_to_edge_index,
-    grid_adjacency,
-    normalize_adjacency,
-)
-from dagnet_layers.models import (
-    ABLATIONS,
-    DAGNet,
-    DAGNetConfig,
-    DAGNetOutput,
-    SplitBackbone,
-    build_dagnet,
-    create_model,
-    list_models,
-    model_config,
-    register_model,
-)
+
+# Names are imported on first use (PEP 562), so that ``import dagnet_layers.layers``
+# costs the layers alone: no timm, no torchvision, no EMOTIC toolkit.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("EMOTIC_CATEGORIES", "NUM_CATEGORIES"), "dagnet_layers.data.categories"),
+    **dict.fromkeys(
+        ("AttentionBranch", "AttentionBranchOutput", "BodyAttention", "BodyAttentionOutput",
+         "LearnedAdjacencyGCN", "PatchEncoder", "PatchPartition", "PatchSumReadout",
+         "ResidualConvBlock", "adjacency_to_edge_index", "grid_adjacency",
+         "normalize_adjacency"),
+        "dagnet_layers.layers",
+    ),
+    **dict.fromkeys(
+        ("ABLATIONS", "DAGNet", "DAGNetConfig", "DAGNetOutput", "SplitBackbone",
+         "build_dagnet", "create_model", "list_models", "model_config", "register_model"),
+        "dagnet_layers.models",
+    ),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dagnet_layers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "ABLATIONS",

@@ -25,6 +25,7 @@ error                                     raised when
                                           while ``on_bad_record="error"``
 :class:`ConfigError`                      a model config has a bad type or size
 :class:`UnknownOptionError`               a keyword argument that does not exist
+:class:`MissingDependencyError`           an optional dependency is not installed
 :class:`StorageError`                     the OS refused a write (full disk...)
 :class:`FolderLockedError`                another process holds a folder lock
 ========================================  ======================================
@@ -53,6 +54,7 @@ __all__ = [
     "ImageDecodeError",
     "ImageTooLargeError",
     "IntegrityError",
+    "MissingDependencyError",
     "MissingFileError",
     "StorageError",
     "UnknownOptionError",
@@ -120,6 +122,10 @@ class BadRecordError(DAGNetError, ValueError):
 
 class ConfigError(DAGNetError, ValueError):
     """A model configuration field has a wrong type or an unusable size (names the field)."""
+
+
+class MissingDependencyError(DAGNetError, ImportError):
+    """An optional dependency is not installed; the message gives the ``pip install`` line."""
 
 
 class UnknownOptionError(DAGNetError, TypeError):

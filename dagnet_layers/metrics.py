@@ -73,8 +73,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from dagnet_layers._deps import require
 from dagnet_layers.data.categories import EMOTIC_CATEGORIES
 
 __all__ = [
@@ -105,6 +105,10 @@ VAD_DIMENSIONS: tuple[str, str, str] = ("valence", "arousal", "dominance")
 # --------------------------------------------------------------------------- #
 # Input handling
 # --------------------------------------------------------------------------- #
+def _sklearn_metrics() -> Any:
+    return require("sklearn.metrics", "EMOTIC precision-recall thresholds and the sklearn protocol")
+
+
 def _to_numpy(x: Any, name: str, dtype: type[np.floating] = np.float64) -> np.ndarray:
     """A numpy array (float64 by default) of a tensor / array / nested sequence.
 
@@ -289,7 +293,7 @@ def average_precision(
         if protocol == "emotic":
             out[k] = _emotic_ap_column(s[:, k], y[:, k], None if noise is None else noise[:, k])
         else:
-            out[k] = average_precision_score(y[:, k], s[:, k])
+            out[k] = _sklearn_metrics().average_precision_score(y[:, k], s[:, k])
     return out
 
 
@@ -466,7 +470,9 @@ def precision_recall_thresholds(scores: Any, labels: Any) -> np.ndarray:
     for k in range(s.shape[1]):
         if not y[:, k].any():
             continue
-        precision, recall, thresholds = precision_recall_curve(y[:, k], s[:, k])
+        precision, recall, thresholds = _sklearn_metrics().precision_recall_curve(
+            y[:, k], s[:, k]
+        )
         # The last (precision, recall) = (1, 0) pair has no threshold.
         precision, recall = precision[:-1], recall[:-1]
         gap = np.where(recall > 0, np.abs(precision - recall), np.inf)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from dagnet_layers._deps import require
 from dagnet_layers.data.categories import EMOTIC_CATEGORIES
 from dagnet_layers.metrics import _to_numpy as _metrics_to_numpy
 from dagnet_layers.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
@@ -81,7 +82,7 @@ PathLike = str | os.PathLike[str]
 
 # --------------------------------------------------------------------------- helpers
 def _new_figure(figsize: tuple[float, float], dpi: float) -> Figure:
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "drawing figures").Figure
 
     if len(figsize) != 2 or not all(float(v) > 0 for v in figsize):
         raise ValueError(f"figsize must be two positive inches (width, height), got {figsize!r}")
@@ -542,7 +543,7 @@ def attention_overlay(
         >>> out.shape, out.dtype, bool(out[:4, :4].max() == 0)
         ((8, 12, 3), dtype('float32'), True)
     """
-    from matplotlib import colormaps
+    colormaps = require("matplotlib", "colouring attention maps").colormaps
 
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"attention_overlay(alpha=...) must be in [0, 1], got {alpha!r}")

@@ -57,6 +57,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dagnet_layers._deps import require
 from dagnet_layers.data.categories import CATEGORY_TO_INDEX, NUM_CATEGORIES
 from dagnet_layers.errors import BadRecordError, CorruptFileError, MissingFileError, UnsafePathError
 
@@ -510,12 +511,11 @@ def _vad_of(struct: Any, where: str) -> tuple[float, float, float]:
 
 
 def _load_mat(path: Path) -> dict[str, Any]:
-    import scipy.io
-
+    scipy_io = require("scipy.io", f"reading {path.name}")
     if not path.is_file():
         raise MissingFileError(path, "EMOTIC annotations not found")
     try:
-        return scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
+        return scipy_io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except Exception as exc:  # scipy raises many types on corrupt or truncated files
         raise CorruptFileError(
             path, f"not readable as a MATLAB .mat file ({type(exc).__name__}: {exc}); "

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dagnet_layers._deps import require
 from dagnet_layers.data.categories import CATEGORY_TO_INDEX, EMOTIC_CATEGORIES
 from dagnet_layers.data.records import EMOTIC_SPLITS
 
@@ -324,7 +325,7 @@ def make_synthetic_emotic(
         >>> sorted(info.n_images.items())
         [('test', 3), ('train', 7), ('val', 2)]
     """
-    import scipy.io
+    scipy_io = require("scipy.io", "writing the synthetic Annotations.mat")
 
     w, h = (image_size, image_size) if isinstance(image_size, int) else map(int, image_size)
     if n_images < 12:
@@ -495,7 +496,7 @@ def make_synthetic_emotic(
         info.n_persons[split] = sum(1 for q in info.persons if q.split == split)
         info.expected_skips[split] = {k: v for k, v in skips.items() if v}
 
-    scipy.io.savemat(str(root / "Annotations" / "Annotations.mat"), mat, oned_as="row")
+    scipy_io.savemat(str(root / "Annotations" / "Annotations.mat"), mat, oned_as="row")
     return info
 
 

@@ -1,0 +1,48 @@
+"""Optional dependencies, imported on first use with an error that says what to install.
+
+The core install is the model zoo (torch, timm, torch-geometric, einops, numpy and
+what they bring). The EMOTIC toolkit needs the ``emotic`` extra (scipy to read
+``Annotations.mat``, scikit-learn for the precision-recall thresholds), the figures
+the ``viz`` extra (matplotlib); ``all`` is both.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from dagnet_layers.errors import MissingDependencyError
+
+__all__ = ["EXTRAS", "require"]
+
+#: Which extra brings which optional module.
+EXTRAS: dict[str, str] = {
+    "scipy": "emotic",
+    "sklearn": "emotic",
+    "matplotlib": "viz",
+}
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """Import ``module`` or raise a :class:`MissingDependencyError` naming the extra.
+
+    Args:
+        module: Importable name, e.g. ``"scipy.io"``.
+        purpose: What it is needed for, e.g. ``"reading Annotations.mat"``.
+
+    Returns:
+        The imported module.
+
+    Raises:
+        MissingDependencyError: The module (or the package it belongs to) is not
+            installed; the message gives the ``pip install`` line.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        top = module.split(".")[0]
+        extra = EXTRAS.get(top, "all")
+        raise MissingDependencyError(
+            f"{purpose} needs {top}, which is not installed: pip install "
+            f"'dagnet-layers[{extra}]' ({err})"
+        ) from err

@@ -1,0 +1,96 @@
+"""Lean installs: what each import pulls in, and what a missing extra says.
+
+Each check runs in a fresh interpreter, so that modules other tests imported do
+not hide an import that the layers alone would trigger.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTIONAL = ("timm", "torchvision", "scipy", "sklearn", "matplotlib")
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize("module", ["dagnet_layers", "dagnet_layers.layers",
+                                    "dagnet_layers.errors"])  # fmt: skip
+def test_the_layers_import_alone(module: str) -> None:
+    result = _python(f"""
+        import sys
+        import {module}
+        print(sorted(m for m in {OPTIONAL!r} if m in sys.modules))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"{module} imports {result.stdout.strip()}"
+
+
+def test_models_import_timm_but_no_extra() -> None:
+    result = _python(f"""
+        import sys
+        from dagnet_layers import build_dagnet
+        build_dagnet("test_resnet", "test_resnet", partition=2)
+        print(sorted(m for m in {OPTIONAL!r} if m in sys.modules))
+    """)
+    assert result.returncode == 0, result.stderr
+    loaded = eval(result.stdout.strip())
+    assert "timm" in loaded and not {"scipy", "sklearn", "matplotlib"} & set(loaded)
+
+
+@pytest.mark.parametrize(
+    ("blocked", "call", "extra"),
+    [
+        ("scipy", "from dagnet_layers.data import read_emotic_annotations\n"
+                  "read_emotic_annotations(d, 'val')", "emotic"),
+        ("scipy", "from dagnet_layers.data import make_synthetic_emotic\n"
+                  "make_synthetic_emotic(d, n_images=12)", "emotic"),
+        ("sklearn", "import numpy as np\nfrom dagnet_layers.metrics import "
+                    "precision_recall_thresholds\n"
+                    "precision_recall_thresholds(np.eye(3), np.eye(3))", "emotic"),
+        ("matplotlib", "from dagnet_layers.visualize import plot_ap_comparison\n"
+                       "plot_ap_comparison({'Peace': 0.5}, reference=None)", "viz"),
+    ],
+)
+def test_a_missing_extra_names_its_install_line(blocked: str, call: str, extra: str,
+                                                tmp_path: Path) -> None:  # fmt: skip
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "Annotations.mat").write_bytes(b"x")
+    code = (
+        "import sys\n"
+        f"for name in [m for m in list(sys.modules) if m.split('.')[0] == {blocked!r}]:\n"
+        "    del sys.modules[name]\n"
+        f"sys.modules[{blocked!r}] = None  # what an uninstalled package looks like\n"
+        f"d = {str(tmp_path)!r}\n"
+        "from dagnet_layers.errors import MissingDependencyError\n"
+        "try:\n" + textwrap.indent(call, "    ") + "\n"
+        "except MissingDependencyError as err:\n"
+        "    print('MISSING', err)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MISSING"), result.stdout
+    assert f"pip install 'dagnet-layers[{extra}]'" in result.stdout
+
+
+def test_extras_are_what_the_code_imports() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = " ".join(meta["dependencies"])
+    extras = meta["optional-dependencies"]
+    for name in ("scipy", "scikit-learn", "matplotlib"):
+        assert name not in core, f"{name} is a core dependency; it belongs in an extra"
+    assert any("scipy" in d for d in extras["emotic"])
+    assert any("scikit-learn" in d for d in extras["emotic"])
+    assert any("matplotlib" in d for d in extras["viz"])
+    assert "dagnet-layers[emotic,viz]" in extras["all"]
+    assert "dagnet-layers[all]" in extras["test"]
