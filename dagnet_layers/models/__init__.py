@@ -13,6 +13,9 @@ from dagnet_layers.models.dagnet import (
     DAGNetConfig,
     DAGNetOutput,
     build_dagnet,
+    load_pretrained_weights,
+    read_pretrained_config,
+    resolve_pretrained_source,
 )
 from dagnet_layers.models.registry import create_model, list_models, model_config, register_model
 
@@ -28,7 +31,10 @@ __all__ = [
     "create_body_backbone",
     "create_model",
     "list_models",
+    "load_pretrained_weights",
     "model_config",
     "pooled_width",
+    "read_pretrained_config",
     "register_model",
+    "resolve_pretrained_source",
 ]

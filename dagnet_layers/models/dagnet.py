@@ -22,6 +22,8 @@ import dataclasses
 import difflib
 import json
 import os
+import re
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +50,16 @@ from dagnet_layers.layers import (
 from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone, pooled_width
 from dagnet_layers.storage import StorageError, verify_files, write_bytes_atomic
 
-__all__ = ["ABLATIONS", "DAGNet", "DAGNetConfig", "DAGNetOutput", "build_dagnet"]
+__all__ = [
+    "ABLATIONS",
+    "DAGNet",
+    "DAGNetConfig",
+    "DAGNetOutput",
+    "build_dagnet",
+    "load_pretrained_weights",
+    "read_pretrained_config",
+    "resolve_pretrained_source",
+]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -607,17 +618,33 @@ class DAGNet(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+        cls,
+        source: str | os.PathLike[str],
+        map_location: str | torch.device = "cpu",
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> DAGNet:
-        """Rebuild a model saved by :meth:`save_pretrained` (no network, no pickle), in eval mode.
+        """Rebuild a model saved by :meth:`save_pretrained` (no pickle), in eval mode.
 
-        The weights are checked against the size and SHA-256 that
+        ``source`` is a local folder, or a Hugging Face Hub repository id
+        (``"org/name"``, optionally ``"hf-hub:org/name"``) fetched through
+        :func:`huggingface_hub.snapshot_download`: its cache, ``revision``,
+        ``HF_HUB_OFFLINE=1`` and authentication all work as in transformers and
+        timm. The weights are checked against the size and SHA-256 that
         ``config.json`` records (folders written before 0.2 have none and are
         loaded unchecked).
 
+        Args:
+            source: Folder or Hub repository id.
+            map_location: Device the weights are loaded to.
+            revision: Hub branch, tag or commit (Hub sources only).
+            cache_dir: Hub cache folder (default: huggingface_hub's).
+
         Raises:
-            MissingFileError: ``directory`` lacks ``config.json`` or
-                ``model.safetensors`` (a ``FileNotFoundError``).
+            MissingFileError: ``source`` lacks ``config.json`` or
+                ``model.safetensors``, or the Hub could not provide them (a
+                ``FileNotFoundError``).
             CorruptFileError: a file is not what ``save_pretrained`` writes: not
                 JSON, not a dagnet-layers config, a config field of the wrong type or
                 beyond its bound (checked before anything is allocated), not a
@@ -625,54 +652,187 @@ class DAGNet(nn.Module):
                 file (a ``ValueError``).
             IntegrityError: the weights differ from what was saved (names the file).
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (directory / name).is_file():
-                raise MissingFileError(directory / name, "not found (written by save_pretrained)")
-        config_file = directory / CONFIG_NAME
-        try:
-            meta = json.loads(config_file.read_bytes().decode("utf-8"))
-        except UnicodeDecodeError as err:
-            raise CorruptFileError(config_file, "not UTF-8 text") from err
-        except json.JSONDecodeError as err:
-            raise CorruptFileError(config_file, f"not valid JSON ({err})") from err
-        if (not isinstance(meta, dict) or meta.get("format") != "dagnet-layers"
-                or not isinstance(meta.get("config"), dict)):
-            raise CorruptFileError(config_file, "not a dagnet-layers model config")
-        recorded = meta.get("weights")
-        if isinstance(recorded, dict):
-            verify_files(directory, {WEIGHTS_NAME: recorded})
-        config = dict(meta["config"])
-        # Written before ABN's attention block existed (0.1.x): the light block it had.
-        config.setdefault("gsam_block", "light")
-        try:
-            parsed = DAGNetConfig.from_dict(config)
-        except (ConfigError, TypeError) as err:
-            raise CorruptFileError(config_file, f"invalid model config: {err}") from err
-        model = cls(parsed)
-        try:
-            state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CorruptFileError(
-                directory / WEIGHTS_NAME, f"not a valid safetensors file ({err})"
-            ) from err
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as err:  # shapes that differ from the config's
-            raise CorruptFileError(
-                directory / WEIGHTS_NAME, f"does not match its config: {' '.join(str(err).split())}"
-            ) from err
-        if missing or unexpected:
-            raise CorruptFileError(
-                directory / WEIGHTS_NAME, f"does not match its config: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-            )
+        directory = resolve_pretrained_source(source, revision=revision, cache_dir=cache_dir)
+        model = cls(read_pretrained_config(directory))
+        load_pretrained_weights(model, directory, map_location=map_location)
         # Ready to predict, as timm and transformers return loaded models;
         # call .train() to fine-tune.
         return model.to(map_location).eval()
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload DAG-Net",
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        extra_files: dict[str, str | os.PathLike[str]] | None = None,
+    ) -> str:
+        """Upload ``config.json`` and ``model.safetensors`` to a Hub model repository.
+
+        The repository is created if needed; the files are those
+        :meth:`save_pretrained` writes, so :meth:`from_pretrained` (and
+        :func:`~dagnet_layers.models.create_model` with ``"hf-hub:<repo_id>"``)
+        reads them back.
+
+        Args:
+            repo_id: ``"org/name"``.
+            commit_message: The commit message.
+            private: Create the repository private (``None``: the Hub's default).
+            token: Hub token (default: the logged-in one).
+            revision: Branch to commit to.
+            extra_files: Repository path -> local file, uploaded alongside (e.g.
+                ``{"inference.json": run / "checkpoints/best/inference.json"}``).
+
+        Returns:
+            The URL of the commit.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(tmp)
+            for name, path in (extra_files or {}).items():
+                shutil.copyfile(path, folder / name)
+            info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
+                                     commit_message=commit_message, repo_type="model")
+        return str(getattr(info, "commit_url", info))
+
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_pretrained_source(
+    source: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The local folder holding a saved model: ``source`` itself, or its Hub snapshot.
+
+    Args:
+        source: A folder; or ``"org/name"``, ``"hf-hub:org/name"`` or
+            ``"hf-hub:org/name@revision"`` on the Hugging Face Hub.
+        revision: Hub revision (overrides an ``@revision`` suffix).
+        cache_dir: Hub cache folder.
+
+    Returns:
+        The folder (for the Hub: the snapshot in the local cache).
+
+    Raises:
+        MissingFileError: The Hub could not provide the files (offline and not
+            cached, unknown repository, no access).
+    """
+    text = os.fspath(source)
+    hub = text.startswith("hf-hub:")
+    if hub:
+        text = text[len("hf-hub:"):]
+    elif Path(text).expanduser().exists() or not _REPO_ID.match(text):
+        return Path(text).expanduser()
+    if "@" in text:
+        text, suffix = text.split("@", 1)
+        revision = revision or suffix
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            text, revision=revision, cache_dir=cache_dir, repo_type="model",
+            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "inference.json"],
+        )  # fmt: skip
+    except Exception as err:
+        raise MissingFileError(
+            f"hf-hub:{text}", "no local folder of that name, and the Hugging Face Hub could not "
+            f"provide it ({type(err).__name__}: {' '.join(str(err).split())[:300]})"
+        ) from err
+    return Path(folder)
+
+
+def read_pretrained_config(directory: str | os.PathLike[str]) -> DAGNetConfig:
+    """The :class:`DAGNetConfig` of a folder written by :meth:`DAGNet.save_pretrained`.
+
+    Raises:
+        MissingFileError: No ``config.json``.
+        CorruptFileError: It is not a valid dagnet-layers config (names the field).
+    """
+    config_file = Path(directory) / CONFIG_NAME
+    meta = _read_meta(config_file)
+    config = dict(meta["config"])
+    # Written before ABN's attention block existed (0.1.x): the light block it had.
+    config.setdefault("gsam_block", "light")
+    try:
+        return DAGNetConfig.from_dict(config)
+    except (ConfigError, TypeError) as err:
+        raise CorruptFileError(config_file, f"invalid model config: {err}") from err
+
+
+def load_pretrained_weights(
+    model: nn.Module, source: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> nn.Module:
+    """Load a saved ``model.safetensors`` (a folder or the file) into ``model``, strictly.
+
+    The size and SHA-256 recorded in the folder's ``config.json`` are checked when
+    present.
+
+    Args:
+        model: The model to fill (its architecture must match the weights).
+        source: A folder written by :meth:`DAGNet.save_pretrained`, or a
+            ``.safetensors`` file.
+        map_location: Device the tensors are read to.
+
+    Returns:
+        ``model``.
+
+    Raises:
+        MissingFileError: No weights file.
+        CorruptFileError: Not a safetensors file, or keys or shapes that do not fit.
+        IntegrityError: The weights differ from the checksum recorded with them.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(source)
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    if not weights.is_file():
+        raise MissingFileError(weights, "not found (written by save_pretrained)")
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        recorded = _read_meta(path / CONFIG_NAME).get("weights")
+        if isinstance(recorded, dict):
+            verify_files(path, {WEIGHTS_NAME: recorded})
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CorruptFileError(weights, f"not a valid safetensors file ({err})") from err
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ from the config's
+        raise CorruptFileError(
+            weights, f"does not match its config: {' '.join(str(err).split())}"
+        ) from err
+    if missing or unexpected:
+        raise CorruptFileError(
+            weights, f"does not match its config: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    return model
+
+
+def _read_meta(config_file: Path) -> dict[str, Any]:
+    if not config_file.is_file():
+        raise MissingFileError(config_file, "not found (written by save_pretrained)")
+    try:
+        meta = json.loads(config_file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CorruptFileError(config_file, "not UTF-8 text") from err
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(config_file, f"not valid JSON ({err})") from err
+    if (not isinstance(meta, dict) or meta.get("format") != "dagnet-layers"
+            or not isinstance(meta.get("config"), dict)):
+        raise CorruptFileError(config_file, "not a dagnet-layers model config")
+    return meta
 
 
 #: Options of :func:`timm.create_model` that are close to a config field's name but
