@@ -45,6 +45,7 @@ from dagnet_layers.data import (
     emotic_eval_transform,
     load_image_rgb,
     mask_bbox,
+    normalization_of,
 )
 from dagnet_layers.errors import CorruptFileError
 from dagnet_layers.losses import SCORE_KINDS, scores_from_logits
@@ -209,7 +210,8 @@ def parse_true_labels(
 
 
 def preprocess(
-    image: Any, boxes: Sequence[tuple[int, int, int, int]], size: int, mask_body: bool, fill: int
+    image: Any, boxes: Sequence[tuple[int, int, int, int]], size: int, mask_body: bool, fill: int,
+    normalization: dict[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Body crops and masked contexts of every box, exactly as ``EmoticDataset`` + eval transform.
 
@@ -217,7 +219,7 @@ def preprocess(
         A batch dict with normalised ``body`` and ``context`` ``(P, 3, size, size)``
         and ``bbox`` ``(P, 4)`` in context pixels.
     """
-    transform = emotic_eval_transform(size)
+    transform = emotic_eval_transform(size, **(normalization or {}))
     samples = []
     for box in boxes:
         body, context, bbox = crop_body_and_context(image, box, size)
@@ -290,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         size,
         bool(inference["mask_body"]),
         int(inference["mask_fill"]),
+        normalization_of(model),
     )
     with torch.no_grad():
         out = model(batch["body"].to(device), batch["context"].to(device))

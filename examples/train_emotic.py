@@ -60,6 +60,7 @@ from dagnet_layers.data import (
     EmoticDataset,
     emotic_batch_transform,
     make_synthetic_emotic,
+    normalization_of,
 )
 from dagnet_layers.engine import (
     EpochSampler,
@@ -328,6 +329,7 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
                 raise SystemExit(f"--{stream}-weights {path} does not exist")
             overrides[f"{stream}_backbone_kwargs"] = dict(
                 pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    overrides["image_size"] = args.image_size  # recorded in the checkpoint's pretrained_cfg
     return create_model(args.model, pretrained=args.pretrained, **overrides)
 
 
@@ -490,12 +492,13 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
     datasets = make_datasets(args, demo, rank)
     loaders = {s: make_loader(d, args, s == "train") for s, d in datasets.items()}
     check_steps(loaders["train"], datasets["train"], args, world)
-    train_tf = emotic_batch_transform(True, size=args.image_size, jitter=args.jitter,
-                                      flip_p=args.flip).to(device)
-    eval_tf = emotic_batch_transform(False, size=args.image_size).to(device)
-
     seed_everything(args.seed)  # after the data: a cache build must not shift the model's init
     model = build_model(args).to(device)
+    # each stream normalised as its backbone was trained (timm's pretrained_cfg)
+    norm = normalization_of(model)
+    train_tf = emotic_batch_transform(True, size=args.image_size, jitter=args.jitter,
+                                      flip_p=args.flip, **norm).to(device)
+    eval_tf = emotic_batch_transform(False, size=args.image_size, **norm).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = DAGNetCriterion(args.loss, aux_weight=args.aux_weight,

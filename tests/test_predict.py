@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import timm
 import torch
 from PIL import Image
 
@@ -249,7 +250,10 @@ def test_predict_scores_follow_the_checkpoint_and_flag_synthetic_data(
     report = json.loads(out_json.read_text())
     assert report["score"] == "softmax" and "SYNTHETIC" in report["warning"]
     image = Image.open(photo).convert("RGB")
-    batch = predict.preprocess(image, [(20, 20, 50, 78)], 64, True, 0)
+    # normalised as timm says the backbone (test_resnet: mean = std = 0.5) wants
+    timm_cfg = timm.create_model("test_resnet").pretrained_cfg
+    norm = {"mean": timm_cfg["mean"], "std": timm_cfg["std"]}
+    batch = predict.preprocess(image, [(20, 20, 50, 78)], 64, True, 0, normalization=norm)
     with torch.no_grad():
         logits = model(batch["body"], batch["context"]).logits.double()
     expected = torch.softmax(logits, dim=1)[0]

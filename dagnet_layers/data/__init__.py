@@ -63,6 +63,7 @@ from dagnet_layers.data.transforms import (
     emotic_train_transform,
     hflip_pair,
     mask_bbox,
+    normalization_of,
 )
 
 __all__ = [
@@ -107,6 +108,7 @@ __all__ = [
     "load_image_rgb",
     "make_synthetic_emotic",
     "mask_bbox",
+    "normalization_of",
     "open_npy",
     "preprocessed_files",
     "read_emotic_annotations",

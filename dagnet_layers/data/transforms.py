@@ -54,6 +54,7 @@ __all__ = [
     "emotic_train_transform",
     "hflip_pair",
     "mask_bbox",
+    "normalization_of",
 ]
 
 #: ImageNet channel means used for normalisation (RGB, 0-1 scale).
@@ -254,8 +255,12 @@ class EmoticBatchTransform(nn.Module):
         jitter: Brightness, contrast and saturation strength (paper: 0.4).
         hue: Hue strength in ``[0, 0.5]`` (0 keeps hue; see module docstring).
         flip_p: Probability of flipping a person horizontally.
-        mean: Normalisation means.
-        std: Normalisation standard deviations.
+        mean: Normalisation means (of the body stream; of both unless
+            ``context_mean`` is given).
+        std: Normalisation standard deviations (likewise).
+        context_mean: The context stream's means, when its backbone was trained
+            with others (``model.pretrained_cfg["context"]["mean"]``).
+        context_std: The context stream's standard deviations.
         generator: Optional CPU :class:`torch.Generator` for reproducible draws
             (leave ``None`` inside DataLoader workers: each worker is seeded).
 
@@ -289,6 +294,8 @@ class EmoticBatchTransform(nn.Module):
         flip_p: float = 0.5,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        context_mean: Sequence[float] | None = None,
+        context_std: Sequence[float] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -306,11 +313,29 @@ class EmoticBatchTransform(nn.Module):
         self.hue = float(hue)
         self.flip_p = float(flip_p)
         self.generator = generator
+        context_mean = mean if context_mean is None else context_mean
+        context_std = std if context_std is None else context_std
+        for name, values in (("mean", mean), ("std", std), ("context_mean", context_mean),
+                             ("context_std", context_std)):
+            if len(values) != 3 or not all(math.isfinite(float(v)) for v in values):
+                raise ValueError(f"{name} must be three finite numbers, got {values!r}")
+        for name, values in (("std", std), ("context_std", context_std)):
+            if not all(float(v) > 0 for v in values):
+                raise ValueError(f"{name} must be positive, got {values!r}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer(
+            "context_mean", torch.tensor(context_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        )
+        self.register_buffer(
+            "context_std", torch.tensor(context_std, dtype=torch.float32).view(1, 3, 1, 1)
+        )
         # [0, 1] in normalised units, per channel (Python floats: a clamp with tensor
         # bounds is ~10x slower on CPU than one with scalar bounds)
         self._bounds = [(-m / s, (1.0 - m) / s) for m, s in zip(mean, std, strict=True)]
+        self._context_bounds = [
+            (-m / s, (1.0 - m) / s) for m, s in zip(context_mean, context_std, strict=True)
+        ]
 
     def extra_repr(self) -> str:
         return (
@@ -340,7 +365,10 @@ class EmoticBatchTransform(nn.Module):
             )  # fmt: skip
         return x, scale
 
-    def _finish(self, x: Tensor, a: Tensor, c: Tensor) -> Tensor:
+    def _finish(
+        self, x: Tensor, a: Tensor, c: Tensor, mean: Tensor, std: Tensor,
+        bounds: list[tuple[float, float]],
+    ) -> Tensor:  # fmt: skip
         """Apply the per-image affine colour map, clamp to [0, 1] and normalise, in one pass.
 
         The normalisation is folded into the map (``(A x + c - mean) / std``) and the
@@ -349,15 +377,15 @@ class EmoticBatchTransform(nn.Module):
         dimension of 3, a batched matmul is several times slower on CPU.
         """
         n = x.shape[0]
-        std = self.std.view(1, 3, 1)
+        std = std.view(1, 3, 1)
         a = (a / std).view(n, 3, 3, 1, 1)
-        c = ((c.view(n, 3, 1) - self.mean.view(1, 3, 1)) / std).view(n, 3, 1, 1)
+        c = ((c.view(n, 3, 1) - mean.view(1, 3, 1)) / std).view(n, 3, 1, 1)
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
         for i in range(3):
             o = out[:, i]
             torch.mul(x[:, 0], a[:, i, 0], out=o)
             o.addcmul_(x[:, 1], a[:, i, 1]).addcmul_(x[:, 2], a[:, i, 2]).add_(c[:, i])
-            o.clamp_(*self._bounds[i])
+            o.clamp_(*bounds[i])
         return out
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -404,8 +432,9 @@ class EmoticBatchTransform(nn.Module):
             a_b, a_c = eye * scale_b, eye * scale_c
             c_b = c_c = torch.zeros(n, 3, device=dev)
         out = dict(batch)
-        out["body"] = self._finish(body, a_b, c_b)
-        out["context"] = self._finish(context, a_c, c_c)
+        out["body"] = self._finish(body, a_b, c_b, self.mean, self.std, self._bounds)
+        out["context"] = self._finish(context, a_c, c_c, self.context_mean, self.context_std,
+                                      self._context_bounds)  # fmt: skip
         out["bbox"] = bbox
         return out
 
@@ -451,6 +480,7 @@ def emotic_train_transform(
     *,
     hue: float = 0.0,
     generator: torch.Generator | None = None,
+    **normalization: Any,
 ) -> EmoticPairedTransform:
     """The paper's training augmentation for one sample (resize, flip, jitter, normalise).
 
@@ -460,6 +490,8 @@ def emotic_train_transform(
         flip_p: Horizontal flip probability (paper: random flip, 0.5).
         hue: Optional hue jitter (0 by default).
         generator: Optional CPU generator for reproducible draws.
+        **normalization: ``mean``, ``std``, ``context_mean``, ``context_std`` (default:
+            ImageNet's), e.g. ``**normalization_of(model)``.
 
     Returns:
         An :class:`EmoticPairedTransform` for ``EmoticDataset(transform=...)``.
@@ -474,16 +506,19 @@ def emotic_train_transform(
     """
     return EmoticPairedTransform(
         EmoticBatchTransform(
-            size, train=True, jitter=jitter, hue=hue, flip_p=flip_p, generator=generator
+            size, train=True, jitter=jitter, hue=hue, flip_p=flip_p, generator=generator,
+            **_normalization(normalization),
         )
     )
 
 
-def emotic_eval_transform(size: int = 224) -> EmoticPairedTransform:
+def emotic_eval_transform(size: int = 224, **normalization: Any) -> EmoticPairedTransform:
     """Evaluation transform for one sample: resize and normalise, nothing random.
 
     Args:
         size: Output side of body and context.
+        **normalization: ``mean``, ``std``, ``context_mean``, ``context_std`` (default:
+            ImageNet's), e.g. ``**normalization_of(model)``.
 
     Returns:
         An :class:`EmoticPairedTransform`.
@@ -492,7 +527,9 @@ def emotic_eval_transform(size: int = 224) -> EmoticPairedTransform:
         >>> emotic_eval_transform(32)
         EmoticPairedTransform(size=32, train=False, jitter=0.4, hue=0.0, flip_p=0.5)
     """
-    return EmoticPairedTransform(EmoticBatchTransform(size, train=False))
+    return EmoticPairedTransform(
+        EmoticBatchTransform(size, train=False, **_normalization(normalization))
+    )
 
 
 def emotic_batch_transform(
@@ -503,6 +540,7 @@ def emotic_batch_transform(
     *,
     hue: float = 0.0,
     generator: torch.Generator | None = None,
+    **normalization: Any,
 ) -> EmoticBatchTransform:
     """The train or eval transform as an ``nn.Module`` over collated batches (GPU path).
 
@@ -516,6 +554,8 @@ def emotic_batch_transform(
         flip_p: Horizontal flip probability.
         hue: Optional hue jitter.
         generator: Optional CPU generator for reproducible draws.
+        **normalization: ``mean``, ``std``, ``context_mean``, ``context_std`` (default:
+            ImageNet's), e.g. ``**normalization_of(model)``.
 
     Returns:
         An :class:`EmoticBatchTransform` (move it with ``.to(device)``).
@@ -529,5 +569,46 @@ def emotic_batch_transform(
         torch.Size([4, 3, 16, 16])
     """
     return EmoticBatchTransform(
-        size, train=train, jitter=jitter, hue=hue, flip_p=flip_p, generator=generator
+        size, train=train, jitter=jitter, hue=hue, flip_p=flip_p, generator=generator,
+        **_normalization(normalization),
     )
+
+
+_NORMALIZATION_KEYS = ("mean", "std", "context_mean", "context_std")
+
+
+def _normalization(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(kwargs) - set(_NORMALIZATION_KEYS))
+    if unknown:
+        raise TypeError(f"unknown transform option(s) {unknown}; the normalisation options "
+                        f"are {list(_NORMALIZATION_KEYS)}")
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def normalization_of(model: Any) -> dict[str, tuple[float, ...]]:
+    """The ``mean``/``std`` (and the context stream's) a model's inputs are normalised with.
+
+    Reads ``model.pretrained_cfg`` as timm defines it (a :class:`~dagnet_layers.DAGNet`
+    gives each stream its backbone's values); ImageNet's for a model without one.
+
+    Args:
+        model: A :class:`~dagnet_layers.DAGNet`, a timm model or anything with a
+            ``pretrained_cfg`` mapping.
+
+    Returns:
+        Keyword arguments for the transform factories of this module.
+
+    Example:
+        >>> from dagnet_layers import build_dagnet
+        >>> normalization_of(build_dagnet("test_resnet", "test_resnet"))["mean"]
+        (0.5, 0.5, 0.5)
+    """
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    body = cfg.get("body", cfg)
+    context = cfg.get("context", body)
+    return {
+        "mean": tuple(body.get("mean", IMAGENET_MEAN)),
+        "std": tuple(body.get("std", IMAGENET_STD)),
+        "context_mean": tuple(context.get("mean", IMAGENET_MEAN)),
+        "context_std": tuple(context.get("std", IMAGENET_STD)),
+    }

@@ -325,6 +325,8 @@ class SplitBackbone(nn.Module):
                 "as a local file (pretrained_cfg_overlay=dict(file=...))"
             ) from err
         self.name = name
+        #: timm's preprocessing config of the backbone (mean, std, interpolation...).
+        self.pretrained_cfg: dict[str, Any] = dict(getattr(net, "pretrained_cfg", None) or {})
         info = net.feature_info
         channels = info.channels()
         modules = [re.sub(r"^model\.", "", m) for m in info.module_name()]

@@ -155,6 +155,9 @@ class DAGNetConfig:
         dropout: Dropout before the classifier.
         vad_head: Also predict valence, arousal and dominance.
         in_chans: Image channels.
+        image_size: Side of the body and context images the model is trained and
+            evaluated at (paper: 224). Preprocessing metadata, reported by
+            :attr:`DAGNet.pretrained_cfg`; the model itself accepts other sizes.
     """
 
     body_backbone: str = "resnet50"
@@ -183,6 +186,7 @@ class DAGNetConfig:
     dropout: float = 0.5
     vad_head: bool = False
     in_chans: int = 3
+    image_size: int = 224
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -280,6 +284,7 @@ _SIZE_BOUNDS: dict[str, int] = {
     "gcn_hidden": 16_384,
     "fusion_hidden": 16_384,
     "in_chans": 64,
+    "image_size": 4096,
 }
 
 
@@ -348,6 +353,7 @@ class DAGNet(nn.Module):
         context_backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.grad_checkpointing = False
         config = DAGNetConfig() if config is None else config
         self.config = config
         # Per-backbone options win over the shared ``pretrained`` switch, so one
@@ -465,6 +471,103 @@ class DAGNet(nn.Module):
             return {"local_graph.adjacency"}
         return set()
 
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """Preprocessing config as timm defines it, read by :func:`timm.data.resolve_data_config`.
+
+        ``input_size`` is ``(in_chans, image_size, image_size)``; resizing is
+        antialiased bilinear of the whole image with no crop (``crop_pct=1.0``),
+        which is what :func:`~dagnet_layers.data.emotic_eval_transform` does;
+        ``mean``/``std`` are the body backbone's (timm's single-input view), and
+        ``"body"``/``"context"`` hold each stream's own, which
+        :func:`~dagnet_layers.data.normalization_of` passes to the transforms.
+
+        Example:
+            >>> m = build_dagnet("resnet18", "resnet18")
+            >>> cfg = m.pretrained_cfg
+            >>> cfg["input_size"], cfg["interpolation"], cfg["crop_pct"], cfg["mean"]
+            ((3, 224, 224), 'bilinear', 1.0, (0.485, 0.456, 0.406))
+        """
+        def norm(cfg: dict[str, Any]) -> dict[str, tuple[float, ...]]:
+            return {"mean": tuple(cfg.get("mean") or (0.485, 0.456, 0.406)),
+                    "std": tuple(cfg.get("std") or (0.229, 0.224, 0.225))}
+
+        body = norm(dict(getattr(self.body_backbone, "pretrained_cfg", None) or {}))
+        context = (norm(self.context_backbone.pretrained_cfg)
+                   if self.context_backbone is not None else dict(body))
+        size = self.config.image_size
+        return {
+            "architecture": "dagnet",
+            "input_size": (self.config.in_chans, size, size),
+            "interpolation": "bilinear",
+            "crop_pct": 1.0,
+            "crop_mode": "center",
+            "mean": body["mean"],
+            "std": body["std"],
+            "num_classes": self.num_classes,
+            "classifier": "classifier",
+            "body": {**body, "backbone": self.config.body_backbone},
+            "context": {**context, "backbone": self.config.context_backbone},
+        }
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """Alias of :attr:`pretrained_cfg` (timm's older name)."""
+        return self.pretrained_cfg
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups from input to output, as timm's layer-wise LR decay reads them.
+
+        Groups, in depth order: the body backbone and the context stem (``stem``),
+        then the context backbone's last stage, the attention and graph modules, and
+        the fusion layer (``blocks``); the classifier and VAD head, matched by none,
+        form the last group. With ``coarse=True`` the blocks are one group.
+
+        Example:
+            >>> from timm.optim import create_optimizer_v2
+            >>> m = build_dagnet("test_resnet", "test_resnet")
+            >>> opt = create_optimizer_v2(m, "sgd", lr=0.1, layer_decay=0.5)
+            >>> sorted({g["lr_scale"] for g in opt.param_groups})
+            [0.0625, 0.125, 0.25, 0.5, 1.0]
+        """
+        # Non-capturing groups: timm reads a captured group as a block number.
+        stem = r"^(?:body_backbone|context_backbone\.stem)\."
+        blocks = [
+            r"^context_backbone\.last_stage\.",
+            r"^(?:body_attention|context_attention|patch_encoder|local_graph)\.",
+            r"^fusion\.",
+        ]
+        if coarse:
+            return {"stem": stem, "blocks": "|".join(f"(?:{b})" for b in blocks)}
+        # (regex, suffix): the suffix orders the blocks by depth within the group
+        return {"stem": stem, "blocks": [(b, (k,)) for k, b in enumerate(blocks)]}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the backbones' and the patch encoder's activations in the backward pass.
+
+        Trades about one extra forward pass for the activation memory of the
+        streams (timm's API; gradients are unchanged). The body backbone uses
+        timm's own checkpointing where it has one; the context stem, its last
+        stage and the patch encoder are wrapped in
+        :func:`torch.utils.checkpoint.checkpoint` (``use_reentrant=False``).
+        """
+        self.grad_checkpointing = bool(enable)
+        setter = getattr(self.body_backbone, "set_grad_checkpointing", None)
+        self._body_checkpointed_by_timm = False
+        if callable(setter):
+            try:
+                setter(self.grad_checkpointing)
+                self._body_checkpointed_by_timm = True
+            except (AssertionError, NotImplementedError):
+                pass
+
+    def _maybe_checkpoint(self, module: nn.Module, x: Tensor) -> Tensor:
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(module, x, use_reentrant=False)
+        return module(x)
+
     def get_classifier(self) -> nn.Module:
         """The final linear layer (timm API)."""
         return self.classifier
@@ -533,20 +636,23 @@ class DAGNet(nn.Module):
         self, body: Tensor, context: Tensor | None
     ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
         body, context = self._check_inputs(body, context)
-        body_features = self.body_backbone(body)
+        if getattr(self, "_body_checkpointed_by_timm", False):
+            body_features = self.body_backbone(body)
+        else:
+            body_features = self._maybe_checkpoint(self.body_backbone, body)
         body_weights = None
         if self.body_attention is not None:
             body_features, body_weights = self.body_attention(body, body_features)
         parts = [body_features]
         aux_logits = attention_map = None
         if self.context_backbone is not None:
-            g = self.context_backbone.stem(context)
+            g = self._maybe_checkpoint(self.context_backbone.stem, context)
             if self.context_attention is not None:
                 g, attention_map, aux_logits = self.context_attention(g)
-            g = self.context_backbone.last_stage(g)
+            g = self._maybe_checkpoint(self.context_backbone.last_stage, g)
             parts.append(g.mean(dim=(2, 3)))
         if self.patch_encoder is not None and self.local_graph is not None:
-            parts.append(self.local_graph(self.patch_encoder(context)))
+            parts.append(self.local_graph(self._maybe_checkpoint(self.patch_encoder, context)))
         return torch.cat(parts, dim=1), aux_logits, attention_map, body_weights
 
     def forward_features(self, body: Tensor, context: Tensor | None = None) -> Tensor:
