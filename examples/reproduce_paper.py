@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the paper's experiments: every Table 2 row and the Fig. 3 partition sweep.
 
-Each configuration is one ``examples/train_emotic.py`` run in its own folder
+Each configuration is one ``dagnet-train`` (``examples/train_emotic.py``) run in its own folder
 under ``--output-dir``; a run whose ``test_report.json`` already exists is not
 trained again, so an interrupted sweep picks up where it stopped. Arguments
 after ``--`` go to every training run.
@@ -25,7 +25,6 @@ EMOTIC; on the synthetic demo data alone, and saying so) and ``fig3.json`` /
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dagnet_layers import cli
+from dagnet_layers.commands.args import SYNTHETIC_NOTE
 from dagnet_layers.paper import PAPER_TABLE2
 
 HERE = Path(__file__).resolve().parent
@@ -41,15 +41,10 @@ TABLE2_ROWS = ("body_only", "baseline", "bam", "gsam", "lsam", "bam_gsam",
 FIG3_VARIANTS = {"w/ GCN": "full", "w/o GCN": "bam_gsam_lsam_nogcn"}
 
 
-def _train_module() -> Any:
-    spec = importlib.util.spec_from_file_location("train_emotic", HERE / "train_emotic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _train_main() -> Any:
-    return _train_module().main
+    from dagnet_layers.commands import train  # dagnet-train, in this process
+
+    return train.main
 
 
 def run(name: str, out: Path, train_args: list[str], extra: list[str]) -> dict[str, Any]:
@@ -82,7 +77,7 @@ def table2(out: Path, train_args: list[str]) -> list[dict[str, Any]]:
                      # a synthetic number is never put beside the paper's EMOTIC one
                      "paper_map": None if synthetic else PAPER_TABLE2.get(preset)})
     if any(r["synthetic"] for r in rows):
-        lines = [f"{_train_module().SYNTHETIC_NOTE}.", "",
+        lines = [f"{SYNTHETIC_NOTE}.", "",
                  "| preset | mAP (%) on synthetic data |", "|---|---|"]
         lines += [f"| {r['preset']} | {_fmt(r['mean_ap'])} |" for r in rows]
     else:

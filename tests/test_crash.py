@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import errno
 import gc
-import importlib.util
 import json
 import os
 import random
@@ -166,10 +165,9 @@ def test_kill_at_random_moments_then_resume(reference, tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------- run folder
 def _train_example():
-    spec = importlib.util.spec_from_file_location("train_emotic_crash", TRAIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from dagnet_layers.commands import train
+
+    return train
 
 
 def _args(demo: Path, out: Path, *extra: str) -> list[str]:

@@ -34,10 +34,9 @@ TRAIN_SCRIPT = ROOT / "examples" / "train_emotic.py"
 
 
 def load_train_example():
-    spec = importlib.util.spec_from_file_location("train_emotic", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from dagnet_layers.commands import train
+
+    return train
 
 
 def fake_loader(batches: int = 3, batch: int = 4, size: int = 32, seed: int = 0) -> list[dict]:
@@ -356,7 +355,7 @@ def test_example_report_says_synthetic_and_hides_the_paper(tmp_path: Path, capsy
 
 def test_pretrained_by_default_with_a_dataset_only(tmp_path: Path) -> None:
     module = load_train_example()
-    parser = module.build_parser()
+    parser = module.build_train_parser()
     demo = parser.parse_args([])
     assert module.resolve_defaults(demo) and demo.pretrained is False
     real = parser.parse_args(["--data-root", str(tmp_path)])
@@ -382,7 +381,7 @@ def test_example_offline_pretrained_is_one_line(
     assert code == 2
     assert not (tmp_path / "demo").exists()  # failed before writing or reading any data
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("train_emotic.py: error: body_backbone='test_resnet'")
+    assert err[-1].startswith("dagnet-train: error: body_backbone='test_resnet'")
     assert "--no-pretrained" in err[-1] and "--body-weights" in err[-1]
 
 

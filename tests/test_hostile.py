@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -67,12 +66,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"dagnet_hostile_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"dagnet_layers.commands.{name}")
 
 
 @pytest.fixture(scope="module")
@@ -649,12 +643,12 @@ def test_train_cli_prints_one_line(syn, tmp_path: Path, capsys) -> None:
     root = tmp_path / "root"
     shutil.copytree(syn.root, root)
     _corrupt(root / "Annotations" / "Annotations.mat", "garbage")
-    train = _load_example("train_emotic")
+    train = _load_example("train")
     code = train.run_cli(["--data-root", str(root), "--output-dir", str(tmp_path / "run"),
                           "--no-pretrained", "--no-progress", "--epochs", "1"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err[-1].startswith("train_emotic.py: error: ") and "Annotations.mat" in err[-1]
+    assert err[-1].startswith("dagnet-train: error: ") and "Annotations.mat" in err[-1]
     assert not any("Traceback" in line for line in err)
 
 
@@ -665,14 +659,12 @@ def test_predict_cli_prints_one_line(model_dir: Path, tmp_path: Path, capsys) ->
     meta["config"]["partition"] = 10**6
     (folder / "config.json").write_text(json.dumps(meta))
     Image.new("RGB", (40, 30)).save(tmp_path / "p.jpg")
-    predict = _load_example("predict")
-    from dagnet_layers import cli
+    from dagnet_layers.commands.args import predict_entry
 
     with pytest.raises(SystemExit) as info:  # argparse's usage line, then the one error line
-        cli.run_cli(predict.main, ["--checkpoint", str(folder), "--image",
-                                   str(tmp_path / "p.jpg"), "--box", "1", "1", "20", "20",
-                                   "--no-plot"], prog="predict.py")  # fmt: skip
+        predict_entry(["--checkpoint", str(folder), "--image", str(tmp_path / "p.jpg"),
+                       "--box", "1", "1", "20", "20", "--no-plot"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and "config.json" in err[-1] and "partition" in err[-1]
-    assert err[-1].startswith("predict.py: error: argument --checkpoint: ")
+    assert err[-1].startswith("dagnet-predict: error: argument --checkpoint: ")
     assert not any("Traceback" in line for line in err)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -24,12 +22,9 @@ CELL = re.compile(r"(\S+) (\d\.\d{3})(\*?)")
 
 @pytest.fixture(scope="module")
 def predict() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dagnet_predict_example", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    from dagnet_layers.commands import predict
+
+    return predict
 
 
 @pytest.fixture(scope="module")

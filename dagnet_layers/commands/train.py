@@ -1,0 +1,573 @@
+#!/usr/bin/env python
+"""Train and evaluate DAG-Net on EMOTIC with the paper's recipe.
+
+Paper defaults: Adam, lr 1e-4, batch 32, N = 4, 224 x 224 body and context,
+ColorJitter 0.4 + horizontal flip, ResNet-50 body / ResNet-18 context with
+ImageNet weights, KL-divergence loss (plus ABN's auxiliary loss on the
+attention branch). Evaluation scores follow the loss (softmax for KL) and AP
+is the official eval.m protocol, tie order included.
+
+Examples::
+
+    # no data given: writes the synthetic EMOTIC-format demo set and trains a
+    # small configuration on it (a few minutes on a 2-core CPU)
+    dagnet-train
+
+    # the official release (Annotations/Annotations.mat + emotic/*/images)
+    dagnet-train --data-root /data/emotic --cache-dir /data/emotic-cache
+
+    # the community CSV + npy layout
+    dagnet-train --preprocessed /data/emotic_pre
+
+    # a Table 2 row, or Fig. 3's partition sweep
+    dagnet-train --data-root /data/emotic --ablation bam_gsam
+    dagnet-train --data-root /data/emotic --partition 6
+
+    # several GPUs / nodes
+    torchrun --nproc_per_node 8 examples/train_emotic.py --data-root /data/emotic
+
+Outputs (``--output-dir``): ``args.json``, ``log.csv`` (one row per epoch),
+``checkpoints/{last,best}/`` (safetensors weights + JSON config + tensors-only
+training state; ``best`` also holds ``inference.json`` with the score function,
+the validation thresholds and the data source for ``examples/predict.py``),
+``test_report.{json,csv}``, ``test_ap.png`` (per-category AP; beside the
+paper's Table 1 only when the data is EMOTIC) and ``training_curves.png``.
+Outputs of the synthetic demo say so in every title and file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from dagnet_layers import ABLATIONS, EMOTIC_CATEGORIES, cli, create_model, list_models
+from dagnet_layers.commands.args import (
+    DEMO_DEFAULTS,
+    PAPER_DEFAULTS,
+    SYNTHETIC_NOTE,
+    build_train_parser,
+)
+from dagnet_layers.data import (
+    EmoticDataset,
+    emotic_batch_transform,
+    make_synthetic_emotic,
+    normalization_of,
+)
+from dagnet_layers.engine import (
+    EpochSampler,
+    NonFiniteLossError,
+    RunCheckpoints,
+    crash_point,
+    evaluate,
+    load_checkpoint,
+    process_seed,
+    seed_everything,
+    train_one_epoch,
+    unwrap_model,
+)
+from dagnet_layers.losses import DAGNetCriterion, list_losses
+from dagnet_layers.models import (
+    DAGNetConfig,
+    check_pretrained_weights,
+    model_config,
+)
+from dagnet_layers.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
+from dagnet_layers.storage import (
+    FolderLock,
+    FolderLockedError,
+    StorageError,
+    write_bytes_atomic,
+)
+
+logger = logging.getLogger("train_emotic")
+
+# ------------------------------------------------------------------ helpers
+def setup_distributed(args: argparse.Namespace) -> tuple[torch.device, int, int]:
+    """Initialise torch.distributed under torchrun; returns (device, rank, world size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available() and (args.device is None or args.device.startswith("cuda"))
+    if world > 1:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        dist.init_process_group("nccl" if cuda else "gloo")
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+        return device, dist.get_rank(), world
+    if args.device:
+        return torch.device(args.device), 0, 1
+    return torch.device("cuda" if cuda else "cpu"), 0, 1
+
+
+def resolve_defaults(args: argparse.Namespace) -> bool:
+    """Fill unset flags from the paper (data given) or the demo (no data); returns demo."""
+    demo = args.data_root is None and args.preprocessed is None
+    for key, value in (DEMO_DEFAULTS if demo else PAPER_DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.data_root is not None and args.preprocessed is not None:
+        raise SystemExit("give either --data-root or --preprocessed, not both")
+    if args.pretrained is None:
+        args.pretrained = not demo  # a real dataset deserves ImageNet features
+    for name in ("epochs", "batch_size", "image_size"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if (args.partition is not None and args.image_size % args.partition
+            and args.partition_policy == "error"):
+        raise SystemExit(f"--image-size {args.image_size} must be divisible by --partition "
+                         f"{args.partition}, or pass --partition-policy resize (or pad)")
+    return demo
+
+
+def prepare_demo_data(args: argparse.Namespace, rank: int) -> Path:
+    """Write the synthetic demo set once (rank 0) and return its root."""
+    root = args.demo_dir.expanduser() / f"n{args.demo_images}-seed{args.seed}"
+    if rank == 0 and not (root / "Annotations" / "Annotations.mat").is_file():
+        logger.info("writing the synthetic EMOTIC-format demo set to %s", root)
+        make_synthetic_emotic(root, n_images=args.demo_images, seed=args.seed)
+    if dist.is_initialized():
+        dist.barrier()
+    return root
+
+
+def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, EmoticDataset]:
+    """Train/val/test datasets of uint8 samples (augmentation runs batched on the device)."""
+    if args.preprocessed is not None:
+        source, cache = args.preprocessed, None
+    else:
+        source = prepare_demo_data(args, rank) if demo else args.data_root
+        cache = args.cache_dir or (source / "cache" if demo else None)
+        if cache is None:
+            logger.info("decoding JPEGs every epoch; --cache-dir DIR decodes them once into "
+                        "memory-mapped arrays (several times faster to read)")
+    datasets = {}
+    for split in ("train", "val", "test"):
+        if cache is not None and rank != 0 and dist.is_initialized():
+            dist.barrier()  # let rank 0 build the cache first
+        datasets[split] = EmoticDataset(
+            source, split, size=args.image_size, cache_dir=cache, mask_body=not args.no_mask_body,
+            on_bad_record="error" if args.strict_data else "skip", max_pixels=args.max_pixels,
+        )  # fmt: skip
+        if cache is not None and rank == 0 and dist.is_initialized():
+            dist.barrier()
+        summary = datasets[split].records.summary
+        logger.info("%s: %d persons (%s)", split, len(datasets[split]), summary)
+    return datasets
+
+
+def data_source(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
+    """What the model is trained on, recorded in checkpoints and reports."""
+    if demo:
+        return {"source": "synthetic", "synthetic": True, "note": SYNTHETIC_NOTE}
+    if args.preprocessed is not None:
+        return {"source": "emotic-preprocessed", "synthetic": False,
+                "path": str(args.preprocessed)}
+    return {"source": "emotic", "synthetic": False, "path": str(args.data_root)}
+
+
+def check_steps(loader: DataLoader, dataset: EmoticDataset, args: argparse.Namespace,
+                world: int) -> None:
+    """A training set too small for one full batch per process is an error, not 0 steps."""
+    if len(loader) == 0:
+        per_process = math.ceil(len(dataset) / world) if world > 1 else len(dataset)
+        raise SystemExit(
+            f"--batch-size {args.batch_size} gives no training step: the train split has "
+            f"{len(dataset)} persons ({per_process} per process over {world}) and incomplete "
+            f"batches are dropped; use --batch-size {max(1, per_process)} or less"
+        )
+
+
+def make_loader(dataset: EmoticDataset, args: argparse.Namespace, train: bool) -> DataLoader:
+    if dist.is_initialized():
+        sampler: Any = DistributedSampler(dataset, shuffle=train, seed=args.seed)
+    else:
+        sampler = EpochSampler(len(dataset), seed=args.seed, shuffle=train)
+    return DataLoader(
+        dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+        pin_memory=torch.cuda.is_available(), drop_last=train,
+        persistent_workers=args.workers > 0,
+    )
+
+
+def check_weights(args: argparse.Namespace) -> None:
+    """Before any data is read: fail in seconds if the pretrained weights cannot be had."""
+    if not args.pretrained:
+        return
+    config, defaults = model_config(args.model), DAGNetConfig()
+    for stream, given in (("body", args.body_weights), ("context", args.context_weights)):
+        if given is None:
+            key = f"{stream}_backbone"
+            name = getattr(args, key) or config.get(key, getattr(defaults, key))
+            check_pretrained_weights(name, key)
+
+
+def build_model(args: argparse.Namespace) -> torch.nn.Module:
+    overrides: dict[str, Any] = {}
+    if args.body_backbone:
+        overrides["body_backbone"] = args.body_backbone
+    if args.context_backbone:
+        overrides["context_backbone"] = args.context_backbone
+    if args.ablation:
+        overrides["ablation"] = args.ablation
+    if args.partition is not None:
+        overrides["partition"] = args.partition
+    if args.partition_policy != "error":
+        overrides["patch_size_policy"] = args.partition_policy
+    if args.vad:
+        overrides["vad_head"] = True
+    for stream, path in (("body", args.body_weights), ("context", args.context_weights)):
+        if path is not None:
+            if not path.is_file():
+                raise SystemExit(f"--{stream}-weights {path} does not exist")
+            overrides[f"{stream}_backbone_kwargs"] = dict(
+                pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    overrides["image_size"] = args.image_size  # recorded in the checkpoint's pretrained_cfg
+    return create_model(args.model, pretrained=args.pretrained, **overrides)
+
+
+def print_table1(report: dict[str, Any], protocol: str, synthetic: bool = False) -> str:
+    """Our per-category test AP (percent), next to the paper's Table 1 on EMOTIC runs only."""
+    methods = [] if synthetic else list(PAPER_TABLE1)
+    header = f"{'Category':<16} {'ours':>7} " + " ".join(f"{m[:12]:>12}" for m in methods)
+    ties = f", ties={report['ties']}" if report.get("ties") else ""
+    title = f"Test AP (%), protocol={protocol}{ties}, score={report.get('score')}"
+    lines = [f"{SYNTHETIC_NOTE}." if synthetic else "EMOTIC test split.", title, header,
+             "-" * len(header)]
+    for cat in EMOTIC_CATEGORIES:
+        ap = report["per_category_ap"].get(cat)
+        missing = ap is None or (isinstance(ap, float) and math.isnan(ap))
+        ours = "   n/a" if missing else f"{100 * ap:7.2f}"
+        lines.append(f"{cat:<16} {ours:>7} "
+                     + " ".join(f"{PAPER_TABLE1[m][cat]:12.2f}" for m in methods))
+    mean_ap = report["mean_ap"]
+    ours = "n/a" if mean_ap is None else f"{100 * mean_ap:7.2f}"
+    lines.append("-" * len(header))
+    lines.append(f"{'mAP':<16} {ours:>7} "
+                 + " ".join(f"{PAPER_TABLE1_MAP[m]:12.2f}" for m in methods))
+    return "\n".join(lines)
+
+
+def write_reports(out: Path, report: dict[str, Any], protocol: str,
+                  synthetic: bool = False) -> None:
+    """test_report.json/.csv and the two figures; the paper's columns on EMOTIC runs only."""
+    (out / "test_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    methods = [] if synthetic else list(PAPER_TABLE1)
+    with open(out / "test_report.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        if synthetic:
+            writer.writerow([f"# {SYNTHETIC_NOTE}"])
+        writer.writerow(["category", "ap_ours", *[f"ap_{m}" for m in methods]])
+        for cat in EMOTIC_CATEGORIES:
+            ap = report["per_category_ap"].get(cat)
+            writer.writerow([cat, "" if ap is None else ap,
+                             *[PAPER_TABLE1[m][cat] / 100 for m in methods]])
+        writer.writerow(["mAP", report["mean_ap"], *[PAPER_TABLE1_MAP[m] / 100 for m in methods]])
+    from dagnet_layers.visualize import plot_ap_comparison, plot_training_curves
+
+    ap = {k: (float("nan") if v is None else v) for k, v in report["per_category_ap"].items()}
+    if synthetic:
+        plot_ap_comparison(ap, reference=None, ours_label="this run",
+                           title=f"SYNTHETIC demo data (not EMOTIC): test AP ({protocol} protocol)",
+                           path=out / "test_ap.png")
+        plot_training_curves(out / "log.csv", out / "training_curves.png", reference_map=None,
+                             title="SYNTHETIC demo data (not EMOTIC): training curves")
+    else:
+        plot_ap_comparison(ap, title=f"EMOTIC test AP ({protocol} protocol)",
+                           path=out / "test_ap.png")
+        plot_training_curves(out / "log.csv", out / "training_curves.png")
+
+
+# --------------------------------------------------------------------- main
+LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_map", "lr", "samples_per_s", "seconds")
+#: What a run writes into its --output-dir (what --overwrite deletes).
+RUN_ARTIFACTS = ("checkpoints", "log.csv", "args.json", "test_report.json", "test_report.csv",
+                 "test_ap.png", "training_curves.png", "tensorboard")
+
+
+def _broadcast(value: Any, rank: int) -> Any:
+    """Rank 0's ``value`` on every rank (identity without DDP)."""
+    if not dist.is_initialized():
+        return value
+    box = [value if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def open_run(args: argparse.Namespace, rank: int) -> FolderLock | None:
+    """Lock the output folder (rank 0) and refuse to overwrite a run implicitly.
+
+    Every rank gets the same outcome: rank 0's error, if any, ends all of them.
+    """
+    out: Path = args.output_dir
+    lock, error = None, None
+    if rank == 0:
+        try:
+            lock = FolderLock(out, purpose="train_emotic.py").acquire()
+            existing = [name for name in RUN_ARTIFACTS if (out / name).exists()]
+            if args.resume and args.overwrite:
+                error = "give --resume or --overwrite, not both"
+            elif existing and not args.resume and not args.overwrite:
+                error = (f"{out} already holds a training run ({', '.join(existing)}); pass "
+                         "--resume to continue it, --overwrite to delete it and start over, or "
+                         "another --output-dir")
+            elif existing and args.overwrite:
+                logger.warning("--overwrite: deleting the run in %s (%s)", out,
+                               ", ".join(existing))
+                for name in existing:
+                    path = out / name
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+        except (FolderLockedError, StorageError) as err:
+            error = str(err)
+    error = _broadcast(error, rank)
+    if error:
+        if lock is not None:
+            lock.release()
+        raise SystemExit(error)
+    return lock
+
+
+def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``log.csv`` atomically from the committed progress record."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes_atomic(path, buffer.getvalue().encode())
+
+
+def _legacy_log(path: Path, upto: int) -> list[dict[str, Any]]:
+    """Rows of a 0.1 run's log.csv up to epoch ``upto`` (its checkpoints carried no log)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("epoch", "").isdigit()]
+    by_epoch = {int(r["epoch"]): r for r in rows if int(r["epoch"]) <= upto}
+    return [{k: by_epoch[e].get(k) for k in LOG_FIELDS} for e in sorted(by_epoch)]
+
+
+def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The names the light parser cannot list without importing the package."""
+    import difflib
+
+    for flag, value, known in (("--model", args.model, list_models()),
+                               ("--ablation", args.ablation, list(ABLATIONS)),
+                               ("--loss", args.loss, list_losses())):
+        if value is not None and value not in known:
+            close = difflib.get_close_matches(value, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            parser.error(f"argument {flag}: unknown {value!r}; {hint}choose from "
+                         f"{', '.join(known)}")
+
+
+def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
+    """Run the training command line (see ``dagnet-train --help``); returns the exit status."""
+    parser = build_train_parser(prog)
+    args = parser.parse_args(argv)
+    _check_names(parser, args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    device, rank, world = setup_distributed(args)
+    if rank != 0:
+        logging.getLogger().setLevel(logging.WARNING)
+    demo = resolve_defaults(args)
+    if demo:
+        logger.warning("no --data-root/--preprocessed given: training the demo configuration "
+                       "on %s", SYNTHETIC_NOTE)
+    data = data_source(args, demo)
+    check_weights(args)
+    lock = open_run(args, rank)
+    try:
+        return _train(args, data, demo, device, rank, world)
+    finally:
+        if lock is not None:
+            lock.release()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: torch.device,
+           rank: int, world: int) -> int:
+    out: Path = args.output_dir
+    seed_everything(args.seed)
+    amp = args.amp or ("bf16" if device.type == "cuda" else "none")
+    channels_last = args.channels_last and device.type == "cuda"
+    if rank == 0:
+        write_bytes_atomic(out / "args.json", (json.dumps(
+            {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            indent=2) + "\n").encode())
+
+    datasets = make_datasets(args, demo, rank)
+    loaders = {s: make_loader(d, args, s == "train") for s, d in datasets.items()}
+    check_steps(loaders["train"], datasets["train"], args, world)
+    seed_everything(args.seed)  # after the data: a cache build must not shift the model's init
+    model = build_model(args).to(device)
+    # each stream normalised as its backbone was trained (timm's pretrained_cfg)
+    norm = normalization_of(model)
+    train_tf = emotic_batch_transform(True, size=args.image_size, jitter=args.jitter,
+                                      flip_p=args.flip, **norm).to(device)
+    eval_tf = emotic_batch_transform(False, size=args.image_size, **norm).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = DAGNetCriterion(args.loss, aux_weight=args.aux_weight,
+                                vad_weight=args.vad_weight if args.vad else 0.0)
+    score = criterion.score  # how this loss's logits become scores (softmax for KL)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = len(loaders["train"]) if args.max_steps is None else min(
+        args.max_steps, len(loaders["train"]))
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(1, args.epochs * steps_per_epoch))
+        if args.scheduler == "cosine" else None)
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" and device.type == "cuda" else None
+
+    store = RunCheckpoints(out / "checkpoints")
+    start_epoch, best_map, best_epoch = 0, -1.0, None
+    log_rows: list[dict[str, Any]] = []
+    if args.resume:
+        if args.resume == "auto":
+            # Rank 0 repairs whatever an interrupted run left; every rank loads the result.
+            found = store.recover() if rank == 0 else None
+            ckpt = _broadcast(None if found is None else str(found), rank)
+        else:
+            ckpt = str(args.resume)
+        if ckpt is None:
+            logger.warning("--resume: nothing to resume in %s; starting a fresh run", out)
+        else:
+            last = load_checkpoint(ckpt, model, optimizer, scheduler, scaler=scaler,
+                                   map_location=device)
+            start_epoch = last + 1
+            record = RunCheckpoints.progress(ckpt)
+            best_map = record.get("best_val_map", best_map)
+            best_epoch = record.get("best_epoch")
+            log_rows = record.get("log") or _legacy_log(out / "log.csv", last)
+            logger.info("resumed from %s at epoch %d", ckpt, start_epoch)
+    if rank == 0:
+        write_log(out / "log.csv", log_rows)  # exactly the committed epochs, each once
+
+    net: torch.nn.Module = model
+    if world > 1:
+        unused = bool(model.context_attention is not None and args.aux_weight == 0)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=unused)
+    if args.compile:
+        net = torch.compile(net)
+
+    writer = None
+    if args.tensorboard and rank == 0:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise SystemExit("--tensorboard needs the tensorboard package: "
+                             "pip install 'dagnet-layers[dev]'") from err
+        writer = SummaryWriter(out / "tensorboard")
+
+    progress = not args.no_progress
+    for epoch in range(start_epoch, args.epochs):
+        # Every draw of epoch k depends on (seed, k, rank) only: a resumed run repeats an
+        # uninterrupted one, and no two ranks share augmentations or dropout masks.
+        seed_everything(process_seed(args.seed, epoch, rank))
+        loaders["train"].sampler.set_epoch(epoch)
+        try:
+            stats = train_one_epoch(
+                net, loaders["train"], criterion, optimizer, epoch=epoch, device=device,
+                batch_transform=train_tf, scheduler=scheduler, amp=amp, scaler=scaler,
+                grad_clip=args.grad_clip, channels_last=channels_last,
+                max_steps=args.max_steps, progress=progress,
+            )
+        except NonFiniteLossError as err:
+            logger.error("%s", err)
+            return 2
+        val = evaluate(net, loaders["val"], device=device, batch_transform=eval_tf,
+                       criterion=criterion, amp=amp, channels_last=channels_last,
+                       protocol=args.protocol, ties=args.ties, score=score, progress=progress,
+                       desc=f"epoch {epoch} val")
+        val_map = val.report.mean_ap
+        logger.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.2f%%, %.1f samples/s",
+                    epoch, stats.loss, val.loss, 100 * val_map, stats.samples_per_second)
+        if rank == 0:
+            log_rows.append(dict(zip(LOG_FIELDS, [
+                epoch, stats.loss, val.loss, val_map, optimizer.param_groups[0]["lr"],
+                stats.samples_per_second, stats.seconds], strict=True)))
+            if not math.isnan(val_map) and val_map > best_map:
+                best_map, best_epoch = val_map, epoch
+            inference = {
+                "image_size": args.image_size, "mask_body": not args.no_mask_body,
+                "mask_fill": 0, "score": score, "loss": args.loss,
+                "protocol": args.protocol, "ties": args.ties, "val_map": val_map,
+                "data": data,
+                "thresholds": dict(zip(EMOTIC_CATEGORIES,
+                                       [None if math.isnan(t) else float(t)
+                                        for t in val.thresholds], strict=True)),
+            }
+            # One commit holds the weights, the progress record and the log rows.
+            store.save(model, optimizer, scheduler, epoch=epoch, scaler=scaler,
+                       inference=inference,
+                       progress={"best_val_map": best_map, "best_epoch": best_epoch,
+                                 "log": log_rows})
+            write_log(out / "log.csv", log_rows)
+            crash_point("log-written", epoch)
+            if writer is not None:
+                writer.add_scalar("train/loss", stats.loss, epoch)
+                writer.add_scalar("val/mAP", val_map, epoch)
+                writer.add_scalar("train/samples_per_s", stats.samples_per_second, epoch)
+        if dist.is_initialized():
+            dist.barrier()  # the other ranks wait for rank 0's commit
+
+    # Final report on the test split with the best validation checkpoint.
+    # The run knows its best epoch; only a resumed 0.1 run needs the store to find it.
+    best_folder = None
+    if rank == 0:
+        best_folder = store.folder(best_epoch) if best_epoch is not None else store.best()
+    best = _broadcast(None if best_folder is None else str(best_folder), rank)
+    if best is not None:
+        load_checkpoint(best, model, map_location=device, restore_rng=False)
+    else:
+        logger.warning("no validation score was ever finite: testing the last weights")
+    test = evaluate(net, loaders["test"], device=device, batch_transform=eval_tf, amp=amp,
+                    channels_last=channels_last, protocol=args.protocol, ties=args.ties,
+                    score=score, progress=progress, desc="test")
+    crash_point("test-evaluated", "final")
+    if rank == 0:
+        report = test.report.to_dict()
+        report["model"] = unwrap_model(model).config.to_dict()
+        report["demo"] = demo
+        report["data"] = data
+        report["checkpoint"] = best
+        write_reports(out, report, args.protocol, synthetic=demo)
+        print(print_table1(report, args.protocol, synthetic=demo))
+        print(f"\nreports, checkpoints and plots in {out.resolve()}")
+        if writer is not None:
+            writer.close()
+    return 0
+
+
+def run_cli(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
+    """:func:`main` with a failure printed as one line (exit status 2), not a traceback.
+
+    Library errors (a bad file, record, config or checkpoint, each named), OS errors
+    (a full disk...) and rejected argument values exit with status 2; ``--debug``
+    shows the traceback instead (see :mod:`dagnet_layers.cli`).
+    """
+    return cli.run_cli(lambda a: main(a, prog=prog), argv, prog=prog)
+
+
+if __name__ == "__main__":  # python -m dagnet_layers.commands.train (e.g. under torchrun)
+    start = time.perf_counter()
+    code = run_cli(prog="dagnet_layers.commands.train")
+    logger.info("done in %.1f s", time.perf_counter() - start)
+    sys.exit(code)

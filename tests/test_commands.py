@@ -1,0 +1,87 @@
+"""The installed commands: declared, answering --help before torch loads, real defaults shown."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dagnet_layers.commands import args as cmd_args
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = {"dagnet-train": "train_entry", "dagnet-predict": "predict_entry"}
+
+
+@pytest.mark.parametrize("entry", sorted(COMMANDS.values()))
+def test_help_answers_without_loading_torch(entry: str) -> None:
+    code = textwrap.dedent(f"""
+        import sys
+        from dagnet_layers.commands.args import {entry}
+        try:
+            {entry}(["--help"])
+        except SystemExit as exit:
+            assert exit.code == 0
+        heavy = [m for m in ("torch", "timm", "numpy", "PIL") if m in sys.modules]
+        print("HEAVY", heavy)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("HEAVY []"), result.stdout[-300:]
+    assert "usage: dagnet-" in result.stdout
+
+
+def test_train_help_shows_the_real_defaults() -> None:
+    text = cmd_args.build_train_parser().format_help()
+    assert "(default: None)" not in text
+    for key, flag in (("epochs", "--epochs"), ("lr", "--lr"), ("batch_size", "--batch-size"),
+                      ("image_size", "--image-size")):  # fmt: skip
+        paper, demo = cmd_args.PAPER_DEFAULTS[key], cmd_args.DEMO_DEFAULTS[key]
+        assert f"{paper} with a dataset" in " ".join(text.split()), flag
+        assert f"{demo} for the demo" in " ".join(text.split()), flag
+    assert "runs/dagnet" in text and "default: kl" in text
+
+
+def test_the_commands_are_declared_and_resolve() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for command, function in COMMANDS.items():
+        assert scripts[command] == f"dagnet_layers.commands.args:{function}"
+    for target in scripts.values():
+        module, _, name = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_restated_constants_match_the_library() -> None:
+    from dagnet_layers.data import MAX_IMAGE_PIXELS
+
+    assert cmd_args.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
+
+
+@pytest.mark.parametrize(("flag", "value", "hint"), [
+    ("--model", "dagnet_r50_r81", "dagnet_r50_r18"),
+    ("--ablation", "bam_gasm", "bam_gsam"),
+    ("--loss", "focall", "focal"),
+])
+def test_names_are_checked_after_parsing(flag: str, value: str, hint: str, capsys) -> None:
+    from dagnet_layers.commands import train
+
+    with pytest.raises(SystemExit) as info:
+        train.main([flag, value])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2
+    assert err.startswith(f"dagnet-train: error: argument {flag}: unknown {value!r}")
+    assert f"did you mean {hint!r}" in err
+
+
+def test_examples_are_thin_wrappers() -> None:
+    for script, entry in (("train_emotic.py", "train_entry"), ("predict.py", "predict_entry")):
+        text = (ROOT / "examples" / script).read_text()
+        assert f"from dagnet_layers.commands.args import {entry}" in text
+        result = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--help"],
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: {script}")
