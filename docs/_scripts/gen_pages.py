@@ -325,6 +325,29 @@ def synthetic_table2_rst(path: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def backbone_support_rst(path: Path) -> str:
+    """The timm families checked by ``tests/test_backbones.py``, from ``backbone_support.json``."""
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    out = [
+        f".. list-table:: {len(rows)} timm families, each as the body and as the context "
+        "backbone (``pretrained=False``, one training step at the given size)",
+        "   :header-rows: 1",
+        "",
+        "   * - family",
+        "     - timm model (test size)",
+        "     - body width",
+        "     - GSAM after stage",
+        "     - GSAM block",
+    ]
+    for r in rows:
+        extra = ", ".join(f"{k}={v}" for k, v in r["kwargs"].items())
+        model = f"``{r['model']}``" + (f" ({extra})" if extra else "") + f", {r['size']} px"
+        out += [f"   * - {r['family']}", f"     - {model}", f"     - {r['body_width']}",
+                f"     - {r['gsam_stage']} ({r['attention_channels']} ch)",
+                f"     - {r['gsam_block']}"]
+    return "\n".join(out) + "\n"
+
+
 def table1_rst(results: Iterable[dict[str, Any]]) -> str:
     """The paper's Table 1 (per-category AP, %) with a column per results file."""
     from dagnet_layers.data.categories import EMOTIC_CATEGORIES
@@ -506,6 +529,8 @@ def generate_all(docs: Path, have_myst: bool) -> None:
     _write(gen / "table2.inc", table2_rst())
     _write(gen / "synthetic_table2.inc",
            synthetic_table2_rst(docs / "results" / "synthetic" / "table2.json"))
+    _write(gen / "backbone_support.inc",
+           backbone_support_rst(docs / "results" / "backbone_support.json"))
     _write(gen / "ablations.inc", ablations_rst())
     _write(gen / "variants.inc", variants_rst())
     _write(gen / "api_toplevel.inc", toplevel_table_rst())
