@@ -3,7 +3,7 @@
 The core install is the model zoo (torch, timm, torch-geometric, einops, numpy and
 what they bring). The EMOTIC toolkit needs the ``emotic`` extra (scipy to read
 ``Annotations.mat``, scikit-learn for the precision-recall thresholds), the figures
-the ``viz`` extra (matplotlib); ``all`` is both.
+the ``viz`` extra (matplotlib), ONNX export the ``onnx`` extra; ``all`` is all three.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ EXTRAS: dict[str, str] = {
     "scipy": "emotic",
     "sklearn": "emotic",
     "matplotlib": "viz",
+    "onnx": "onnx",
+    "onnxscript": "onnx",
+    "onnxruntime": "onnx",
 }
 
 

@@ -92,5 +92,6 @@ def test_extras_are_what_the_code_imports() -> None:
     assert any("scipy" in d for d in extras["emotic"])
     assert any("scikit-learn" in d for d in extras["emotic"])
     assert any("matplotlib" in d for d in extras["viz"])
-    assert "dagnet-layers[emotic,viz]" in extras["all"]
+    assert "dagnet-layers[emotic,viz,onnx]" in extras["all"]
+    assert any("onnxruntime" in d for d in extras["onnx"])
     assert "dagnet-layers[all]" in extras["test"]

@@ -17,6 +17,7 @@ from dagnet_layers.models.dagnet import (
     read_pretrained_config,
     resolve_pretrained_source,
 )
+from dagnet_layers.models.export import export_onnx
 from dagnet_layers.models.registry import create_model, list_models, model_config, register_model
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "check_pretrained_weights",
     "create_body_backbone",
     "create_model",
+    "export_onnx",
     "list_models",
     "load_pretrained_weights",
     "model_config",
