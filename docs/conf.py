@@ -89,11 +89,14 @@ intersphinx_mapping = gen_pages.intersphinx_mapping(
 intersphinx_timeout = 10
 
 # -- maths -------------------------------------------------------------------
-# MathJax comes from its CDN by default. For reading the docs offline, point the
-# build at a local copy, e.g. Debian's libjs-mathjax:
+# MathJax is bundled into _static by sphinx-mathjax-offline (the docs extra), so
+# the built pages render their maths with no network. Without that package the
+# pages load MathJax from its CDN; DAGNET_DOCS_MATHJAX_PATH overrides both, e.g.
 #   DAGNET_DOCS_MATHJAX_PATH="file:///usr/share/javascript/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML"
 if os.environ.get("DAGNET_DOCS_MATHJAX_PATH"):
     mathjax_path = os.environ["DAGNET_DOCS_MATHJAX_PATH"]
+elif gen_pages.import_optional("sphinx-mathjax-offline") is not None:
+    extensions.append("sphinx-mathjax-offline")
 
 # -- doctest -----------------------------------------------------------------
 # The doctest builder runs the ``.. doctest::`` / ``.. testcode::`` examples of

@@ -170,3 +170,25 @@ def test_public_name_is_in_api_reference(module_name: str, name: str) -> None:
         f"{module_name}.{name} is public but no page of docs/api documents it: add an "
         f"autodoc directive for it"
     )
+
+
+# ----------------------------------------------------------- the offline link check
+def test_link_checker_finds_broken_links_and_cdn_assets(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("check_links",
+                                                  DOCS / "_scripts" / "check_links.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "api").mkdir()
+    (tmp_path / "index.html").write_text(
+        '<a href="api/page.html#there">ok</a> <a href="api/page.html#gone">bad anchor</a>'
+        '<a href="missing.html">bad file</a> <a href="https://example.org">external</a>'
+        '<script src="https://cdn.example.org/mathjax.js"></script>'
+        '<img src="api/pic.png">'
+    )
+    (tmp_path / "api" / "page.html").write_text('<h1 id="there">x</h1><a href="../index.html">')
+    (tmp_path / "api" / "pic.png").write_bytes(b"")
+    problems, external = module.check(tmp_path)
+    assert len(problems) == 3, problems
+    assert any("#gone" in p for p in problems) and any("missing.html" in p for p in problems)
+    assert any("from the network" in p for p in problems)
+    assert "https://example.org" in external

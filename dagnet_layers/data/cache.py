@@ -90,7 +90,6 @@ __all__ = [
     "CACHE_FORMAT_VERSION",
     "build_emotic_cache",
     "cache_is_complete",
-    "main",
     "verify_emotic_cache",
 ]
 
