@@ -148,3 +148,23 @@ def test_storage_benchmark_reports_checksum_costs(tmp_path: Path) -> None:
     assert 0 < checkpoint["verify_share_of_load"] < 1
     assert cache["seconds_per_gb"] > 0 and cache["cheap_check"]["median_s"] > 0
     assert out.with_suffix(".md").read_text().startswith("# Storage benchmarks")
+
+
+def test_cuda_suite_dry_runs_on_cpu(tmp_path: Path) -> None:
+    """The one-command CUDA suite cannot rot: on a machine without CUDA every stage is
+    listed with its command and the reason it is skipped, and nothing is written."""
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "cuda_suite.py"),
+                           "--out-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for stage in ("env", "tests", "model", "layers", "layers_cl", "data", "train", "ddp"):
+        assert f"[{stage}] skipped: no CUDA device" in out
+    for script in ("bench_model.py", "bench_layers.py", "bench_data.py"):
+        assert str(BENCHMARKS / script) in out and (BENCHMARKS / script).is_file()
+    assert "dagnet_layers.commands.train" in out and "pytest -m cuda" in out
+    assert list(tmp_path.iterdir()) == []
+    dry = subprocess.run([sys.executable, str(BENCHMARKS / "cuda_suite.py"), "--dry-run",
+                          "--stages", "tests"], capture_output=True, text=True, timeout=120,
+                         check=False)  # fmt: skip
+    assert dry.returncode == 0 and "[tests] skipped: dry run" in dry.stdout

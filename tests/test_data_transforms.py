@@ -239,6 +239,7 @@ def test_mask_bbox_batched_equals_single() -> None:
         assert (batched[i] == 0).sum() == 3 * max(0, min(y2, 20) - y1) * max(0, min(x2, 30) - x1)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_batch_transform_on_cuda() -> None:
     b = {k: v.cuda() for k, v in _batch().items()}

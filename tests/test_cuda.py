@@ -1,0 +1,119 @@
+"""What only a GPU can confirm: every layer and the model on CUDA against a float64 CPU reference.
+
+Skipped without CUDA (CI has none); ``benchmarks/cuda_suite.py`` runs them first on
+any machine that has a GPU (``pytest -m cuda``). References are computed on the CPU
+in float64; CUDA runs in float32 with TF32 off, so the tolerances are float32's.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dagnet_layers import (
+    AttentionBranch,
+    BodyAttention,
+    LearnedAdjacencyGCN,
+    PatchEncoder,
+    build_dagnet,
+)
+from dagnet_layers.data import emotic_batch_transform
+from dagnet_layers.engine import train_one_epoch
+from dagnet_layers.losses import DAGNetCriterion
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _compare(
+    module: torch.nn.Module, *inputs: torch.Tensor, rtol: float = 2e-4, device: str = "cuda"
+) -> None:
+    """Outputs and every gradient on CUDA (float32) against CPU float64."""
+    ref = module.double()
+    ref_in = [x.double().requires_grad_(x.is_floating_point()) for x in inputs]
+    ref_out = ref(*ref_in)
+    ref_out = ref_out if isinstance(ref_out, tuple) else (ref_out,)
+    sum(o.double().sum() for o in ref_out if o is not None).backward()
+    ref_grads = {n: p.grad.clone() for n, p in ref.named_parameters() if p.grad is not None}
+
+    dev = module.float().to(device)
+    dev.zero_grad(set_to_none=True)
+    dev_in = [x.float().to(device).requires_grad_(x.is_floating_point()) for x in inputs]
+    dev_out = dev(*dev_in)
+    dev_out = dev_out if isinstance(dev_out, tuple) else (dev_out,)
+    sum(o.float().sum() for o in dev_out if o is not None).backward()
+    for a, b in zip(dev_out, ref_out, strict=True):
+        if a is not None:
+            scale = b.abs().max().clamp_min(1e-6)
+            assert ((a.double().cpu() - b.detach()).abs().max() / scale) < rtol
+    # relative to the module's largest gradient: a gradient that is zero in exact
+    # arithmetic (a bias before a normalisation) is rounding noise in both precisions
+    scale = max(float(g.abs().max()) for g in ref_grads.values())
+    for name, p in dev.named_parameters():
+        if p.grad is not None:
+            err = float((p.grad.double().cpu() - ref_grads[name]).abs().max()) / scale
+            assert err < 10 * rtol, f"{name}: relative gradient error {err:.2e}"
+
+
+def test_layers_match_float64_cpu() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 64, 64)
+    _compare(BodyAttention(in_channels=3, hidden_channels=8), x, torch.rand(4, 32))
+    _compare(AttentionBranch(64, 26), torch.rand(4, 64, 8, 8))
+    _compare(PatchEncoder(3, n=4, hidden_channels=8, out_channels=8, pool_size=2), x)
+    _compare(LearnedAdjacencyGCN(32, (32, 16), num_nodes=16), torch.rand(4, 16, 32))
+
+
+def test_model_on_cuda_fp32_bf16_channels_last_compile() -> None:
+    torch.manual_seed(0)
+    model = build_dagnet("test_resnet", "test_resnet", partition=2).eval()
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        ref = model.double()(x.double(), x.double())
+        model = model.float().cuda()
+        xc = x.cuda()
+        fp32 = model.forward_logits(xc, xc)
+        torch.testing.assert_close(fp32.double().cpu(), ref.logits, rtol=1e-4, atol=1e-4)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = model.forward_logits(xc, xc)
+        assert bf16.dtype == torch.float32  # the classifier runs in float32 under autocast
+        assert (bf16 - fp32).abs().max() < 0.05 * fp32.abs().max()
+        cl = model.to(memory_format=torch.channels_last)
+        xcl = xc.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(cl.forward_logits(xcl, xcl), fp32, rtol=1e-4, atol=1e-4)
+        compiled = torch.compile(cl.forward_logits)
+        torch.testing.assert_close(compiled(xcl, xcl), fp32, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_training_epoch_on_cuda_with_device_augmentation(amp: str) -> None:
+    torch.manual_seed(0)
+    model = build_dagnet("test_resnet", "test_resnet", partition=2).cuda()
+    g = torch.Generator().manual_seed(0)
+    loader = [{
+        "body": torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=g),
+        "context": torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=g),
+        "bbox": torch.tensor([[8.0, 8.0, 40.0, 56.0]]).repeat(4, 1),
+        "categories": (torch.rand(4, 26, generator=g) > 0.8).float(),
+        "vad": torch.rand(4, 3, generator=g) * 9 + 1,
+    } for _ in range(3)]  # fmt: skip
+    for b in loader:
+        b["categories"][:, 0] = 1.0
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    stats = train_one_epoch(
+        model, loader, DAGNetCriterion("kl"), optimizer, device="cuda",
+        batch_transform=emotic_batch_transform(True, size=64).cuda(), amp=amp, scaler=scaler,
+        channels_last=True, progress=False,
+    )  # fmt: skip
+    assert stats.loss == stats.loss and stats.loss > 0  # finite
