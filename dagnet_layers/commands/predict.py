@@ -16,14 +16,15 @@ The checkpoint folder is what ``DAGNet.save_pretrained`` writes (``config.json``
 
 Each box goes through exactly the preprocessing of ``EmoticDataset`` with the eval
 transform (body crop and whole-image context at ``image_size``, body box masked in
-the context, ImageNet normalisation). Scores are made from the logits exactly as
-the engine's evaluation made them for this checkpoint (``score``: ``softmax`` for
-the paper's KL loss, ``sigmoid`` for BCE/focal), so the validation thresholds
-apply to them. With thresholds, the labels at or above their category's
-precision = recall threshold are the predictions (marked ``*``); without them
-the top-k labels are shown. A checkpoint trained on the synthetic demo data says
-so in the table, the JSON and the figure. The figure (``--output``) follows the
-paper's Fig. 2 and adds the GSAM attention map, BAM's body weight and LSAM's graph.
+the context, each stream normalised with its backbone's mean and std, as in
+training). Scores are made from the logits exactly as the engine's evaluation made
+them for this checkpoint (``score``: ``softmax`` for the paper's KL loss,
+``sigmoid`` for BCE/focal), so the validation thresholds apply to them. With
+thresholds, the labels at or above their category's precision = recall threshold are
+the predictions (marked ``*``); without them the top-k labels are shown. A
+checkpoint trained on the synthetic demo data says so in the table, the JSON and the
+figure. The figure (``--output``) follows the paper's Fig. 2 and adds the GSAM
+attention map, BAM's body weight and LSAM's graph.
 """
 
 from __future__ import annotations
