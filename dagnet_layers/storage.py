@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any
 
 from dagnet_layers.errors import (
+    CorruptFileError,
     FolderLockedError,
     IntegrityError,
     MissingFileError,
@@ -49,6 +50,7 @@ __all__ = [
     "IntegrityError",
     "StorageError",
     "fsync_dir",
+    "read_json_object",
     "sha256_file",
     "verify_files",
     "write_bytes_atomic",
@@ -129,6 +131,45 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | bytearray | m
         raise
     fsync_dir(path.parent)
     return hashlib.sha256(data).hexdigest()
+
+
+def read_json_object(path: str | os.PathLike[str], what: str = "JSON file") -> dict[str, Any]:
+    """Read a JSON object from ``path``, or raise a library error naming the file.
+
+    Args:
+        path: The file.
+        what: What the file is, for the messages (e.g. ``"EMOTIC cache manifest"``).
+
+    Returns:
+        The parsed object.
+
+    Raises:
+        MissingFileError: The file does not exist.
+        CorruptFileError: It is not a regular file, not UTF-8, not JSON, or not an object.
+
+    Example:
+        >>> import tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = os.path.join(d, "a.json")
+        ...     _ = open(p, "w").write('{"x": 1}')
+        ...     read_json_object(p)
+        {'x': 1}
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(path, f"{what} not found")
+    if not path.is_file():
+        raise CorruptFileError(path, f"{what} exists but is not a regular file")
+    try:
+        payload = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(path, f"{what} is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(path, f"{what} is not valid JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise CorruptFileError(path, f"{what} must hold a JSON object, got "
+                               f"{type(payload).__name__}")
+    return payload
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -51,6 +51,7 @@ from dagnet_layers.data import (
 )
 from dagnet_layers.errors import CorruptFileError
 from dagnet_layers.losses import SCORE_KINDS, scores_from_logits
+from dagnet_layers.storage import read_json_object
 
 INFERENCE_NAME = "inference.json"
 DEFAULT_INFERENCE: dict[str, Any] = {"image_size": 224, "mask_body": True, "mask_fill": 0}
@@ -79,16 +80,7 @@ def read_inference_config(checkpoint: Path) -> tuple[dict[str, Any], bool]:
     path = checkpoint / INFERENCE_NAME
     if not path.exists():
         return dict(DEFAULT_INFERENCE), False
-    if not path.is_file():
-        raise CorruptFileError(path, "exists but is not a regular file")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise CorruptFileError(path, "not UTF-8 text") from err
-    except json.JSONDecodeError as err:
-        raise CorruptFileError(path, f"not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise CorruptFileError(path, f"must hold a JSON object, got {type(data).__name__}")
+    data = read_json_object(path, INFERENCE_NAME)
     config = {**DEFAULT_INFERENCE, **data}
     size = config["image_size"]
     if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:

@@ -80,6 +80,7 @@ from dagnet_layers.storage import (
     FolderLock,
     IntegrityError,
     StorageError,
+    read_json_object,
     sha256_file,
     verify_files,
     write_bytes_atomic,
@@ -108,14 +109,8 @@ def _read_manifest(cache_dir: Path) -> dict[str, Any] | None:
     path = cache_dir / CACHE_MANIFEST
     if not path.exists():
         return None
-    if not path.is_file():
-        raise CorruptFileError(path, "exists but is not a regular file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(path, f"not a valid JSON manifest ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+    manifest = read_json_object(path, "EMOTIC cache manifest")
+    if manifest.get("format") != _FORMAT:
         raise CorruptFileError(path, f"not a {_FORMAT} manifest")
     if not isinstance(manifest.get("splits", {}), dict):
         raise CorruptFileError(path, "its 'splits' entry is not an object")

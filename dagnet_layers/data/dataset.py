@@ -19,7 +19,6 @@ runs per sample in the DataLoader workers and samples hold normalised float32.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import struct
@@ -52,6 +51,7 @@ from dagnet_layers.errors import (
     ImageTooLargeError,
     MissingFileError,
 )
+from dagnet_layers.storage import read_json_object
 
 __all__ = [
     "CACHE_MANIFEST",
@@ -356,7 +356,7 @@ class EmoticDataset(Dataset):
     def _init_cache(self) -> None:
         from dagnet_layers.data.cache import CACHE_FORMAT_VERSION, verify_emotic_cache
 
-        manifest = _read_json(self.source / CACHE_MANIFEST, "EMOTIC cache manifest")
+        manifest = read_json_object(self.source / CACHE_MANIFEST, "EMOTIC cache manifest")
         entry = manifest.get("splits", {}).get(self.split)
         if entry is None or not entry.get("complete", False):
             raise MissingFileError(
@@ -373,7 +373,7 @@ class EmoticDataset(Dataset):
         # swapped file is an error naming it instead of garbage samples.
         verify_emotic_cache(self.source, [self.split], full=False)
         records_file = self.source / f"{self.split}_records.json"
-        payload = _read_json(records_file, "EMOTIC cache records file")
+        payload = read_json_object(records_file, "EMOTIC cache records file")
         try:
             summary = ReadSummary(**payload["summary"])
             self.records = EmoticRecords(
@@ -492,22 +492,6 @@ class EmoticDataset(Dataset):
             f"layout={self.layout!r}, n={len(self)}, size={self.size}, "
             f"mask_body={self.mask_body}, transform={self.transform!r})"
         )
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from ``path``, or a library error naming the file."""
-    if not path.is_file():
-        raise MissingFileError(path, f"{what} not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            payload = json.load(f)
-    except UnicodeDecodeError as exc:
-        raise CorruptFileError(path, f"{what} is not UTF-8 text") from exc
-    except json.JSONDecodeError as exc:
-        raise CorruptFileError(path, f"{what} is not valid JSON ({exc})") from exc
-    if not isinstance(payload, dict):
-        raise CorruptFileError(path, f"{what} must hold a JSON object")
-    return payload
 
 
 def _resize_uint8(img: Tensor, size: int) -> Tensor:

@@ -48,7 +48,12 @@ from dagnet_layers.layers import (
     PatchSumReadout,
 )
 from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone, pooled_width
-from dagnet_layers.storage import StorageError, verify_files, write_bytes_atomic
+from dagnet_layers.storage import (
+    StorageError,
+    read_json_object,
+    verify_files,
+    write_bytes_atomic,
+)
 
 __all__ = [
     "ABLATIONS",
@@ -927,16 +932,10 @@ def load_pretrained_weights(
 
 
 def _read_meta(config_file: Path) -> dict[str, Any]:
-    if not config_file.is_file():
+    if not config_file.exists():
         raise MissingFileError(config_file, "not found (written by save_pretrained)")
-    try:
-        meta = json.loads(config_file.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise CorruptFileError(config_file, "not UTF-8 text") from err
-    except json.JSONDecodeError as err:
-        raise CorruptFileError(config_file, f"not valid JSON ({err})") from err
-    if (not isinstance(meta, dict) or meta.get("format") != "dagnet-layers"
-            or not isinstance(meta.get("config"), dict)):
+    meta = read_json_object(config_file, "model config")
+    if meta.get("format") != "dagnet-layers" or not isinstance(meta.get("config"), dict):
         raise CorruptFileError(config_file, "not a dagnet-layers model config")
     return meta
 
