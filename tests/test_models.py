@@ -229,7 +229,7 @@ def test_from_pretrained_refuses_bad_folders(tmp_path: Path) -> None:
         DAGNet.from_pretrained(tmp_path)
     for bad in ({"format": "other"}, {"format": "dagnet-layers"}, ["format"]):
         (tmp_path / "config.json").write_text(json.dumps(bad))
-        with pytest.raises(ValueError, match="not a dagnet-layers model config|JSON object"):
+        with pytest.raises(ValueError, match=r"not a dagnet-layers model config|JSON object"):
             DAGNet.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"DAGNetConfig.*unknown option 'bogus'"):
         DAGNetConfig.from_dict({"body_backbone": "resnet18", "bogus": 1})
