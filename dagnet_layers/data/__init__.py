@@ -1,27 +1,25 @@
 """EMOTIC data: categories, readers, datasets, paired transforms, cache, synthetic data.
 
 Records flow one way: ``read_emotic_annotations`` (official ``Annotations.mat``) or
-``read_emotic_preprocessed`` (community CSV + npy) -> ``EmoticDataset`` (body crop +
-masked context per person, optionally through ``build_emotic_cache``) -> the paired
-transforms (per sample, or batched on the device).
+``read_emotic_preprocessed`` (community CSV + npy) -> pixels (``load_image_rgb``,
+``crop_body_and_context``) -> ``build_emotic_cache`` -> ``EmoticDataset`` (body crop +
+masked context per person) -> the paired transforms (per sample, or batched on the
+device). The modules import in that direction only: ``categories`` and ``records``
+know nothing of ``pixels``, which knows nothing of ``cache``, which knows nothing
+of ``dataset``.
 """
 
 from dagnet_layers.data.cache import (
     BUILD_SKIP_REASONS,
     CACHE_FORMAT_VERSION,
+    CACHE_MANIFEST,
     build_emotic_cache,
     cache_is_complete,
     verify_emotic_cache,
 )
 from dagnet_layers.data.categories import CATEGORY_TO_INDEX, EMOTIC_CATEGORIES, NUM_CATEGORIES
-from dagnet_layers.data.dataset import (
-    CACHE_MANIFEST,
-    MAX_IMAGE_PIXELS,
-    EmoticDataset,
-    crop_body_and_context,
-    detect_layout,
-    load_image_rgb,
-)
+from dagnet_layers.data.dataset import EmoticDataset, detect_layout
+from dagnet_layers.data.pixels import MAX_IMAGE_PIXELS, crop_body_and_context, load_image_rgb
 from dagnet_layers.data.preprocessed import (
     PREPROCESSED_COLUMNS,
     PreprocessedSplit,

@@ -52,12 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from dagnet_layers.cli import run_cli
-from dagnet_layers.data.dataset import (
-    CACHE_MANIFEST,
-    MAX_IMAGE_PIXELS,
-    crop_body_and_context,
-    load_image_rgb,
-)
+from dagnet_layers.data.pixels import MAX_IMAGE_PIXELS, crop_body_and_context, load_image_rgb
 from dagnet_layers.data.records import (
     EMOTIC_SPLITS,
     BadRecordPolicy,
@@ -89,6 +84,7 @@ from dagnet_layers.storage import (
 __all__ = [
     "BUILD_SKIP_REASONS",
     "CACHE_FORMAT_VERSION",
+    "CACHE_MANIFEST",
     "build_emotic_cache",
     "cache_is_complete",
     "verify_emotic_cache",
@@ -96,6 +92,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Name of the manifest file that marks a folder as an EMOTIC cache.
+CACHE_MANIFEST = "emotic_cache.json"
 #: Version of the on-disk cache format; a cache of another version is rebuilt.
 #: 2: checksums of every file of a complete split.
 CACHE_FORMAT_VERSION = 2

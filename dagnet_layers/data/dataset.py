@@ -21,18 +21,30 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from dagnet_layers.data.cache import (
+    CACHE_FORMAT_VERSION,
+    CACHE_MANIFEST,
+    build_emotic_cache,
+    cache_is_complete,
+    verify_emotic_cache,
+)
+from dagnet_layers.data.pixels import (
+    MAX_IMAGE_PIXELS,
+    _chw,
+    crop_body_and_context,
+    load_image_rgb,
+)
+from dagnet_layers.data.preprocessed import preprocessed_files, read_emotic_preprocessed
 from dagnet_layers.data.records import (
     EMOTIC_SPLITS,
     BadRecordPolicy,
@@ -40,168 +52,21 @@ from dagnet_layers.data.records import (
     EmoticRecords,
     MissingImagePolicy,
     ReadSummary,
-    clamp_bbox,
     open_npy,
     read_emotic_annotations,
 )
 from dagnet_layers.data.transforms import mask_bbox
 from dagnet_layers.errors import (
     CorruptFileError,
-    ImageDecodeError,
-    ImageTooLargeError,
     MissingFileError,
 )
 from dagnet_layers.storage import read_json_object
 
-__all__ = [
-    "CACHE_MANIFEST",
-    "MAX_IMAGE_PIXELS",
-    "EmoticDataset",
-    "crop_body_and_context",
-    "detect_layout",
-    "load_image_rgb",
-]
+__all__ = ["EmoticDataset", "detect_layout"]
 
 logger = logging.getLogger(__name__)
 
-#: Name of the manifest file that marks a folder as an EMOTIC cache.
-CACHE_MANIFEST = "emotic_cache.json"
-
 Sample = dict[str, Tensor]
-
-
-#: Default bound on an image's pixel count (width x height) for :func:`load_image_rgb`:
-#: 64 megapixels (EMOTIC's largest images have a few); raise it with ``max_pixels``.
-MAX_IMAGE_PIXELS = 64_000_000
-
-
-def load_image_rgb(
-    path: str | os.PathLike[str], *, max_pixels: int | None = MAX_IMAGE_PIXELS
-) -> Image.Image:
-    """Decode an image file to an 8-bit RGB :class:`PIL.Image.Image`, whatever its mode.
-
-    Grayscale, palette, CMYK, YCbCr and alpha images are converted to RGB (alpha is
-    dropped: the stored colour is kept). 16-bit and 32-bit integer images (``I;16``,
-    ``I``) are scaled from 0-65535 to 0-255, floating-point images (``F``) from 0-1
-    when all values lie in it (else clipped to 0-255), 1-bit images to 0 / 255;
-    Pillow's own ``convert("RGB")`` would clip a 16-bit image to white. EXIF
-    orientation is deliberately ignored: EMOTIC boxes refer to the stored pixels.
-
-    Args:
-        path: Image file.
-        max_pixels: Largest accepted ``width * height``, checked from the header
-            before anything is decoded; ``None`` for no bound.
-
-    Returns:
-        The decoded image in mode ``"RGB"``.
-
-    Raises:
-        MissingFileError: If ``path`` does not exist or is not a file.
-        ImageTooLargeError: If the image has more than ``max_pixels`` pixels.
-        ImageDecodeError: If the file cannot be decoded (names the file and why).
-
-    Example:
-        >>> import tempfile, os
-        >>> with tempfile.TemporaryDirectory() as d:
-        ...     p = os.path.join(d, "g.png")
-        ...     Image.new("I;16", (5, 4), 65535).save(p)
-        ...     img = load_image_rgb(p)
-        ...     img.mode, img.size, img.getpixel((0, 0))
-        ('RGB', (5, 4), (255, 255, 255))
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise MissingFileError(path, "image not found")
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns about large images; our own bound below decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if max_pixels is not None and w * h > max_pixels:
-                    raise ImageTooLargeError(
-                        path, f"{w} x {h} = {w * h:,} pixels, more than max_pixels="
-                        f"{max_pixels:,}; raise the bound if the image is genuine"
-                    )
-                if w < 1 or h < 1:
-                    raise ImageDecodeError(path, f"the image is {w} x {h} pixels")
-                img.load()
-                return _to_rgb(img)
-    except (ImageTooLargeError, ImageDecodeError):
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(
-            path, f"Pillow refused it as a decompression bomb ({exc})"
-        ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
-            struct.error, MemoryError) as exc:  # fmt: skip
-        raise ImageDecodeError(
-            path, f"cannot decode the image ({type(exc).__name__}: {exc})"
-        ) from exc
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB without clipping wide integer modes."""
-    mode = img.mode
-    if mode == "RGB":
-        return img.copy()
-    if mode.startswith("I;16") or mode == "I" or mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        if mode == "F":
-            finite = arr[np.isfinite(arr)]
-            if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
-                arr = arr * 255.0
-        else:
-            arr = arr / 257.0  # 65535 -> 255
-        gray = np.clip(np.nan_to_num(arr, nan=0.0), 0, 255).round().astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
-        # drop alpha, keeping the stored colour (no compositing onto a background)
-        return img.convert("RGBA").convert("RGB")
-    return img.convert("RGB")
-
-
-def crop_body_and_context(
-    image: Image.Image, bbox: tuple[int, int, int, int], size: int = 224
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Crop and resize the body, resize the whole image, rescale the box.
-
-    The body is ``image[y1:y2, x1:x2]`` resized to ``size x size``; the context is
-    the whole image resized to ``size x size`` (plain resize, aspect ratio not kept,
-    as the community baseline); both bilinear with Pillow's antialiasing. The box
-    is clamped again to the decoded size in case it differs from the annotation.
-
-    Args:
-        image: RGB image.
-        bbox: ``(x1, y1, x2, y2)`` ints in ``image`` pixels.
-        size: Output side length.
-
-    Returns:
-        ``(body, context, bbox)``: ``uint8`` ``(3, size, size)`` arrays and the box
-        as float32 ``(4,)`` in context pixels. The context is *not* masked.
-
-    Raises:
-        ValueError: If the box is empty inside this image.
-
-    Example:
-        >>> img = Image.new("RGB", (40, 20), (255, 0, 0))
-        >>> body, ctx, box = crop_body_and_context(img, (10, 0, 20, 20), size=8)
-        >>> body.shape, box.tolist()
-        ((3, 8, 8), [2.0, 0.0, 4.0, 8.0])
-    """
-    w, h = image.size
-    (x1, y1, x2, y2), _ = clamp_bbox(bbox, w, h)
-    if x2 <= x1 or y2 <= y1:
-        raise ValueError(f"bbox {tuple(bbox)} is empty inside a {w}x{h} image")
-    body = image.resize((size, size), Image.Resampling.BILINEAR, box=(x1, y1, x2, y2))
-    context = image.resize((size, size), Image.Resampling.BILINEAR)
-    scale = np.array([size / w, size / h, size / w, size / h], dtype=np.float64)
-    box = (np.array([x1, y1, x2, y2], dtype=np.float64) * scale).astype(np.float32)
-    return _chw(body), _chw(context), box
-
-
-def _chw(img: Image.Image | np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def detect_layout(source: str | os.PathLike[str], split: str) -> str:
@@ -319,8 +184,6 @@ class EmoticDataset(Dataset):
         self._native_size: int
 
         if cache_dir is not None and self.layout == "official":
-            from dagnet_layers.data.cache import build_emotic_cache, cache_is_complete
-
             cache_dir = Path(cache_dir).expanduser().resolve()
             want = 224 if size is None else int(size)
             if not cache_is_complete(cache_dir, split, size=want):
@@ -354,8 +217,6 @@ class EmoticDataset(Dataset):
 
     # ------------------------------------------------------------------ layouts
     def _init_cache(self) -> None:
-        from dagnet_layers.data.cache import CACHE_FORMAT_VERSION, verify_emotic_cache
-
         manifest = read_json_object(self.source / CACHE_MANIFEST, "EMOTIC cache manifest")
         entry = manifest.get("splits", {}).get(self.split)
         if entry is None or not entry.get("complete", False):
@@ -393,8 +254,6 @@ class EmoticDataset(Dataset):
         }
 
     def _init_preprocessed(self, on_bad_record: BadRecordPolicy) -> None:
-        from dagnet_layers.data.preprocessed import preprocessed_files, read_emotic_preprocessed
-
         pre = read_emotic_preprocessed(self.source, self.split, on_bad_record=on_bad_record)
         self.records = pre.records
         self._native_size = 224

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from dagnet_layers.data.categories import NUM_CATEGORIES
+from dagnet_layers.data.pixels import load_image_rgb
 from dagnet_layers.data.records import (
     EMOTIC_SPLITS,
     VAD_RANGE,
@@ -345,8 +346,6 @@ def write_emotic_preprocessed(
         >>> sorted(counts)
         ['test']
     """
-    from dagnet_layers.data.dataset import load_image_rgb
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
