@@ -879,12 +879,12 @@ def load_checkpoint(
         ValueError: the training state is not a tensors-only file, or the
             weights do not match ``model``.
     """
-    from safetensors.torch import load_file
+    from dagnet_layers.models.dagnet import WEIGHTS_NAME, load_pretrained_weights
 
     directory = Path(directory)
     # A committed save that did not reach its rename is newer than the folder.
     recover_checkpoint(directory, clean=False)
-    weights = directory / "model.safetensors"
+    weights = directory / WEIGHTS_NAME
     state_file = directory / TRAINING_STATE_NAME
     for path in (weights, state_file):
         if not path.is_file():
@@ -906,20 +906,8 @@ def load_checkpoint(
             f"(torch.load(weights_only=True) failed: {type(err).__name__}: "
             f"{' '.join(str(err).split())[:300]})"
         ) from err
-    inner = unwrap_model(model)
-    try:
-        tensors = load_file(str(weights), device=str(map_location))
-        result = inner.load_state_dict(tensors, strict=False)
-    except Exception as err:
-        raise CorruptFileError(
-            weights, f"cannot be loaded into the model ({type(err).__name__}: "
-            f"{' '.join(str(err).split())[:300]})"
-        ) from err
-    if result.missing_keys or result.unexpected_keys:
-        raise CorruptFileError(
-            weights, f"does not match the model: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-        )
+    # the weights file alone: the MANIFEST above has already checked its checksum
+    load_pretrained_weights(unwrap_model(model), weights, map_location=map_location)
     if optimizer is not None and "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and "scheduler" in state:

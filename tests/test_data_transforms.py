@@ -246,3 +246,16 @@ def test_batch_transform_on_cuda() -> None:
     t = emotic_batch_transform(train=True, size=32).cuda()
     out = t(b)
     assert out["body"].is_cuda and out["body"].shape == (4, 3, 32, 32)
+
+
+def test_batch_transform_follows_train_and_eval() -> None:
+    """train_mode is the module's training flag: .eval() turns the augmentation off."""
+    b = _batch()
+    t = emotic_batch_transform(train=True, size=32, generator=torch.Generator().manual_seed(0))
+    reference = emotic_batch_transform(train=False, size=32)
+    assert t.train_mode and not reference.train_mode and not reference.training
+    t.eval()
+    assert not t.train_mode
+    assert torch.equal(t(b)["body"], reference(b)["body"])
+    t.train()
+    assert t.train_mode and not torch.equal(t(b)["body"], reference(b)["body"])

@@ -246,12 +246,14 @@ class EmoticBatchTransform(nn.Module):
     Steps: to float in ``[0, 1]``; resize to ``size`` (bilinear, antialiased; the
     box is rescaled with the context); in training, a random horizontal flip per
     person applied to body, context and box together, then colour jitter with one
-    set of factors per person shared by its body and context; finally ImageNet
-    normalisation. Runs on whatever device the batch lives on.
+    set of factors per person shared by its body and context; finally the
+    normalisation (ImageNet's statistics unless given, e.g. the backbones' own
+    from :func:`normalization_of`). Runs on whatever device the batch lives on.
 
     Args:
         size: Output side length of body and context.
-        train: Whether to apply the random flip and colour jitter.
+        train: Whether to apply the random flip and colour jitter: the module's
+            training mode, so ``.eval()`` / ``.train()`` switch it like any module's.
         jitter: Brightness, contrast and saturation strength (paper: 0.4).
         hue: Hue strength in ``[0, 0.5]`` (0 keeps hue; see module docstring).
         flip_p: Probability of flipping a person horizontally.
@@ -308,7 +310,7 @@ class EmoticBatchTransform(nn.Module):
         if not 0.0 <= flip_p <= 1.0:
             raise ValueError(f"flip_p must be in [0, 1], got {flip_p!r}")
         self.size = int(size)
-        self.train_mode = bool(train)
+        self.train(bool(train))  # train_mode is nn.Module's own training flag
         self.jitter = float(jitter)
         self.hue = float(hue)
         self.flip_p = float(flip_p)
@@ -336,6 +338,15 @@ class EmoticBatchTransform(nn.Module):
         self._context_bounds = [
             (-m / s, (1.0 - m) / s) for m, s in zip(context_mean, context_std, strict=True)
         ]
+
+    @property
+    def train_mode(self) -> bool:
+        """Whether the random flip and jitter run (the module's ``training`` flag)."""
+        return self.training
+
+    @train_mode.setter
+    def train_mode(self, value: bool) -> None:
+        self.train(bool(value))
 
     def extra_repr(self) -> str:
         return (
