@@ -72,8 +72,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
+from dagnet_layers._arrays import to_numpy as _to_numpy
 from dagnet_layers._deps import require
 from dagnet_layers.data.categories import EMOTIC_CATEGORIES
 
@@ -107,22 +107,6 @@ VAD_DIMENSIONS: tuple[str, str, str] = ("valence", "arousal", "dominance")
 # --------------------------------------------------------------------------- #
 def _sklearn_metrics() -> Any:
     return require("sklearn.metrics", "EMOTIC precision-recall thresholds and the sklearn protocol")
-
-
-def _to_numpy(x: Any, name: str, dtype: type[np.floating] = np.float64) -> np.ndarray:
-    """A numpy array (float64 by default) of a tensor / array / nested sequence.
-
-    Shared with :mod:`dagnet_layers.visualize`, which reads float32.
-    """
-    if isinstance(x, torch.Tensor):
-        torch_dtype = torch.from_numpy(np.empty(0, dtype=dtype)).dtype
-        return x.detach().to(device="cpu", dtype=torch_dtype).numpy()
-    try:
-        return np.asarray(x, dtype=dtype)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"{name} must be a numpy array or torch tensor of numbers, got {type(x).__name__}"
-        ) from err
 
 
 def _shape(a: np.ndarray) -> str:

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from dagnet_layers._arrays import to_numpy as _metrics_to_numpy
 from dagnet_layers._deps import require
 from dagnet_layers.data.categories import EMOTIC_CATEGORIES
-from dagnet_layers.metrics import _to_numpy as _metrics_to_numpy
 from dagnet_layers.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
 
 if TYPE_CHECKING:

@@ -86,7 +86,7 @@ def _deps_of(prefix: str, top_level_only: bool = False) -> dict[str, set[str]]:
     ("dagnet_layers.losses", ("dagnet_layers.errors", "dagnet_layers._deps",
                               "dagnet_layers.data")),
     ("dagnet_layers.metrics", ("dagnet_layers.errors", "dagnet_layers._deps",
-                               "dagnet_layers.data")),
+                               "dagnet_layers._arrays", "dagnet_layers.data")),
     ("dagnet_layers.engine", ("dagnet_layers.data", "dagnet_layers.losses",
                               "dagnet_layers.metrics", "dagnet_layers.storage",
                               "dagnet_layers.errors", "dagnet_layers.models",

@@ -23,6 +23,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from dagnet_layers.layers._checks import check_positive_ints
+
 __all__ = [
     "AttentionBranch",
     "AttentionBranchOutput",
@@ -232,12 +234,8 @@ class AttentionBranch(nn.Module):
         super().__init__()
         if block_channels is None:
             block_channels = in_channels
-        for arg, value in (("in_channels", in_channels), ("num_classes", num_classes),
-                           ("block_channels", block_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(
-                    f"AttentionBranch({arg}=...) must be a positive int, got {value!r}"
-                )
+        check_positive_ints("AttentionBranch", in_channels=in_channels, num_classes=num_classes,
+                            block_channels=block_channels)
         if attention_block is None and block_channels != in_channels:
             raise ValueError(
                 f"AttentionBranch(block_channels={block_channels}) needs an attention_block "

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from dagnet_layers.layers._checks import check_positive_ints
+
 __all__ = ["BodyAttention", "BodyAttentionOutput"]
 
 
@@ -77,9 +79,8 @@ class BodyAttention(nn.Module):
         act_layer: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
-        for arg, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"BodyAttention({arg}=...) must be a positive int, got {value!r}")
+        check_positive_ints("BodyAttention", in_channels=in_channels,
+                            hidden_channels=hidden_channels)
         self.in_channels = in_channels
         self.conv1 = nn.Conv2d(in_channels, hidden_channels, kernel_size=1)
         self.act = act_layer()

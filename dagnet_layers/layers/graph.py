@@ -25,6 +25,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from dagnet_layers.layers._checks import check_positive_ints
+
 __all__ = [
     "LearnedAdjacencyGCN",
     "PatchSumReadout",
@@ -212,19 +214,13 @@ class LearnedAdjacencyGCN(nn.Module):
     ) -> None:
         super().__init__()
         hidden_features = tuple(hidden_features)
-        if not isinstance(in_features, int) or in_features < 1:
-            raise ValueError(
-                f"LearnedAdjacencyGCN(in_features=...) must be a positive int, got {in_features!r}"
-            )
+        check_positive_ints("LearnedAdjacencyGCN", in_features=in_features)
         if not hidden_features or any(not isinstance(h, int) or h < 1 for h in hidden_features):
             raise ValueError(
                 "LearnedAdjacencyGCN(hidden_features=...) must be a non-empty sequence of "
                 f"positive ints, got {hidden_features!r}"
             )
-        if not isinstance(num_nodes, int) or num_nodes < 1:
-            raise ValueError(
-                f"LearnedAdjacencyGCN(num_nodes=...) must be a positive int, got {num_nodes!r}"
-            )
+        check_positive_ints("LearnedAdjacencyGCN", num_nodes=num_nodes)
         if adjacency_init not in ("grid", "identity", "uniform"):
             raise ValueError(
                 "LearnedAdjacencyGCN(adjacency_init=...) must be 'grid', 'identity' or "

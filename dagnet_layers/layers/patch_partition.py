@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from dagnet_layers.layers._checks import check_positive_ints
+
 __all__ = ["PatchEncoder", "PatchPartition"]
 
 SizePolicy = Literal["error", "resize", "pad"]
@@ -157,15 +159,9 @@ class PatchEncoder(nn.Module):
         size_policy: SizePolicy = "error",
     ) -> None:
         super().__init__()
-        for arg, value in (
-            ("in_channels", in_channels),
-            ("hidden_channels", hidden_channels),
-            ("out_channels", out_channels),
-            ("pool_size", pool_size),
-            ("stride", stride),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"PatchEncoder({arg}=...) must be a positive int, got {value!r}")
+        check_positive_ints("PatchEncoder", in_channels=in_channels,
+                            hidden_channels=hidden_channels, out_channels=out_channels,
+                            pool_size=pool_size, stride=stride)
         self.in_channels = in_channels
         self.pool_size = pool_size
         self.partition = PatchPartition(n, size_policy=size_policy)
