@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the fast loop: pytest -m 'not slow'
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the fast loop: pytest -m 'not slow'
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 ENV_KEYS = {
     "device", "device_name", "torch", "torch_cuda_build", "timm", "torch_geometric",

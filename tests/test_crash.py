@@ -138,6 +138,7 @@ def _kill_chain(demo: Path, out: Path, kills: tuple[str | float, ...]) -> tuple[
     return codes, _summary(out)
 
 
+@pytest.mark.slow
 def test_kill_at_every_protocol_step_then_resume(reference, tmp_path: Path) -> None:
     demo, want, _ = reference
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -150,6 +151,7 @@ def test_kill_at_every_protocol_step_then_resume(reference, tmp_path: Path) -> N
         _assert_same(got, want, f"killed at {', '.join(chain)}")
 
 
+@pytest.mark.slow
 def test_kill_at_random_moments_then_resume(reference, tmp_path: Path) -> None:
     demo, want, duration = reference
     rng = random.Random(20261125)
@@ -261,6 +263,7 @@ for epoch in (0, 1):
 
 @pytest.mark.parametrize("point", ["checkpoint-written:1", "checkpoint-committed:1",
                                    "checkpoint-aside:1"])
+@pytest.mark.slow
 def test_replacing_a_checkpoint_folder_survives_a_kill(tmp_path: Path, point: str) -> None:
     target = tmp_path / "ckpt"
     proc = _run([sys.executable, "-c", SAVE_TWICE, str(target)], _env(DAGNET_KILL_AT=point))

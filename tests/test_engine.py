@@ -423,6 +423,7 @@ engine.train_one_epoch = _logged
 """
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_cpu_with_gloo(tmp_path: Path) -> None:
     # A sitecustomize in the children records the global RNG state each rank
     # starts its epoch with: the source of its flips, jitters and dropout masks.
@@ -459,6 +460,7 @@ def count_test_persons(demo_dir: Path) -> int:
     return len(EmoticDataset(root, "test", size=32))
 
 
+@pytest.mark.slow
 def test_reproduce_paper_sweeps_table2_and_fig3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -121,6 +121,7 @@ def _hub_cache(tmp_path: Path, model: DAGNet) -> Path:
     return cache
 
 
+@pytest.mark.slow
 def test_hub_round_trip_offline(tmp_path: Path) -> None:
     model = tiny().eval()
     cache = _hub_cache(tmp_path, model)

@@ -110,6 +110,7 @@ def test_the_data_wing_flows_one_way() -> None:
                 assert rank[dep] < rank[module], f"{module} imports {dep}: against the flow"
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone() -> None:
     """Each module first in a fresh interpreter: an import cycle or a hidden order
     dependence fails here even where the package's __init__ hides it."""

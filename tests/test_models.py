@@ -298,6 +298,7 @@ def test_every_registered_variant_builds_and_runs(name: str) -> None:
     assert cfg["num_classes"] == 26
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager() -> None:
     model = create_model("test_dagnet").eval()
     body, context = images()

@@ -14,6 +14,7 @@ from dagnet_layers.models import export_onnx
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 def test_onnx_logits_match_pytorch_for_any_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the fast loop: pytest -m 'not slow'
+
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONAL = ("timm", "torchvision", "scipy", "sklearn", "matplotlib")
 
