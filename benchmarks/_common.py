@@ -32,6 +32,8 @@ import torch
 from torch.utils import benchmark
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Where a run writes when ``--out`` is not given: not the committed results.
+LOCAL_RESULTS_DIR = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -373,9 +375,13 @@ def environment_markdown(env: dict[str, Any]) -> str:
 
 
 def default_output(prefix: str, device: torch.device, quick: bool) -> Path:
-    """``benchmarks/results/<prefix>_<device-slug>[_quick].json``."""
+    """``runs/benchmarks/<prefix>_<device-slug>[_quick].json`` (git-ignored).
+
+    The committed results in ``benchmarks/results/`` are replaced only on purpose,
+    by naming them with ``--out`` (as ``cuda_suite.py`` does).
+    """
     suffix = "_quick" if quick else ""
-    return RESULTS_DIR / f"{prefix}_{device_slug(device)}{suffix}.json"
+    return LOCAL_RESULTS_DIR / f"{prefix}_{device_slug(device)}{suffix}.json"
 
 
 def write_outputs(report: dict[str, Any], markdown: str, out: Path) -> tuple[Path, Path]:

@@ -734,7 +734,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "smoke test; numbers are meaningless")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON output path (a .md with the tables is written next to it). "
-                        "Default: benchmarks/results/layers_<device-slug>[_quick].json")
+                        "Default: runs/benchmarks/layers_<device-slug>[_quick].json; the committed "
+                        "benchmarks/results/ are replaced only when named here")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"

@@ -733,7 +733,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="tiny test models at 32 px, batch 4, short timings (smoke test)")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON output path (a .md is written next to it). "
-                        "Default: benchmarks/results/model_<device-slug>[_quick].json")
+                        "Default: runs/benchmarks/model_<device-slug>[_quick].json; the committed "
+                        "benchmarks/results/ are replaced only when named here")
     args = p.parse_args(argv)
     args.baseline_overrides = {}
     device = resolve_device(args.device)

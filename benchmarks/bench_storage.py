@@ -172,7 +172,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny model, 16 MiB: a smoke test")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON output (a .md is written next to it). Default: "
-                        "benchmarks/results/storage_<device-slug>[_quick].json")
+                        "runs/benchmarks/storage_<device-slug>[_quick].json; the committed "
+                        "benchmarks/results/ are replaced only when named here")
     args = p.parse_args(argv)
     if args.quick:
         args.model, args.cache_mb, args.repeats = "test_dagnet", 16, 2

@@ -170,3 +170,16 @@ def test_cuda_suite_dry_runs_on_cpu(tmp_path: Path) -> None:
                           "--stages", "tests"], capture_output=True, text=True, timeout=120,
                          check=False)  # fmt: skip
     assert dry.returncode == 0 and "[tests] skipped: dry run" in dry.stdout
+
+
+def test_benchmarks_never_overwrite_committed_results_by_default() -> None:
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("bench_common", BENCHMARKS / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    out = common.default_output("model", torch.device("cpu"), quick=False)
+    assert BENCHMARKS / "results" not in out.parents
+    assert out.parent.name == "benchmarks" and out.parent.parent.name == "runs"  # git-ignored
