@@ -179,6 +179,7 @@ def test_benchmarks_never_overwrite_committed_results_by_default() -> None:
 
     spec = importlib.util.spec_from_file_location("bench_common", BENCHMARKS / "_common.py")
     common = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = common  # its dataclasses look their module up there
     spec.loader.exec_module(common)
     out = common.default_output("model", torch.device("cpu"), quick=False)
     assert BENCHMARKS / "results" not in out.parents
