@@ -563,3 +563,12 @@ def test_no_weight_decay_names_the_learned_adjacency() -> None:
     decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0
                for p in g["params"]}
     assert id(model.local_graph.adjacency) not in decayed
+
+
+def test_configs_written_with_the_old_extra_field_still_load(tmp_path: Path) -> None:
+    tiny().save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert "extra" not in meta["config"]  # no longer written
+    meta["config"]["extra"] = {}  # as 0.1.x wrote it
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    assert isinstance(DAGNet.from_pretrained(tmp_path), DAGNet)

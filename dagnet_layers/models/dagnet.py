@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -192,7 +192,6 @@ class DAGNetConfig:
     vad_head: bool = False
     in_chans: int = 3
     image_size: int = 224
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("patch_channels", "gcn_hidden"):
@@ -231,8 +230,6 @@ class DAGNetConfig:
                 or not 0.0 <= dropout < 1.0):
             raise ConfigError(f"DAGNetConfig(dropout=...) must be a number in [0, 1), "
                               f"got {dropout!r}")
-        if not isinstance(self.extra, dict):
-            raise ConfigError(f"DAGNetConfig(extra=...) must be a dict, got {self.extra!r}")
         if self.use_lsam and not self.use_context:
             raise ConfigError(
                 "DAGNetConfig(use_lsam=True) needs use_context=True: the local stream reads "
@@ -268,6 +265,8 @@ class DAGNetConfig:
             ConfigError: For an unknown key (naming the closest field) or a field of
                 the wrong type or beyond its bound.
         """
+        data = dict(data)
+        data.pop("extra", None)  # a field of 0.1.x configs that nothing ever read
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             check_keywords(data, known, "DAGNetConfig")
