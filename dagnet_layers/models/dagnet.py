@@ -358,6 +358,7 @@ class DAGNet(nn.Module):
     ) -> None:
         super().__init__()
         self.grad_checkpointing = False
+        self._body_checkpointed_by_timm = False  # timm's own checkpointing covers the body
         config = DAGNetConfig() if config is None else config
         self.config = config
         # Per-backbone options win over the shared ``pretrained`` switch, so one
@@ -640,7 +641,7 @@ class DAGNet(nn.Module):
         self, body: Tensor, context: Tensor | None
     ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
         body, context = self._check_inputs(body, context)
-        if getattr(self, "_body_checkpointed_by_timm", False):
+        if self._body_checkpointed_by_timm:
             body_features = self.body_backbone(body)
         else:
             body_features = self._maybe_checkpoint(self.body_backbone, body)
@@ -763,8 +764,9 @@ class DAGNet(nn.Module):
             IntegrityError: the weights differ from what was saved (names the file).
         """
         directory = resolve_pretrained_source(source, revision=revision, cache_dir=cache_dir)
-        model = cls(read_pretrained_config(directory))
-        load_pretrained_weights(model, directory, map_location=map_location)
+        meta = _read_meta(directory / CONFIG_NAME)  # read once: the config and the checksum
+        model = cls(_config_from_meta(meta, directory / CONFIG_NAME))
+        _load_weights(model, directory / WEIGHTS_NAME, meta, map_location)
         # Ready to predict, as timm and transformers return loaded models;
         # call .train() to fine-tune.
         return model.to(map_location).eval()
@@ -869,7 +871,10 @@ def read_pretrained_config(directory: str | os.PathLike[str]) -> DAGNetConfig:
         CorruptFileError: It is not a valid dagnet-layers config (names the field).
     """
     config_file = Path(directory) / CONFIG_NAME
-    meta = _read_meta(config_file)
+    return _config_from_meta(_read_meta(config_file), config_file)
+
+
+def _config_from_meta(meta: dict[str, Any], config_file: Path) -> DAGNetConfig:
     config = dict(meta["config"])
     # Written before ABN's attention block existed (0.1.x): the light block it had.
     config.setdefault("gsam_block", "light")
@@ -901,17 +906,27 @@ def load_pretrained_weights(
         CorruptFileError: Not a safetensors file, or keys or shapes that do not fit.
         IntegrityError: The weights differ from the checksum recorded with them.
     """
+
+    path = Path(source)
+    if not path.is_dir():
+        return _load_weights(model, path, None, map_location)
+    meta = _read_meta(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else None
+    return _load_weights(model, path / WEIGHTS_NAME, meta, map_location)
+
+
+def _load_weights(
+    model: nn.Module, weights: Path, meta: dict[str, Any] | None,
+    map_location: str | torch.device,
+) -> nn.Module:  # fmt: skip
+    """Strictly load ``weights``, first checked against ``meta``'s recorded checksum if any."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(source)
-    weights = path / WEIGHTS_NAME if path.is_dir() else path
     if not weights.is_file():
         raise MissingFileError(weights, "not found (written by save_pretrained)")
-    if path.is_dir() and (path / CONFIG_NAME).is_file():
-        recorded = _read_meta(path / CONFIG_NAME).get("weights")
-        if isinstance(recorded, dict):
-            verify_files(path, {WEIGHTS_NAME: recorded})
+    recorded = (meta or {}).get("weights")
+    if isinstance(recorded, dict):
+        verify_files(weights.parent, {weights.name: recorded})
     try:
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as err:
