@@ -29,6 +29,7 @@ import pytest
 import torch
 
 from dagnet_layers import create_model
+from dagnet_layers.commands import train
 from dagnet_layers.engine import (
     MANIFEST_NAME,
     RunCheckpoints,
@@ -166,19 +167,12 @@ def test_kill_at_random_moments_then_resume(reference, tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------- run folder
-def _train_example():
-    from dagnet_layers.commands import train
-
-    return train
-
-
 def _args(demo: Path, out: Path, *extra: str) -> list[str]:
     return _command(demo, out, "--epochs", "1", "--max-steps", "1", *extra)[2:]
 
 
 def test_a_run_folder_is_never_overwritten_implicitly(reference, tmp_path: Path, caplog) -> None:
     demo, _, _ = reference
-    train = _train_example()
     out = tmp_path / "run"
     assert train.main(_args(demo, out)) == 0
     with pytest.raises(SystemExit, match="already holds a training run") as info:
@@ -206,7 +200,6 @@ def test_a_second_process_is_refused_and_a_killed_holder_frees_the_folder(
     reference, tmp_path: Path
 ) -> None:
     demo, _, _ = reference
-    train = _train_example()
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)],
                               stdout=subprocess.PIPE, text=True)

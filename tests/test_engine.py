@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from dagnet_layers import create_model
+from dagnet_layers.commands import train as train_command
 from dagnet_layers.engine import (
     EpochSampler,
     NonFiniteLossError,
@@ -31,12 +32,6 @@ from dagnet_layers.storage import IntegrityError, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "examples" / "train_emotic.py"
-
-
-def load_train_example():
-    from dagnet_layers.commands import train
-
-    return train
 
 
 def fake_loader(batches: int = 3, batch: int = 4, size: int = 32, seed: int = 0) -> list[dict]:
@@ -301,7 +296,7 @@ def test_checkpoint_missing_files_and_mismatch(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the example script
 def run_example(tmp_path: Path, out: str, *extra: str) -> Path:
-    module = load_train_example()
+    module = train_command
     args = ["--demo-dir", str(tmp_path / "demo"), "--demo-images", "24", "--image-size", "32",
             "--batch-size", "8", "--workers", "0", "--no-progress",
             "--output-dir", str(tmp_path / out), *extra]
@@ -327,7 +322,7 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
 def test_example_writes_reports_and_inference_thresholds(tmp_path: Path) -> None:
     run = run_example(tmp_path, "run", "--epochs", "1", "--max-steps", "1", "--vad")
     report = json.loads((run / "test_report.json").read_text())
-    assert set(report["per_category_ap"]) == set(load_train_example().EMOTIC_CATEGORIES)
+    assert set(report["per_category_ap"]) == set(train_command.EMOTIC_CATEGORIES)
     assert report["demo"] is True and report["vad_mae"] is not None
     assert report["data"]["synthetic"] is True and report["data"]["source"] == "synthetic"
     assert (report["score"], report["ties"], report["protocol"]) == ("softmax", "octave", "emotic")
@@ -347,14 +342,14 @@ def test_example_report_says_synthetic_and_hides_the_paper(tmp_path: Path, capsy
     printed = capsys.readouterr().out
     assert printed.startswith("SYNTHETIC demo data, not EMOTIC")
     assert "29.96" not in printed and "DAG-Net" not in printed
-    module = load_train_example()
+    module = train_command
     table = module.print_table1(json.loads((tmp_path / "run" / "test_report.json").read_text()),
                                 "emotic", synthetic=False)
     assert "29.96" in table  # an EMOTIC run shows the paper's columns
 
 
 def test_pretrained_by_default_with_a_dataset_only(tmp_path: Path) -> None:
-    module = load_train_example()
+    module = train_command
     parser = module.build_train_parser()
     demo = parser.parse_args([])
     assert module.resolve_defaults(demo) and demo.pretrained is False
@@ -374,7 +369,7 @@ def test_example_offline_pretrained_is_one_line(
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    module = load_train_example()
+    module = train_command
     code = module.run_cli(["--pretrained", "--demo-dir", str(tmp_path / "demo"),
                            "--demo-images", "24", "--image-size", "32", "--workers", "0",
                            "--no-progress", "--output-dir", str(tmp_path / "out")])
@@ -386,7 +381,7 @@ def test_example_offline_pretrained_is_one_line(
 
 
 def test_batch_larger_than_the_train_split_is_an_error(tmp_path: Path) -> None:
-    module = load_train_example()
+    module = train_command
     with pytest.raises(SystemExit, match=r"--batch-size 64 gives no training step: the train "
                                          r"split has \d+ persons"):
         module.main(["--demo-dir", str(tmp_path / "demo"), "--demo-images", "24",
@@ -396,7 +391,7 @@ def test_batch_larger_than_the_train_split_is_an_error(tmp_path: Path) -> None:
 
 
 def test_example_rejects_bad_flags(tmp_path: Path) -> None:
-    module = load_train_example()
+    module = train_command
     with pytest.raises(SystemExit, match="divisible by --partition 5"):
         module.main(["--image-size", "32", "--partition", "5", "--output-dir", str(tmp_path)])
     with pytest.raises(SystemExit):

@@ -18,7 +18,6 @@ different label) fails the test.
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import math
 import os
@@ -26,7 +25,6 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -37,6 +35,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dagnet_layers import DAGNet, build_dagnet
+from dagnet_layers.commands import predict as predict_command
+from dagnet_layers.commands import train as train_command
 from dagnet_layers.data import (
     EmoticDataset,
     build_emotic_cache,
@@ -63,10 +63,6 @@ from dagnet_layers.losses import DAGNetCriterion
 
 W, H = 64, 48
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def _load_example(name: str) -> ModuleType:
-    return importlib.import_module(f"dagnet_layers.commands.{name}")
 
 
 @pytest.fixture(scope="module")
@@ -459,7 +455,7 @@ def _serve_model(source: Path) -> tuple[list, dict]:
     model = DAGNet.from_pretrained(source)
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32)
-    config, _ = _load_example("predict").read_inference_config(source)
+    config, _ = predict_command.read_inference_config(source)
     return [{"logits": model.forward_logits(x, x).detach()}, config], {}
 
 
@@ -643,7 +639,7 @@ def test_train_cli_prints_one_line(syn, tmp_path: Path, capsys) -> None:
     root = tmp_path / "root"
     shutil.copytree(syn.root, root)
     _corrupt(root / "Annotations" / "Annotations.mat", "garbage")
-    train = _load_example("train")
+    train = train_command
     code = train.run_cli(["--data-root", str(root), "--output-dir", str(tmp_path / "run"),
                           "--no-pretrained", "--no-progress", "--epochs", "1"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
