@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from dagnet_layers.data import (
+from dagnet_layers.emotic.data import (
     EmoticDataset,
     build_emotic_cache,
     emotic_batch_transform,

@@ -4,9 +4,9 @@ Measures, on the machine's disk (``--dir``, default a temporary folder):
 
 - one checkpoint of the paper's model (``dagnet_r50_r18``, with an Adam state, as
   ``examples/train_emotic.py`` writes every epoch): the whole
-  :func:`~dagnet_layers.engine.save_checkpoint` (fsync-ed writes, SHA-256 of every
+  :func:`~dagnet_layers.emotic.engine.save_checkpoint` (fsync-ed writes, SHA-256 of every
   file, commit) and, separately, the SHA-256 pass alone; the whole
-  :func:`~dagnet_layers.engine.load_checkpoint` and its verification pass alone;
+  :func:`~dagnet_layers.emotic.engine.load_checkpoint` and its verification pass alone;
 - the cache's full check: SHA-256 throughput of :func:`~dagnet_layers.storage.sha256_file`
   on a file of ``--cache-mb`` MB (what ``dagnet-emotic-cache --verify`` and the end of a
   build do per GB), and the cheap check (sizes and headers) that every dataset opening
@@ -49,9 +49,9 @@ from _common import (
 )
 
 from dagnet_layers import create_model
-from dagnet_layers.data import build_emotic_cache, make_synthetic_emotic
-from dagnet_layers.data.cache import verify_emotic_cache
-from dagnet_layers.engine import MANIFEST_NAME, load_checkpoint, save_checkpoint
+from dagnet_layers.emotic.data import build_emotic_cache, make_synthetic_emotic
+from dagnet_layers.emotic.data.cache import verify_emotic_cache
+from dagnet_layers.emotic.engine import MANIFEST_NAME, load_checkpoint, save_checkpoint
 from dagnet_layers.storage import sha256_file, verify_files
 
 

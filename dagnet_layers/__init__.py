@@ -1,5 +1,18 @@
 """dagnet-layers: DAG-Net's attention and graph layers, model zoo and EMOTIC recipe.
 
+The package has three wings, and imports run one way (zoo <- toolkit <- figures):
+
+- the model zoo: :mod:`dagnet_layers.layers` (BAM, GSAM, LSAM as reusable
+  modules) and :mod:`dagnet_layers.models` (the model, its config, saved
+  models, the timm-style registry);
+- the EMOTIC toolkit, :mod:`dagnet_layers.emotic` (data, losses, metrics,
+  engine; the ``emotic`` extra);
+- :mod:`dagnet_layers.figures` (the ``viz`` extra);
+
+plus the programs (:mod:`dagnet_layers.commands`) and the shared pieces
+(:mod:`dagnet_layers.errors`, :mod:`dagnet_layers.storage`). The most used names
+are importable from here (each imported on first use).
+
 >>> from dagnet_layers import build_dagnet
 >>> model = build_dagnet()            # the paper's configuration  # doctest: +SKIP
 """
@@ -12,7 +25,8 @@ from dagnet_layers._version import __version__
 # Names are imported on first use (PEP 562), so that ``import dagnet_layers.layers``
 # costs the layers alone: no timm, no torchvision, no EMOTIC toolkit.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(("EMOTIC_CATEGORIES", "NUM_CATEGORIES"), "dagnet_layers.data.categories"),
+    **dict.fromkeys(("EMOTIC_CATEGORIES", "NUM_CATEGORIES"),
+                    "dagnet_layers.emotic.data.categories"),
     **dict.fromkeys(
         ("AttentionBranch", "AttentionBranchOutput", "BodyAttention", "BodyAttentionOutput",
          "LearnedAdjacencyGCN", "PatchEncoder", "PatchPartition", "PatchSumReadout",

@@ -33,7 +33,7 @@ from typing import Any
 
 from dagnet_layers import cli
 from dagnet_layers.commands.args import SYNTHETIC_NOTE
-from dagnet_layers.paper import PAPER_TABLE2
+from dagnet_layers.emotic.paper import PAPER_TABLE2
 
 HERE = Path(__file__).resolve().parent
 TABLE2_ROWS = ("body_only", "baseline", "bam", "gsam", "lsam", "bam_gsam",
@@ -104,7 +104,7 @@ def fig3(out: Path, train_args: list[str], partitions: list[int]) -> dict[str, d
             synthetic = synthetic or _synthetic(report)
     (out / "fig3.json").write_text(json.dumps(
         {k: {str(n): v for n, v in pts.items()} for k, pts in results.items()}, indent=2) + "\n")
-    from dagnet_layers.visualize import plot_partition_sweep
+    from dagnet_layers.figures import plot_partition_sweep
 
     title = ("SYNTHETIC demo data (not EMOTIC): effect of the partition N" if synthetic
              else "Effect of the partition N (cf. the paper's Fig. 3)")

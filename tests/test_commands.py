@@ -43,7 +43,7 @@ def test_train_help_shows_the_real_defaults() -> None:
         paper, demo = cmd_args.PAPER_DEFAULTS[key], cmd_args.DEMO_DEFAULTS[key]
         assert f"{paper} with a dataset" in " ".join(text.split()), flag
         assert f"{demo} for the demo" in " ".join(text.split()), flag
-    assert "runs/dagnet" in text and "default: kl" in text
+    assert "runs/dagnet" in text and "default: kl" in " ".join(text.split())
 
 
 def test_the_commands_are_declared_and_resolve() -> None:
@@ -57,7 +57,7 @@ def test_the_commands_are_declared_and_resolve() -> None:
 
 
 def test_restated_constants_match_the_library() -> None:
-    from dagnet_layers.data import MAX_IMAGE_PIXELS
+    from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS
 
     assert cmd_args.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
 

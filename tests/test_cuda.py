@@ -17,9 +17,9 @@ from dagnet_layers import (
     PatchEncoder,
     build_dagnet,
 )
-from dagnet_layers.data import emotic_batch_transform
-from dagnet_layers.engine import train_one_epoch
-from dagnet_layers.losses import DAGNetCriterion
+from dagnet_layers.emotic.data import emotic_batch_transform
+from dagnet_layers.emotic.engine import train_one_epoch
+from dagnet_layers.emotic.losses import DAGNetCriterion
 
 pytestmark = [
     pytest.mark.cuda,

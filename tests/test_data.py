@@ -1,4 +1,4 @@
-"""Tests of the EMOTIC readers, dataset, cache and synthetic data (dagnet_layers.data).
+"""Tests of the EMOTIC readers, dataset, cache and synthetic data (dagnet_layers.emotic.data).
 
 Everything runs on a small synthetic EMOTIC written once per session in a temporary
 folder; no timing is asserted.
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
-from dagnet_layers.data import (
+from dagnet_layers.emotic.data import (
     CONTEXT_SHAPES,
     EMOTIC_CATEGORIES,
     SYNTHETIC_CUES,
@@ -45,8 +45,8 @@ from dagnet_layers.data import (
     read_emotic_preprocessed,
     write_emotic_preprocessed,
 )
-from dagnet_layers.data import cache as cache_mod
-from dagnet_layers.data.cache import verify_emotic_cache
+from dagnet_layers.emotic.data import cache as cache_mod
+from dagnet_layers.emotic.data.cache import verify_emotic_cache
 from dagnet_layers.errors import BadRecordError
 from dagnet_layers.storage import FolderLock, FolderLockedError, IntegrityError, StorageError
 
@@ -136,7 +136,7 @@ def test_quirks_are_planted_and_handled(syn) -> None:
 
 
 def test_skips_are_logged(syn, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="dagnet_layers.data.records"):
+    with caplog.at_level(logging.INFO, logger="dagnet_layers.emotic.data.records"):
         read_emotic_annotations(syn, "train")
     assert any("skipped" in m and "no_category=" in m and "empty_bbox=1" in m
                for m in caplog.messages)  # fmt: skip
@@ -230,6 +230,7 @@ def test_synthetic_is_deterministic(tmp_path: Path) -> None:
     assert repr(a.persons) == repr(b.persons)  # NaN != NaN, reprs compare
 
 
+@pytest.mark.slow
 def test_synthetic_default_size_covers_every_category(tmp_path: Path) -> None:
     info = make_synthetic_emotic(tmp_path / "d", seed=0)
     assert 300 <= sum(info.n_persons.values()) <= 600
@@ -576,12 +577,13 @@ def test_cache_full_disk_is_an_error_before_decoding(
 
 BUILD_ON_TMPFS = """
 import sys
-from dagnet_layers.data import cache
+from dagnet_layers.emotic.data import cache
 sys.exit(cache.main([sys.argv[1], sys.argv[2], "--splits", "train", "--size", "64",
                      "--workers", "0", "--no-progress"]))
 """
 
 
+@pytest.mark.slow
 def test_cache_on_a_real_full_disk_fails_cleanly_not_with_sigbus(syn, tmp_path: Path) -> None:
     mount = tmp_path / "small"
     mount.mkdir()

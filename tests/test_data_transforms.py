@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from dagnet_layers.data import (
+from dagnet_layers.emotic.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     EmoticBatchTransform,
@@ -25,7 +25,7 @@ from dagnet_layers.data import (
     hflip_pair,
     mask_bbox,
 )
-from dagnet_layers.data.transforms import _jitter_affine
+from dagnet_layers.emotic.data.transforms import _jitter_affine
 
 FAST = settings(max_examples=60, deadline=None)
 

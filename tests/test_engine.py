@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from dagnet_layers import create_model
 from dagnet_layers.commands import train as train_command
-from dagnet_layers.engine import (
+from dagnet_layers.emotic.engine import (
     EpochSampler,
     NonFiniteLossError,
     evaluate,
@@ -26,8 +26,8 @@ from dagnet_layers.engine import (
     save_checkpoint,
     train_one_epoch,
 )
-from dagnet_layers.losses import DAGNetCriterion
-from dagnet_layers.metrics import average_precision
+from dagnet_layers.emotic.losses import DAGNetCriterion
+from dagnet_layers.emotic.metrics import average_precision
 from dagnet_layers.storage import IntegrityError, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,6 +309,7 @@ def read_log(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     straight = run_example(tmp_path, "straight", "--epochs", "2", "--max-steps", "2")
     run_example(tmp_path, "resumed", "--epochs", "1", "--max-steps", "2")
@@ -319,6 +320,7 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
         assert [r[key] for r in a] == [r[key] for r in b], key
 
 
+@pytest.mark.slow
 def test_example_writes_reports_and_inference_thresholds(tmp_path: Path) -> None:
     run = run_example(tmp_path, "run", "--epochs", "1", "--max-steps", "1", "--vad")
     report = json.loads((run / "test_report.json").read_text())
@@ -337,6 +339,7 @@ def test_example_writes_reports_and_inference_thresholds(tmp_path: Path) -> None
     assert rows[-1][0] == "mAP" and len(rows) == 29
 
 
+@pytest.mark.slow
 def test_example_report_says_synthetic_and_hides_the_paper(tmp_path: Path, capsys) -> None:
     run_example(tmp_path, "run", "--epochs", "1", "--max-steps", "1")
     printed = capsys.readouterr().out
@@ -401,7 +404,7 @@ def test_example_rejects_bad_flags(tmp_path: Path) -> None:
 RNG_PROBE = """
 import hashlib, os
 import torch
-import dagnet_layers.engine as engine
+import dagnet_layers.emotic.engine as engine
 
 _train_one_epoch = engine.train_one_epoch
 
@@ -449,7 +452,7 @@ def test_ddp_two_processes_on_cpu_with_gloo(tmp_path: Path) -> None:
 
 
 def count_test_persons(demo_dir: Path) -> int:
-    from dagnet_layers.data import EmoticDataset
+    from dagnet_layers.emotic.data import EmoticDataset
 
     root = next(demo_dir.iterdir())
     return len(EmoticDataset(root, "test", size=32))

@@ -37,7 +37,7 @@ from PIL import Image
 from dagnet_layers import DAGNet, build_dagnet
 from dagnet_layers.commands import predict as predict_command
 from dagnet_layers.commands import train as train_command
-from dagnet_layers.data import (
+from dagnet_layers.emotic.data import (
     EmoticDataset,
     build_emotic_cache,
     load_image_rgb,
@@ -46,10 +46,11 @@ from dagnet_layers.data import (
     read_emotic_preprocessed,
     write_emotic_preprocessed,
 )
-from dagnet_layers.data import cache as cache_mod
-from dagnet_layers.data.cache import verify_emotic_cache
-from dagnet_layers.data.preprocessed import PREPROCESSED_COLUMNS
-from dagnet_layers.data.records import resolve_in_root
+from dagnet_layers.emotic.data import cache as cache_mod
+from dagnet_layers.emotic.data.cache import verify_emotic_cache
+from dagnet_layers.emotic.data.preprocessed import PREPROCESSED_COLUMNS
+from dagnet_layers.emotic.data.records import resolve_in_root
+from dagnet_layers.emotic.losses import DAGNetCriterion
 from dagnet_layers.errors import (
     BadRecordError,
     ConfigError,
@@ -59,7 +60,6 @@ from dagnet_layers.errors import (
     UnknownOptionError,
     UnsafePathError,
 )
-from dagnet_layers.losses import DAGNetCriterion
 
 W, H = 64, 48
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

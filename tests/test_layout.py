@@ -73,24 +73,29 @@ def _deps_of(prefix: str, top_level_only: bool = False) -> dict[str, set[str]]:
             if name == prefix or name.startswith(prefix + ".")}
 
 
+SHARED = ("dagnet_layers.errors", "dagnet_layers.storage", "dagnet_layers._deps",
+          "dagnet_layers._arrays", "dagnet_layers._version")
+ZOO = ("dagnet_layers.layers", "dagnet_layers.models")
+TOOLKIT = ("dagnet_layers.emotic",)
+
+
 @pytest.mark.parametrize(("wing", "may_import"), [
-    ("dagnet_layers.layers", ("dagnet_layers.layers", "dagnet_layers.errors")),
-    ("dagnet_layers.models", ("dagnet_layers.layers", "dagnet_layers.models",
-                              "dagnet_layers.errors", "dagnet_layers.storage",
-                              "dagnet_layers._deps", "dagnet_layers._version")),
+    # the shared pieces: errors imports nothing, the rest only each other
     ("dagnet_layers.errors", ()),
     ("dagnet_layers.storage", ("dagnet_layers.errors",)),
-    # the toolkit: never the figures or the programs; losses and metrics not the models
-    ("dagnet_layers.data", ("dagnet_layers.data", "dagnet_layers.errors",
-                            "dagnet_layers.storage", "dagnet_layers._deps", "dagnet_layers.cli")),
-    ("dagnet_layers.losses", ("dagnet_layers.errors", "dagnet_layers._deps",
-                              "dagnet_layers.data")),
-    ("dagnet_layers.metrics", ("dagnet_layers.errors", "dagnet_layers._deps",
-                               "dagnet_layers._arrays", "dagnet_layers.data")),
-    ("dagnet_layers.engine", ("dagnet_layers.data", "dagnet_layers.losses",
-                              "dagnet_layers.metrics", "dagnet_layers.storage",
-                              "dagnet_layers.errors", "dagnet_layers.models",
-                              "dagnet_layers._deps")),
+    ("dagnet_layers.cli", ("dagnet_layers.errors",)),
+    # the zoo: never the toolkit, the figures or the programs; layers not even the models
+    ("dagnet_layers.layers", ("dagnet_layers.layers", "dagnet_layers.errors")),
+    ("dagnet_layers.models", (*ZOO, *SHARED)),
+    # the toolkit imports the zoo, never the figures or the programs
+    ("dagnet_layers.emotic", (*TOOLKIT, *ZOO, *SHARED, "dagnet_layers.cli")),
+    # inside it: data, losses and metrics know nothing of the models
+    ("dagnet_layers.emotic.data", ("dagnet_layers.emotic.data", *SHARED, "dagnet_layers.cli")),
+    ("dagnet_layers.emotic.losses", ("dagnet_layers.emotic.data", *SHARED)),
+    ("dagnet_layers.emotic.metrics", ("dagnet_layers.emotic.data", *SHARED)),
+    ("dagnet_layers.emotic.paper", ("dagnet_layers.emotic.data", *SHARED)),
+    # the figures draw what the others compute; nothing but the programs imports them
+    ("dagnet_layers.figures", ("dagnet_layers.figures", *TOOLKIT, *ZOO, *SHARED)),
 ])
 def test_each_wing_imports_only_what_it_may(wing: str, may_import: tuple[str, ...]) -> None:
     for module, deps in _deps_of(wing).items():
@@ -99,10 +104,20 @@ def test_each_wing_imports_only_what_it_may(wing: str, may_import: tuple[str, ..
         assert not bad, f"{module} imports {bad}; {wing} may only import {list(may_import)}"
 
 
+def test_only_the_programs_import_the_figures() -> None:
+    for module, deps in GRAPH.items():
+        if module.startswith(("dagnet_layers.figures", "dagnet_layers.commands")):
+            continue
+        assert not [d for d in deps if d.startswith("dagnet_layers.figures")], module
+    for module, deps in _deps_of("dagnet_layers").items():  # at call time too
+        if not module.startswith(("dagnet_layers.figures", "dagnet_layers.commands")):
+            assert not [d for d in deps if d.startswith("dagnet_layers.commands")], module
+
+
 def test_the_data_wing_flows_one_way() -> None:
     order = ["categories", "records", "pixels", "preprocessed", "cache", "dataset"]
-    rank = {f"dagnet_layers.data.{m}": i for i, m in enumerate(order)}
-    for module, deps in _deps_of("dagnet_layers.data").items():
+    rank = {f"dagnet_layers.emotic.data.{m}": i for i, m in enumerate(order)}
+    for module, deps in _deps_of("dagnet_layers.emotic.data").items():
         if module not in rank:
             continue
         for dep in deps:

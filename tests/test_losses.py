@@ -1,4 +1,4 @@
-"""Tests of dagnet_layers.losses against hand-computed values.
+"""Tests of dagnet_layers.emotic.losses against hand-computed values.
 
 Expected numbers are written out with plain ``math`` here, never obtained by
 calling the implementation under test.
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dagnet_layers.losses import (
+from dagnet_layers.emotic.losses import (
     BCEWithLogitsLoss,
     DAGNetCriterion,
     KLDivergenceLoss,

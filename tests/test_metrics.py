@@ -1,4 +1,4 @@
-"""Tests of dagnet_layers.metrics: both AP protocols, mAP, VAD MAE, thresholds, evaluator."""
+"""Tests of dagnet_layers.emotic.metrics: both AP protocols, mAP, VAD MAE, thresholds, evaluator."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
-from dagnet_layers.data.categories import EMOTIC_CATEGORIES
-from dagnet_layers.metrics import (
+from dagnet_layers.emotic.data.categories import EMOTIC_CATEGORIES
+from dagnet_layers.emotic.metrics import (
     VAD_DIMENSIONS,
     EmoticEvaluator,
     EmoticReport,

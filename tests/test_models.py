@@ -286,7 +286,14 @@ def test_registry() -> None:
     assert model.num_classes == 5
 
 
-@pytest.mark.parametrize("name", list_models())
+# The paper's model in the quick run; every other variant (a ResNet-50 build each) with --full.
+QUICK_VARIANTS = ("dagnet_r50_r18", "test_dagnet")
+
+
+@pytest.mark.parametrize("name", [
+    name if name in QUICK_VARIANTS else pytest.param(name, marks=pytest.mark.slow)
+    for name in list_models()
+])
 def test_every_registered_variant_builds_and_runs(name: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no registered variant should need a fallback
@@ -307,6 +314,7 @@ def test_torch_compile_matches_eager() -> None:
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace.*` is deprecated:FutureWarning")
 def test_torch_export_and_trace_work_but_script_does_not() -> None:
@@ -388,6 +396,7 @@ _OUR_TO_ABN = [  # prefix of our context stream -> ABN's name
 ]
 
 
+@pytest.mark.slow
 def test_context_stream_equals_published_abn_resnet18() -> None:
     # The paper preset's context stream (ResNet-18 + GSAM) against ABN's own
     # ResNet forward, weights copied over by name, in float64.

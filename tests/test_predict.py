@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from dagnet_layers import EMOTIC_CATEGORIES, create_model
-from dagnet_layers.data import crop_body_and_context, emotic_eval_transform, mask_bbox
+from dagnet_layers.emotic.data import crop_body_and_context, emotic_eval_transform, mask_bbox
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "predict.py"
 ROW = re.compile(r"^\s+(\d+)\s+\((\d+), (\d+), (\d+), (\d+)\)\s+([\d.]+)\s+(.*)$")

@@ -11,7 +11,7 @@ from timm.data import create_transform, resolve_data_config
 from timm.models import group_parameters
 
 from dagnet_layers import build_dagnet
-from dagnet_layers.data import emotic_eval_transform, normalization_of
+from dagnet_layers.emotic.data import emotic_eval_transform, normalization_of
 
 
 def tiny(**kwargs):

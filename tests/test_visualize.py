@@ -1,4 +1,4 @@
-"""Figures of dagnet_layers.visualize: they render, save at the asked size and reject bad input."""
+"""Figures of dagnet_layers.figures: they render, save at the asked size and reject bad input."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from dagnet_layers import EMOTIC_CATEGORIES, create_model
-from dagnet_layers.metrics import EmoticReport
-from dagnet_layers.visualize import (
+from dagnet_layers.emotic.metrics import EmoticReport
+from dagnet_layers.figures import (
     attention_overlay,
     plot_ap_comparison,
     plot_prediction,
@@ -51,14 +51,16 @@ def model_outputs() -> tuple[dict, int]:
 
 # --------------------------------------------------------------------------- module hygiene
 def test_module_imports_neither_matplotlib_nor_models_at_import_time() -> None:
-    tree = ast.parse(Path(__import__("dagnet_layers.visualize").visualize.__file__).read_text())
-    top_level = []
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            top_level += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            top_level.append(node.module or "")
-    assert not [m for m in top_level if m.startswith(("matplotlib", "dagnet_layers.models"))]
+    package = Path(__import__("dagnet_layers.figures").figures.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        top_level = []
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                top_level += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                top_level.append(node.module or "")
+        bad = [m for m in top_level if m.startswith(("matplotlib", "dagnet_layers.models"))]
+        assert not bad, f"{path.name} imports {bad} at import time"
 
 
 # --------------------------------------------------------------------------- AP comparison

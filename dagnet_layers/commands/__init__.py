@@ -4,7 +4,7 @@
   EMOTIC, or on the synthetic demo set when no dataset is given;
 - ``dagnet-predict`` (:mod:`dagnet_layers.commands.predict`): predict for the
   persons of one photo with a trained checkpoint;
-- ``dagnet-emotic-cache`` (:mod:`dagnet_layers.data.cache`): decode EMOTIC once
+- ``dagnet-emotic-cache`` (:mod:`dagnet_layers.emotic.data.cache`): decode EMOTIC once
   into a memory-mapped cache, or verify one.
 
 Their arguments live in :mod:`dagnet_layers.commands.args`, which imports only the

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: The default image-size bound of the readers (the same number as
-#: :data:`dagnet_layers.data.MAX_IMAGE_PIXELS`, restated so that ``--help`` needs no import).
+#: :data:`dagnet_layers.emotic.data.MAX_IMAGE_PIXELS`, restated so that ``--help`` needs no import).
 MAX_IMAGE_PIXELS = 64_000_000
 
 TRAIN_DESCRIPTION = "Train and evaluate DAG-Net on EMOTIC with the paper's recipe."
@@ -143,7 +143,7 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
                        help="ColorJitter strength; " + _preset_help("jitter"))
     train.add_argument("--flip", type=float, default=0.5, help="horizontal flip probability")
     train.add_argument("--loss", default="kl", metavar="NAME",
-                       help="category loss, one of dagnet_layers.losses.list_losses()")
+                       help="category loss, one of dagnet_layers.emotic.losses.list_losses()")
     train.add_argument("--aux-weight", type=float, default=1.0, help="ABN auxiliary loss weight")
     train.add_argument("--vad-weight", type=float, default=0.5, help="VAD loss weight (--vad)")
     train.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")

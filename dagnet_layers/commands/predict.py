@@ -41,7 +41,7 @@ import torch
 
 from dagnet_layers import EMOTIC_CATEGORIES, DAGNet
 from dagnet_layers.commands.args import build_predict_parser, predict_entry
-from dagnet_layers.data import (
+from dagnet_layers.emotic.data import (
     clamp_bbox,
     crop_body_and_context,
     emotic_eval_transform,
@@ -49,8 +49,8 @@ from dagnet_layers.data import (
     mask_bbox,
     normalization_of,
 )
+from dagnet_layers.emotic.losses import SCORE_KINDS, scores_from_logits
 from dagnet_layers.errors import CorruptFileError
-from dagnet_layers.losses import SCORE_KINDS, scores_from_logits
 from dagnet_layers.storage import read_json_object
 
 INFERENCE_NAME = "inference.json"
@@ -359,7 +359,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
         print(f"wrote {args.json}")
 
     if not args.no_plot:
-        from dagnet_layers.visualize import plot_prediction
+        from dagnet_layers.figures import plot_prediction
 
         output = args.output or Path(f"{args.image.stem}_dagnet.png")
         figure = plot_prediction(

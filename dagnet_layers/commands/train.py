@@ -61,13 +61,13 @@ from dagnet_layers.commands.args import (
     SYNTHETIC_NOTE,
     build_train_parser,
 )
-from dagnet_layers.data import (
+from dagnet_layers.emotic.data import (
     EmoticDataset,
     emotic_batch_transform,
     make_synthetic_emotic,
     normalization_of,
 )
-from dagnet_layers.engine import (
+from dagnet_layers.emotic.engine import (
     EpochSampler,
     NonFiniteLossError,
     RunCheckpoints,
@@ -79,13 +79,13 @@ from dagnet_layers.engine import (
     train_one_epoch,
     unwrap_model,
 )
-from dagnet_layers.losses import DAGNetCriterion, list_losses
+from dagnet_layers.emotic.losses import DAGNetCriterion, list_losses
+from dagnet_layers.emotic.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
 from dagnet_layers.models import (
     DAGNetConfig,
     check_pretrained_weights,
     model_config,
 )
-from dagnet_layers.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
 from dagnet_layers.storage import (
     FolderLock,
     FolderLockedError,
@@ -275,7 +275,7 @@ def write_reports(out: Path, report: dict[str, Any], protocol: str,
             writer.writerow([cat, "" if ap is None else ap,
                              *[PAPER_TABLE1[m][cat] / 100 for m in methods]])
         writer.writerow(["mAP", report["mean_ap"], *[PAPER_TABLE1_MAP[m] / 100 for m in methods]])
-    from dagnet_layers.visualize import plot_ap_comparison, plot_training_curves
+    from dagnet_layers.figures import plot_ap_comparison, plot_training_curves
 
     ap = {k: (float("nan") if v is None else v) for k, v in report["per_category_ap"].items()}
     if synthetic:

@@ -1,4 +1,4 @@
-"""DAG-Net models: backbones, the model and its config, the variant registry."""
+"""DAG-Net models: backbones, the config, the model, saved models, the variant registry."""
 
 from dagnet_layers.models.backbones import (
     PretrainedWeightsUnavailableError,
@@ -7,17 +7,14 @@ from dagnet_layers.models.backbones import (
     create_body_backbone,
     pooled_width,
 )
-from dagnet_layers.models.dagnet import (
-    ABLATIONS,
-    DAGNet,
-    DAGNetConfig,
-    DAGNetOutput,
-    build_dagnet,
+from dagnet_layers.models.config import ABLATIONS, DAGNetConfig
+from dagnet_layers.models.dagnet import DAGNet, DAGNetOutput, build_dagnet
+from dagnet_layers.models.export import export_onnx
+from dagnet_layers.models.hub import (
     load_pretrained_weights,
     read_pretrained_config,
     resolve_pretrained_source,
 )
-from dagnet_layers.models.export import export_onnx
 from dagnet_layers.models.registry import create_model, list_models, model_config, register_model
 
 __all__ = [

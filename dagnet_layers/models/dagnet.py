@@ -22,23 +22,17 @@ import dataclasses
 import difflib
 import json
 import os
-import re
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from dagnet_layers._version import __version__
 from dagnet_layers.errors import (
-    ConfigError,
-    CorruptFileError,
-    MissingFileError,
     UnknownOptionError,
-    check_keywords,
 )
 from dagnet_layers.layers import (
     AttentionBranch,
@@ -48,26 +42,22 @@ from dagnet_layers.layers import (
     PatchSumReadout,
 )
 from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone, pooled_width
+from dagnet_layers.models.config import ABLATIONS, DAGNetConfig
+from dagnet_layers.models.hub import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    _config_from_meta,
+    _load_weights,
+    _read_meta,
+    resolve_pretrained_source,
+)
 from dagnet_layers.storage import (
     StorageError,
-    read_json_object,
-    verify_files,
     write_bytes_atomic,
 )
 
-__all__ = [
-    "ABLATIONS",
-    "DAGNet",
-    "DAGNetConfig",
-    "DAGNetOutput",
-    "build_dagnet",
-    "load_pretrained_weights",
-    "read_pretrained_config",
-    "resolve_pretrained_source",
-]
+__all__ = ["DAGNet", "DAGNetOutput", "build_dagnet"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -90,207 +80,6 @@ def _output_layer(layer: nn.Linear, x: Tensor) -> Tensor:
         return layer(x)
     with torch.autocast(x.device.type, enabled=False):
         return layer(x.to(layer.weight.dtype))
-
-#: Switches for each row of the paper's Table 2 (plus the plain two-stream
-#: baseline and a body-only model). Keys are preset names; values override
-#: :class:`DAGNetConfig` fields.
-ABLATIONS: dict[str, dict[str, bool]] = {
-    "body_only": dict(use_context=False, use_bam=False, use_gsam=False, use_lsam=False),
-    "baseline": dict(use_bam=False, use_gsam=False, use_lsam=False),
-    "bam": dict(use_bam=True, use_gsam=False, use_lsam=False),
-    "gsam": dict(use_bam=False, use_gsam=True, use_lsam=False),
-    "lsam": dict(use_bam=False, use_gsam=False, use_lsam=True, lsam_gcn=True),
-    "bam_gsam": dict(use_bam=True, use_gsam=True, use_lsam=False),
-    "bam_gsam_lsam_nogcn": dict(use_bam=True, use_gsam=True, use_lsam=True, lsam_gcn=False),
-    "full": dict(use_bam=True, use_gsam=True, use_lsam=True, lsam_gcn=True),
-}
-
-
-@dataclass
-class DAGNetConfig:
-    """Everything that defines a DAG-Net architecture; defaults are the paper's.
-
-    Saved as JSON next to the weights by :meth:`DAGNet.save_pretrained`. Every field
-    is checked on construction, before anything is allocated: a wrong type, an
-    unknown choice or a size beyond what the model can use (``partition`` <= 32,
-    widths <= 16,384, ``num_classes`` <= 100,000, ``in_chans`` <= 64; see
-    ``_SIZE_BOUNDS``) raises :class:`~dagnet_layers.errors.ConfigError` naming the
-    field.
-
-    Args:
-        body_backbone: timm model for the body stream (paper: ResNet-50).
-        context_backbone: timm model for the context stream (paper: ResNet-18).
-        num_classes: Category logits (26 EMOTIC categories).
-        partition: Patches per side :math:`N` of the local stream (paper: 4).
-        use_bam: Body attention module on the body stream.
-        use_gsam: Attention branch (ABN) in the context stream.
-        use_lsam: Local patch stream.
-        lsam_gcn: Local stream with the GCN (True) or per-patch FC summed (False).
-        use_context: Context stream at all (False gives a body-only model;
-            the local stream also reads the context image, so it needs this).
-        bam_hidden: Width of BAM's first 1x1 convolution.
-        gsam_mode: ``"residual"`` ((1 + M) g, ABN) or ``"multiply"`` (M g, eq. 3).
-        gsam_stage: Where the attention branch goes: ``"auto"``,
-            ``"penultimate"`` or ``"last"`` (see :class:`SplitBackbone`).
-        gsam_block: The attention branch's first block. ``"abn"`` (the
-            paper's ABN): a copy of the context backbone's last stage at stride
-            1, widening to its width (:meth:`SplitBackbone.attention_stage_copy`;
-            for ResNet-18 about as many FLOPs as the rest of the context
-            stream). ``"light"``: one width-preserving residual block
-            (:class:`~dagnet_layers.layers.ResidualConvBlock`). A backbone
-            that cannot be cut before its last stage gets the light block,
-            with a warning.
-        gsam_block_init: Initialisation of the ``"abn"`` block: ``"abn"``
-            (ABN's: Kaiming-normal fan-out, BatchNorm 1/0) or ``"copy"`` (the
-            last stage's own weights, e.g. pretrained ones).
-        patch_channels: Widths of the patch encoder's two 3x3 convolutions.
-        patch_pool: Side of the patch encoder's mean-pooled grid (4 -> 64*16 = 1024).
-        patch_stride: Stride of the patch encoder's first convolution. At 1 (the
-            paper's description) the encoder's second 64 -> 64 convolution runs at
-            full resolution and costs about as much as the ResNet-18 context
-            backbone; 2 cuts the encoder's cost about 4x.
-        patch_size_policy: What the partition does with a context size not
-            divisible by N: ``"error"``, ``"resize"`` (to the nearest smaller
-            multiple) or ``"pad"`` (see :class:`~dagnet_layers.layers.PatchPartition`).
-        gcn_hidden: Output widths of the GCN layers (paper: 1024, 1024, 512).
-        gcn_adjacency_init: ``"grid"``, ``"identity"`` or ``"uniform"``.
-        gcn_normalization: ``"none"`` (paper), ``"symmetric"`` or ``"softmax"``.
-        gcn_readout: Node pooling of the local stream (``"mean"``, ``"sum"``, ``"max"``).
-        fusion_hidden: Width of the fusion MLP's hidden layer.
-        dropout: Dropout before the classifier.
-        vad_head: Also predict valence, arousal and dominance.
-        in_chans: Image channels.
-        image_size: Side of the body and context images the model is trained and
-            evaluated at (paper: 224). Preprocessing metadata, reported by
-            :attr:`DAGNet.pretrained_cfg`; the model itself accepts other sizes.
-    """
-
-    body_backbone: str = "resnet50"
-    context_backbone: str = "resnet18"
-    num_classes: int = 26
-    partition: int = 4
-    use_bam: bool = True
-    use_gsam: bool = True
-    use_lsam: bool = True
-    lsam_gcn: bool = True
-    use_context: bool = True
-    bam_hidden: int = 16
-    gsam_mode: Literal["residual", "multiply"] = "residual"
-    gsam_stage: Literal["auto", "penultimate", "last"] = "auto"
-    gsam_block: Literal["abn", "light"] = "abn"
-    gsam_block_init: Literal["abn", "copy"] = "abn"
-    patch_channels: tuple[int, int] = (64, 64)
-    patch_pool: int = 4
-    patch_stride: int = 1
-    patch_size_policy: Literal["error", "resize", "pad"] = "error"
-    gcn_hidden: tuple[int, ...] = (1024, 1024, 512)
-    gcn_adjacency_init: Literal["grid", "identity", "uniform"] = "grid"
-    gcn_normalization: Literal["none", "symmetric", "softmax"] = "none"
-    gcn_readout: Literal["mean", "sum", "max"] = "mean"
-    fusion_hidden: int = 256
-    dropout: float = 0.5
-    vad_head: bool = False
-    in_chans: int = 3
-    image_size: int = 224
-
-    def __post_init__(self) -> None:
-        for name in ("patch_channels", "gcn_hidden"):
-            value = getattr(self, name)
-            if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
-                raise ConfigError(f"DAGNetConfig({name}=...) must be a sequence of ints, "
-                                  f"got {value!r}")
-            setattr(self, name, tuple(value))
-        for name in ("body_backbone", "context_backbone"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ConfigError(f"DAGNetConfig({name}=...) must be a timm model name, "
-                                  f"got {getattr(self, name)!r}")
-        for name in ("use_bam", "use_gsam", "use_lsam", "lsam_gcn", "use_context", "vad_head"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"DAGNetConfig({name}=...) must be True or False, "
-                                  f"got {getattr(self, name)!r}")
-        for name, bound in _SIZE_BOUNDS.items():
-            values = getattr(self, name)
-            for value in values if isinstance(values, tuple) else (values,):
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise ConfigError(f"DAGNetConfig({name}=...) must be an int >= 1, "
-                                      f"got {values!r}")
-                if value > bound:
-                    raise ConfigError(
-                        f"DAGNetConfig({name}=...) must be at most {bound:,} (what the model "
-                        f"can use; see DAGNetConfig's docs), got {values!r}"
-                    )
-        if len(self.patch_channels) != 2:
-            raise ConfigError("DAGNetConfig(patch_channels=...) must hold two widths, got "
-                              f"{self.patch_channels!r}")
-        if not 1 <= len(self.gcn_hidden) <= 16:
-            raise ConfigError("DAGNetConfig(gcn_hidden=...) must hold 1 to 16 widths, got "
-                              f"{len(self.gcn_hidden)}")
-        dropout = self.dropout
-        if (not isinstance(dropout, int | float) or isinstance(dropout, bool)
-                or not 0.0 <= dropout < 1.0):
-            raise ConfigError(f"DAGNetConfig(dropout=...) must be a number in [0, 1), "
-                              f"got {dropout!r}")
-        if self.use_lsam and not self.use_context:
-            raise ConfigError(
-                "DAGNetConfig(use_lsam=True) needs use_context=True: the local stream reads "
-                "the context image"
-            )
-        if self.use_gsam and not self.use_context:
-            raise ConfigError("DAGNetConfig(use_gsam=True) needs use_context=True")
-        for name, allowed in (("gsam_block", ("abn", "light")),
-                              ("gsam_block_init", ("abn", "copy")),
-                              ("gsam_mode", ("residual", "multiply")),
-                              ("gsam_stage", ("auto", "penultimate", "last")),
-                              ("patch_size_policy", ("error", "resize", "pad")),
-                              ("gcn_adjacency_init", ("grid", "identity", "uniform")),
-                              ("gcn_normalization", ("none", "symmetric", "softmax")),
-                              ("gcn_readout", ("mean", "sum", "max"))):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"DAGNetConfig({name}=...) must be one of {allowed}, "
-                                  f"got {value!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict of every field."""
-        out = dataclasses.asdict(self)
-        out["patch_channels"] = list(self.patch_channels)
-        out["gcn_hidden"] = list(self.gcn_hidden)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DAGNetConfig:
-        """Build a config from :meth:`to_dict` output.
-
-        Raises:
-            ConfigError: For an unknown key (naming the closest field) or a field of
-                the wrong type or beyond its bound.
-        """
-        data = dict(data)
-        data.pop("extra", None)  # a field of 0.1.x configs that nothing ever read
-        known = {f.name for f in dataclasses.fields(cls)}
-        try:
-            check_keywords(data, known, "DAGNetConfig")
-        except UnknownOptionError as err:
-            raise ConfigError(str(err)) from None
-        return cls(**data)
-
-
-#: Upper bound of each size field of :class:`DAGNetConfig`: what the model can use,
-#: with room to spare, so that a hostile or mistyped config fails before allocating
-#: (``partition=1000`` would ask for a 10^6 x 10^6 adjacency).
-_SIZE_BOUNDS: dict[str, int] = {
-    "num_classes": 100_000,
-    "partition": 32,  # 1,024 patches; the paper's Fig. 3 stops at 9
-    "bam_hidden": 4096,
-    "patch_channels": 4096,
-    "patch_pool": 16,
-    "patch_stride": 16,
-    "gcn_hidden": 16_384,
-    "fusion_hidden": 16_384,
-    "in_chans": 64,
-    "image_size": 4096,
-}
-
 
 class DAGNetOutput(NamedTuple):
     """Everything one DAG-Net forward pass produces.
@@ -482,10 +271,10 @@ class DAGNet(nn.Module):
 
         ``input_size`` is ``(in_chans, image_size, image_size)``; resizing is
         antialiased bilinear of the whole image with no crop (``crop_pct=1.0``),
-        which is what :func:`~dagnet_layers.data.emotic_eval_transform` does;
+        which is what :func:`~dagnet_layers.emotic.data.emotic_eval_transform` does;
         ``mean``/``std`` are the body backbone's (timm's single-input view), and
         ``"body"``/``"context"`` hold each stream's own, which
-        :func:`~dagnet_layers.data.normalization_of` passes to the transforms.
+        :func:`~dagnet_layers.emotic.data.normalization_of` passes to the transforms.
 
         Example:
             >>> m = build_dagnet("resnet18", "resnet18")
@@ -813,145 +602,6 @@ class DAGNet(nn.Module):
             info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
                                      commit_message=commit_message, repo_type="model")
         return str(getattr(info, "commit_url", info))
-
-
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def resolve_pretrained_source(
-    source: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-) -> Path:
-    """The local folder holding a saved model: ``source`` itself, or its Hub snapshot.
-
-    Args:
-        source: A folder; or ``"org/name"``, ``"hf-hub:org/name"`` or
-            ``"hf-hub:org/name@revision"`` on the Hugging Face Hub.
-        revision: Hub revision (overrides an ``@revision`` suffix).
-        cache_dir: Hub cache folder.
-
-    Returns:
-        The folder (for the Hub: the snapshot in the local cache).
-
-    Raises:
-        MissingFileError: The Hub could not provide the files (offline and not
-            cached, unknown repository, no access).
-    """
-    text = os.fspath(source)
-    hub = text.startswith("hf-hub:")
-    if hub:
-        text = text[len("hf-hub:"):]
-    elif Path(text).expanduser().exists() or not _REPO_ID.match(text):
-        return Path(text).expanduser()
-    if "@" in text:
-        text, suffix = text.split("@", 1)
-        revision = revision or suffix
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = snapshot_download(
-            text, revision=revision, cache_dir=cache_dir, repo_type="model",
-            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "inference.json"],
-        )  # fmt: skip
-    except Exception as err:
-        raise MissingFileError(
-            f"hf-hub:{text}", "no local folder of that name, and the Hugging Face Hub could not "
-            f"provide it ({type(err).__name__}: {' '.join(str(err).split())[:300]})"
-        ) from err
-    return Path(folder)
-
-
-def read_pretrained_config(directory: str | os.PathLike[str]) -> DAGNetConfig:
-    """The :class:`DAGNetConfig` of a folder written by :meth:`DAGNet.save_pretrained`.
-
-    Raises:
-        MissingFileError: No ``config.json``.
-        CorruptFileError: It is not a valid dagnet-layers config (names the field).
-    """
-    config_file = Path(directory) / CONFIG_NAME
-    return _config_from_meta(_read_meta(config_file), config_file)
-
-
-def _config_from_meta(meta: dict[str, Any], config_file: Path) -> DAGNetConfig:
-    config = dict(meta["config"])
-    # Written before ABN's attention block existed (0.1.x): the light block it had.
-    config.setdefault("gsam_block", "light")
-    try:
-        return DAGNetConfig.from_dict(config)
-    except (ConfigError, TypeError) as err:
-        raise CorruptFileError(config_file, f"invalid model config: {err}") from err
-
-
-def load_pretrained_weights(
-    model: nn.Module, source: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-) -> nn.Module:
-    """Load a saved ``model.safetensors`` (a folder or the file) into ``model``, strictly.
-
-    The size and SHA-256 recorded in the folder's ``config.json`` are checked when
-    present.
-
-    Args:
-        model: The model to fill (its architecture must match the weights).
-        source: A folder written by :meth:`DAGNet.save_pretrained`, or a
-            ``.safetensors`` file.
-        map_location: Device the tensors are read to.
-
-    Returns:
-        ``model``.
-
-    Raises:
-        MissingFileError: No weights file.
-        CorruptFileError: Not a safetensors file, or keys or shapes that do not fit.
-        IntegrityError: The weights differ from the checksum recorded with them.
-    """
-
-    path = Path(source)
-    if not path.is_dir():
-        return _load_weights(model, path, None, map_location)
-    meta = _read_meta(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else None
-    return _load_weights(model, path / WEIGHTS_NAME, meta, map_location)
-
-
-def _load_weights(
-    model: nn.Module, weights: Path, meta: dict[str, Any] | None,
-    map_location: str | torch.device,
-) -> nn.Module:  # fmt: skip
-    """Strictly load ``weights``, first checked against ``meta``'s recorded checksum if any."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not weights.is_file():
-        raise MissingFileError(weights, "not found (written by save_pretrained)")
-    recorded = (meta or {}).get("weights")
-    if isinstance(recorded, dict):
-        verify_files(weights.parent, {weights.name: recorded})
-    try:
-        state = load_file(str(weights), device=str(map_location))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CorruptFileError(weights, f"not a valid safetensors file ({err})") from err
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shapes that differ from the config's
-        raise CorruptFileError(
-            weights, f"does not match its config: {' '.join(str(err).split())}"
-        ) from err
-    if missing or unexpected:
-        raise CorruptFileError(
-            weights, f"does not match its config: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}"
-        )
-    return model
-
-
-def _read_meta(config_file: Path) -> dict[str, Any]:
-    if not config_file.exists():
-        raise MissingFileError(config_file, "not found (written by save_pretrained)")
-    meta = read_json_object(config_file, "model config")
-    if meta.get("format") != "dagnet-layers" or not isinstance(meta.get("config"), dict):
-        raise CorruptFileError(config_file, "not a dagnet-layers model config")
-    return meta
 
 
 #: Options of :func:`timm.create_model` that are close to a config field's name but

@@ -17,13 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagnet_layers.models.dagnet import (
-    ABLATIONS,
-    DAGNet,
-    build_dagnet,
-    load_pretrained_weights,
-    resolve_pretrained_source,
-)
+from dagnet_layers.models.config import ABLATIONS
+from dagnet_layers.models.dagnet import DAGNet, build_dagnet
+from dagnet_layers.models.hub import load_pretrained_weights, resolve_pretrained_source
 
 __all__ = ["create_model", "list_models", "model_config", "register_model"]
 

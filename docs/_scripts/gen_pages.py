@@ -2,7 +2,7 @@
 
 Called from ``docs/conf.py`` each time Sphinx starts. Everything lands in
 ``docs/_generated`` (git-ignored) as ``.inc`` fragments that the hand-written
-pages ``.. include::``. Numbers come from :mod:`dagnet_layers.paper` and from
+pages ``.. include::``. Numbers come from :mod:`dagnet_layers.emotic.paper` and from
 result JSON files, never retyped; API listings come from each module's
 ``__all__``, so modules that are still being written fill in as they land.
 """
@@ -26,14 +26,21 @@ import dagnet_layers
 PUBLIC_MODULES = (
     "dagnet_layers.layers",
     "dagnet_layers.models",
-    "dagnet_layers.data",
-    "dagnet_layers.losses",
-    "dagnet_layers.metrics",
-    "dagnet_layers.engine",
+    "dagnet_layers.emotic.data",
+    "dagnet_layers.emotic.losses",
+    "dagnet_layers.emotic.metrics",
+    "dagnet_layers.emotic.engine",
     "dagnet_layers.storage",
-    "dagnet_layers.visualize",
-    "dagnet_layers.paper",
+    "dagnet_layers.figures",
+    "dagnet_layers.emotic.paper",
 )
+
+#: ``docs/_generated/api_<short>.inc`` -> the package whose members it documents.
+GENERATED_API_PAGES = {
+    "data": "dagnet_layers.emotic.data",
+    "engine": "dagnet_layers.emotic.engine",
+    "figures": "dagnet_layers.figures",
+}
 
 
 # ----------------------------------------------------------------------- helpers
@@ -228,7 +235,7 @@ def _attr_docs(module: ModuleType) -> dict[str, str]:
 def constant_doc(qualified: str) -> str | None:
     """The ``#:`` documentation of a module-level constant, wherever it is defined.
 
-    ``qualified`` may be a re-export (``dagnet_layers.data.EMOTIC_CATEGORIES``):
+    ``qualified`` may be a re-export (``dagnet_layers.emotic.data.EMOTIC_CATEGORIES``):
     the package and its submodules are searched for the defining assignment.
     """
     module_name, _, name = qualified.rpartition(".")
@@ -350,8 +357,8 @@ def backbone_support_rst(path: Path) -> str:
 
 def table1_rst(results: Iterable[dict[str, Any]]) -> str:
     """The paper's Table 1 (per-category AP, %) with a column per results file."""
-    from dagnet_layers.data.categories import EMOTIC_CATEGORIES
-    from dagnet_layers.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
+    from dagnet_layers.emotic.data.categories import EMOTIC_CATEGORIES
+    from dagnet_layers.emotic.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
 
     results = list(results)
     methods = list(PAPER_TABLE1)
@@ -403,8 +410,8 @@ def results_note_rst(results: list[dict[str, Any]]) -> str:
 
 def table2_rst() -> str:
     """The paper's Table 2 (ablation mAP) with the preset and variant that rebuild each row."""
+    from dagnet_layers.emotic.paper import PAPER_TABLE1_MAP, PAPER_TABLE2
     from dagnet_layers.models import ABLATIONS, list_models
-    from dagnet_layers.paper import PAPER_TABLE1_MAP, PAPER_TABLE2
 
     labels = {
         "bam": "BAM",
@@ -534,8 +541,7 @@ def generate_all(docs: Path, have_myst: bool) -> None:
     _write(gen / "ablations.inc", ablations_rst())
     _write(gen / "variants.inc", variants_rst())
     _write(gen / "api_toplevel.inc", toplevel_table_rst())
-    for module_name in ("dagnet_layers.data", "dagnet_layers.engine", "dagnet_layers.visualize"):
-        short = module_name.rsplit(".", 1)[1]
+    for short, module_name in GENERATED_API_PAGES.items():
         _write(gen / f"api_{short}.inc", module_members_rst(module_name))
     changelog = root / "CHANGELOG.md"
     _write(gen / "changelog.inc", markdown_include(changelog, gen, have_myst))

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
+from dagnet_layers.figures import attention_overlay
 from dagnet_layers.layers import LearnedAdjacencyGCN, grid_adjacency
 from dagnet_layers.models import build_dagnet, create_model
-from dagnet_layers.visualize import attention_overlay
 
 STREAM_COLOURS = {"body": "#e8f1fb", "context": "#eaf6ec", "local": "#fdf1e4", "fusion": "#f3eefa"}
 EDGE = "#38424d"
@@ -255,7 +255,7 @@ def attention_figure(path: Path) -> None:
     image, box = toy_scene(size)
     axes[1].imshow(attention_overlay(image, out.attention_map[0], box=box))
     h, w = out.attention_map.shape[-2:]
-    axes[1].set_title(f"GSAM attention map M ({h} × {w}), visualize.attention_overlay\n"
+    axes[1].set_title(f"GSAM attention map M ({h} × {w}), figures.attention_overlay\n"
                       "(upsampled, min-max scaled; body box left out)", fontsize=10)
     axes[2].imshow(shown, extent=(-0.5, n - 0.5, -n + 0.5, 0.5), alpha=0.35)
     adj = out.adjacency.detach().numpy()

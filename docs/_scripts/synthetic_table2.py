@@ -6,7 +6,7 @@ Usage (after ``examples/reproduce_paper.py table2 --output-dir RUNS -- ...`` on 
 
 For each preset: test mAP, and the mean AP (percent) of the categories whose
 synthetic cue is in the body, outside it, or both
-(:data:`dagnet_layers.data.synthetic.SYNTHETIC_CUES`), with the run's protocol,
+(:data:`dagnet_layers.emotic.data.synthetic.SYNTHETIC_CUES`), with the run's protocol,
 tie rule and score. The docs build renders the file (``gen_pages.py``); the
 numbers are never typed by hand.
 """
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dagnet_layers.data.synthetic import SYNTHETIC_CUES
+from dagnet_layers.emotic.data.synthetic import SYNTHETIC_CUES
 
 PRESETS = ("body_only", "baseline", "bam", "gsam", "lsam", "bam_gsam", "bam_gsam_lsam_nogcn",
            "full")

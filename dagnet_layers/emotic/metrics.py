@@ -75,7 +75,7 @@ import numpy as np
 
 from dagnet_layers._arrays import to_numpy as _to_numpy
 from dagnet_layers._deps import require
-from dagnet_layers.data.categories import EMOTIC_CATEGORIES
+from dagnet_layers.emotic.data.categories import EMOTIC_CATEGORIES
 
 __all__ = [
     "EVAL_M_NOISE_SCALE",

@@ -52,8 +52,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from dagnet_layers.cli import run_cli
-from dagnet_layers.data.pixels import MAX_IMAGE_PIXELS, crop_body_and_context, load_image_rgb
-from dagnet_layers.data.records import (
+from dagnet_layers.emotic.data.pixels import MAX_IMAGE_PIXELS, crop_body_and_context, load_image_rgb
+from dagnet_layers.emotic.data.records import (
     EMOTIC_SPLITS,
     BadRecordPolicy,
     EmoticRecords,
@@ -153,7 +153,7 @@ def verify_emotic_cache(
 ) -> dict[str, int]:
     """Check a cache's files against what its build recorded.
 
-    The cheap check (``full=False``, what :class:`~dagnet_layers.data.EmoticDataset`
+    The cheap check (``full=False``, what :class:`~dagnet_layers.emotic.data.EmoticDataset`
     does on opening a cache) compares each file's size with the manifest and each
     array's header (dtype and shape) with the split's person and image counts: it
     catches truncated or replaced files in microseconds. The full check also
@@ -376,7 +376,7 @@ def build_emotic_cache(
 
     Example:
         >>> import tempfile
-        >>> from dagnet_layers.data import make_synthetic_emotic, EmoticDataset
+        >>> from dagnet_layers.emotic.data import make_synthetic_emotic, EmoticDataset
         >>> with tempfile.TemporaryDirectory() as d:
         ...     root = make_synthetic_emotic(d + "/raw", n_images=12, image_size=(96, 72)).root
         ...     n = build_emotic_cache(root, d + "/cache", size=32, progress=False)

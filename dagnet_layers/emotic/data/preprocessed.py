@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dagnet_layers.data.categories import NUM_CATEGORIES
-from dagnet_layers.data.pixels import load_image_rgb
-from dagnet_layers.data.records import (
+from dagnet_layers.emotic.data.categories import NUM_CATEGORIES
+from dagnet_layers.emotic.data.pixels import load_image_rgb
+from dagnet_layers.emotic.data.records import (
     EMOTIC_SPLITS,
     VAD_RANGE,
     BadRecordPolicy,
@@ -152,7 +152,7 @@ def read_emotic_preprocessed(
 ) -> PreprocessedSplit:
     """Read one split of the community preprocessed layout.
 
-    The reader policy is :mod:`~dagnet_layers.data.records`' (the same as the
+    The reader policy is :mod:`~dagnet_layers.emotic.data.records`' (the same as the
     ``.mat`` reader's): rows without any category (the community converter writes
     them for val and test, with an all-zero label vector) are skipped as
     ``no_category``; boxes are clamped to the annotated image size
@@ -168,7 +168,7 @@ def read_emotic_preprocessed(
         split: ``"train"``, ``"val"`` or ``"test"``.
         image_root: Optional ``<root>/emotic`` folder to fill ``image_path``.
         on_bad_record: ``"skip"`` (default) or ``"error"``, as in
-            :func:`~dagnet_layers.data.read_emotic_annotations`.
+            :func:`~dagnet_layers.emotic.data.read_emotic_annotations`.
 
     Returns:
         A :class:`PreprocessedSplit`. Labels come from the arrays where they agree
@@ -183,7 +183,7 @@ def read_emotic_preprocessed(
 
     Example:
         >>> import tempfile
-        >>> from dagnet_layers.data import make_synthetic_emotic
+        >>> from dagnet_layers.emotic.data import make_synthetic_emotic
         >>> with tempfile.TemporaryDirectory() as d:
         ...     root = make_synthetic_emotic(d + "/raw", n_images=12, image_size=(96, 72)).root
         ...     _ = write_emotic_preprocessed(root, d + "/pre", splits=("val",))
@@ -339,7 +339,7 @@ def write_emotic_preprocessed(
 
     Example:
         >>> import tempfile
-        >>> from dagnet_layers.data import make_synthetic_emotic
+        >>> from dagnet_layers.emotic.data import make_synthetic_emotic
         >>> with tempfile.TemporaryDirectory() as d:
         ...     root = make_synthetic_emotic(d, n_images=12, image_size=(96, 72)).root
         ...     counts = write_emotic_preprocessed(root, d + "/pre", splits=("test",))

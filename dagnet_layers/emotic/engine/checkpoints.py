@@ -1,25 +1,11 @@
-"""Training and evaluation loops, reproducibility, and safe checkpoints.
+"""Checkpoints that a kill at any instant, a full disk or a corrupted file cannot defeat.
 
-The pieces every EMOTIC run needs, shared by ``examples/train_emotic.py`` and
-the tests:
-
-- :func:`train_one_epoch` / :func:`evaluate`: AMP (bf16/fp16) and
-  ``channels_last`` on CUDA, optional batched augmentation on the device,
-  gradient clipping, a stop naming the epoch and step on a non-finite loss,
-  tqdm progress bars with loss and samples/s;
-- :func:`seed_everything`, :func:`process_seed` and :func:`epoch_generator`:
-  ``(seed, epoch, rank)`` decides every random draw of an epoch, so a resumed
-  run repeats an uninterrupted one and no two DDP ranks draw the same
-  augmentations or dropout masks;
-- :func:`save_checkpoint` / :func:`load_checkpoint`: model weights in
-  safetensors (via :meth:`~dagnet_layers.models.DAGNet.save_pretrained`),
-  optimiser, scheduler, epoch and RNG state in a tensors-only file read with
-  ``torch.load(weights_only=True)``, every file's SHA-256 in ``MANIFEST.json``;
-- :class:`RunCheckpoints`: a training run's checkpoints, one immutable
-  folder per epoch that carries the run's progress record and log.
-
-The checkpoint protocol, which a kill at any instant, a full disk or a
-corrupted file cannot defeat:
+:func:`save_checkpoint` / :func:`load_checkpoint`: model weights in safetensors
+(via :meth:`~dagnet_layers.models.DAGNet.save_pretrained`), optimiser, scheduler,
+epoch and RNG state in a tensors-only file read with
+``torch.load(weights_only=True)``, every file's SHA-256 in ``MANIFEST.json``;
+:class:`RunCheckpoints`: a training run's checkpoints, one immutable folder per
+epoch that carries the run's progress record and log. The protocol:
 
 1. A checkpoint is written, file by file (each ``fsync``-ed), into a
    temporary folder next to its final name.
@@ -49,7 +35,6 @@ tests kill the process at each step.
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -58,27 +43,16 @@ import random
 import re
 import shutil
 import signal
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import nn
 
-from dagnet_layers.data.categories import EMOTIC_CATEGORIES
-from dagnet_layers.errors import CorruptFileError, DAGNetError, MissingFileError
-from dagnet_layers.losses import (
-    SCORE_KINDS,
-    check_loss_targets,
-    loss_score,
-    scores_from_logits,
-)
-from dagnet_layers.metrics import EmoticEvaluator, EmoticReport
+from dagnet_layers.emotic.engine.runtime import unwrap_model
+from dagnet_layers.errors import CorruptFileError, MissingFileError
 from dagnet_layers.storage import (
     IntegrityError,
     StorageError,
@@ -88,27 +62,8 @@ from dagnet_layers.storage import (
     write_bytes_atomic,
 )
 
-__all__ = [
-    "KILL_AT_ENV",
-    "MANIFEST_NAME",
-    "TRAINING_STATE_NAME",
-    "EpochSampler",
-    "EpochStats",
-    "EvalResult",
-    "NonFiniteLossError",
-    "RunCheckpoints",
-    "crash_point",
-    "epoch_generator",
-    "evaluate",
-    "load_checkpoint",
-    "move_batch",
-    "process_seed",
-    "recover_checkpoint",
-    "save_checkpoint",
-    "seed_everything",
-    "train_one_epoch",
-    "unwrap_model",
-]
+__all__ = ["KILL_AT_ENV", "MANIFEST_NAME", "TRAINING_STATE_NAME", "RunCheckpoints",
+           "crash_point", "load_checkpoint", "recover_checkpoint", "save_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,511 +74,8 @@ MANIFEST_NAME = "MANIFEST.json"
 #: Environment variable of the crash tests' fault injection (``<point>:<epoch>``).
 KILL_AT_ENV = "DAGNET_KILL_AT"
 _CHECKPOINT_FORMAT = "dagnet-checkpoint"
-BatchTransform = Callable[[dict[str, Any]], dict[str, Any]]
 
-_AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-               "fp16": torch.float16, "float16": torch.float16}
 
-
-class NonFiniteLossError(DAGNetError, FloatingPointError):
-    """Raised when a training loss is NaN or infinite; names the epoch and step."""
-
-    def __init__(self, epoch: int, step: int, components: Mapping[str, float]) -> None:
-        self.epoch, self.step, self.components = epoch, step, dict(components)
-        parts = ", ".join(f"{k}={v:.4g}" for k, v in components.items())
-        super().__init__(
-            f"non-finite loss at epoch {epoch}, step {step} ({parts}); lower the learning "
-            "rate, enable gradient clipping, or check the inputs of that batch"
-        )
-
-
-@dataclass
-class EpochStats:
-    """What :func:`train_one_epoch` measured.
-
-    Attributes:
-        loss: Mean total loss over the steps.
-        components: Mean of each loss component (``category``, ``aux``, ...).
-        steps: Optimiser steps taken.
-        samples: Samples seen.
-        seconds: Wall time of the epoch.
-    """
-
-    loss: float
-    components: dict[str, float]
-    steps: int
-    samples: int
-    seconds: float
-    step_losses: list[float] = field(default_factory=list)
-
-    @property
-    def samples_per_second(self) -> float:
-        """Throughput, data pipeline included."""
-        return self.samples / self.seconds if self.seconds > 0 else float("nan")
-
-
-@dataclass
-class EvalResult:
-    """What :func:`evaluate` returns.
-
-    Attributes:
-        report: The :class:`~dagnet_layers.metrics.EmoticReport` (per-category AP, mAP, VAD MAE).
-        scores: float64 scores (N, K) in dataset order, made from the logits by ``score``.
-        labels: Multi-hot labels (N, K).
-        indices: Dataset indices (N,).
-        loss: Mean loss when a criterion was given, else NaN.
-        thresholds: Per-category thresholds where precision equals recall, on ``scores``.
-        score: How the logits became scores (``"softmax"``, ``"sigmoid"``, ``"identity"``).
-    """
-
-    report: EmoticReport
-    scores: np.ndarray
-    labels: np.ndarray
-    indices: np.ndarray
-    loss: float
-    thresholds: np.ndarray
-    score: str = "softmax"
-
-
-# ---------------------------------------------------------------- reproducibility
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch (all devices); optionally ask for deterministic kernels.
-
-    Example:
-        >>> seed_everything(0); a = torch.rand(1)
-        >>> seed_everything(0); bool(torch.equal(a, torch.rand(1)))
-        True
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code draws from the global RNG
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
-def process_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """The seed of one process for one epoch: a pure function of ``(seed, epoch, rank)``.
-
-    Give it to :func:`seed_everything` at the start of each epoch. The batched
-    augmentation, dropout and the DataLoader workers' seeds all draw from the
-    global generators, so seeding every process with the same number would
-    give every DDP rank the same flips, jitters and dropout masks;
-    ``rank`` keeps them apart. The mixing is NumPy's :class:`~numpy.random.SeedSequence`,
-    so nearby inputs give unrelated seeds.
-
-    Example:
-        >>> process_seed(0, 3, rank=0) == process_seed(0, 3, rank=0)
-        True
-        >>> len({process_seed(0, 3, rank=r) for r in range(8)})
-        8
-    """
-    for name, value in (("epoch", epoch), ("rank", rank)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"process_seed: {name} must be an int >= 0, got {value!r}")
-    words = np.random.SeedSequence([int(seed) % 2**64, epoch, rank]).generate_state(2)
-    return int(words[0]) << 32 | int(words[1])
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A CPU generator for epoch ``epoch``'s shuffling, a pure function of ``(seed, epoch)``.
-
-    Give it to the training sampler each epoch so a run resumed at epoch k
-    sees the same order as an uninterrupted one.
-    """
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)
-
-
-class EpochSampler(torch.utils.data.Sampler[int]):
-    """Shuffles ``range(n)`` with :func:`epoch_generator` ``(seed, epoch)``; call :meth:`set_epoch`.
-
-    The single-process twin of :class:`torch.utils.data.DistributedSampler`:
-    the order of epoch k depends on nothing but ``seed`` and k.
-
-    Example:
-        >>> s = EpochSampler(5, seed=1); s.set_epoch(3); a = list(s)
-        >>> s.set_epoch(3); a == list(s), sorted(a)
-        (True, [0, 1, 2, 3, 4])
-    """
-
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
-        self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order :meth:`__iter__` yields."""
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.n))
-        order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
-        return iter(order.tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel / DataParallel / ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def move_batch(
-    batch: Mapping[str, Any], device: torch.device | str, channels_last: bool = False
-) -> dict[str, Any]:
-    """Move every tensor of a batch dict to ``device`` (images optionally channels-last)."""
-    device = torch.device(device)
-    out: dict[str, Any] = {}
-    for key, value in batch.items():
-        if isinstance(value, Tensor):
-            value = value.to(device, non_blocking=device.type == "cuda")
-            if channels_last and value.dim() == 4:
-                value = value.contiguous(memory_format=torch.channels_last)
-        out[key] = value
-    return out
-
-
-def _amp_dtype(amp: str | torch.dtype | None) -> torch.dtype | None:
-    if amp is None or isinstance(amp, torch.dtype):
-        return amp
-    if amp in ("none", "fp32", "float32", ""):
-        return None
-    if amp not in _AMP_DTYPES:
-        raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
-    return _AMP_DTYPES[amp]
-
-
-def _is_main_process() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def _forward(model: nn.Module, batch: Mapping[str, Any]) -> Any:
-    return model(batch["body"], batch["context"])
-
-
-class _TrainingSnapshot:
-    """The training state at the last verified step, to put back after a non-finite loss.
-
-    With the loss checked before each optimiser step (``sync_every == 1``) only
-    the forward pass can have changed the model: its buffers (BatchNorm running
-    statistics, which one NaN input turns to NaN for good). With a deferred
-    check, optimiser steps ran since the last verified one, so parameters,
-    optimiser, scheduler and scaler state are kept too: one copy of each,
-    refreshed every ``sync_every`` steps (on CUDA a device-side copy, a fraction
-    of a millisecond for the paper model).
-    """
-
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                 scaler: Any, *, full: bool) -> None:
-        self.model, self.optimizer = model, optimizer
-        self.scheduler, self.scaler = scheduler, scaler
-        self.full = full
-        self._tensors: list[tuple[Tensor, Tensor]] = []
-        self._states: dict[str, Any] = {}
-
-    def take(self) -> None:
-        with torch.no_grad():
-            targets = list(self.model.buffers())
-            if self.full:
-                targets += list(self.model.parameters())
-            if self._tensors and [t for t, _ in self._tensors] == targets:
-                for target, saved in self._tensors:
-                    saved.copy_(target)
-            else:
-                self._tensors = [(t, t.detach().clone()) for t in targets]
-        if self.full:
-            self._states = {
-                name: copy.deepcopy(obj.state_dict())
-                for name, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler),
-                                  ("scaler", self.scaler))
-                if obj is not None
-            }
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for target, saved in self._tensors:
-                target.copy_(saved)
-        objects = {"optimizer": self.optimizer, "scheduler": self.scheduler,
-                   "scaler": self.scaler}
-        for name, state in self._states.items():
-            objects[name].load_state_dict(state)
-        if not self.full:  # nothing stepped; only stale gradients of the bad step remain
-            self.optimizer.zero_grad(set_to_none=True)
-
-
-# ------------------------------------------------------------------------ loops
-def train_one_epoch(
-    model: nn.Module,
-    loader: Iterable[Mapping[str, Any]],
-    criterion: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    *,
-    epoch: int = 0,
-    device: torch.device | str = "cpu",
-    batch_transform: BatchTransform | None = None,
-    scheduler: Any | None = None,
-    amp: str | torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    grad_clip: float | None = None,
-    channels_last: bool = False,
-    max_steps: int | None = None,
-    progress: bool = True,
-    sync_every: int | None = None,
-) -> EpochStats:
-    """Train ``model`` for one pass over ``loader``.
-
-    Args:
-        model: A :class:`~dagnet_layers.models.DAGNet` (or a DDP / compiled wrapper).
-        loader: Yields sample dicts (``body``, ``context``, ``categories``, ``vad``...).
-        criterion: ``criterion(output, batch) -> (loss, components)``, e.g.
-            :class:`~dagnet_layers.losses.DAGNetCriterion`.
-        optimizer: The optimiser.
-        epoch: Epoch number, for messages and the progress bar.
-        device: Where to train.
-        batch_transform: Applied to each batch after it is moved to ``device``
-            (e.g. :class:`~dagnet_layers.data.EmoticBatchTransform` for GPU augmentation).
-        scheduler: Stepped once per optimiser step when given.
-        amp: ``None``/``"none"``, ``"bf16"`` or ``"fp16"`` autocast.
-        scaler: A :class:`torch.amp.GradScaler` for fp16.
-        grad_clip: Clip the global gradient norm to this value.
-        channels_last: Move images to channels-last memory format.
-        max_steps: Stop after this many steps (smoke tests, quick demos).
-        progress: Show a tqdm progress bar (main process only).
-        sync_every: Read the losses back to the host (progress bar, non-finite
-            check) every this many steps. Default: every step on CPU, every 25
-            on CUDA, where a host read per step would stall the GPU's queue of
-            work. A non-finite loss is then reported with its exact step, but up
-            to ``sync_every - 1`` further steps may already have run.
-
-    Returns:
-        :class:`EpochStats`.
-
-    Raises:
-        NonFiniteLossError: the loss became NaN or infinite; names epoch and step.
-            The model (parameters and buffers such as BatchNorm statistics),
-            the optimiser, scheduler and scaler are first put back as they were
-            before that step (with ``sync_every > 1``: before the first step
-            after the last check, which is at or before it), so the model in
-            memory is still usable.
-    """
-    device = torch.device(device)
-    dtype = _amp_dtype(amp)
-    if sync_every is None:
-        sync_every = 1 if device.type == "cpu" else 25
-    if sync_every < 1:
-        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
-    model.train()
-    # Losses stay on the device and are read back every ``sync_every`` steps.
-    step_losses: list[Tensor] = []
-    step_components: list[dict[str, Tensor]] = []
-    checked = 0
-    samples = 0
-    start = time.perf_counter()
-    total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
-    if max_steps is not None and total is not None:
-        total = min(total, max_steps)
-    bar = tqdm(loader, total=total, desc=f"epoch {epoch} train", leave=False,
-               disable=not (progress and _is_main_process()), dynamic_ncols=True)
-
-    snapshot = _TrainingSnapshot(model, optimizer, scheduler, scaler, full=sync_every > 1)
-
-    def check(upto: int) -> None:
-        nonlocal checked
-        if upto <= checked:
-            return
-        recent = torch.stack(step_losses[checked:upto])
-        finite = torch.isfinite(recent).cpu()
-        if not bool(finite.all()):
-            bad = checked + int((~finite).nonzero()[0])
-            parts = {k: float(v) for k, v in step_components[bad].items()}
-            snapshot.restore()
-            bar.close()
-            raise NonFiniteLossError(epoch, bad + 1, parts)
-        checked = upto
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{float(recent[-1]):.4f}",
-                        samples_s=f"{samples / max(elapsed, 1e-9):.1f}")
-
-    step = 0
-    for step, batch in enumerate(bar, start=1):
-        if checked == step - 1:  # every earlier step verified finite: remember this state
-            snapshot.take()
-        cats = batch.get("categories") if isinstance(batch, Mapping) else None
-        if isinstance(cats, Tensor) and cats.device.type == "cpu" and device.type != "cpu":
-            # checked on the host, where it costs no device synchronisation
-            check_loss_targets(cats, batch.get("vad"), where=f"epoch {epoch}, step {step}")
-        batch = move_batch(batch, device, channels_last)
-        if batch_transform is not None:
-            batch = batch_transform(batch)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            output = _forward(model, batch)
-            loss, components = criterion(output, batch)
-        step_losses.append(loss.detach().float())
-        step_components.append(components)
-        if step % sync_every == 0:
-            check(step)  # before the optimiser step: a bad loss never reaches the weights
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        samples += int(batch["body"].shape[0])
-        if max_steps is not None and step >= max_steps:
-            break
-    check(len(step_losses))
-    bar.close()
-    steps = max(step, 1)
-    losses = torch.stack(step_losses).cpu().tolist() if step_losses else []
-    components_mean = {
-        k: float(torch.stack([c[k] for c in step_components if k in c]).float().sum().cpu())
-        / steps
-        for k in (step_components[0] if step_components else {})
-    }
-    mean_loss = sum(losses) / steps if losses else float("nan")
-    return EpochStats(mean_loss, components_mean, step, samples,
-                      time.perf_counter() - start, losses)
-
-
-def _gather(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Concatenate per-rank arrays on every rank and drop the DistributedSampler's repeats."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return arrays
-    parts: list[dict[str, np.ndarray]] = [None] * dist.get_world_size()  # type: ignore[list-item]
-    dist.all_gather_object(parts, arrays)
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in arrays}
-    _, first = np.unique(merged["indices"], return_index=True)
-    return {k: v[first] for k, v in merged.items()}
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: Iterable[Mapping[str, Any]],
-    *,
-    device: torch.device | str = "cpu",
-    batch_transform: BatchTransform | None = None,
-    criterion: nn.Module | None = None,
-    amp: str | torch.dtype | None = None,
-    channels_last: bool = False,
-    protocol: str = "emotic",
-    ties: str = "octave",
-    score: str | None = None,
-    category_names: tuple[str, ...] = EMOTIC_CATEGORIES,
-    progress: bool = True,
-    desc: str = "eval",
-) -> EvalResult:
-    """Score every sample of ``loader`` and compute EMOTIC metrics.
-
-    Scores follow the loss the model was trained with: ``softmax(logits)`` for
-    the KL divergence (whose logits are defined only up to a per-sample
-    constant), ``sigmoid`` for BCE and focal, the raw output for weighted L2
-    (:func:`~dagnet_layers.losses.loss_score`). They are computed from the
-    logits in float64, so that no cast creates ties. Under
-    DistributedDataParallel every rank evaluates its shard and the results are
-    gathered (repeats the sampler added for even shards are dropped by dataset
-    index).
-
-    Args:
-        model: The model.
-        loader: Yields sample dicts with ``index``.
-        device: Where to run.
-        batch_transform: Applied on the device (the eval transform for uint8 batches).
-        criterion: Also report the mean loss; its score function is the default ``score``.
-        amp: Autocast dtype (see :func:`train_one_epoch`).
-        channels_last: Channels-last images.
-        protocol: AP protocol, ``"emotic"`` (official ``eval.m``) or ``"sklearn"``.
-        ties: Order of tied scores under ``"emotic"``: ``"octave"`` (``eval.m``'s
-            seeded random order) or ``"stable"`` (see
-            :func:`~dagnet_layers.metrics.average_precision`).
-        score: ``"softmax"``, ``"sigmoid"`` or ``"identity"``; default: the
-            criterion's. Required when no criterion is given.
-        category_names: Names of the K outputs.
-        progress: Show a progress bar.
-        desc: Progress-bar label.
-
-    Returns:
-        :class:`EvalResult` with the report, scores, labels, indices, loss and
-        precision = recall thresholds.
-
-    Raises:
-        ValueError: neither ``score`` nor a ``criterion`` that names one was given.
-    """
-    if score is None:
-        if criterion is None:
-            raise ValueError(
-                "evaluate needs score=... ('softmax' for a model trained with the KL loss, "
-                "'sigmoid' for BCE/focal, 'identity' for weighted L2) or the training criterion"
-            )
-        score = loss_score(criterion)
-    elif score not in SCORE_KINDS:
-        raise ValueError(f"evaluate: score must be one of {SCORE_KINDS}, got {score!r}")
-    device = torch.device(device)
-    dtype = _amp_dtype(amp)
-    model.eval()
-    scores, labels, indices, vad_pred, vad_true = [], [], [], [], []
-    loss_sum: Tensor | float = 0.0
-    batches = 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and _is_main_process()),
-               dynamic_ncols=True)
-    for batch in bar:
-        batch = move_batch(batch, device, channels_last)
-        if batch_transform is not None:
-            batch = batch_transform(batch)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            output = _forward(model, batch)
-            if criterion is not None:
-                loss_sum = loss_sum + criterion(output, batch)[0].detach().float()
-                batches += 1
-        # Kept on the device and moved once at the end: no host sync per batch.
-        scores.append(scores_from_logits(output.logits, score))
-        labels.append(batch["categories"].float())
-        indices.append(batch["index"].reshape(-1))
-        if getattr(output, "vad", None) is not None:
-            vad_pred.append(output.vad.detach().float())
-            vad_true.append(batch["vad"].float())
-
-    def to_numpy(parts: list[Tensor]) -> np.ndarray:
-        return torch.cat(parts).cpu().numpy()
-
-    arrays = {"scores": to_numpy(scores), "labels": to_numpy(labels),
-              "indices": to_numpy(indices)}
-    if vad_pred:
-        arrays["vad_pred"], arrays["vad_true"] = to_numpy(vad_pred), to_numpy(vad_true)
-    arrays = _gather(arrays)
-    order = np.argsort(arrays["indices"], kind="stable")
-    arrays = {k: v[order] for k, v in arrays.items()}
-    evaluator = EmoticEvaluator(category_names=category_names, protocol=protocol, ties=ties,
-                                score=score)
-    evaluator.update(arrays["scores"], arrays["labels"],
-                     arrays.get("vad_pred"), arrays.get("vad_true"))
-    return EvalResult(
-        report=evaluator.compute(),
-        scores=arrays["scores"],
-        labels=arrays["labels"],
-        indices=arrays["indices"],
-        loss=float(loss_sum) / batches if batches else float("nan"),
-        thresholds=evaluator.thresholds(),
-        score=score,
-    )
-
-
-# ------------------------------------------------------------------ checkpoints
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()  # noqa: NPY002 - the global RNG is what gets restored
     state: dict[str, Any] = {
@@ -879,7 +331,7 @@ def load_checkpoint(
         ValueError: the training state is not a tensors-only file, or the
             weights do not match ``model``.
     """
-    from dagnet_layers.models.dagnet import WEIGHTS_NAME, load_pretrained_weights
+    from dagnet_layers.models.hub import WEIGHTS_NAME, load_pretrained_weights
 
     directory = Path(directory)
     # A committed save that did not reach its rename is newer than the folder.
@@ -917,7 +369,6 @@ def load_checkpoint(
     if restore_rng and "rng" in state:
         _set_rng_state(state["rng"])
     return int(state["epoch"])
-
 
 
 # ------------------------------------------------------------- run checkpoints

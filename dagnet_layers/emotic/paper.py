@@ -2,12 +2,12 @@
 
 Everything here is transcribed from the paper's Table 1 (26-category test AP
 on EMOTIC, in percent) and Table 2 (ablation mAP). The DAG-Net paper does not
-state which AP protocol its numbers use; see :mod:`dagnet_layers.metrics`.
+state which AP protocol its numbers use; see :mod:`dagnet_layers.emotic.metrics`.
 """
 
 from __future__ import annotations
 
-from dagnet_layers.data.categories import EMOTIC_CATEGORIES
+from dagnet_layers.emotic.data.categories import EMOTIC_CATEGORIES
 
 __all__ = ["PAPER_TABLE1", "PAPER_TABLE1_MAP", "PAPER_TABLE2"]
 

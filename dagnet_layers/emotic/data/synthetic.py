@@ -41,8 +41,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dagnet_layers._deps import require
-from dagnet_layers.data.categories import CATEGORY_TO_INDEX, EMOTIC_CATEGORIES
-from dagnet_layers.data.records import EMOTIC_SPLITS
+from dagnet_layers.emotic.data.categories import CATEGORY_TO_INDEX, EMOTIC_CATEGORIES
+from dagnet_layers.emotic.data.records import EMOTIC_SPLITS
 
 __all__ = [
     "CONTEXT_SHAPES",
@@ -341,163 +341,240 @@ def make_synthetic_emotic(
     n_train = max(4, round(n_images * split_fractions[0]))
     n_val = max(2, round(n_images * split_fractions[1]))
     counts = {"train": n_train, "val": n_val, "test": max(2, n_images - n_train - n_val)}
-    info = SyntheticEmotic(root=root)
-    for q in ("lone_person", "lone_category", "no_category", "vad_missing", "bbox_past_edge",
-              "empty_bbox", "grayscale", "cmyk", "several_annotators"):  # fmt: skip
-        info.quirks[q] = []
+    info = SyntheticEmotic(root=root, quirks={q: [] for q in _QUIRKS})
     mat: dict[str, np.ndarray] = {}
-    colour_names = list(TORSO_COLOURS)
-    shape_names = list(CONTEXT_SHAPES)
-    radius = 0.11 * min(w, h)
     serial = 0
-
     for split in EMOTIC_SPLITS:
-        n_split = counts[split]
         skips = {"no_category": 0, "empty_bbox": 0}
         image_structs = []
-        for i in range(n_split):
+        for i in range(counts[split]):
             serial += 1
-            db = _DATABASES[serial % len(_DATABASES)]
-            filename = (
-                f"COCO_{split}2014_{serial:012d}.jpg" if db == "mscoco"
-                else f"syn_{split}_{serial:05d}.jpg"
-            )  # fmt: skip
-            # Planted quirks sit on the first images of each split.
-            plant_lone = i == 0
-            if plant_lone or i == 2:
-                n_people = 1
-            else:
-                n_people = 2 if i == 1 else 1 + int(rng.random() < 0.35)
-
-            # Persons: boxes, then torso colour / pattern.
-            boxes: list[tuple[float, float, float, float]] = []
-            for p in range(n_people):
-                for _ in range(40):
-                    bh = rng.uniform(0.55, 0.9) * h
-                    bw = bh * rng.uniform(0.4, 0.55)
-                    x1 = rng.uniform(0, w - bw)
-                    y1 = rng.uniform(0, h - bh)
-                    cand = (round(x1), round(y1), round(x1 + bw), round(y1 + bh))
-                    if not any(_overlaps(cand, b, 4) for b in boxes):
-                        break
-                if i == 2 and p == 0:  # box past the right (and top) edge
-                    bw = cand[2] - cand[0]
-                    cand = (w - 0.6 * bw, -6.0, w + 0.4 * bw + 0.5, cand[3] - cand[1] - 6.0)
-                boxes.append(tuple(float(v) for v in cand))
-            colours = [
-                None if rng.random() < 0.2 else colour_names[int(rng.integers(len(colour_names)))]
-                for _ in range(n_people)
-            ]
-            patterns = [
-                None if rng.random() < 0.55 else list(TORSO_PATTERNS)[int(rng.integers(3))]
-                for _ in range(n_people)
-            ]
-            if plant_lone:  # exactly one category: a coloured torso, nothing else
-                colours[0] = colour_names[int(rng.integers(len(colour_names)))]
-                patterns[0] = None
-
-            # Context shapes, each category independently, some biased to form joints.
-            wanted = [] if plant_lone else [s for s in shape_names if rng.random() < 0.12]
-            for body_cat, ctx_cat in JOINT_CATEGORIES.values():
-                if not plant_lone and body_cat in colours and ctx_cat not in wanted:
-                    if rng.random() < 0.5:
-                        wanted.append(ctx_cat)
-            wanted = wanted[:3]
-            placed: list[str] = []
-            shape_boxes: list[tuple[float, float, float, float]] = []
-            shape_draws = []
-            for name in wanted:
-                for _ in range(60):
-                    cx, cy = rng.uniform(radius, w - radius), rng.uniform(radius, h - radius)
-                    sb = (cx - radius, cy - radius, cx + radius, cy + radius)
-                    if not any(_overlaps(sb, b, 4) for b in boxes + shape_boxes):
-                        placed.append(name)
-                        shape_boxes.append(sb)
-                        shape_draws.append((name, cx, cy))
-                        break
-
-            # Render.
-            img = Image.fromarray(_background(rng, w, h))
-            draw = ImageDraw.Draw(img)
-            for name, cx, cy in shape_draws:
-                shape, colour = CONTEXT_SHAPES[name]
-                _draw_shape(draw, shape, colour, cx, cy, radius)
-            for box, colour, pattern in zip(boxes, colours, patterns, strict=True):
-                _draw_person(draw, box, TORSO_COLOURS.get(colour, _NEUTRAL_TORSO), pattern)
-            img_dir = root / "emotic" / db / "images"
-            img_dir.mkdir(parents=True, exist_ok=True)
-            if i == 3:
-                img = img.convert("L")
-                info.quirks["grayscale"].append((split, i, -1))
-            elif i == 4:
-                img = img.convert("CMYK")
-                info.quirks["cmyk"].append((split, i, -1))
-            img.save(img_dir / filename, quality=jpeg_quality)
-
-            # Labels and annotation structs.
-            if plant_lone:
-                info.quirks["lone_person"].append((split, i, 0))
-                info.quirks["lone_category"].append((split, i, 0))
-            scene = set(placed) | ({"Sympathy"} if n_people > 1 else set())
-            person_rows = []
-            for p in range(n_people):
-                body = {c for c in (colours[p], patterns[p]) if c is not None}
-                true = body | scene
-                true |= {j for j, (b, c) in JOINT_CATEGORIES.items() if b in body and c in scene}
-                vad = _vad_for(true, rng)
-                annotated = set(true)
-                if i == 1 and p == 1:  # a person annotated with no category at all
-                    annotated = set()
-                    info.quirks["no_category"].append((split, i, p))
-                if not annotated:
-                    skips["no_category"] += 1
-                    if (split, i, p) not in info.quirks["no_category"]:
-                        info.quirks["no_category"].append((split, i, p))
-                vad_out = vad.astype(np.float64)
-                if i % 9 == 5 and p == 0:  # NaN continuous value(s)
-                    vad_out[int(rng.integers(3))] = np.nan
-                    info.quirks["vad_missing"].append((split, i, p))
-                if i == 2 and p == 0:
-                    info.quirks["bbox_past_edge"].append((split, i, p))
-                person_rows.append((boxes[p], annotated, vad_out, body, scene))
-            if split == "train" and i == 3:  # a box wholly outside the image
-                person_rows.append(((w + 5.0, 10.0, w + 40.0, 60.0), {"Peace"},
-                                    np.array([5.0, 5.0, 5.0]), set(), set()))  # fmt: skip
-                info.quirks["empty_bbox"].append((split, i, len(person_rows) - 1))
-                skips["empty_bbox"] += 1
-
-            persons = []
-            for p, (box, annotated, vad_out, body, scene_cues) in enumerate(person_rows):
-                struct, expected_vad = _person_struct(
-                    split, box, annotated, vad_out, rng, info, i, p
-                )
-                persons.append(struct)
-                info.persons.append(
-                    SyntheticPerson(
-                        split, i, p, filename, box, _sorted(annotated), expected_vad,
-                        _sorted(body), _sorted(scene_cues),
-                    )
-                )  # fmt: skip
-            person_fields = list(persons[0].keys())
-            person_arr = _struct(
-                {k: [pp[k] for pp in persons] for k in person_fields}, len(persons)
+            image = _SyntheticImage(split, i, serial, w, h)
+            image_structs.append(
+                _write_image(image, root, rng, info, skips, jpeg_quality=jpeg_quality)
             )
-            image_structs.append({
-                "filename": filename,
-                "folder": f"{db}/images",
-                "image_size": _struct({"n_col": _num(w), "n_row": _num(h)}),
-                "original_database": _struct({"name": db, "info": "synthetic"}),
-                "person": person_arr,
-            })  # fmt: skip
-
         fields = list(image_structs[0].keys())
         mat[split] = _struct({k: [s[k] for s in image_structs] for k in fields}, len(image_structs))
-        info.n_images[split] = n_split
+        info.n_images[split] = counts[split]
         info.n_persons[split] = sum(1 for q in info.persons if q.split == split)
         info.expected_skips[split] = {k: v for k, v in skips.items() if v}
 
     scipy_io.savemat(str(root / "Annotations" / "Annotations.mat"), mat, oned_as="row")
     return info
+
+
+# ----------------------------------------------------------------------- one image
+#: Every quirk :attr:`SyntheticEmotic.quirks` lists; each sits on the first images of a split.
+_QUIRKS = ("lone_person", "lone_category", "no_category", "vad_missing", "bbox_past_edge",
+           "empty_bbox", "grayscale", "cmyk", "several_annotators")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _SyntheticImage:
+    """Where one image sits: its split, its place in the split, its file and size."""
+
+    split: str
+    index: int  # position in the split; the planted quirks key on it
+    serial: int  # position over all splits; names the file and picks the database
+    w: int
+    h: int
+
+    @property
+    def database(self) -> str:
+        return _DATABASES[self.serial % len(_DATABASES)]
+
+    @property
+    def filename(self) -> str:
+        if self.database == "mscoco":
+            return f"COCO_{self.split}2014_{self.serial:012d}.jpg"
+        return f"syn_{self.split}_{self.serial:05d}.jpg"
+
+    @property
+    def lone(self) -> bool:
+        """The lone-person, lone-category quirk: one person with exactly one category."""
+        return self.index == 0
+
+
+@dataclass
+class _Person:
+    """A person as drawn: box, torso colour and pattern (each a category or None)."""
+
+    box: tuple[float, float, float, float]
+    colour: str | None
+    pattern: str | None
+
+    @property
+    def body_cues(self) -> set[str]:
+        return {c for c in (self.colour, self.pattern) if c is not None}
+
+
+def _write_image(
+    image: _SyntheticImage, root: Path, rng: np.random.Generator, info: SyntheticEmotic,
+    skips: dict[str, int], *, jpeg_quality: int,
+) -> dict[str, object]:  # fmt: skip
+    """Draw one image's people and scene, save the JPEG, and return its ``.mat`` struct.
+
+    The random draws happen in a fixed order (people, scene cues, pixels,
+    annotations), so a seed always writes the same files.
+    """
+    people = _place_people(image, rng)
+    scene = _place_scene_cues(image, people, rng)
+    _render(image, people, scene, root, rng, info, jpeg_quality)
+    persons = []
+    for p, row in enumerate(_annotate(image, people, set(scene), rng, info, skips)):
+        box, annotated, vad_out, body, scene_cues = row
+        struct, expected_vad = _person_struct(image.split, box, annotated, vad_out, rng, info,
+                                              image.index, p)  # fmt: skip
+        persons.append(struct)
+        info.persons.append(
+            SyntheticPerson(
+                image.split, image.index, p, image.filename, box, _sorted(annotated),
+                expected_vad, _sorted(body), _sorted(scene_cues),
+            )
+        )  # fmt: skip
+    person_fields = list(persons[0].keys())
+    return {
+        "filename": image.filename,
+        "folder": f"{image.database}/images",
+        "image_size": _struct({"n_col": _num(image.w), "n_row": _num(image.h)}),
+        "original_database": _struct({"name": image.database, "info": "synthetic"}),
+        "person": _struct({k: [pp[k] for pp in persons] for k in person_fields}, len(persons)),
+    }  # fmt: skip
+
+
+def _place_people(image: _SyntheticImage, rng: np.random.Generator) -> list[_Person]:
+    """Boxes that do not overlap, then each torso's colour and pattern (the body cues)."""
+    i, w, h = image.index, image.w, image.h
+    if image.lone or i == 2:
+        n_people = 1
+    else:
+        n_people = 2 if i == 1 else 1 + int(rng.random() < 0.35)
+    boxes: list[tuple[float, float, float, float]] = []
+    for p in range(n_people):
+        for _ in range(40):
+            bh = rng.uniform(0.55, 0.9) * h
+            bw = bh * rng.uniform(0.4, 0.55)
+            x1 = rng.uniform(0, w - bw)
+            y1 = rng.uniform(0, h - bh)
+            cand = (round(x1), round(y1), round(x1 + bw), round(y1 + bh))
+            if not any(_overlaps(cand, b, 4) for b in boxes):
+                break
+        if i == 2 and p == 0:  # quirk: a box past the right (and top) edge
+            bw = cand[2] - cand[0]
+            cand = (w - 0.6 * bw, -6.0, w + 0.4 * bw + 0.5, cand[3] - cand[1] - 6.0)
+        boxes.append(tuple(float(v) for v in cand))
+    colour_names = list(TORSO_COLOURS)
+    colours = [
+        None if rng.random() < 0.2 else colour_names[int(rng.integers(len(colour_names)))]
+        for _ in range(n_people)
+    ]
+    patterns = [
+        None if rng.random() < 0.55 else list(TORSO_PATTERNS)[int(rng.integers(3))]
+        for _ in range(n_people)
+    ]
+    if image.lone:  # exactly one category: a coloured torso, nothing else
+        colours[0] = colour_names[int(rng.integers(len(colour_names)))]
+        patterns[0] = None
+    return [_Person(*person) for person in zip(boxes, colours, patterns, strict=True)]
+
+
+def _place_scene_cues(
+    image: _SyntheticImage, people: list[_Person], rng: np.random.Generator
+) -> dict[str, tuple[float, float]]:
+    """Context shapes (category -> centre) outside every box; some pair with a torso colour."""
+    w, h = image.w, image.h
+    radius = _shape_radius(image)
+    wanted = [] if image.lone else [s for s in CONTEXT_SHAPES if rng.random() < 0.12]
+    colours = [person.colour for person in people]
+    for body_cat, ctx_cat in JOINT_CATEGORIES.values():
+        if not image.lone and body_cat in colours and ctx_cat not in wanted:
+            if rng.random() < 0.5:
+                wanted.append(ctx_cat)
+    placed: dict[str, tuple[float, float]] = {}
+    taken = [person.box for person in people]
+    for name in wanted[:3]:
+        for _ in range(60):
+            cx, cy = rng.uniform(radius, w - radius), rng.uniform(radius, h - radius)
+            sb = (cx - radius, cy - radius, cx + radius, cy + radius)
+            if not any(_overlaps(sb, b, 4) for b in taken):
+                placed[name] = (cx, cy)
+                taken.append(sb)
+                break
+    return placed
+
+
+def _shape_radius(image: _SyntheticImage) -> float:
+    return 0.11 * min(image.w, image.h)
+
+
+def _render(
+    image: _SyntheticImage, people: list[_Person], scene: dict[str, tuple[float, float]],
+    root: Path, rng: np.random.Generator, info: SyntheticEmotic, jpeg_quality: int,
+) -> None:  # fmt: skip
+    """Background, shapes, people; the grayscale and CMYK quirks; the JPEG."""
+    img = Image.fromarray(_background(rng, image.w, image.h))
+    draw = ImageDraw.Draw(img)
+    for name, (cx, cy) in scene.items():
+        shape, colour = CONTEXT_SHAPES[name]
+        _draw_shape(draw, shape, colour, cx, cy, _shape_radius(image))
+    for person in people:
+        _draw_person(draw, person.box, TORSO_COLOURS.get(person.colour, _NEUTRAL_TORSO),
+                     person.pattern)  # fmt: skip
+    img_dir = root / "emotic" / image.database / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    if image.index == 3:
+        img = img.convert("L")
+        info.quirks["grayscale"].append((image.split, image.index, -1))
+    elif image.index == 4:
+        img = img.convert("CMYK")
+        info.quirks["cmyk"].append((image.split, image.index, -1))
+    img.save(img_dir / image.filename, quality=jpeg_quality)
+
+
+_Row = tuple[tuple[float, float, float, float], set[str], np.ndarray, set[str], set[str]]
+
+
+def _annotate(
+    image: _SyntheticImage, people: list[_Person], placed: set[str], rng: np.random.Generator,
+    info: SyntheticEmotic, skips: dict[str, int],
+) -> list[_Row]:  # fmt: skip
+    """Per person: (box, annotated categories, VAD, body cues, scene cues), quirks planted.
+
+    The truth is the body cues, the scene cues (shapes, and Sympathy when
+    another person is there) and the joint categories both complete.
+    """
+    split, i = image.split, image.index
+    if image.lone:
+        info.quirks["lone_person"].append((split, i, 0))
+        info.quirks["lone_category"].append((split, i, 0))
+    scene = placed | ({"Sympathy"} if len(people) > 1 else set())
+    rows: list[_Row] = []
+    for p, person in enumerate(people):
+        body = person.body_cues
+        true = body | scene
+        true |= {j for j, (b, c) in JOINT_CATEGORIES.items() if b in body and c in scene}
+        vad = _vad_for(true, rng)
+        annotated = set(true)
+        if i == 1 and p == 1:  # a person annotated with no category at all
+            annotated = set()
+            info.quirks["no_category"].append((split, i, p))
+        if not annotated:
+            skips["no_category"] += 1
+            if (split, i, p) not in info.quirks["no_category"]:
+                info.quirks["no_category"].append((split, i, p))
+        vad_out = vad.astype(np.float64)
+        if i % 9 == 5 and p == 0:  # NaN continuous value(s)
+            vad_out[int(rng.integers(3))] = np.nan
+            info.quirks["vad_missing"].append((split, i, p))
+        if i == 2 and p == 0:
+            info.quirks["bbox_past_edge"].append((split, i, p))
+        rows.append((person.box, annotated, vad_out, body, scene))
+    if split == "train" and i == 3:  # a box wholly outside the image
+        rows.append(((image.w + 5.0, 10.0, image.w + 40.0, 60.0), {"Peace"},
+                     np.array([5.0, 5.0, 5.0]), set(), set()))  # fmt: skip
+        info.quirks["empty_bbox"].append((split, i, len(rows) - 1))
+        skips["empty_bbox"] += 1
+    return rows
 
 
 def _person_struct(

@@ -58,7 +58,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dagnet_layers._deps import require
-from dagnet_layers.data.categories import CATEGORY_TO_INDEX, NUM_CATEGORIES
+from dagnet_layers.emotic.data.categories import CATEGORY_TO_INDEX, NUM_CATEGORIES
 from dagnet_layers.errors import BadRecordError, CorruptFileError, MissingFileError, UnsafePathError
 
 __all__ = [
@@ -602,7 +602,7 @@ def read_emotic_annotations(
 
     Example:
         >>> import tempfile
-        >>> from dagnet_layers.data import make_synthetic_emotic
+        >>> from dagnet_layers.emotic.data import make_synthetic_emotic
         >>> with tempfile.TemporaryDirectory() as d:
         ...     root = make_synthetic_emotic(d, n_images=12, seed=0).root
         ...     recs = read_emotic_annotations(root, "val")

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dagnet_layers.data.records import clamp_bbox
+from dagnet_layers.emotic.data.records import clamp_bbox
 from dagnet_layers.errors import ImageDecodeError, ImageTooLargeError, MissingFileError
 
 __all__ = ["MAX_IMAGE_PIXELS", "crop_body_and_context", "load_image_rgb"]

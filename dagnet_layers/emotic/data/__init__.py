@@ -9,7 +9,7 @@ know nothing of ``pixels``, which knows nothing of ``cache``, which knows nothin
 of ``dataset``.
 """
 
-from dagnet_layers.data.cache import (
+from dagnet_layers.emotic.data.cache import (
     BUILD_SKIP_REASONS,
     CACHE_FORMAT_VERSION,
     CACHE_MANIFEST,
@@ -17,17 +17,21 @@ from dagnet_layers.data.cache import (
     cache_is_complete,
     verify_emotic_cache,
 )
-from dagnet_layers.data.categories import CATEGORY_TO_INDEX, EMOTIC_CATEGORIES, NUM_CATEGORIES
-from dagnet_layers.data.dataset import EmoticDataset, detect_layout
-from dagnet_layers.data.pixels import MAX_IMAGE_PIXELS, crop_body_and_context, load_image_rgb
-from dagnet_layers.data.preprocessed import (
+from dagnet_layers.emotic.data.categories import (
+    CATEGORY_TO_INDEX,
+    EMOTIC_CATEGORIES,
+    NUM_CATEGORIES,
+)
+from dagnet_layers.emotic.data.dataset import EmoticDataset, detect_layout
+from dagnet_layers.emotic.data.pixels import MAX_IMAGE_PIXELS, crop_body_and_context, load_image_rgb
+from dagnet_layers.emotic.data.preprocessed import (
     PREPROCESSED_COLUMNS,
     PreprocessedSplit,
     preprocessed_files,
     read_emotic_preprocessed,
     write_emotic_preprocessed,
 )
-from dagnet_layers.data.records import (
+from dagnet_layers.emotic.data.records import (
     BAD_RECORD_REASONS,
     EMOTIC_SPLITS,
     VAD_RANGE,
@@ -40,7 +44,7 @@ from dagnet_layers.data.records import (
     read_emotic_annotations,
     resolve_in_root,
 )
-from dagnet_layers.data.synthetic import (
+from dagnet_layers.emotic.data.synthetic import (
     CONTEXT_SHAPES,
     JOINT_CATEGORIES,
     SYNTHETIC_CUES,
@@ -50,7 +54,7 @@ from dagnet_layers.data.synthetic import (
     SyntheticPerson,
     make_synthetic_emotic,
 )
-from dagnet_layers.data.transforms import (
+from dagnet_layers.emotic.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     EmoticBatchTransform,

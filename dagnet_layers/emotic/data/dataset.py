@@ -31,21 +31,21 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dagnet_layers.data.cache import (
+from dagnet_layers.emotic.data.cache import (
     CACHE_FORMAT_VERSION,
     CACHE_MANIFEST,
     build_emotic_cache,
     cache_is_complete,
     verify_emotic_cache,
 )
-from dagnet_layers.data.pixels import (
+from dagnet_layers.emotic.data.pixels import (
     MAX_IMAGE_PIXELS,
     _chw,
     crop_body_and_context,
     load_image_rgb,
 )
-from dagnet_layers.data.preprocessed import preprocessed_files, read_emotic_preprocessed
-from dagnet_layers.data.records import (
+from dagnet_layers.emotic.data.preprocessed import preprocessed_files, read_emotic_preprocessed
+from dagnet_layers.emotic.data.records import (
     EMOTIC_SPLITS,
     BadRecordPolicy,
     EmoticRecord,
@@ -55,7 +55,7 @@ from dagnet_layers.data.records import (
     open_npy,
     read_emotic_annotations,
 )
-from dagnet_layers.data.transforms import mask_bbox
+from dagnet_layers.emotic.data.transforms import mask_bbox
 from dagnet_layers.errors import (
     CorruptFileError,
     MissingFileError,
@@ -124,7 +124,7 @@ class EmoticDataset(Dataset):
             needed.
         on_missing_image: ``"error"`` or ``"skip"``, see :func:`read_emotic_annotations`.
         on_bad_record: ``"skip"`` (count bad records by reason) or ``"error"``, the
-            same policy in every layout (see :mod:`dagnet_layers.data.records`).
+            same policy in every layout (see :mod:`dagnet_layers.emotic.data.records`).
         max_pixels: Largest image (``width * height``) decoded, see
             :func:`load_image_rgb`; ``None`` for no bound.
         records: Records to use instead of reading the annotations (official layout).
@@ -144,7 +144,7 @@ class EmoticDataset(Dataset):
 
     Example:
         >>> import tempfile
-        >>> from dagnet_layers.data import make_synthetic_emotic
+        >>> from dagnet_layers.emotic.data import make_synthetic_emotic
         >>> with tempfile.TemporaryDirectory() as d:
         ...     info = make_synthetic_emotic(d, n_images=12, seed=0, image_size=(96, 72))
         ...     ds = EmoticDataset(info.root, "train", size=64)

@@ -1,0 +1,174 @@
+"""A saved model's files: find them (a folder or the Hub), read the config, load the weights.
+
+A folder written by :meth:`~dagnet_layers.models.DAGNet.save_pretrained` holds
+``config.json`` (the :class:`~dagnet_layers.models.DAGNetConfig`, the package
+version, the weights' size and SHA-256) and ``model.safetensors``. Every loader
+of the package (``DAGNet.from_pretrained``, ``create_model(checkpoint_path=...)``,
+the training engine's checkpoints) reads them through this module, strictly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dagnet_layers.errors import (
+    ConfigError,
+    CorruptFileError,
+    MissingFileError,
+)
+from dagnet_layers.models.config import DAGNetConfig
+from dagnet_layers.storage import (
+    read_json_object,
+    verify_files,
+)
+
+__all__ = ["load_pretrained_weights", "read_pretrained_config", "resolve_pretrained_source"]
+
+#: File name of a saved model's configuration (with its weights' checksum).
+CONFIG_NAME = "config.json"
+#: File name of a saved model's weights.
+WEIGHTS_NAME = "model.safetensors"
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_pretrained_source(
+    source: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The local folder holding a saved model: ``source`` itself, or its Hub snapshot.
+
+    Args:
+        source: A folder; or ``"org/name"``, ``"hf-hub:org/name"`` or
+            ``"hf-hub:org/name@revision"`` on the Hugging Face Hub.
+        revision: Hub revision (overrides an ``@revision`` suffix).
+        cache_dir: Hub cache folder.
+
+    Returns:
+        The folder (for the Hub: the snapshot in the local cache).
+
+    Raises:
+        MissingFileError: The Hub could not provide the files (offline and not
+            cached, unknown repository, no access).
+    """
+    text = os.fspath(source)
+    hub = text.startswith("hf-hub:")
+    if hub:
+        text = text[len("hf-hub:"):]
+    elif Path(text).expanduser().exists() or not _REPO_ID.match(text):
+        return Path(text).expanduser()
+    if "@" in text:
+        text, suffix = text.split("@", 1)
+        revision = revision or suffix
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            text, revision=revision, cache_dir=cache_dir, repo_type="model",
+            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "inference.json"],
+        )  # fmt: skip
+    except Exception as err:
+        raise MissingFileError(
+            f"hf-hub:{text}", "no local folder of that name, and the Hugging Face Hub could not "
+            f"provide it ({type(err).__name__}: {' '.join(str(err).split())[:300]})"
+        ) from err
+    return Path(folder)
+
+
+def read_pretrained_config(directory: str | os.PathLike[str]) -> DAGNetConfig:
+    """The :class:`DAGNetConfig` of a folder written by :meth:`DAGNet.save_pretrained`.
+
+    Raises:
+        MissingFileError: No ``config.json``.
+        CorruptFileError: It is not a valid dagnet-layers config (names the field).
+    """
+    config_file = Path(directory) / CONFIG_NAME
+    return _config_from_meta(_read_meta(config_file), config_file)
+
+
+def _config_from_meta(meta: dict[str, Any], config_file: Path) -> DAGNetConfig:
+    config = dict(meta["config"])
+    # Written before ABN's attention block existed (0.1.x): the light block it had.
+    config.setdefault("gsam_block", "light")
+    try:
+        return DAGNetConfig.from_dict(config)
+    except (ConfigError, TypeError) as err:
+        raise CorruptFileError(config_file, f"invalid model config: {err}") from err
+
+
+def load_pretrained_weights(
+    model: nn.Module, source: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> nn.Module:
+    """Load a saved ``model.safetensors`` (a folder or the file) into ``model``, strictly.
+
+    The size and SHA-256 recorded in the folder's ``config.json`` are checked when
+    present.
+
+    Args:
+        model: The model to fill (its architecture must match the weights).
+        source: A folder written by :meth:`DAGNet.save_pretrained`, or a
+            ``.safetensors`` file.
+        map_location: Device the tensors are read to.
+
+    Returns:
+        ``model``.
+
+    Raises:
+        MissingFileError: No weights file.
+        CorruptFileError: Not a safetensors file, or keys or shapes that do not fit.
+        IntegrityError: The weights differ from the checksum recorded with them.
+    """
+
+    path = Path(source)
+    if not path.is_dir():
+        return _load_weights(model, path, None, map_location)
+    meta = _read_meta(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else None
+    return _load_weights(model, path / WEIGHTS_NAME, meta, map_location)
+
+
+def _load_weights(
+    model: nn.Module, weights: Path, meta: dict[str, Any] | None,
+    map_location: str | torch.device,
+) -> nn.Module:  # fmt: skip
+    """Strictly load ``weights``, first checked against ``meta``'s recorded checksum if any."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not weights.is_file():
+        raise MissingFileError(weights, "not found (written by save_pretrained)")
+    recorded = (meta or {}).get("weights")
+    if isinstance(recorded, dict):
+        verify_files(weights.parent, {weights.name: recorded})
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CorruptFileError(weights, f"not a valid safetensors file ({err})") from err
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ from the config's
+        raise CorruptFileError(
+            weights, f"does not match its config: {' '.join(str(err).split())}"
+        ) from err
+    if missing or unexpected:
+        raise CorruptFileError(
+            weights, f"does not match its config: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    return model
+
+
+def _read_meta(config_file: Path) -> dict[str, Any]:
+    if not config_file.exists():
+        raise MissingFileError(config_file, "not found (written by save_pretrained)")
+    meta = read_json_object(config_file, "model config")
+    if meta.get("format") != "dagnet-layers" or not isinstance(meta.get("config"), dict):
+        raise CorruptFileError(config_file, "not a dagnet-layers model config")
+    return meta
