@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # the fast loop: pytest -m 'not slow'
+pytestmark = pytest.mark.slow  # left out of the quick default run; --full runs it
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

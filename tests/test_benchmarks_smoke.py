@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # the fast loop: pytest -m 'not slow'
+pytestmark = pytest.mark.slow  # left out of the quick default run; --full runs it
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 ENV_KEYS = {

@@ -3,7 +3,7 @@
 The kill harness runs ``examples/train_emotic.py`` in subprocesses: an
 uninterrupted reference run, then runs killed with SIGKILL at every step of
 the checkpoint protocol (``DAGNET_KILL_AT``, see
-:func:`dagnet_layers.engine.crash_point`) and at random moments, each resumed
+:func:`dagnet_layers.emotic.engine.crash_point`) and at random moments, each resumed
 with ``--resume``. Every resumed run must end exactly where the reference
 ended: the same final weights and optimiser state, the same best checkpoint,
 the same test report and each epoch once in ``log.csv``.
@@ -30,7 +30,7 @@ import torch
 
 from dagnet_layers import create_model
 from dagnet_layers.commands import train
-from dagnet_layers.engine import (
+from dagnet_layers.emotic.engine import (
     MANIFEST_NAME,
     RunCheckpoints,
     load_checkpoint,
@@ -171,6 +171,7 @@ def _args(demo: Path, out: Path, *extra: str) -> list[str]:
     return _command(demo, out, "--epochs", "1", "--max-steps", "1", *extra)[2:]
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_never_overwritten_implicitly(reference, tmp_path: Path, caplog) -> None:
     demo, _, _ = reference
     out = tmp_path / "run"
@@ -196,6 +197,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_and_a_killed_holder_frees_the_folder(
     reference, tmp_path: Path
 ) -> None:
@@ -248,7 +250,7 @@ def test_a_corrupted_newest_checkpoint_falls_back_to_the_previous_one(tmp_path: 
 SAVE_TWICE = """
 import sys
 from dagnet_layers import create_model
-from dagnet_layers.engine import save_checkpoint
+from dagnet_layers.emotic.engine import save_checkpoint
 for epoch in (0, 1):
     save_checkpoint(sys.argv[1], create_model("test_dagnet"), epoch=epoch)
 """
@@ -300,6 +302,7 @@ def test_a_full_disk_is_one_clear_error_and_leaves_the_last_checkpoint(
     assert load_checkpoint(tmp_path / "last", create_model("test_dagnet")) == 0
 
 
+@pytest.mark.slow
 def test_a_real_full_file_system(tmp_path: Path) -> None:
     """The same on a 3 MB tmpfs, where the OS itself says ENOSPC (needs mount rights)."""
     model = create_model("test_dagnet")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # the fast loop: pytest -m 'not slow'
+pytestmark = pytest.mark.slow  # left out of the quick default run; --full runs it
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONAL = ("timm", "torchvision", "scipy", "sklearn", "matplotlib")
@@ -51,14 +51,14 @@ def test_models_import_timm_but_no_extra() -> None:
 @pytest.mark.parametrize(
     ("blocked", "call", "extra"),
     [
-        ("scipy", "from dagnet_layers.data import read_emotic_annotations\n"
+        ("scipy", "from dagnet_layers.emotic.data import read_emotic_annotations\n"
                   "read_emotic_annotations(d, 'val')", "emotic"),
-        ("scipy", "from dagnet_layers.data import make_synthetic_emotic\n"
+        ("scipy", "from dagnet_layers.emotic.data import make_synthetic_emotic\n"
                   "make_synthetic_emotic(d, n_images=12)", "emotic"),
-        ("sklearn", "import numpy as np\nfrom dagnet_layers.metrics import "
+        ("sklearn", "import numpy as np\nfrom dagnet_layers.emotic.metrics import "
                     "precision_recall_thresholds\n"
                     "precision_recall_thresholds(np.eye(3), np.eye(3))", "emotic"),
-        ("matplotlib", "from dagnet_layers.visualize import plot_ap_comparison\n"
+        ("matplotlib", "from dagnet_layers.figures import plot_ap_comparison\n"
                        "plot_ap_comparison({'Peace': 0.5}, reference=None)", "viz"),
     ],
 )
