@@ -17,6 +17,8 @@ stage           what it runs
 ``layers``      ``bench_layers.py --device cuda --dtype fp32 bf16 --compile``
 ``layers_cl``   the same with ``--channels-last``
 ``data``        ``bench_data.py --device cuda`` (JPEG vs cache, GPU augmentation)
+``predict``     ``bench_predict.py --device cuda`` (person detectors, DAG-Net per
+                person, the in-the-wild pipeline in frames/s)
 ``train``       the paper model trained for 2 epochs on the synthetic demo set with
                 bf16 + channels-last + compile, data pipeline included: the
                 samples/s to hold against the 1,200 samples/s target
@@ -48,7 +50,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-STAGES = ("env", "tests", "model", "layers", "layers_cl", "data", "train", "ddp")
+STAGES = ("env", "tests", "model", "layers", "layers_cl", "data", "predict", "train", "ddp")
 
 
 def _slug(text: str) -> str:
@@ -101,6 +103,8 @@ def commands(out: Path, slug: str, n_gpus: int) -> dict[str, list[str] | None]:
         "data": [py, str(BENCH / "bench_data.py"), "--device", "cuda", "--workers",
                  str(min(16, os.cpu_count() or 1)), "--batches", "20",
                  "--out", str(out / f"data_{slug}.json")],
+        "predict": [py, str(BENCH / "bench_predict.py"), "--device", "cuda",
+                    "--out", str(out / f"predict_{slug}.json")],
         "train": [*train, "--output-dir", str(out / f"train_{slug}")],
         "ddp": None if n_gpus < 2 else [
             py, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",

@@ -9,7 +9,8 @@ The package has three wings, and imports run one way (zoo <- toolkit <- figures)
   engine; the ``emotic`` extra);
 - :mod:`dagnet_layers.figures` (the ``viz`` extra);
 
-plus the programs (:mod:`dagnet_layers.commands`) and the shared pieces
+then in-the-wild prediction (:mod:`dagnet_layers.inference`: a checkpoint on
+photos, folders and videos), the programs (:mod:`dagnet_layers.commands`) and the shared pieces
 (:mod:`dagnet_layers.errors`, :mod:`dagnet_layers.storage`). The most used names
 are importable from here (each imported on first use).
 

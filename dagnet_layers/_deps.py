@@ -3,7 +3,8 @@
 The core install is the model zoo (torch, timm, torch-geometric, einops, numpy and
 what they bring). The EMOTIC toolkit needs the ``emotic`` extra (scipy to read
 ``Annotations.mat``, scikit-learn for the precision-recall thresholds), the figures
-the ``viz`` extra (matplotlib), ONNX export the ``onnx`` extra; ``all`` is all three.
+the ``viz`` extra (matplotlib), ONNX export the ``onnx`` extra, video files the
+``video`` extra (PyAV), the web demo the ``demo`` extra (Gradio); ``all`` is all five.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ EXTRAS: dict[str, str] = {
     "onnx": "onnx",
     "onnxscript": "onnx",
     "onnxruntime": "onnx",
+    "av": "video",
+    "gradio": "demo",
 }
 
 

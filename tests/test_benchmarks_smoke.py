@@ -152,6 +152,21 @@ def test_storage_benchmark_reports_checksum_costs(tmp_path: Path) -> None:
     assert out.with_suffix(".md").read_text().startswith("# Storage benchmarks")
 
 
+def test_predict_benchmark_times_detector_and_model_apart(tmp_path: Path) -> None:
+    out = tmp_path / "predict.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_predict.py"), "--quick", "--device", "cpu",
+         "--rounds", "1", "--min-run-time", "0.05", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    assert {"dagnet batch 1", "preprocess 1 person",
+            "detector ssdlite320_mobilenet_v3_large"} <= set(results)
+    assert all(r["rate"] > 0 and r["iqr_ms"] >= 0 for r in results.values())
+    assert {r["unit"] for r in results.values()} == {"persons/s", "frames/s"}
+
+
 def test_cuda_suite_dry_runs_on_cpu(tmp_path: Path) -> None:
     """The one-command CUDA suite cannot rot: on a machine without CUDA every stage is
     listed with its command and the reason it is skipped, and nothing is written."""
@@ -160,9 +175,10 @@ def test_cuda_suite_dry_runs_on_cpu(tmp_path: Path) -> None:
                           timeout=300, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for stage in ("env", "tests", "model", "layers", "layers_cl", "data", "train", "ddp"):
+    for stage in ("env", "tests", "model", "layers", "layers_cl", "data", "predict", "train",
+                  "ddp"):
         assert f"[{stage}] skipped: no CUDA device" in out
-    for script in ("bench_model.py", "bench_layers.py", "bench_data.py"):
+    for script in ("bench_model.py", "bench_layers.py", "bench_data.py", "bench_predict.py"):
         assert str(BENCHMARKS / script) in out and (BENCHMARKS / script).is_file()
     assert "dagnet_layers.commands.train" in out and "pytest -m cuda" in out
     assert list(tmp_path.iterdir()) == []

@@ -60,6 +60,8 @@ def test_models_import_timm_but_no_extra() -> None:
                     "precision_recall_thresholds(np.eye(3), np.eye(3))", "emotic"),
         ("matplotlib", "from dagnet_layers.figures import plot_ap_comparison\n"
                        "plot_ap_comparison({'Peace': 0.5}, reference=None)", "viz"),
+        ("av", "from dagnet_layers.inference import VideoWriter\n"
+               "VideoWriter(d + '/clip.mp4', fps=5)", "video"),
     ],
 )
 def test_a_missing_extra_names_its_install_line(blocked: str, call: str, extra: str,
@@ -94,7 +96,8 @@ def test_extras_are_what_the_code_imports() -> None:
     assert any("scipy" in d for d in extras["emotic"])
     assert any("scikit-learn" in d for d in extras["emotic"])
     assert any("matplotlib" in d for d in extras["viz"])
-    assert "dagnet-layers[emotic,viz,onnx]" in extras["all"]
+    assert "dagnet-layers[emotic,viz,onnx,video,demo]" in extras["all"]
+    assert any(d.startswith("av") for d in extras["video"])
     assert any("onnxruntime" in d for d in extras["onnx"])
     assert "dagnet-layers[all]" in extras["test"]
 

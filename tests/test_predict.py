@@ -14,6 +14,7 @@ from PIL import Image
 
 from dagnet_layers import EMOTIC_CATEGORIES, create_model
 from dagnet_layers.emotic.data import crop_body_and_context, emotic_eval_transform, mask_bbox
+from dagnet_layers.inference import Predictor
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "predict.py"
 ROW = re.compile(r"^\s+(\d+)\s+\((\d+), (\d+), (\d+), (\d+)\)\s+([\d.]+)\s+(.*)$")
@@ -132,9 +133,11 @@ def test_predict_matches_the_dataset_preprocessing(
     """The script's batch equals crop + mask + eval transform done by hand, and the scores
     equal sigmoid(logits) of the saved model on it."""
     image = Image.open(photo).convert("RGB")
-    batch = predict.preprocess(image, [(20, 20, 50, 78)], 64, True, 0)
+    batch = Predictor.from_checkpoint(checkpoint).preprocess(image, [(20, 20, 50, 78)])
     body, context, box = crop_body_and_context(image, (20, 20, 50, 78), 64)
-    sample = emotic_eval_transform(64)(
+    # each stream normalised as timm says its backbone (test_resnet) wants
+    timm_cfg = timm.create_model("test_resnet").pretrained_cfg
+    sample = emotic_eval_transform(64, mean=timm_cfg["mean"], std=timm_cfg["std"])(
         {
             "body": torch.from_numpy(body),
             "context": mask_bbox(torch.from_numpy(context), torch.from_numpy(box), 0),
@@ -214,7 +217,7 @@ def test_predict_file_errors_name_the_argument(
     cases = [
         ([str(tmp_path / "nowhere"), str(photo)], "--checkpoint", "is not a folder"),
         ([str(incomplete), str(photo)], "--checkpoint", "has no model.safetensors"),
-        ([str(checkpoint), str(tmp_path / "missing.jpg")], "--image", "image not found"),
+        ([str(checkpoint), str(tmp_path / "missing.jpg")], "--image", "no such file or folder"),
         ([str(checkpoint), str(not_an_image)], "--image", "cannot decode the image"),
     ]
     for (ckpt, image), argument, message in cases:
@@ -248,7 +251,13 @@ def test_predict_scores_follow_the_checkpoint_and_flag_synthetic_data(
     # normalised as timm says the backbone (test_resnet: mean = std = 0.5) wants
     timm_cfg = timm.create_model("test_resnet").pretrained_cfg
     norm = {"mean": timm_cfg["mean"], "std": timm_cfg["std"]}
-    batch = predict.preprocess(image, [(20, 20, 50, 78)], 64, True, 0, normalization=norm)
+    body, context, box = crop_body_and_context(image, (20, 20, 50, 78), 64)
+    sample = emotic_eval_transform(64, **norm)({
+        "body": torch.from_numpy(body),
+        "context": mask_bbox(torch.from_numpy(context), torch.from_numpy(box), 0),
+        "bbox": torch.from_numpy(box),
+    })
+    batch = {k: v[None] for k, v in sample.items()}
     with torch.no_grad():
         logits = model(batch["body"], batch["context"]).logits.double()
     expected = torch.softmax(logits, dim=1)[0]

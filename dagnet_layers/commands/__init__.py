@@ -3,7 +3,9 @@
 - ``dagnet-train`` (:mod:`dagnet_layers.commands.train`): train and evaluate on
   EMOTIC, or on the synthetic demo set when no dataset is given;
 - ``dagnet-predict`` (:mod:`dagnet_layers.commands.predict`): predict for the
-  persons of one photo with a trained checkpoint;
+  persons of photos, folders, globs and videos with a trained checkpoint;
+- ``dagnet-demo`` (:mod:`dagnet_layers.commands.demo`): the same on a local web
+  page (the ``demo`` extra);
 - ``dagnet-emotic-cache`` (:mod:`dagnet_layers.emotic.data.cache`): decode EMOTIC once
   into a memory-mapped cache, or verify one.
 

@@ -17,13 +17,17 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AUTO_DETECTORS",
     "DEMO_DEFAULTS",
     "DEMO_IMAGES",
     "MAX_IMAGE_PIXELS",
     "PAPER_DEFAULTS",
+    "PREDICT_DETECTORS",
     "SYNTHETIC_NOTE",
+    "build_demo_parser",
     "build_predict_parser",
     "build_train_parser",
+    "demo_entry",
     "predict_entry",
     "train_entry",
 ]
@@ -177,13 +181,41 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
 
 
 
+#: torchvision person detectors ``dagnet-predict --detector`` names (fastest first; kept
+#: here, without importing torchvision, so that ``--help`` is instant).
+PREDICT_DETECTORS = (
+    "ssdlite320_mobilenet_v3_large",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "retinanet_resnet50_fpn_v2",
+    "fcos_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+)
+
+#: ``--detector auto``: the accurate detector on a GPU, the fast one on a CPU (on one
+#: core of the CPU in benchmarks/results/predict_cpu-amd-epyc.md: 8.0 s against 0.86 s a
+#: 640 x 480 frame).
+AUTO_DETECTORS = {"cuda": "fasterrcnn_resnet50_fpn_v2", "cpu": "fasterrcnn_mobilenet_v3_large_fpn"}
+DETECTOR_HELP = (
+    "torchvision COCO person detector: auto (fasterrcnn_resnet50_fpn_v2 on CUDA, "
+    "fasterrcnn_mobilenet_v3_large_fpn otherwise) or one of " + ", ".join(PREDICT_DETECTORS)
+)
+
+
 def build_predict_parser(prog: str = "dagnet-predict") -> argparse.ArgumentParser:
     """The prediction command line (imports nothing heavy)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         formatter_class=_Formatter,
-        description="Predict the 26 EMOTIC emotion categories for persons in an image "
-        "with a DAG-Net checkpoint and draw a Fig. 2-style figure.",
+        description="Predict the 26 EMOTIC emotion categories for every person in photos, "
+        "folders, globs or videos with a DAG-Net checkpoint. Persons are found by a "
+        "torchvision person detector unless boxes are given. One photo: a table and a "
+        "Fig. 2-style figure. Several inputs or a video: predictions.jsonl, "
+        "predictions.csv and annotated pictures, videos and timelines in --output-dir.",
+        epilog="examples:\n"
+        "  dagnet-predict --checkpoint runs/dagnet/checkpoints/best photo.jpg\n"
+        "  dagnet-predict --checkpoint CKPT photos/ 'more/*.png' clip.mp4 --output-dir out\n"
+        "  dagnet-predict --checkpoint CKPT photo.jpg --box 120 40 310 460",
     )
     parser.add_argument(
         "--checkpoint",
@@ -192,35 +224,83 @@ def build_predict_parser(prog: str = "dagnet-predict") -> argparse.ArgumentParse
         help="folder written by DAGNet.save_pretrained (config.json, model.safetensors), "
         "optionally with the engine's inference.json",
     )
-    parser.add_argument("--image", required=True, type=Path, help="RGB image file")
-    parser.add_argument(
-        "--box",
-        required=True,
-        action="append",
-        nargs="+",
-        metavar="X",
-        help="person box x1 y1 x2 y2 in image pixels; repeat for each person",
-    )
-    parser.add_argument(
-        "--true-labels",
-        action="append",
-        default=None,
-        metavar="LABELS",
-        help='comma-separated ground-truth categories, e.g. "Happiness,Engagement"; '
-        "repeat once per --box, in the same order",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=None,
-        help="PNG to write (default: <image stem>_dagnet.png in the current folder)",
-    )
-    parser.add_argument("--no-plot", action="store_true", help="print the table only")
-    parser.add_argument("--json", type=Path, default=None, help="also write the scores as JSON")
-    parser.add_argument("--top-k", type=int, default=5, help="emotions listed per person")
-    parser.add_argument("--device", default="cpu", help='torch device, e.g. "cpu" or "cuda"')
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="photos, folders, glob patterns or videos")
+    parser.add_argument("--image", action="append", type=str, default=[], metavar="INPUT",
+                        help="an input, as the positional ones (repeatable)")
+    persons = parser.add_argument_group("persons (default: found by the detector)")
+    persons.add_argument("--box", action="append", nargs="+", metavar="X",
+                         help="person box x1 y1 x2 y2 in image pixels, for a single photo; "
+                         "repeat for each person")
+    persons.add_argument("--boxes-file", type=Path, default=None,
+                         help='person boxes per photo: JSON {"photo.jpg": [[x1, y1, x2, y2], '
+                         "...]} or CSV with image,x1,y1,x2,y2; photos not in it are detected")
+    persons.add_argument("--true-labels", action="append", default=None, metavar="LABELS",
+                         help='comma-separated ground-truth categories, e.g. '
+                         '"Happiness,Engagement"; repeat once per --box, in the same order')
+    persons.add_argument("--detector", default="auto", choices=("auto", *PREDICT_DETECTORS),
+                         metavar="NAME", help=DETECTOR_HELP)
+    persons.add_argument("--detector-weights", default="DEFAULT", metavar="WEIGHTS",
+                         help="DEFAULT (torchvision's, through its cache), a weights name, a "
+                         "local .pth state dict, or 'none' for random weights")
+    persons.add_argument("--det-threshold", type=float, default=0.5,
+                         help="detector confidence below which a person is ignored")
+    persons.add_argument("--max-persons", type=int, default=20,
+                         help="persons kept per image, the most confident")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--output", type=Path, default=None,
+                     help="one photo: the figure to write (default: <image stem>_dagnet.png in "
+                     "the current folder)")
+    out.add_argument("--no-plot", action="store_true", help="one photo: print the table only")
+    out.add_argument("--json", type=Path, default=None,
+                     help="one photo: also write the scores as JSON")
+    out.add_argument("--output-dir", type=Path, default=None,
+                     help="predictions.jsonl, predictions.csv and annotated/ (default "
+                     "dagnet_predictions for several inputs or a video)")
+    out.add_argument("--jsonl", type=Path, default=None,
+                     help="JSON Lines file (default: OUTPUT_DIR/predictions.jsonl)")
+    out.add_argument("--csv", type=Path, default=None,
+                     help="CSV file (default: OUTPUT_DIR/predictions.csv)")
+    out.add_argument("--no-annotate", action="store_true",
+                     help="no annotated pictures, videos or timelines")
+    run = parser.add_argument_group("running")
+    run.add_argument("--top-k", type=int, default=5, help="emotions listed per person")
+    run.add_argument("--every", type=int, default=1, help="keep one video frame in EVERY")
+    run.add_argument("--recursive", action="store_true", help="look into sub-folders too")
+    run.add_argument("--batch-size", type=int, default=32, help="persons per forward pass")
+    run.add_argument("--device", default="cpu", help='torch device, e.g. "cpu" or "cuda"')
+    run.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                     help="autocast on CUDA (the output layers stay in float32)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
+def build_demo_parser(prog: str = "dagnet-demo") -> argparse.ArgumentParser:
+    """The web demo's command line (imports nothing heavy)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        formatter_class=_Formatter,
+        description="A local web page (Gradio, the demo extra) that finds the persons in an "
+        "uploaded photo and shows each one's emotions, BAM body weight and GSAM attention map.",
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="folder written by DAGNet.save_pretrained, optionally with the "
+                        "engine's inference.json")
+    parser.add_argument("--detector", default="auto", choices=("auto", *PREDICT_DETECTORS),
+                        metavar="NAME", help=DETECTOR_HELP)
+    parser.add_argument("--detector-weights", default="DEFAULT", metavar="WEIGHTS",
+                        help="DEFAULT (torchvision's, through its cache), a weights name, a "
+                        "local .pth state dict, or 'none' for random weights")
+    parser.add_argument("--det-threshold", type=float, default=0.5,
+                        help="detector confidence below which a person is ignored")
+    parser.add_argument("--max-persons", type=int, default=20, help="persons kept per photo")
+    parser.add_argument("--top-k", type=int, default=3, help="emotions listed per person")
+    parser.add_argument("--example", action="append", default=[], type=Path,
+                        help="a photo offered as an example on the page (repeatable)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to serve on (0.0.0.0 exposes it to the network)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on")
+    parser.add_argument("--device", default="cpu", help='torch device, e.g. "cpu" or "cuda"')
+    return parser
 
 
 def _wants_help(argv: Sequence[str]) -> bool:
@@ -262,3 +342,22 @@ def predict_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-predict
     from dagnet_layers.commands import predict
 
     return cli.run_cli(lambda a: predict.main(a, prog=prog), args, prog=prog)
+
+
+def demo_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
+    """``dagnet-demo``: answer ``--help`` at once, else serve the web demo.
+
+    Args:
+        argv: Arguments (default: ``sys.argv[1:]``).
+        prog: Program name in messages.
+
+    Returns:
+        The exit status.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _wants_help(args):
+        build_demo_parser(prog).parse_args(args)
+    from dagnet_layers import cli
+    from dagnet_layers.commands import demo
+
+    return cli.run_cli(lambda a: demo.main(a, prog=prog), args, prog=prog)

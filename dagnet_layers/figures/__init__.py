@@ -14,7 +14,9 @@ Three figures a researcher wants next to a DAG-Net run:
 One module per figure family: :mod:`~dagnet_layers.figures.ap`,
 :mod:`~dagnet_layers.figures.curves`, :mod:`~dagnet_layers.figures.prediction`
 (with :mod:`~dagnet_layers.figures.graph` for its patch-graph panel) and
-:mod:`~dagnet_layers.figures.sweeps`; every name is importable from here.
+:mod:`~dagnet_layers.figures.sweeps`, and for in-the-wild prediction
+:mod:`~dagnet_layers.figures.annotate` (Pillow only, for every video frame) and
+:mod:`~dagnet_layers.figures.timeline`; every name is importable from here.
 
 Every function builds a :class:`matplotlib.figure.Figure` directly, without
 :mod:`matplotlib.pyplot`: no display or global figure registry is involved
@@ -26,16 +28,20 @@ deficiencies, and every colour-coded item also carries a text label.
 """
 
 from dagnet_layers.figures._style import OKABE_ITO
+from dagnet_layers.figures.annotate import annotate_image
 from dagnet_layers.figures.ap import plot_ap_comparison
 from dagnet_layers.figures.curves import plot_training_curves
 from dagnet_layers.figures.prediction import attention_overlay, plot_prediction
 from dagnet_layers.figures.sweeps import plot_partition_sweep
+from dagnet_layers.figures.timeline import plot_timeline
 
 __all__ = [
     "OKABE_ITO",
+    "annotate_image",
     "attention_overlay",
     "plot_ap_comparison",
     "plot_partition_sweep",
     "plot_prediction",
+    "plot_timeline",
     "plot_training_curves",
 ]

@@ -32,6 +32,7 @@ PUBLIC_MODULES = (
     "dagnet_layers.emotic.engine",
     "dagnet_layers.storage",
     "dagnet_layers.figures",
+    "dagnet_layers.inference",
     "dagnet_layers.emotic.paper",
 )
 
@@ -40,6 +41,7 @@ GENERATED_API_PAGES = {
     "data": "dagnet_layers.emotic.data",
     "engine": "dagnet_layers.emotic.engine",
     "figures": "dagnet_layers.figures",
+    "inference": "dagnet_layers.inference",
 }
 
 

@@ -1,0 +1,133 @@
+"""``dagnet-demo``: a local web page that predicts emotions for the persons in a photo.
+
+Usage::
+
+    dagnet-demo --checkpoint RUN_DIR/checkpoints/best            # http://127.0.0.1:7860
+
+Upload or pick a photo: the page finds the persons (the same torchvision
+detector as ``dagnet-predict``), runs the checkpoint on each through
+:class:`~dagnet_layers.inference.Predictor`, and shows the labelled photo, a
+table per person (box, detector score, BAM's body weight, top emotions with
+scores, the predicted ones marked) and the paper's Fig. 2 with each person's
+GSAM attention map and LSAM's patch graph. It serves on ``127.0.0.1`` only
+unless told ``--host``. Gradio is the ``demo`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dagnet_layers._deps import require
+from dagnet_layers.commands.args import build_demo_parser, demo_entry
+from dagnet_layers.inference import SYNTHETIC_WARNING, PersonPrediction, Predictor
+
+__all__ = ["TABLE_HEADERS", "build_demo", "demo_outputs", "main"]
+
+#: Columns of the demo's person table.
+TABLE_HEADERS = ["person", "box (x1, y1, x2, y2)", "detector score", "body weight",
+                 "top emotions (* predicted)"]  # fmt: skip
+
+
+def _rows(persons: Sequence[PersonPrediction], top_k: int) -> list[list[Any]]:
+    rows = []
+    for p in persons:
+        top = ", ".join(f"{n} {s:.2f}{'*' if n in p.predicted else ''}" for n, s in p.top(top_k))
+        rows.append([p.person + 1, "(" + ", ".join(str(v) for v in p.box) + ")",
+                     "-" if p.detector_score is None else round(p.detector_score, 3),
+                     "-" if p.body_weight is None else round(p.body_weight, 3), top])
+    return rows
+
+
+def _figure_image(predictor: Predictor, image: Any, persons: Sequence[PersonPrediction]) -> Any:
+    """The Fig. 2 figure of :func:`~dagnet_layers.figures.plot_prediction` as a PIL image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    from dagnet_layers.figures import plot_prediction
+
+    maps = [p.attention_map for p in persons]
+    figure = plot_prediction(
+        image, [p.box for p in persons],
+        [{n: p.scores[n] for n in p.predicted} for p in persons],
+        attention_maps=None if maps[0] is None else maps,
+        body_weights=None if persons[0].body_weight is None else [p.body_weight for p in persons],
+        adjacency=predictor.adjacency, partition=predictor.model.partition,
+        categories=predictor.categories, dpi=80)  # fmt: skip
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
+
+
+def demo_outputs(predictor: Predictor, image: Any, top_k: int = 3) -> tuple[Any, ...]:
+    """What the page shows for one photo: labelled photo, summary, table rows, figure.
+
+    Returns:
+        ``(annotated image, summary markdown, table rows, figure image or None)``.
+    """
+    from dagnet_layers.figures import annotate_image
+
+    if image is None:
+        return None, "Upload a photo first.", [], None
+    image = image.convert("RGB")
+    persons = predictor.predict(image, source="upload")
+    note = SYNTHETIC_WARNING if predictor.synthetic else None
+    annotated = annotate_image(image, persons, note="SYNTHETIC demo checkpoint" if note else None)
+    found = f"**{len(persons)} person{'s' if len(persons) != 1 else ''} found.**"
+    if not persons:
+        found += " Try a photo with people in it, or lower --det-threshold."
+    how = (f"Scores: {predictor.score} of the logits; * marks the categories at or above "
+           "their validation threshold." if predictor.thresholds else
+           f"Scores: {predictor.score} of the logits; no thresholds in the checkpoint: * marks "
+           f"the top {predictor.top_k}.")  # fmt: skip
+    summary = "\n\n".join(s for s in (f"⚠️ {note}" if note else None, found, how) if s)
+    figure = _figure_image(predictor, image, persons) if persons else None
+    return annotated, summary, _rows(persons, top_k), figure
+
+
+def build_demo(predictor: Predictor, *, top_k: int = 3,
+               examples: Sequence[str | Path] = ()) -> Any:  # fmt: skip
+    """The Gradio page around ``predictor`` (not launched: call ``.launch()``)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home
+    gr = require("gradio", "the web demo")
+    with gr.Blocks(title="DAG-Net: emotions in the wild") as demo:
+        gr.Markdown("# DAG-Net: emotions in the wild\nUpload a photo: every person found gets "
+                    "the 26 EMOTIC categories, BAM's body weight and GSAM's attention map.")
+        with gr.Row():
+            photo = gr.Image(type="pil", label="photo", elem_id="photo")
+            annotated = gr.Image(type="pil", label="persons and top emotions",
+                                 elem_id="annotated")  # fmt: skip
+        run = gr.Button("Predict", variant="primary", elem_id="predict")
+        summary = gr.Markdown(elem_id="summary")
+        table = gr.Dataframe(headers=TABLE_HEADERS, label="persons", elem_id="persons",
+                             interactive=False)  # fmt: skip
+        figure = gr.Image(type="pil", label="attention (GSAM), body weight (BAM), patch graph "
+                          "(LSAM)", elem_id="figure")  # fmt: skip
+        if examples:
+            gr.Examples([[str(e)] for e in examples], inputs=[photo])
+        run.click(lambda image: demo_outputs(predictor, image, top_k), inputs=[photo],
+                  outputs=[annotated, summary, table, figure])  # fmt: skip
+    return demo
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
+    """Build the predictor from the checkpoint and serve the page until Ctrl-C."""
+    from dagnet_layers.commands.predict import _check_checkpoint, _detector
+
+    parser = build_demo_parser(prog)
+    args = parser.parse_args(argv)
+    _check_checkpoint(parser, args.checkpoint)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device,
+                                          detector=_detector(parser, args), top_k=args.top_k)
+    demo = build_demo(predictor, top_k=args.top_k, examples=args.example)
+    if predictor.synthetic:
+        print(SYNTHETIC_WARNING)
+    demo.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(demo_entry(prog="dagnet_layers.commands.demo"))

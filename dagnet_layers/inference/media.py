@@ -1,0 +1,198 @@
+"""Photos and videos in, frames out: files, folders and globs; videos through PyAV.
+
+:func:`expand_inputs` turns what a user types (a file, a folder, a glob) into a
+sorted list of files; :func:`iter_frames` yields a
+:class:`~dagnet_layers.inference.Frame` per photo and per kept video frame, and a
+:class:`Skipped` (counted by reason, never silent) for what cannot be read.
+Video needs the ``video`` extra (PyAV, whose wheels carry FFmpeg).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dagnet_layers._deps import require
+from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS, load_image_rgb
+from dagnet_layers.errors import ImageTooLargeError, MissingFileError
+from dagnet_layers.inference.predictor import Frame
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "SKIP_REASONS",
+    "VIDEO_SUFFIXES",
+    "Skipped",
+    "VideoWriter",
+    "expand_inputs",
+    "is_video",
+    "iter_frames",
+    "video_fps",
+]
+
+#: File name endings read as photos.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+#: File name endings read as videos.
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
+#: Why an input gave no prediction (every skip is counted under one of these).
+SKIP_REASONS = ("unreadable_image", "image_too_large", "unreadable_video", "no_person",
+                "empty_box")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input (or part of one) that gave no prediction, and why (one of :data:`SKIP_REASONS`)."""
+
+    source: str
+    reason: str
+    detail: str = ""
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    """Whether the file name ends like a video."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[Path]:
+    """Files from files, folders (their photos and videos, sorted) and glob patterns.
+
+    Raises:
+        MissingFileError: An input that is neither a file, a folder nor a glob that
+            matches something (names it).
+    """
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_file():
+            out.append(path)
+        elif path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            out += sorted(p for p in path.glob(pattern) if p.is_file()
+                          and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)  # fmt: skip
+        elif glob.has_magic(str(item)):
+            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(str(item)),
+                                                         recursive=True))  # fmt: skip
+            files = [p for p in matches if p.is_file()]
+            if not files:
+                raise MissingFileError(item, "the pattern matches no file")
+            out += files
+        else:
+            raise MissingFileError(path, "no such file or folder")
+    return out
+
+
+def iter_frames(
+    paths: Sequence[Path], *, every: int = 1, max_pixels: int | None = MAX_IMAGE_PIXELS,
+    boxes: dict[str, list[list[float]]] | None = None,
+) -> Iterator[Frame | Skipped]:  # fmt: skip
+    """A :class:`Frame` per photo and per ``every``-th video frame; a :class:`Skipped` otherwise.
+
+    Args:
+        paths: Files (see :func:`expand_inputs`).
+        every: Keep one video frame in ``every``.
+        max_pixels: Larger photos are skipped (``image_too_large``) before decoding.
+        boxes: Person boxes per photo (by path as given or by file name); photos
+            not in it go to the detector.
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    for path in paths:
+        source = str(path)
+        if is_video(path):
+            yield from _video_frames(path, every)
+            continue
+        try:
+            image = load_image_rgb(path, max_pixels=max_pixels)
+        except ImageTooLargeError as err:
+            yield Skipped(source, "image_too_large", str(err))
+            continue
+        except (OSError, ValueError) as err:
+            yield Skipped(source, "unreadable_image", str(err))
+            continue
+        given = None
+        if boxes is not None:
+            given = boxes.get(source, boxes.get(path.name))
+        yield Frame(source, image, boxes=given)
+
+
+def _video_frames(path: Path, every: int) -> Iterator[Frame | Skipped]:
+    av = require("av", "reading videos")
+    source = str(path)
+    try:
+        container = av.open(source)
+    except (OSError, av.error.FFmpegError) as err:  # type: ignore[attr-defined]
+        yield Skipped(source, "unreadable_video", str(err))
+        return
+    with container:
+        if not container.streams.video:
+            yield Skipped(source, "unreadable_video", "no video stream")
+            return
+        stream = container.streams.video[0]
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if index % every:
+                    continue
+                time = float(frame.time) if frame.time is not None else None
+                yield Frame(source, frame.to_image().convert("RGB"), index=index, time=time)
+        except av.error.FFmpegError as err:  # type: ignore[attr-defined]
+            yield Skipped(source, "unreadable_video", f"decoding stopped: {err}")
+
+
+def video_fps(path: str | os.PathLike[str]) -> float:
+    """Frames per second of a video's first stream (25 when the file does not say)."""
+    av = require("av", "reading videos")
+    with av.open(os.fspath(path)) as container:
+        rate = container.streams.video[0].average_rate
+    return float(rate) if rate else 25.0
+
+
+class VideoWriter:
+    """Write RGB frames to a video file (H.264 when FFmpeg has it, else MPEG-4 Part 2).
+
+    Frames are padded to even sizes (the codecs' 4:2:0 chroma needs them). Use as
+    a context manager; the file is complete once it closes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float) -> None:
+        self._av = require("av", "writing videos")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self._container: Any = None
+        self._stream: Any = None
+
+    def write(self, image: Any) -> None:
+        """Append one frame (PIL RGB)."""
+        arr = np.asarray(image.convert("RGB"))
+        h, w = arr.shape[:2]
+        if h % 2 or w % 2:
+            arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)))
+        if self._container is None:
+            self._container = self._av.open(str(self.path), mode="w")
+            codec = "libx264" if "libx264" in self._av.codecs_available else "mpeg4"
+            self._stream = self._container.add_stream(codec, rate=self.fps)
+            self._stream.width, self._stream.height = arr.shape[1], arr.shape[0]
+            self._stream.pix_fmt = "yuv420p"
+        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and close the file."""
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
