@@ -117,3 +117,28 @@ def test_training_epoch_on_cuda_with_device_augmentation(amp: str) -> None:
         channels_last=True, progress=False,
     )  # fmt: skip
     assert stats.loss == stats.loss and stats.loss > 0  # finite
+
+
+@pytest.mark.parametrize("amp", [None, "bf16", "fp16"])
+def test_predictor_on_cuda_matches_the_cpu(amp: str | None) -> None:
+    """In-the-wild prediction on CUDA (and under autocast) scores as on the CPU; the
+    detector runs on the GPU too."""
+    from PIL import Image
+
+    from dagnet_layers import create_model
+    from dagnet_layers.inference import Predictor, TorchvisionPersonDetector
+
+    torch.manual_seed(0)
+    model = create_model("test_dagnet").eval()
+    image = Image.new("RGB", (96, 80), (90, 140, 200))
+    image.paste((200, 60, 60), (20, 10, 50, 70))
+    boxes = [(20, 10, 50, 70), (55, 5, 90, 78)]
+    cpu = Predictor(model, image_size=64).predict(image, boxes)
+    gpu = Predictor(model, image_size=64, device="cuda", amp=amp).predict(image, boxes)
+    tol = 1e-4 if amp is None else 2e-2  # softmax over 26 categories: absolute
+    for a, b in zip(cpu, gpu, strict=True):
+        assert max(abs(a.scores[c] - b.scores[c]) for c in a.scores) < tol
+    detector = TorchvisionPersonDetector("fasterrcnn_mobilenet_v3_large_fpn", weights=None,
+                                         score_threshold=0.0, device="cuda")  # fmt: skip
+    ((found, scores),) = detector([image])
+    assert found.shape[1:] == (4,) and scores.shape == (len(found),)
