@@ -38,6 +38,14 @@ def pytest_terminal_summary(
 
 
 @pytest.fixture(autouse=True)
+def _private_dagnet_cache(monkeypatch: pytest.MonkeyPatch,
+                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Demo data and decoded-image caches of the tests go to a temporary folder, never
+    to the user's ~/.cache/dagnet_layers."""
+    monkeypatch.setenv("DAGNET_CACHE", str(tmp_path_factory.getbasetemp() / "dagnet_cache"))
+
+
+@pytest.fixture(autouse=True)
 def _doctest_namespace(doctest_namespace: dict) -> None:
     doctest_namespace["torch"] = torch
     torch.manual_seed(0)

@@ -152,6 +152,20 @@ def test_storage_benchmark_reports_checksum_costs(tmp_path: Path) -> None:
     assert out.with_suffix(".md").read_text().startswith("# Storage benchmarks")
 
 
+def test_cache_memory_benchmark_compares_the_two_readers(tmp_path: Path) -> None:
+    out = tmp_path / "cache_memory.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_cache_memory.py"), "--quick", "--images", "24",
+         "--workers", "1", "--dir", str(tmp_path), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    readers = json.loads(out.read_text())["readers"]
+    assert set(readers) == {"pread (NpyRows)", "memory map"}
+    for figures in readers.values():
+        assert figures["peak_rss_mib"]["median"] > 0 and figures["samples_per_s"]["median"] > 0
+
+
 def test_predict_benchmark_times_detector_and_model_apart(tmp_path: Path) -> None:
     out = tmp_path / "predict.json"
     proc = subprocess.run(

@@ -85,3 +85,80 @@ def test_examples_are_thin_wrappers() -> None:
         result = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--help"],
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert result.returncode == 0 and result.stdout.startswith(f"usage: {script}")
+
+
+# ---------------------------------------------------------------- the default data path
+def test_a_dataset_gets_the_decoded_cache_by_default_when_there_is_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dagnet_layers.commands import train
+    from dagnet_layers.emotic.data import (
+        estimate_cache_bytes,
+        make_synthetic_emotic,
+        read_emotic_annotations,
+    )
+
+    root = Path(make_synthetic_emotic(tmp_path / "emotic", n_images=12, image_size=(64, 48)))
+    monkeypatch.setenv("DAGNET_CACHE", str(tmp_path / "home-cache"))
+    folder = train.default_cache_dir(root)
+    assert folder.parent == tmp_path / "home-cache" / "emotic-cache"
+    assert folder.name.startswith("emotic-") and folder != train.default_cache_dir(tmp_path)
+    with caplog.at_level("INFO"):
+        assert train.choose_cache(root, 32) == folder
+    assert "decoding the images once into the cache" in caplog.text
+    # the room asked for: every split's persons and images at 32 px, plus the headroom
+    needed = 0
+    for split in ("train", "val", "test"):
+        records = read_emotic_annotations(root, split, check_images=False)
+        needed += estimate_cache_bytes(len(records), len({r.image_path for r in records}), 32)
+
+    class Disk:
+        free = needed + train.CACHE_HEADROOM
+
+    monkeypatch.setattr(train.shutil, "disk_usage", lambda path: Disk)
+    assert train.choose_cache(root, 32) == folder
+    Disk.free -= 1
+    assert train.choose_cache(root, 32) is None
+
+    class Full:
+        free = 10 << 20  # 10 MiB: less than the headroom
+
+    monkeypatch.setattr(train.shutil, "disk_usage", lambda path: Full)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert train.choose_cache(root, 32) is None
+    assert "no room for the decoded-image cache" in caplog.text
+
+
+def test_default_workers_share_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert cmd_args.default_workers() == 12
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert cmd_args.default_workers() == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert cmd_args.default_workers() == 16
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cmd_args.default_workers() == 1
+
+
+@pytest.mark.slow
+def test_training_on_a_dataset_reads_it_through_the_default_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagnet_layers.commands import train
+    from dagnet_layers.emotic.data import cache_is_complete, make_synthetic_emotic
+
+    root = Path(make_synthetic_emotic(tmp_path / "emotic", n_images=24, image_size=(64, 48)))
+    monkeypatch.setenv("DAGNET_CACHE", str(tmp_path / "home-cache"))
+    argv = ["--data-root", str(root), "--model", "test_dagnet", "--image-size", "32",
+            "--batch-size", "4", "--epochs", "1", "--no-pretrained", "--no-progress",
+            "--workers", "0", "--output-dir", str(tmp_path / "run")]  # fmt: skip
+    assert train.run_cli(argv) == 0
+    folder = train.default_cache_dir(root)
+    assert all(cache_is_complete(folder, s, size=32) for s in ("train", "val", "test"))
+    assert train.run_cli([*argv[:-1], str(tmp_path / "run2"), "--no-cache"]) == 0

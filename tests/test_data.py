@@ -608,3 +608,32 @@ def test_cache_build_checks_a_split_it_finds_complete(syn, small_cache: Path) ->
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(IntegrityError, match=r"val_body\.npy: has"):
         build_emotic_cache(syn, small_cache, splits=("val",), size=16, progress=False)
+
+
+def test_cache_rows_are_read_without_a_memory_map(tmp_path: Path) -> None:
+    """The dataset reads the cache's image rows with pread: the same bytes as a memory map
+    of the file (numpy's own reader), and a truncated file is named."""
+    from dagnet_layers.emotic.data import EmoticDataset, NpyRows, make_synthetic_emotic
+    from dagnet_layers.errors import CorruptFileError
+
+    info = make_synthetic_emotic(tmp_path / "syn", n_images=12, image_size=(64, 48))
+    ds = EmoticDataset(info.root, "train", size=32, cache_dir=tmp_path / "cache")
+    body = np.load(tmp_path / "cache" / "train_body.npy", mmap_mode="r")
+    context = np.load(tmp_path / "cache" / "train_context.npy", mmap_mode="r")
+    image_of = np.load(tmp_path / "cache" / "train_image_of.npy")
+    rows = NpyRows(tmp_path / "cache" / "train_body.npy")
+    assert len(rows) == body.shape[0]
+    for k in range(len(rows)):
+        assert np.array_equal(rows[k], body[k]) and rows[k].flags.writeable
+    for index in range(len(ds)):
+        row = int(ds._rows[index])
+        sample_context = ds._load_images(index)[1].numpy()
+        assert np.array_equal(sample_context, context[image_of[row]])
+    assert all(not isinstance(a, np.memmap) for k, a in ds._open_arrays().items()
+               if k in ("body", "context"))  # fmt: skip
+    with pytest.raises(IndexError):
+        rows[len(rows)]
+    data = (tmp_path / "cache" / "train_body.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(data[: len(data) - 10])
+    with pytest.raises(CorruptFileError, match=r"short\.npy"):
+        NpyRows(tmp_path / "short.npy")

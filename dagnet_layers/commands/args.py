@@ -27,6 +27,7 @@ __all__ = [
     "build_demo_parser",
     "build_predict_parser",
     "build_train_parser",
+    "default_workers",
     "demo_entry",
     "predict_entry",
     "train_entry",
@@ -48,6 +49,21 @@ everything it outputs says SYNTHETIC. Examples:
   dagnet-train --preprocessed /data/emotic_pre
   dagnet-train --data-root /data/emotic --ablation bam_gsam --partition 6
   torchrun --nproc_per_node 8 -m dagnet_layers.commands.train --data-root /data/emotic"""
+
+
+def default_workers() -> int:
+    """DataLoader workers per training process: its share of the usable cores, 1 to 16.
+
+    Usable cores are the process's CPU affinity (a container's or ``taskset``'s limit,
+    not the machine's count); under ``torchrun`` they are shared by the
+    ``LOCAL_WORLD_SIZE`` processes of the node.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(16, cores // local))
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -96,7 +112,11 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
     data.add_argument("--data-root", type=Path, help="official EMOTIC release root")
     data.add_argument("--preprocessed", type=Path, help="community CSV + npy folder")
     data.add_argument("--cache-dir", type=Path,
-                      help="decode JPEGs once into memory-mapped arrays here (official layout)")
+                      help="decode JPEGs once into memory-mapped arrays here (official layout; "
+                      "default: under $DAGNET_CACHE or ~/.cache/dagnet_layers, named by the "
+                      "dataset, when its disk has room)")
+    data.add_argument("--no-cache", action="store_true",
+                      help="decode the JPEGs every epoch instead of once into the cache")
     data.add_argument("--demo-dir", type=Path,
                       default=Path(os.environ.get("DAGNET_CACHE", "~/.cache/dagnet_layers"))
                       / "synthetic-emotic",
@@ -110,8 +130,10 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
                       help="largest image (width x height) decoded; larger ones are refused")
     data.add_argument("--no-mask-body", action="store_true",
                       help="do not mask the body box in the context image")
-    data.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                      help="DataLoader worker processes")
+    data.add_argument("--workers", type=int, default=default_workers(),
+                      help="DataLoader worker processes per training process (default: the "
+                      "cores this process may use, divided among LOCAL_WORLD_SIZE processes, "
+                      "at most 16)")
 
     model = p.add_argument_group("model")
     model.add_argument("--model", metavar="NAME", help="registered variant, one of "

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -63,9 +64,12 @@ from dagnet_layers.commands.args import (
 )
 from dagnet_layers.emotic.data import (
     EmoticDataset,
+    cache_is_complete,
     emotic_batch_transform,
+    estimate_cache_bytes,
     make_synthetic_emotic,
     normalization_of,
+    read_emotic_annotations,
 )
 from dagnet_layers.emotic.engine import (
     EpochSampler,
@@ -143,6 +147,59 @@ def prepare_demo_data(args: argparse.Namespace, rank: int) -> Path:
     return root
 
 
+#: Free space a cache build leaves on its disk at least.
+CACHE_HEADROOM = 1 << 30
+
+
+def default_cache_dir(source: Path) -> Path:
+    """Where a dataset's cache goes unless ``--cache-dir`` says: under ``DAGNET_CACHE``
+    (default ``~/.cache/dagnet_layers``), named by the dataset's folder and path."""
+    resolved = source.expanduser().resolve()
+    tag = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    base = Path(os.environ.get("DAGNET_CACHE", "~/.cache/dagnet_layers")).expanduser()
+    return base / "emotic-cache" / f"{resolved.name}-{tag}"
+
+
+def choose_cache(source: Path, size: int) -> Path | None:
+    """The default cache folder when the disk has room for what is not cached yet, else None.
+
+    The reading cost is the official annotations only (no image is opened); the
+    estimate is :func:`~dagnet_layers.emotic.data.estimate_cache_bytes` per split.
+    """
+    folder = default_cache_dir(source)
+    needed = 0
+    for split in ("train", "val", "test"):
+        if cache_is_complete(folder, split, size=size):
+            continue
+        records = read_emotic_annotations(source, split, check_images=False)
+        images = {r.image_path for r in records}
+        needed += estimate_cache_bytes(len(records), len(images), size)
+    if needed == 0:
+        logger.info("reading the decoded images from the cache %s (--no-cache to decode "
+                    "JPEGs instead)", folder)
+        return folder
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed + CACHE_HEADROOM > free:
+        logger.warning("no room for the decoded-image cache (%.1f GiB needed, %.1f GiB free "
+                       "at %s): decoding JPEGs every epoch; --cache-dir DIR puts it elsewhere",
+                       needed / 2**30, free / 2**30, existing)
+        return None
+    logger.info("decoding the images once into the cache %s (%.1f GiB; --no-cache decodes "
+                "JPEGs every epoch instead, --cache-dir DIR puts it elsewhere)",
+                folder, needed / 2**30)
+    return folder
+
+
+def _agreed(value: Any, rank: int) -> Any:
+    """Rank 0's ``value`` on every rank (every process must use the same cache)."""
+    if not dist.is_initialized():
+        return value
+    box = [value if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, EmoticDataset]:
     """Train/val/test datasets of uint8 samples (augmentation runs batched on the device)."""
     if args.preprocessed is not None:
@@ -150,8 +207,11 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, 
     else:
         source = prepare_demo_data(args, rank) if demo else args.data_root
         cache = args.cache_dir or (source / "cache" if demo else None)
+        if cache is None and not args.no_cache:
+            cache = _agreed(choose_cache(source, args.image_size) if rank == 0 else None, rank)
         if cache is None:
-            logger.info("decoding JPEGs every epoch; --cache-dir DIR decodes them once into "
+            logger.info("decoding JPEGs every epoch%s", "" if args.no_cache else
+                        "; --cache-dir DIR on a disk with room decodes them once into "
                         "memory-mapped arrays (several times faster to read)")
     datasets = {}
     for split in ("train", "val", "test"):

@@ -15,6 +15,7 @@ from dagnet_layers.emotic.data.cache import (
     CACHE_MANIFEST,
     build_emotic_cache,
     cache_is_complete,
+    estimate_cache_bytes,
     verify_emotic_cache,
 )
 from dagnet_layers.emotic.data.categories import (
@@ -22,7 +23,7 @@ from dagnet_layers.emotic.data.categories import (
     EMOTIC_CATEGORIES,
     NUM_CATEGORIES,
 )
-from dagnet_layers.emotic.data.dataset import EmoticDataset, detect_layout
+from dagnet_layers.emotic.data.dataset import EmoticDataset, NpyRows, detect_layout
 from dagnet_layers.emotic.data.pixels import MAX_IMAGE_PIXELS, crop_body_and_context, load_image_rgb
 from dagnet_layers.emotic.data.preprocessed import (
     PREPROCESSED_COLUMNS,
@@ -92,6 +93,7 @@ __all__ = [
     "EmoticPairedTransform",
     "EmoticRecord",
     "EmoticRecords",
+    "NpyRows",
     "PreprocessedSplit",
     "ReadSummary",
     "SyntheticEmotic",
@@ -105,6 +107,7 @@ __all__ = [
     "emotic_batch_transform",
     "emotic_eval_transform",
     "emotic_train_transform",
+    "estimate_cache_bytes",
     "hflip_pair",
     "labels_to_multihot",
     "load_image_rgb",

@@ -87,10 +87,22 @@ __all__ = [
     "CACHE_MANIFEST",
     "build_emotic_cache",
     "cache_is_complete",
+    "estimate_cache_bytes",
     "verify_emotic_cache",
 ]
 
 logger = logging.getLogger(__name__)
+
+def estimate_cache_bytes(n_persons: int, n_images: int, size: int) -> int:
+    """Disk space of one split's cache: a body crop per person, a context per image.
+
+    Example:
+        >>> round(estimate_cache_bytes(23_706, 18_316, 224) / 2**30, 1)  # EMOTIC at 224 px, GiB
+        5.9
+    """
+    pixels = 3 * size * size
+    return (n_persons + n_images) * pixels + n_persons * (8 + 16 + 1) + (1 << 16)
+
 
 #: Name of the manifest file that marks a folder as an EMOTIC cache.
 CACHE_MANIFEST = "emotic_cache.json"

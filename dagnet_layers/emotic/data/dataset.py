@@ -62,7 +62,7 @@ from dagnet_layers.errors import (
 )
 from dagnet_layers.storage import read_json_object
 
-__all__ = ["EmoticDataset", "detect_layout"]
+__all__ = ["EmoticDataset", "NpyRows", "detect_layout"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,60 @@ def detect_layout(source: str | os.PathLike[str], split: str) -> str:
         src, f"not an EMOTIC folder: expected Annotations/Annotations.mat (official "
         f"release), {CACHE_MANIFEST} (cache) or {split}.csv (preprocessed layout)"
     )
+
+
+class NpyRows:
+    """The rows of a ``.npy`` array, each read with ``pread`` into a new buffer.
+
+    Reading a row of a memory map leaves its pages mapped in the process: after an
+    epoch over a decoded-image cache every worker holds the whole cache in its
+    resident set (counted by memory limits that measure RSS), although the kernel
+    could share and drop those pages. Reading with ``pread`` keeps the file in the
+    kernel's page cache only; a process holds the rows it is using.
+
+    Args:
+        path: A ``.npy`` file (checked as :func:`~dagnet_layers.emotic.data.open_npy` does).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     np.save(f"{d}/a.npy", np.arange(24, dtype=np.uint8).reshape(4, 2, 3))
+        ...     rows = NpyRows(f"{d}/a.npy")
+        ...     rows[2].tolist(), len(rows)
+        ([[12, 13, 14], [15, 16, 17]], 4)
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        mapped = open_npy(path)
+        if not mapped.flags.c_contiguous or not isinstance(mapped, np.memmap):
+            raise CorruptFileError(path, "expected a C-ordered array")
+        self.path = os.fspath(path)
+        self.shape, self.dtype, self.offset = mapped.shape, mapped.dtype, int(mapped.offset)
+        self.row_bytes = int(np.prod(mapped.shape[1:], dtype=np.int64)) * mapped.dtype.itemsize
+        del mapped
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        row = int(row)
+        if not 0 <= row < len(self):
+            raise IndexError(f"row {row} out of range for {self.path} ({len(self)} rows)")
+        out = np.empty(self.shape[1:], dtype=self.dtype)
+        got = os.preadv(self._fd, [memoryview(out).cast("B")], self.offset + row * self.row_bytes)
+        if got != self.row_bytes:
+            raise CorruptFileError(self.path, f"row {row}: read {got} of {self.row_bytes} bytes")
+        return out
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("NpyRows holds a file descriptor; open it in each process")
 
 
 class EmoticDataset(Dataset):
@@ -260,10 +314,14 @@ class EmoticDataset(Dataset):
         files = preprocessed_files(self.source, self.split)
         self._array_files = {"body": files["body"], "context": files["context"]}
 
-    def _open_arrays(self) -> dict[str, np.ndarray]:
-        # Opened lazily, once per process: a memmap must not be pickled into workers.
+    def _open_arrays(self) -> dict[str, Any]:
+        # Opened lazily, once per process: a memmap or a file descriptor must not be
+        # pickled into workers. The image arrays are read row by row with pread: a
+        # memory map would keep every page it touched resident in each worker (the
+        # whole cache, counted in RSS, after an epoch); the small ones stay mapped.
         if self._arrays is None:
-            self._arrays = {k: open_npy(p) for k, p in self._array_files.items()}
+            self._arrays = {k: NpyRows(p) if k in ("body", "context") else open_npy(p)
+                            for k, p in self._array_files.items()}  # fmt: skip
         return self._arrays
 
     def __getstate__(self) -> dict[str, Any]:
@@ -306,12 +364,12 @@ class EmoticDataset(Dataset):
         arrays = self._open_arrays()
         if self.layout == "cache":
             row = int(self._rows[index])
-            body = torch.from_numpy(np.array(arrays["body"][row]))
-            context = torch.from_numpy(np.array(arrays["context"][arrays["image_of"][row]]))
+            body = torch.from_numpy(arrays["body"][row])
+            context = torch.from_numpy(arrays["context"][int(arrays["image_of"][row])])
             return body, context, torch.from_numpy(np.array(arrays["bbox"][row]))
         row = rec.image_index  # the preprocessed reader skips label-less rows
-        body = torch.from_numpy(np.array(arrays["body"][row]).transpose(2, 0, 1).copy())
-        context = torch.from_numpy(np.array(arrays["context"][row]).transpose(2, 0, 1).copy())
+        body = torch.from_numpy(arrays["body"][row].transpose(2, 0, 1).copy())
+        context = torch.from_numpy(arrays["context"][row].transpose(2, 0, 1).copy())
         w, h = rec.image_size
         side = context.shape[-1]
         box = torch.tensor(rec.bbox, dtype=torch.float32) * torch.tensor(
