@@ -20,7 +20,7 @@ loader workers, from /proc), which holds up when other jobs share the machine.
 
 Not a test: numbers depend on the machine and on what else runs on it. Run::
 
-    python benchmarks/bench_data.py --images 400 --workers 2 --batches 6 --rounds 3
+    python benchmarks/bench_data.py --images 400 --workers 2 --rounds 3 --min-time 3
     python benchmarks/bench_data.py --quick --out runs/bench_data.json
 """
 
@@ -74,14 +74,23 @@ class _Stream:
         return total
 
 
-def _throughput(stream: _Stream, n_batches: int, batch_fn=None) -> tuple[float, float]:
-    """(samples per wall second, samples per CPU second of main + workers)."""
-    n, start, cpu = 0, time.perf_counter(), stream.cpu_seconds()
-    for _ in range(n_batches):
+def _throughput(stream: _Stream, n_batches: int, batch_fn=None, *, skip: int = 0,
+                min_time: float = 0.0) -> tuple[float, float]:
+    """(samples per wall second, samples per CPU second of main + workers), steady state.
+
+    The first ``skip`` batches are taken untimed: the workers prepared them while the
+    other paths were being timed, so they would arrive at no cost. Then at least
+    ``n_batches`` batches and at least ``min_time`` seconds are timed.
+    """
+    for _ in range(skip):
+        stream.next()
+    n, batches, start, cpu = 0, 0, time.perf_counter(), stream.cpu_seconds()
+    while batches < n_batches or time.perf_counter() - start < min_time:
         batch = stream.next()
         if batch_fn is not None:
             batch = batch_fn(batch)
         n += batch["body"].shape[0]
+        batches += 1
     wall = time.perf_counter() - start
     return n / wall, n / (stream.cpu_seconds() - cpu)
 
@@ -93,7 +102,11 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=6, help="timed batches per round")
+    parser.add_argument("--batches", type=int, default=6,
+                        help="timed batches per path and round, at least")
+    parser.add_argument("--min-time", type=float, default=3.0,
+                        help="timed seconds per path and round, at least (after the batches "
+                        "the workers prefetched while other paths ran are drained untimed)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="device of the batched augmentation")
@@ -102,7 +115,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: temp)")
     args = parser.parse_args()
     if args.quick:
-        args.images, args.batches, args.batch_size, args.rounds = 24, 2, 8, 1
+        args.images, args.batches, args.batch_size, args.rounds, args.min_time = 24, 2, 8, 1, 0.0
     torch.set_num_threads(1)  # workers are the parallelism; keep the comparison fair
     device = torch.device(args.device)
 
@@ -142,9 +155,11 @@ def main() -> None:
         # every path alike instead of whichever ran at the wrong moment.
         rounds: dict[str, list[float]] = {name: [] for name in paths}
         cpu_rounds: dict[str, list[float]] = {name: [] for name in paths}
+        prefetched = max(args.workers, 1) * 2  # DataLoader's prefetch_factor per worker
         for _ in range(args.rounds):
             for name, stream in streams.items():
-                wall, cpu = _throughput(stream, args.batches, paths[name][1])
+                wall, cpu = _throughput(stream, args.batches, paths[name][1],
+                                        skip=prefetched, min_time=args.min_time)
                 rounds[name].append(wall)
                 cpu_rounds[name].append(cpu)
         results = {name: statistics.median(v) for name, v in rounds.items()}
@@ -178,6 +193,8 @@ def main() -> None:
             "samples_per_s": results,
             "samples_per_cpu_s": per_cpu,
             "rounds": rounds,
+            "cpu_rounds": cpu_rounds,
+            "min_time_s": args.min_time,
             "speedups": speedups,
         }  # fmt: skip
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,8 +203,13 @@ def main() -> None:
                  f"{os.cpu_count()} CPUs, {args.workers} workers")
         rows = [title, "", f"{args.width} x {args.height} JPEGs -> {args.size} px, batch "
                 f"{args.batch_size}, 1-min load average {load[0]:.2f} before timing.", "",
+                f"Median of {args.rounds} interleaved rounds (min-max), each at least "
+                f"{args.batches} batches and {args.min_time:g} s after draining the "
+                "prefetched batches.", "",
                 "| path | samples/s | samples/CPU-s |", "|---|---|---|"]
-        rows += [f"| {k} | {v:.1f} | {per_cpu[k]:.1f} |" for k, v in results.items()]
+        rows += [f"| {k} | {v:.1f} ({min(rounds[k]):.0f}-{max(rounds[k]):.0f}) | "
+                 f"{per_cpu[k]:.1f} ({min(cpu_rounds[k]):.0f}-{max(cpu_rounds[k]):.0f}) |"
+                 for k, v in results.items()]
         args.out.with_suffix(".md").write_text("\n".join(rows) + "\n")
 
 

@@ -19,6 +19,9 @@ stage           what it runs
 ``data``        ``bench_data.py --device cuda`` (JPEG vs cache, GPU augmentation)
 ``predict``     ``bench_predict.py --device cuda`` (person detectors, DAG-Net per
                 person, the in-the-wild pipeline in frames/s)
+``throughput``  ``bench_train.py --device cuda``: training samples/s with the data
+                pipeline, paper model and two-stream baseline, JPEG and cache, fp32,
+                bf16 and bf16 + compile
 ``train``       the paper model trained for 2 epochs on the synthetic demo set with
                 bf16 + channels-last + compile, data pipeline included: the
                 samples/s to hold against the 1,200 samples/s target
@@ -50,7 +53,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-STAGES = ("env", "tests", "model", "layers", "layers_cl", "data", "predict", "train", "ddp")
+STAGES = ("env", "tests", "model", "layers", "layers_cl", "data", "predict", "throughput",
+          "train", "ddp")
 
 
 def _slug(text: str) -> str:
@@ -105,6 +109,8 @@ def commands(out: Path, slug: str, n_gpus: int) -> dict[str, list[str] | None]:
                  "--out", str(out / f"data_{slug}.json")],
         "predict": [py, str(BENCH / "bench_predict.py"), "--device", "cuda",
                     "--out", str(out / f"predict_{slug}.json")],
+        "throughput": [py, str(BENCH / "bench_train.py"), "--device", "cuda",
+                       "--out", str(out / f"throughput_{slug}.json")],
         "train": [*train, "--output-dir", str(out / f"train_{slug}")],
         "ddp": None if n_gpus < 2 else [
             py, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",

@@ -152,6 +152,21 @@ def test_storage_benchmark_reports_checksum_costs(tmp_path: Path) -> None:
     assert out.with_suffix(".md").read_text().startswith("# Storage benchmarks")
 
 
+def test_training_throughput_benchmark_times_each_data_path(tmp_path: Path) -> None:
+    out = tmp_path / "train.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_train.py"), "--quick", "--device", "cpu",
+         "--rounds", "1", "--workers", "0", "--dir", str(tmp_path), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert set(report["samples_per_s"]) == {"test_dagnet, jpeg, fp32, eager",
+                                            "test_dagnet, cache, fp32, eager"}
+    assert all(v > 0 for v in report["samples_per_s"].values())
+    assert list(report["ratios"]) == ["test_dagnet, cache, fp32, eager / jpeg"]
+
+
 def test_cache_memory_benchmark_compares_the_two_readers(tmp_path: Path) -> None:
     out = tmp_path / "cache_memory.json"
     proc = subprocess.run(
@@ -189,10 +204,11 @@ def test_cuda_suite_dry_runs_on_cpu(tmp_path: Path) -> None:
                           timeout=300, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for stage in ("env", "tests", "model", "layers", "layers_cl", "data", "predict", "train",
-                  "ddp"):
+    for stage in ("env", "tests", "model", "layers", "layers_cl", "data", "predict",
+                  "throughput", "train", "ddp"):
         assert f"[{stage}] skipped: no CUDA device" in out
-    for script in ("bench_model.py", "bench_layers.py", "bench_data.py", "bench_predict.py"):
+    for script in ("bench_model.py", "bench_layers.py", "bench_data.py", "bench_predict.py",
+                   "bench_train.py"):
         assert str(BENCHMARKS / script) in out and (BENCHMARKS / script).is_file()
     assert "dagnet_layers.commands.train" in out and "pytest -m cuda" in out
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,231 @@
+"""End-to-end training throughput, data pipeline included: samples/s a run would see.
+
+Each variant is a model (the paper's ``dagnet_r50_r18`` and the two-stream baseline
+on the same backbones, ``dagnet_r50_r18_baseline``), a data path (``jpeg``: decoding
+in the DataLoader workers every epoch; ``cache``: the decoded-image cache read with
+``pread``), a precision (``fp32``, ``bf16`` autocast) and eager or ``torch.compile``.
+Every variant keeps its model, optimiser (AdamW) and an endless loader alive; after
+``--warmup`` steps (worker start, compilation, allocator), rounds time each variant
+in turn for at least ``--min-time`` seconds of optimiser steps, so all see the same
+machine load. A step is :func:`~dagnet_layers.emotic.engine.train_one_epoch`'s:
+batched augmentation on the device, the paper's loss, backward, optimiser step.
+Figures: median samples/s over the rounds with min-max, and the ratios that matter
+(DAG-Net / baseline, cache / jpeg, bf16 / fp32, compiled / eager).
+
+The data is synthetic EMOTIC in the official layout with 640 x 480 JPEGs
+(``--images``; 17,077 is EMOTIC's count). Example::
+
+    python benchmarks/bench_train.py                         # CPU: small defaults, minutes
+    python benchmarks/bench_train.py --device cuda --out benchmarks/results/train_cuda-h100.json
+    python benchmarks/bench_train.py --quick                 # smoke run, tiny model
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    configure_torch,
+    default_output,
+    environment,
+    environment_markdown,
+    markdown_table,
+    resolve_device,
+    write_outputs,
+)
+
+from dagnet_layers import create_model
+from dagnet_layers.emotic.data import (
+    EmoticDataset,
+    emotic_batch_transform,
+    make_synthetic_emotic,
+    normalization_of,
+)
+from dagnet_layers.emotic.engine import train_one_epoch
+from dagnet_layers.emotic.losses import DAGNetCriterion
+
+CPU = dict(models=("dagnet_r50_r18", "dagnet_r50_r18_baseline"), data=("jpeg", "cache"),
+           dtypes=("fp32",), compile=(False,), images=300, image_size=112, batch=8,
+           min_time=15.0, warmup=2)  # fmt: skip
+CUDA = dict(models=("dagnet_r50_r18", "dagnet_r50_r18_baseline"), data=("jpeg", "cache"),
+            dtypes=("fp32", "bf16"), compile=(False, True), images=4000, image_size=224,
+            batch=64, min_time=10.0, warmup=5)  # fmt: skip
+QUICK = dict(models=("test_dagnet",), data=("jpeg", "cache"), dtypes=("fp32",),
+             compile=(False,), images=24, image_size=32, batch=4, min_time=0.2, warmup=1)
+
+
+@dataclass
+class _Variant:
+    name: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    stream: _Endless
+    transform: Any
+    amp: str | None
+    runs: list[float]
+
+
+class _Endless:
+    """An endless iterator over a DataLoader that survives being left mid-epoch.
+
+    A plain iterator object, not a generator: ``train_one_epoch`` stops after
+    ``max_steps`` and its progress bar closes the generator it iterated, which would
+    end a generator here; the loader's workers and prefetched batches carry on.
+    """
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader, self.it = loader, iter(loader)
+
+    def __iter__(self) -> _Endless:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            return next(self.it)
+        except StopIteration:
+            self.it = iter(self.loader)
+            return next(self.it)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--quick", action="store_true", help="tiny model and data (smoke run)")
+    p.add_argument("--images", type=int, default=None, help="synthetic images to write")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers per variant (default: the usable cores, at most 16)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    p.add_argument("--min-time", type=float, default=None, help="timed seconds per round")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps per variant first")
+    p.add_argument("--models", nargs="+", default=None)
+    p.add_argument("--data", nargs="+", choices=("jpeg", "cache"), default=None)
+    p.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16"), default=None)
+    p.add_argument("--compile", nargs="+", choices=("eager", "compile"), default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--dir", type=Path, default=None, help="where the synthetic data goes")
+    p.add_argument("--out", type=Path, default=None, help="JSON to write (and .md beside it)")
+    args = p.parse_args(argv)
+    device = args.device = resolve_device(args.device)
+    cfg = dict(QUICK if args.quick else CUDA if device.type == "cuda" else CPU)
+    for key, flag in (("images", "images"), ("image_size", "image_size"),
+                      ("batch", "batch_size"), ("min_time", "min_time"), ("warmup", "warmup"),
+                      ("models", "models"), ("data", "data"), ("dtypes", "dtypes")):
+        if getattr(args, flag) is not None:
+            cfg[key] = getattr(args, flag)
+    if args.compile is not None:
+        cfg["compile"] = tuple(c == "compile" for c in args.compile)
+    if args.threads is None and device.type == "cpu":
+        args.threads = torch.get_num_threads()  # the whole machine: this is a training run
+    configure_torch(args)
+    from dagnet_layers.commands.args import default_workers
+
+    workers = default_workers() if args.workers is None else args.workers
+    size = int(cfg["image_size"])
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        info = make_synthetic_emotic(Path(tmp) / "syn", n_images=int(cfg["images"]), seed=0,
+                                     image_size=(640, 480))  # fmt: skip
+        datasets = {"jpeg": EmoticDataset(info.root, "train", size=size),
+                    "cache": EmoticDataset(info.root, "train", size=size,
+                                           cache_dir=Path(tmp) / "cache")}  # fmt: skip
+        n_train = len(datasets["jpeg"])
+        variants: list[_Variant] = []
+        combos = [(m, d, dt, c) for m, d, dt, c in itertools.product(
+            cfg["models"], cfg["data"], cfg["dtypes"], cfg["compile"])
+            # compiled fp32 only when asked for: each compilation costs about a minute
+            if not (c and dt == "fp32" and args.dtypes is None and args.compile is None)]
+        for model_name, data, dtype, compiled in combos:
+            torch.manual_seed(0)
+            model = create_model(model_name).to(device)
+            if device.type == "cuda":
+                model = model.to(memory_format=torch.channels_last)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            net = torch.compile(model) if compiled else model
+            loader = DataLoader(datasets[data], batch_size=int(cfg["batch"]), shuffle=True,
+                                num_workers=workers, drop_last=True,
+                                persistent_workers=workers > 0,
+                                pin_memory=device.type == "cuda")  # fmt: skip
+            name = f"{model_name}, {data}, {dtype}, {'compile' if compiled else 'eager'}"
+            transform = emotic_batch_transform(train=True, size=size,
+                                               **normalization_of(model)).to(device)
+            variants.append(_Variant(name, net, optimizer, _Endless(loader), transform,
+                                     None if dtype == "fp32" else dtype, []))  # fmt: skip
+        criterion = DAGNetCriterion().to(device)
+
+        def steps(v: _Variant, n: int) -> tuple[int, float]:
+            """``n`` optimiser steps in one call, as an epoch runs them: (samples, seconds)."""
+            stats = train_one_epoch(v.model, v.stream, criterion, v.optimizer, device=device,
+                                    batch_transform=v.transform, amp=v.amp,
+                                    channels_last=device.type == "cuda", max_steps=n,
+                                    progress=False)  # fmt: skip
+            return stats.samples, stats.seconds
+
+        per_round: dict[str, int] = {}
+        for v in variants:  # warm-up, then one more step to size the timed rounds
+            steps(v, int(cfg["warmup"]))
+            _, seconds = steps(v, 1)
+            per_round[v.name] = max(2, math.ceil(float(cfg["min_time"]) / max(seconds, 1e-6)))
+        for _ in range(args.rounds):
+            for v in variants:
+                samples, seconds = steps(v, per_round[v.name])
+                v.runs.append(samples / seconds)
+
+    rates = {v.name: statistics.median(v.runs) for v in variants}
+    rows = [(v.name, f"{rates[v.name]:,.2f}", f"{min(v.runs):,.2f}-{max(v.runs):,.2f}")
+            for v in variants]  # fmt: skip
+    ratios = _ratios(rates)
+    env = environment(device, models=list(cfg["models"]), images=int(cfg["images"]),
+                      train_persons=n_train, image_size=size, batch_size=int(cfg["batch"]),
+                      workers=workers, rounds=args.rounds, min_time_s=float(cfg["min_time"]),
+                      quick=args.quick)  # fmt: skip
+    md = ("# End-to-end training throughput (data pipeline included)\n\n"
+          f"Synthetic EMOTIC, {int(cfg['images'])} images of 640 x 480 ({n_train} train "
+          f"persons), {size} px, batch {int(cfg['batch'])}, {workers} loader workers; "
+          f"median samples/s of {args.rounds} interleaved rounds of at least "
+          f"{float(cfg['min_time']):g} s each, with min-max.\n\n"
+          + markdown_table(["model, data, dtype, mode", "samples/s", "min-max"], rows)
+          + ("\n\n" + markdown_table(["ratio", "value"], list(ratios.items())) if ratios else "")
+          + "\n\n" + environment_markdown(env))  # fmt: skip
+    out = args.out or default_output("train", device, args.quick)
+    paths = write_outputs({"environment": env, "samples_per_s": rates,
+                           "rounds": {v.name: v.runs for v in variants}, "ratios": ratios},
+                          md, out)  # fmt: skip
+    print(md)
+    print("wrote", *paths)
+    return 0
+
+
+def _ratios(rates: dict[str, float]) -> dict[str, str]:
+    """Pairs that differ in one field: DAG-Net/baseline, cache/jpeg, bf16/fp32, compile/eager."""
+    out = {}
+    fields = {name: name.split(", ") for name in rates}
+    for a, fa in fields.items():
+        for b, fb in fields.items():
+            diff = [i for i in range(4) if fa[i] != fb[i]]
+            if len(diff) != 1:
+                continue
+            i = diff[0]
+            pair = {0: ("dagnet_r50_r18", "dagnet_r50_r18_baseline"), 1: ("cache", "jpeg"),
+                    2: ("bf16", "fp32"), 3: ("compile", "eager")}[i]  # fmt: skip
+            if (fa[i], fb[i]) == pair:
+                out[f"{a} / {fb[i]}"] = f"{rates[a] / rates[b]:.2f}x"
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
