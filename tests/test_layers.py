@@ -115,6 +115,36 @@ def test_patch_encoder_paper_defaults_and_gradients() -> None:
     assert_all_params_get_grad(enc)
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_patch_encoder_layout_and_inplace_relu_keep_the_function_and_its_gradients(
+    channels_last: bool,
+) -> None:
+    """Channels-last activations and the in-place ReLU against a plain NCHW functional
+    transcription (F.conv2d, out-of-place relu, adaptive average pool), in float64."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    enc = PatchEncoder(3, n=2, hidden_channels=6, out_channels=5, pool_size=2,
+                       channels_last=channels_last).double()  # fmt: skip
+    assert enc.act1.inplace and enc.act2.inplace
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    out = enc(x)
+    out.square().sum().backward()
+    grads = [p.grad.clone() for p in enc.parameters()] + [x.grad.clone()]
+
+    ref_params = [p.detach().clone().requires_grad_(True) for p in enc.parameters()]
+    w1, b1, w2, b2 = ref_params
+    xr = x.detach().clone().requires_grad_(True)
+    patches = xr.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(8, 3, 8, 8)
+    y = F.relu(F.conv2d(F.relu(F.conv2d(patches, w1, b1, padding=1)), w2, b2, padding=1))
+    ref = F.adaptive_avg_pool2d(y, 2).reshape(2, 4, 20)
+    torch.testing.assert_close(out, ref)
+    ref.square().sum().backward()
+    for got, want in zip(grads, [*(p.grad for p in ref_params), xr.grad], strict=True):
+        torch.testing.assert_close(got, want)
+    assert PatchEncoder(act_layer=torch.nn.GELU).act1.__class__ is torch.nn.GELU
+
+
 def test_patch_encoder_rejects_wrong_channels() -> None:
     with pytest.raises(ValueError, match=r"expects 3 input channels, got 1"):
         PatchEncoder(3)(torch.zeros(2, 1, 32, 32))
