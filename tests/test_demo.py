@@ -61,6 +61,22 @@ def test_demo_outputs_show_every_person(predictor: Predictor, photo: Path) -> No
     assert demo_outputs(predictor, None)[1] == "Upload a photo first."
 
 
+@pytest.mark.parametrize(("extra", "flag"), [
+    (["--det-threshold", "1.5"], "--det-threshold"),
+    (["--top-k", "0"], "--top-k"),
+    (["--port", "70000"], "--port"),
+    (["--example", "nowhere.jpg"], "--example"),
+])
+def test_demo_arguments_are_checked_before_anything_loads(
+    tmp_path: Path, capsys, extra: list[str], flag: str
+) -> None:
+    from dagnet_layers.commands.demo import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--checkpoint", str(tmp_path), *extra])
+    assert info.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -347,6 +347,20 @@ def train_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-train") -
     return train.run_cli(args, prog=prog)
 
 
+def _run_program(module: str, build_parser: Any, argv: Sequence[str] | None, prog: str) -> int:
+    """Answer ``--help`` from ``build_parser`` at once, else run ``module.main`` under
+    :func:`dagnet_layers.cli.run_cli` (failures print one line)."""
+    import importlib
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _wants_help(args):
+        build_parser(prog).parse_args(args)  # prints the help and exits
+    from dagnet_layers import cli
+
+    program = importlib.import_module(f"dagnet_layers.commands.{module}")
+    return cli.run_cli(lambda a: program.main(a, prog=prog), args, prog=prog)
+
+
 def predict_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int:
     """``dagnet-predict``: answer ``--help`` at once, else run the prediction.
 
@@ -357,13 +371,7 @@ def predict_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-predict
     Returns:
         The exit status.
     """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if _wants_help(args):
-        build_predict_parser(prog).parse_args(args)
-    from dagnet_layers import cli
-    from dagnet_layers.commands import predict
-
-    return cli.run_cli(lambda a: predict.main(a, prog=prog), args, prog=prog)
+    return _run_program("predict", build_predict_parser, argv, prog)
 
 
 def demo_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
@@ -376,10 +384,4 @@ def demo_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> 
     Returns:
         The exit status.
     """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if _wants_help(args):
-        build_demo_parser(prog).parse_args(args)
-    from dagnet_layers import cli
-    from dagnet_layers.commands import demo
-
-    return cli.run_cli(lambda a: demo.main(a, prog=prog), args, prog=prog)
+    return _run_program("demo", build_demo_parser, argv, prog)

@@ -119,6 +119,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
 
     parser = build_demo_parser(prog)
     args = parser.parse_args(argv)
+    for flag, value in (("--top-k", args.top_k), ("--max-persons", args.max_persons)):
+        if value < 1:
+            parser.error(f"argument {flag}: must be >= 1, got {value}")
+    if not 0.0 <= args.det_threshold <= 1.0:
+        parser.error(f"argument --det-threshold: must be in [0, 1], got {args.det_threshold}")
+    if not 0 <= args.port <= 65535:
+        parser.error(f"argument --port: must be in [0, 65535], got {args.port}")
+    for example in args.example:
+        if not example.is_file():
+            parser.error(f"argument --example: {example}: no such file")
     _check_checkpoint(parser, args.checkpoint)
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device,
                                           detector=_detector(parser, args), top_k=args.top_k)
