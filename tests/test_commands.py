@@ -162,3 +162,6 @@ def test_training_on_a_dataset_reads_it_through_the_default_cache(
     folder = train.default_cache_dir(root)
     assert all(cache_is_complete(folder, s, size=32) for s in ("train", "val", "test"))
     assert train.run_cli([*argv[:-1], str(tmp_path / "run2"), "--no-cache"]) == 0
+    # the cache itself given as the data root is read as it is, not cached again
+    argv[1] = str(folder)
+    assert train.run_cli([*argv[:-1], str(tmp_path / "run3")]) == 0

@@ -128,6 +128,18 @@ def test_persons_are_batched_across_images_and_keep_the_input_order(
             assert p.scores == pytest.approx(ref, rel=1e-5, abs=1e-7)
 
 
+def test_arrays_and_other_modes_are_accepted_and_bad_inputs_named(checkpoint: Path) -> None:
+    predictor = Predictor.from_checkpoint(checkpoint)
+    rgb = Image.new("RGB", (64, 48), (120, 30, 200))
+    ref = predictor.predict(rgb, [(5, 5, 30, 40)])[0].scores
+    assert predictor.predict(np.asarray(rgb), [(5, 5, 30, 40)])[0].scores == ref
+    assert predictor.predict(rgb.convert("RGBA"), [(5, 5, 30, 40)])[0].scores == ref
+    with pytest.raises(ConfigError, match="uint8 array"):
+        predictor.predict(np.zeros((48, 64), dtype=np.float32), [(5, 5, 30, 40)])
+    with pytest.raises(ConfigError, match="score"):
+        Predictor(predictor.model, score="tanh")
+
+
 def test_a_detector_that_miscounts_and_no_detector_are_errors(checkpoint: Path) -> None:
     image = Image.new("RGB", (64, 64))
     with pytest.raises(ConfigError, match="one \\(boxes, scores\\) pair per image"):

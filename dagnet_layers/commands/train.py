@@ -65,6 +65,7 @@ from dagnet_layers.commands.args import (
 from dagnet_layers.emotic.data import (
     EmoticDataset,
     cache_is_complete,
+    detect_layout,
     emotic_batch_transform,
     estimate_cache_bytes,
     make_synthetic_emotic,
@@ -207,7 +208,8 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, 
     else:
         source = prepare_demo_data(args, rank) if demo else args.data_root
         cache = args.cache_dir or (source / "cache" if demo else None)
-        if cache is None and not args.no_cache:
+        if cache is None and not args.no_cache and detect_layout(source, "train") == "official":
+            # (a folder that is already a cache, given as --data-root, is read as it is)
             cache = _agreed(choose_cache(source, args.image_size) if rank == 0 else None, rank)
         if cache is None:
             logger.info("decoding JPEGs every epoch%s", "" if args.no_cache else

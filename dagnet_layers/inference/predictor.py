@@ -31,7 +31,7 @@ from dagnet_layers.emotic.data import (
     mask_bbox,
     normalization_of,
 )
-from dagnet_layers.emotic.losses import scores_from_logits
+from dagnet_layers.emotic.losses import SCORE_KINDS, scores_from_logits
 from dagnet_layers.errors import ConfigError
 from dagnet_layers.inference.checkpoint import (
     DEFAULT_SCORE,
@@ -49,6 +49,19 @@ __all__ = ["Detector", "Frame", "PersonPrediction", "Predictor"]
 Detector = Callable[[Sequence[Any]], Sequence[tuple[Any, Any]]]
 
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _as_rgb(image: Any) -> Any:
+    """A PIL RGB image from a PIL image of any mode or an ``(H, W, 3)`` uint8 array."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ConfigError(f"expected a PIL image or an (H, W, 3) uint8 array, got "
+                          f"{type(image).__name__} {getattr(arr, 'shape', '')} {arr.dtype}")
+    return Image.fromarray(arr)
 
 
 @dataclass
@@ -173,6 +186,8 @@ class Predictor:
                             ("batch_size", batch_size)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"Predictor({name}=...) must be an int >= 1, got {value!r}")
+        if score not in SCORE_KINDS:
+            raise ConfigError(f"Predictor(score=...) must be one of {SCORE_KINDS}, got {score!r}")
         if amp not in (None, *_AMP):
             raise ConfigError(f"Predictor(amp=...) must be None, 'bf16' or 'fp16', got {amp!r}")
         partition = getattr(model, "partition", None)
@@ -259,8 +274,12 @@ class Predictor:
         self, image: Any, boxes: Sequence[Sequence[float]] | None = None, *,
         source: str = "<image>",
     ) -> list[PersonPrediction]:  # fmt: skip
-        """The persons of one RGB image (PIL), found by the detector when ``boxes`` is None."""
-        return next(iter(self.predict_many([Frame(source, image, boxes=boxes)])))[1]
+        """The persons of one image, found by the detector when ``boxes`` is None.
+
+        ``image`` is a PIL image (any mode; converted to RGB) or an ``(H, W, 3)``
+        ``uint8`` array.
+        """
+        return next(iter(self.predict_many([Frame(source, _as_rgb(image), boxes=boxes)])))[1]
 
     def predict_many(
         self, frames: Iterable[Frame], detect_batch: int = 4
