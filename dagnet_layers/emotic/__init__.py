@@ -12,6 +12,9 @@ and is never imported by it. Its rooms, in the order data flows through them:
   ``eval.m`` computes it;
 - :mod:`dagnet_layers.emotic.engine`: training, evaluation and crash-safe
   checkpoints for any model of the zoo;
+- :mod:`dagnet_layers.emotic.diagnostic`: metrics that read a module's behaviour
+  against known ground truth (attention mass on a cue, body weight against
+  corruption, adjacency between cue patches);
 - :mod:`dagnet_layers.emotic.paper`: the published numbers the figures compare with.
 
 Importing this package imports none of them; it needs the ``emotic`` extra

@@ -30,6 +30,7 @@ PUBLIC_MODULES = (
     "dagnet_layers.emotic.losses",
     "dagnet_layers.emotic.metrics",
     "dagnet_layers.emotic.engine",
+    "dagnet_layers.emotic.diagnostic",
     "dagnet_layers.storage",
     "dagnet_layers.figures",
     "dagnet_layers.inference",
