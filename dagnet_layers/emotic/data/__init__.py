@@ -45,6 +45,12 @@ from dagnet_layers.emotic.data.records import (
     read_emotic_annotations,
     resolve_in_root,
 )
+from dagnet_layers.emotic.data.scenes import (
+    DIAGNOSTIC_CUES,
+    DiagnosticPerson,
+    DiagnosticScenes,
+    make_diagnostic_emotic,
+)
 from dagnet_layers.emotic.data.synthetic import (
     CONTEXT_SHAPES,
     JOINT_CATEGORIES,
@@ -76,6 +82,7 @@ __all__ = [
     "CACHE_MANIFEST",
     "CATEGORY_TO_INDEX",
     "CONTEXT_SHAPES",
+    "DIAGNOSTIC_CUES",
     "EMOTIC_CATEGORIES",
     "EMOTIC_SPLITS",
     "IMAGENET_MEAN",
@@ -88,6 +95,8 @@ __all__ = [
     "TORSO_COLOURS",
     "TORSO_PATTERNS",
     "VAD_RANGE",
+    "DiagnosticPerson",
+    "DiagnosticScenes",
     "EmoticBatchTransform",
     "EmoticDataset",
     "EmoticPairedTransform",
@@ -111,6 +120,7 @@ __all__ = [
     "hflip_pair",
     "labels_to_multihot",
     "load_image_rgb",
+    "make_diagnostic_emotic",
     "make_synthetic_emotic",
     "mask_bbox",
     "normalization_of",
