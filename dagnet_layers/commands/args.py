@@ -27,6 +27,7 @@ __all__ = [
     "build_demo_parser",
     "build_predict_parser",
     "build_train_parser",
+    "cache_home",
     "default_workers",
     "demo_entry",
     "predict_entry",
@@ -49,6 +50,12 @@ everything it outputs says SYNTHETIC. Examples:
   dagnet-train --preprocessed /data/emotic_pre
   dagnet-train --data-root /data/emotic --ablation bam_gsam --partition 6
   torchrun --nproc_per_node 8 -m dagnet_layers.commands.train --data-root /data/emotic"""
+
+
+def cache_home() -> Path:
+    """Where the demo data and the decoded-image caches go: ``$DAGNET_CACHE``, by default
+    ``~/.cache/dagnet_layers``."""
+    return Path(os.environ.get("DAGNET_CACHE", "~/.cache/dagnet_layers")).expanduser()
 
 
 def default_workers() -> int:
@@ -118,8 +125,7 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
     data.add_argument("--no-cache", action="store_true",
                       help="decode the JPEGs every epoch instead of once into the cache")
     data.add_argument("--demo-dir", type=Path,
-                      default=Path(os.environ.get("DAGNET_CACHE", "~/.cache/dagnet_layers"))
-                      / "synthetic-emotic",
+                      default=cache_home() / "synthetic-emotic",
                       help="where the synthetic demo set is written when no data is given")
     data.add_argument("--demo-images", type=int, default=DEMO_IMAGES,
                       help="images in the synthetic demo set")

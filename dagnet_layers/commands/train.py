@@ -61,6 +61,7 @@ from dagnet_layers.commands.args import (
     PAPER_DEFAULTS,
     SYNTHETIC_NOTE,
     build_train_parser,
+    cache_home,
 )
 from dagnet_layers.emotic.data import (
     EmoticDataset,
@@ -68,6 +69,7 @@ from dagnet_layers.emotic.data import (
     detect_layout,
     emotic_batch_transform,
     estimate_cache_bytes,
+    load_emotic_mat,
     make_synthetic_emotic,
     normalization_of,
     read_emotic_annotations,
@@ -157,8 +159,7 @@ def default_cache_dir(source: Path) -> Path:
     (default ``~/.cache/dagnet_layers``), named by the dataset's folder and path."""
     resolved = source.expanduser().resolve()
     tag = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
-    base = Path(os.environ.get("DAGNET_CACHE", "~/.cache/dagnet_layers")).expanduser()
-    return base / "emotic-cache" / f"{resolved.name}-{tag}"
+    return cache_home() / "emotic-cache" / f"{resolved.name}-{tag}"
 
 
 def choose_cache(source: Path, size: int) -> Path | None:
@@ -168,11 +169,12 @@ def choose_cache(source: Path, size: int) -> Path | None:
     estimate is :func:`~dagnet_layers.emotic.data.estimate_cache_bytes` per split.
     """
     folder = default_cache_dir(source)
-    needed = 0
+    needed, mat = 0, None
     for split in ("train", "val", "test"):
         if cache_is_complete(folder, split, size=size):
             continue
-        records = read_emotic_annotations(source, split, check_images=False)
+        mat = mat if mat is not None else load_emotic_mat(source)  # read once, not per split
+        records = read_emotic_annotations(source, split, check_images=False, mat=mat)
         images = {r.image_path for r in records}
         needed += estimate_cache_bytes(len(records), len(images), size)
     if needed == 0:
@@ -192,15 +194,6 @@ def choose_cache(source: Path, size: int) -> Path | None:
     return folder
 
 
-def _agreed(value: Any, rank: int) -> Any:
-    """Rank 0's ``value`` on every rank (every process must use the same cache)."""
-    if not dist.is_initialized():
-        return value
-    box = [value if rank == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, EmoticDataset]:
     """Train/val/test datasets of uint8 samples (augmentation runs batched on the device)."""
     if args.preprocessed is not None:
@@ -210,7 +203,7 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, 
         cache = args.cache_dir or (source / "cache" if demo else None)
         if cache is None and not args.no_cache and detect_layout(source, "train") == "official":
             # (a folder that is already a cache, given as --data-root, is read as it is)
-            cache = _agreed(choose_cache(source, args.image_size) if rank == 0 else None, rank)
+            cache = _broadcast(choose_cache(source, args.image_size) if rank == 0 else None, rank)
         if cache is None:
             logger.info("decoding JPEGs every epoch%s", "" if args.no_cache else
                         "; --cache-dir DIR on a disk with room decodes them once into "

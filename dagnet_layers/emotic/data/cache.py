@@ -59,7 +59,7 @@ from dagnet_layers.emotic.data.records import (
     EmoticRecords,
     MissingImagePolicy,
     ReadSummary,
-    _load_mat,
+    load_emotic_mat,
     open_npy,
     read_emotic_annotations,
 )
@@ -443,8 +443,7 @@ def _build(
         recs = (records or {}).get(split)
         if recs is None:
             if mat is None:
-                root = Path(source).expanduser().resolve()
-                mat = _load_mat(root / "Annotations" / "Annotations.mat")
+                mat = load_emotic_mat(source)
             recs = read_emotic_annotations(
                 source, split, on_missing_image=on_missing_image, on_bad_record=on_bad_record,
                 mat=mat,

@@ -70,6 +70,7 @@ __all__ = [
     "ReadSummary",
     "clamp_bbox",
     "labels_to_multihot",
+    "load_emotic_mat",
     "open_npy",
     "read_emotic_annotations",
     "resolve_in_root",
@@ -508,6 +509,17 @@ def _field(obj: Any, name: str, where: str) -> Any:
 
 def _vad_of(struct: Any, where: str) -> tuple[float, float, float]:
     return tuple(_as_float(_field(struct, k, where)) for k in ("valence", "arousal", "dominance"))
+
+
+def load_emotic_mat(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """``<root>/Annotations/Annotations.mat`` loaded once, to give several
+    :func:`read_emotic_annotations` calls as ``mat=`` (it is read whole for every split).
+
+    Raises:
+        MissingFileError: No such file.
+        CorruptFileError: It is not a readable ``.mat`` file.
+    """
+    return _load_mat(Path(root).expanduser().resolve() / "Annotations" / "Annotations.mat")
 
 
 def _load_mat(path: Path) -> dict[str, Any]:
