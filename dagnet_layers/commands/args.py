@@ -3,8 +3,9 @@
 ``dagnet-train`` (:mod:`dagnet_layers.commands.train`) and ``dagnet-predict``
 (:mod:`dagnet_layers.commands.predict`) are installed with the package;
 ``examples/train_emotic.py`` and ``examples/predict.py`` call the same entry points.
-This module imports only the standard library, so ``--help`` answers in a fraction
-of a second, with the real defaults shown.
+This module imports only the standard library and ``dagnet_layers._detectors`` (the
+detector names), so ``--help`` answers in a fraction of a second, with the real
+defaults shown.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from dagnet_layers._detectors import AUTO_DETECTORS, PERSON_DETECTORS
 
 __all__ = [
     "AUTO_DETECTORS",
@@ -209,21 +212,8 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
 
 
 
-#: torchvision person detectors ``dagnet-predict --detector`` names (fastest first; kept
-#: here, without importing torchvision, so that ``--help`` is instant).
-PREDICT_DETECTORS = (
-    "ssdlite320_mobilenet_v3_large",
-    "fasterrcnn_mobilenet_v3_large_320_fpn",
-    "fasterrcnn_mobilenet_v3_large_fpn",
-    "retinanet_resnet50_fpn_v2",
-    "fcos_resnet50_fpn",
-    "fasterrcnn_resnet50_fpn_v2",
-)
-
-#: ``--detector auto``: the accurate detector on a GPU, the fast one on a CPU (on one
-#: core of the CPU in benchmarks/results/predict_cpu-amd-epyc.md: 8.0 s against 0.86 s a
-#: 640 x 480 frame).
-AUTO_DETECTORS = {"cuda": "fasterrcnn_resnet50_fpn_v2", "cpu": "fasterrcnn_mobilenet_v3_large_fpn"}
+#: torchvision person detectors ``dagnet-predict --detector`` names (fastest first).
+PREDICT_DETECTORS = PERSON_DETECTORS
 DETECTOR_HELP = (
     "torchvision COCO person detector: auto (fasterrcnn_resnet50_fpn_v2 on CUDA, "
     "fasterrcnn_mobilenet_v3_large_fpn otherwise) or one of " + ", ".join(PREDICT_DETECTORS)

@@ -20,19 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dagnet_layers._detectors import PERSON_DETECTORS
 from dagnet_layers.errors import BadRecordError, ConfigError, CorruptFileError, MissingFileError
 
 __all__ = ["PERSON_DETECTORS", "TorchvisionPersonDetector", "read_boxes_file"]
 
-#: torchvision detection models that work as person detectors (COCO-trained), fastest first.
-PERSON_DETECTORS: tuple[str, ...] = (
-    "ssdlite320_mobilenet_v3_large",
-    "fasterrcnn_mobilenet_v3_large_320_fpn",
-    "fasterrcnn_mobilenet_v3_large_fpn",
-    "retinanet_resnet50_fpn_v2",
-    "fcos_resnet50_fpn",
-    "fasterrcnn_resnet50_fpn_v2",
-)
 #: COCO's label of ``person`` in torchvision's detection models.
 _COCO_PERSON = 1
 
