@@ -343,3 +343,26 @@ def test_command_argument_errors_name_the_argument(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {flag}" in err and message in err
+
+
+def test_one_photo_with_output_files_runs_the_model_once(checkpoint: Path, tmp_path: Path,
+                                                         monkeypatch, capsys) -> None:  # fmt: skip
+    from dagnet_layers.commands import predict
+
+    calls = []
+    real = Predictor._run_jobs
+
+    def counted(self, jobs):
+        calls.append(len(jobs))
+        return real(self, jobs)
+
+    monkeypatch.setattr(Predictor, "_run_jobs", counted)
+    code = predict.main(["--checkpoint", str(checkpoint), str(photo(tmp_path / "a.png")),
+                         "--box", "20", "10", "50", "70", "--output-dir", str(tmp_path / "out"),
+                         "--json", str(tmp_path / "a.json"), "--no-plot"])  # fmt: skip
+    assert code == 0 and calls == [1]
+    text = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'out' / 'predictions.jsonl'}" in text
+    (record,) = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").open()]
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert record["scores"] == report["persons"][0]["scores"] and record["box"] == list(BOX)

@@ -43,21 +43,11 @@ def _rows(persons: Sequence[PersonPrediction], top_k: int) -> list[list[Any]]:
 
 
 def _figure_image(predictor: Predictor, image: Any, persons: Sequence[PersonPrediction]) -> Any:
-    """The Fig. 2 figure of :func:`~dagnet_layers.figures.plot_prediction` as a PIL image."""
+    """:meth:`Predictor.plot`'s figure as a PIL image."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    from dagnet_layers.figures import plot_prediction
-
-    maps = [p.attention_map for p in persons]
-    figure = plot_prediction(
-        image, [p.box for p in persons],
-        [{n: p.scores[n] for n in p.predicted} for p in persons],
-        attention_maps=None if maps[0] is None else maps,
-        body_weights=None if persons[0].body_weight is None else [p.body_weight for p in persons],
-        adjacency=predictor.adjacency, partition=predictor.model.partition,
-        categories=predictor.categories, dpi=80)  # fmt: skip
-    canvas = FigureCanvasAgg(figure)
+    canvas = FigureCanvasAgg(predictor.plot(image, persons, dpi=80))
     canvas.draw()
     return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
 
@@ -115,15 +105,11 @@ def build_demo(predictor: Predictor, *, top_k: int = 3,
 
 def main(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
     """Build the predictor from the checkpoint and serve the page until Ctrl-C."""
-    from dagnet_layers.commands.predict import _check_checkpoint, _detector
+    from dagnet_layers.commands.predict import _check_checkpoint, _check_numbers, _detector
 
     parser = build_demo_parser(prog)
     args = parser.parse_args(argv)
-    for flag, value in (("--top-k", args.top_k), ("--max-persons", args.max_persons)):
-        if value < 1:
-            parser.error(f"argument {flag}: must be >= 1, got {value}")
-    if not 0.0 <= args.det_threshold <= 1.0:
-        parser.error(f"argument --det-threshold: must be in [0, 1], got {args.det_threshold}")
+    _check_numbers(parser, args)
     if not 0 <= args.port <= 65535:
         parser.error(f"argument --port: must be in [0, 65535], got {args.port}")
     for example in args.example:

@@ -47,6 +47,7 @@ from dagnet_layers.inference import (
     PersonPrediction,
     Predictor,
     TorchvisionPersonDetector,
+    boxes_for,
     expand_inputs,
     predict_files,
     read_boxes_file,
@@ -106,9 +107,10 @@ def parse_true_labels(
 
 
 def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for flag, value in (("--top-k", args.top_k), ("--every", args.every),
-                        ("--batch-size", args.batch_size), ("--max-persons", args.max_persons)):
-        if value < 1:
+    """The numeric flags of ``dagnet-predict`` and ``dagnet-demo`` (those ``args`` has)."""
+    for flag in ("--top-k", "--every", "--batch-size", "--max-persons"):
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None and value < 1:
             _fail(parser, flag, f"must be >= 1, got {value}")
     if not 0.0 <= args.det_threshold <= 1.0:
         _fail(parser, "--det-threshold", f"must be in [0, 1], got {args.det_threshold}")
@@ -174,8 +176,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
         except DAGNetError as err:
             _fail(parser, "--boxes-file", str(err))
     needs_detector = not args.box and (
-        boxes_per_file is None
-        or any(str(p) not in boxes_per_file and p.name not in boxes_per_file for p in paths))
+        boxes_per_file is None or any(boxes_for(boxes_per_file, p) is None for p in paths))
     detector = _detector(parser, args) if needs_detector else None
     try:
         predictor = Predictor.from_checkpoint(
@@ -217,9 +218,18 @@ def _one_photo(
         given = [list(b) for b, _ in parsed]
         clamped_notes = [(i, b) for i, (b, c) in enumerate(parsed, start=1) if c]
     elif boxes_per_file is not None:
-        given = boxes_per_file.get(str(path), boxes_per_file.get(path.name))
+        given = boxes_for(boxes_per_file, path)
     true_labels = parse_true_labels(parser, args.true_labels, len(args.box or []))
-    persons = predictor.predict(image, given, source=str(path))
+    summary = None
+    if args.output_dir is not None or args.jsonl is not None or args.csv is not None:
+        # one pass writes the files and gives the persons of the table and the figure
+        persons: list[PersonPrediction] = []
+        summary = predict_files(
+            predictor, [path], output_dir=args.output_dir, jsonl=args.jsonl, csv_path=args.csv,
+            annotate=not args.no_annotate, boxes=None if given is None else {str(path): given},
+            progress=False, on_frame=lambda _, found: persons.extend(found))
+    else:
+        persons = predictor.predict(image, given, source=str(path))
     score = predictor.score
 
     if predictor.synthetic:
@@ -265,11 +275,7 @@ def _one_photo(
             "persons": records,
         }, indent=2) + "\n")  # fmt: skip
         print(f"wrote {args.json}")
-    if args.output_dir is not None or args.jsonl is not None or args.csv is not None:
-        summary = predict_files(
-            predictor, [path], output_dir=args.output_dir, jsonl=args.jsonl, csv_path=args.csv,
-            annotate=not args.no_annotate, boxes=None if given is None else {str(path): given},
-            progress=False)
+    if summary is not None:
         for out in summary.outputs:
             print(f"wrote {out}")
     if not args.no_plot and persons:
@@ -301,18 +307,8 @@ def _print_table(persons: list[PersonPrediction], top_k: int, thresholds: bool) 
 
 def _figure(args: argparse.Namespace, predictor: Predictor, image: Any,
             persons: list[PersonPrediction], true_labels: Any, path: Path) -> None:
-    from dagnet_layers.figures import plot_prediction
-
     output = args.output or Path(f"{path.stem}_dagnet.png")
-    maps = [p.attention_map for p in persons]
-    adjacency = predictor.adjacency
-    figure = plot_prediction(
-        image, [p.box for p in persons],
-        [{name: p.scores[name] for name in p.predicted} for p in persons],
-        attention_maps=None if maps[0] is None else maps,
-        body_weights=None if persons[0].body_weight is None else [p.body_weight for p in persons],
-        adjacency=adjacency, partition=predictor.model.partition, true_labels=true_labels,
-        categories=predictor.categories)  # fmt: skip
+    figure = predictor.plot(image, persons, true_labels=true_labels)
     if predictor.synthetic:
         figure.suptitle("checkpoint trained on SYNTHETIC demo data, not EMOTIC: "
                         "not a prediction of real emotions", color="firebrick")

@@ -31,6 +31,7 @@ from dagnet_layers.inference.checkpoint import (
 from dagnet_layers.inference.detect import (
     PERSON_DETECTORS,
     TorchvisionPersonDetector,
+    boxes_for,
     read_boxes_file,
 )
 from dagnet_layers.inference.media import (
@@ -61,6 +62,7 @@ __all__ = [
     "TorchvisionPersonDetector",
     "VideoWriter",
     "box_iou",
+    "boxes_for",
     "expand_inputs",
     "is_video",
     "iter_frames",

@@ -23,7 +23,7 @@ import torch
 from dagnet_layers._detectors import PERSON_DETECTORS
 from dagnet_layers.errors import BadRecordError, ConfigError, CorruptFileError, MissingFileError
 
-__all__ = ["PERSON_DETECTORS", "TorchvisionPersonDetector", "read_boxes_file"]
+__all__ = ["PERSON_DETECTORS", "TorchvisionPersonDetector", "boxes_for", "read_boxes_file"]
 
 #: COCO's label of ``person`` in torchvision's detection models.
 _COCO_PERSON = 1
@@ -169,3 +169,16 @@ def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:
     except UnicodeDecodeError as err:
         raise CorruptFileError(path, f"not a UTF-8 CSV ({err})") from err
     return boxes
+
+
+def boxes_for(boxes: dict[str, list[list[float]]], path: str | Path) -> list[list[float]] | None:
+    """The boxes :func:`read_boxes_file` lists for an image: by its path as given, else by
+    its file name; ``None`` when it is not listed (its persons are detected).
+
+    Example:
+        >>> boxes_for({"a.jpg": [[1, 2, 3, 4]]}, "photos/a.jpg"), boxes_for({}, "b.jpg")
+        ([[1, 2, 3, 4]], None)
+    """
+    path = Path(path)
+    found = boxes.get(str(path))
+    return found if found is not None else boxes.get(path.name)

@@ -22,6 +22,7 @@ import numpy as np
 from dagnet_layers._deps import require
 from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS, load_image_rgb
 from dagnet_layers.errors import ImageTooLargeError, MissingFileError
+from dagnet_layers.inference.detect import boxes_for
 from dagnet_layers.inference.predictor import Frame
 
 __all__ = [
@@ -115,10 +116,7 @@ def iter_frames(
         except (OSError, ValueError) as err:
             yield Skipped(source, "unreadable_image", str(err))
             continue
-        given = None
-        if boxes is not None:
-            given = boxes.get(source, boxes.get(path.name))
-        yield Frame(source, image, boxes=given)
+        yield Frame(source, image, boxes=None if boxes is None else boxes_for(boxes, path))
 
 
 def _video_frames(path: Path, every: int) -> Iterator[Frame | Skipped]:

@@ -347,6 +347,23 @@ class Predictor:
         yield from detect()
         yield from run_pending()
 
+    def plot(self, image: Any, persons: Sequence[PersonPrediction], **kwargs: Any) -> Any:
+        """The paper's Fig. 2 for ``persons`` of ``image`` (at least one), with each one's
+        GSAM map and body weight and the learned patch graph of the last forward pass:
+        :func:`~dagnet_layers.figures.plot_prediction` (the ``viz`` extra), whose other
+        arguments (``true_labels``, ``dpi``, ``path``...) pass through ``kwargs``."""
+        from dagnet_layers.figures import plot_prediction
+
+        maps = [p.attention_map for p in persons]
+        weights = [p.body_weight for p in persons]
+        return plot_prediction(
+            image, [p.box for p in persons],
+            [{name: p.scores[name] for name in p.predicted} for p in persons],
+            attention_maps=None if maps[0] is None else maps,
+            body_weights=None if weights[0] is None else weights,
+            adjacency=self.adjacency, partition=getattr(self.model, "partition", None),
+            categories=self.categories, **kwargs)  # fmt: skip
+
     def _detect(self, images: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
         assert self.detector is not None
         found = list(self.detector(images))
