@@ -53,10 +53,10 @@ def annotate_image(
         font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font
         font = ImageFont.load_default()
-    top_margin = 0
+    top_margin = note_top = 0
     if note:  # a band across the top; the labels stay below it
-        left, top, right, bottom = draw.textbbox((0, 0), note, font=font)
-        top_margin = bottom - top + 6
+        _, note_top, _, note_bottom = draw.textbbox((0, 0), note, font=font)
+        top_margin = note_bottom - note_top + 6
     for p in persons:
         colour = _COLOURS[(p.track if p.track is not None else p.person) % len(_COLOURS)]
         x1, y1, x2, y2 = p.box
@@ -74,7 +74,6 @@ def annotate_image(
         draw.rectangle((tx, ty, tx + tw, ty + th), fill=colour)
         draw.text((tx + 2, ty + 2 - top), text, fill="black", font=font)
     if note:
-        left, top, right, bottom = draw.textbbox((0, 0), note, font=font)
         draw.rectangle((0, 0, w, top_margin), fill="firebrick")
-        draw.text((3, 3 - top), note, fill="white", font=font)
+        draw.text((3, 3 - note_top), note, fill="white", font=font)
     return out
