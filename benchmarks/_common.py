@@ -38,6 +38,28 @@ LOCAL_RESULTS_DIR = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+class EndlessLoader:
+    """An endless iterator over a DataLoader, re-iterated at each epoch's end.
+
+    A plain iterator, not a generator: code that stops mid-epoch (a ``max_steps``, a
+    progress bar closing what it iterated) cannot end it, and the loader's workers
+    and prefetched batches carry on into the next use.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.loader, self.it = loader, iter(loader)
+
+    def __iter__(self) -> EndlessLoader:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self.it)
+        except StopIteration:
+            self.it = iter(self.loader)
+            return next(self.it)
+
+
 # ------------------------------------------------------------ command line
 def add_run_arguments(p: argparse.ArgumentParser, timed_in_turn: str) -> None:
     """The flags both benchmark CLIs share: ``--device``, ``--rounds``, ``--threads``.

@@ -31,12 +31,17 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import EndlessLoader
 
 from dagnet_layers.emotic.data import (
     EmoticDataset,
@@ -47,19 +52,8 @@ from dagnet_layers.emotic.data import (
 )
 
 
-class _Stream:
-    """An endless iterator over a DataLoader (re-iterated at each epoch end)."""
-
-    def __init__(self, loader: DataLoader) -> None:
-        self.loader, self.it = loader, iter(loader)
-
-    def next(self):
-        try:
-            return next(self.it)
-        except StopIteration:
-            self.it = iter(self.loader)
-            return next(self.it)
-
+class _Stream(EndlessLoader):
+    """An endless iterator over a DataLoader that also reads its processes' CPU time."""
 
     def cpu_seconds(self) -> float:
         """CPU time of this process plus the loader's worker processes (Linux /proc)."""
@@ -83,10 +77,10 @@ def _throughput(stream: _Stream, n_batches: int, batch_fn=None, *, skip: int = 0
     ``n_batches`` batches and at least ``min_time`` seconds are timed.
     """
     for _ in range(skip):
-        stream.next()
+        next(stream)
     n, batches, start, cpu = 0, 0, time.perf_counter(), stream.cpu_seconds()
     while batches < n_batches or time.perf_counter() - start < min_time:
-        batch = stream.next()
+        batch = next(stream)
         if batch_fn is not None:
             batch = batch_fn(batch)
         n += batch["body"].shape[0]

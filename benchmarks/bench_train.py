@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    EndlessLoader,
     configure_torch,
     default_output,
     environment,
@@ -72,32 +73,10 @@ class _Variant:
     name: str
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    stream: _Endless
+    stream: EndlessLoader
     transform: Any
     amp: str | None
     runs: list[float]
-
-
-class _Endless:
-    """An endless iterator over a DataLoader that survives being left mid-epoch.
-
-    A plain iterator object, not a generator: ``train_one_epoch`` stops after
-    ``max_steps`` and its progress bar closes the generator it iterated, which would
-    end a generator here; the loader's workers and prefetched batches carry on.
-    """
-
-    def __init__(self, loader: DataLoader) -> None:
-        self.loader, self.it = loader, iter(loader)
-
-    def __iter__(self) -> _Endless:
-        return self
-
-    def __next__(self) -> dict[str, Any]:
-        try:
-            return next(self.it)
-        except StopIteration:
-            self.it = iter(self.loader)
-            return next(self.it)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{model_name}, {data}, {dtype}, {'compile' if compiled else 'eager'}"
             transform = emotic_batch_transform(train=True, size=size,
                                                **normalization_of(model)).to(device)
-            variants.append(_Variant(name, net, optimizer, _Endless(loader), transform,
+            variants.append(_Variant(name, net, optimizer, EndlessLoader(loader), transform,
                                      None if dtype == "fp32" else dtype, []))  # fmt: skip
         criterion = DAGNetCriterion().to(device)
 
