@@ -36,7 +36,6 @@ from PIL import Image, ImageDraw, ImageFilter
 from dagnet_layers._deps import require
 from dagnet_layers.emotic.data.records import EMOTIC_SPLITS
 from dagnet_layers.emotic.data.synthetic import (
-    SyntheticEmotic,
     _draw_person,
     _draw_shape,
     _num,
@@ -162,7 +161,6 @@ def make_diagnostic_emotic(
     n_val = max(2, round(n_images * split_fractions[1]))
     counts = {"train": n_train, "val": n_val, "test": max(2, n_images - n_train - n_val)}
     scenes = DiagnosticScenes(root)
-    bookkeeping = SyntheticEmotic(root=root, quirks={"several_annotators": []})
     mat: dict[str, np.ndarray] = {}
     serial = 0
     for split in EMOTIC_SPLITS:
@@ -173,7 +171,7 @@ def make_diagnostic_emotic(
             img.save(images / person.filename, quality=jpeg_quality)
             vad = _vad_for(set(person.categories), rng).astype(np.float64)
             fields, _ = _person_struct(split, person.bbox, set(person.categories), vad, rng,
-                                       bookkeeping, i, 0)  # fmt: skip
+                                       None, i, 0)  # fmt: skip
             structs.append({
                 "filename": person.filename, "folder": "diagnostic/images",
                 "image_size": _struct({"n_col": _num(image_size), "n_row": _num(image_size)}),

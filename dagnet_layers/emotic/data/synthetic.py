@@ -579,9 +579,10 @@ def _annotate(
 
 def _person_struct(
     split: str, box: tuple[float, ...], annotated: set[str], vad: np.ndarray,
-    rng: np.random.Generator, info: SyntheticEmotic, i: int, p: int,
+    rng: np.random.Generator, info: SyntheticEmotic | None, i: int, p: int,
 ) -> tuple[dict[str, object], tuple[float, float, float]]:  # fmt: skip
-    """The person's .mat fields and the VAD a reader must return for it."""
+    """The person's .mat fields and the VAD a reader must return for it (several
+    annotators on val/test are listed in ``info``'s quirks when ``info`` is given)."""
     gender = ("Male", "Female")[int(rng.integers(2))]
     age = ("Adult", "Teenager", "Kid")[int(rng.integers(3))]
     bbox = np.array([box], dtype=np.float64)
@@ -598,7 +599,7 @@ def _person_struct(
     # val/test: K annotators, each a noisy view of the truth; combined = their union
     # (the truth) and the mean of their continuous values, NaN kept where planted.
     k = 1 + int(rng.integers(3))
-    if k > 1:
+    if k > 1 and info is not None:  # None: no quirk bookkeeping (the diagnostic scenes)
         info.quirks["several_annotators"].append((split, i, p))
     views, noisy = [], []
     for _ in range(k):
