@@ -351,6 +351,32 @@ def test_example_report_says_synthetic_and_hides_the_paper(tmp_path: Path, capsy
     assert "29.96" in table  # an EMOTIC run shows the paper's columns
 
 
+def test_a_synthetic_data_root_is_labelled_synthetic(tmp_path: Path) -> None:
+    """Synthetic scenes given as --data-root say SYNTHETIC as the demo does; real data
+    (no marker) stays EMOTIC; a marker that cannot be read is named, not ignored."""
+    from argparse import Namespace
+
+    from dagnet_layers.emotic.data import (
+        SYNTHETIC_MARKER,
+        make_diagnostic_emotic,
+        make_synthetic_emotic,
+    )
+    from dagnet_layers.errors import CorruptFileError
+
+    module = train_command
+    for writer in (make_synthetic_emotic, make_diagnostic_emotic):
+        root = writer(tmp_path / writer.__name__, n_images=12).root
+        got = module.data_source(Namespace(data_root=root, preprocessed=None), demo=False)
+        assert got["synthetic"] is True and got["writer"] == writer.__name__
+    real = tmp_path / "real"
+    real.mkdir()
+    assert module.data_source(Namespace(data_root=real, preprocessed=None),
+                              demo=False)["synthetic"] is False  # fmt: skip
+    (real / SYNTHETIC_MARKER).write_text("{not json")
+    with pytest.raises(CorruptFileError, match=SYNTHETIC_MARKER):
+        module.data_source(Namespace(data_root=real, preprocessed=None), demo=False)
+
+
 def test_pretrained_by_default_with_a_dataset_only(tmp_path: Path) -> None:
     module = train_command
     parser = module.build_train_parser()

@@ -73,6 +73,7 @@ from dagnet_layers.emotic.data import (
     make_synthetic_emotic,
     normalization_of,
     read_emotic_annotations,
+    synthetic_marker,
 )
 from dagnet_layers.emotic.engine import (
     EpochSampler,
@@ -224,12 +225,20 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, 
 
 
 def data_source(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
-    """What the model is trained on, recorded in checkpoints and reports."""
+    """What the model is trained on, recorded in checkpoints and reports.
+
+    A ``--data-root`` that a synthetic writer marked (the demo set, diagnostic scenes)
+    is synthetic too: its outputs say so, and no paper number stands beside them.
+    """
     if demo:
         return {"source": "synthetic", "synthetic": True, "note": SYNTHETIC_NOTE}
     if args.preprocessed is not None:
         return {"source": "emotic-preprocessed", "synthetic": False,
                 "path": str(args.preprocessed)}
+    marker = synthetic_marker(args.data_root)
+    if marker is not None:
+        return {"source": "synthetic", "synthetic": True, "note": SYNTHETIC_NOTE,
+                "path": str(args.data_root), "writer": marker.get("writer")}
     return {"source": "emotic", "synthetic": False, "path": str(args.data_root)}
 
 
@@ -444,6 +453,9 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
         logger.warning("no --data-root/--preprocessed given: training the demo configuration "
                        "on %s", SYNTHETIC_NOTE)
     data = data_source(args, demo)
+    if data["synthetic"] and not demo:
+        logger.warning("%s is marked synthetic (%s): every output will say %s", args.data_root,
+                       data.get("writer"), SYNTHETIC_NOTE)
     check_weights(args)
     lock = open_run(args, rank)
     try:
@@ -603,8 +615,8 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
         report["demo"] = demo
         report["data"] = data
         report["checkpoint"] = best
-        write_reports(out, report, args.protocol, synthetic=demo)
-        print(print_table1(report, args.protocol, synthetic=demo))
+        write_reports(out, report, args.protocol, synthetic=data["synthetic"])
+        print(print_table1(report, args.protocol, synthetic=data["synthetic"]))
         print(f"\nreports, checkpoints and plots in {out.resolve()}")
         if writer is not None:
             writer.close()

@@ -51,16 +51,20 @@ from dagnet_layers.emotic.data.scenes import (
     DiagnosticPerson,
     DiagnosticScenes,
     make_diagnostic_emotic,
+    read_diagnostic_scenes,
 )
 from dagnet_layers.emotic.data.synthetic import (
     CONTEXT_SHAPES,
     JOINT_CATEGORIES,
     SYNTHETIC_CUES,
+    SYNTHETIC_MARKER,
     TORSO_COLOURS,
     TORSO_PATTERNS,
     SyntheticEmotic,
     SyntheticPerson,
     make_synthetic_emotic,
+    synthetic_marker,
+    write_synthetic_marker,
 )
 from dagnet_layers.emotic.data.transforms import (
     IMAGENET_MEAN,
@@ -93,6 +97,7 @@ __all__ = [
     "NUM_CATEGORIES",
     "PREPROCESSED_COLUMNS",
     "SYNTHETIC_CUES",
+    "SYNTHETIC_MARKER",
     "TORSO_COLOURS",
     "TORSO_PATTERNS",
     "VAD_RANGE",
@@ -128,9 +133,12 @@ __all__ = [
     "normalization_of",
     "open_npy",
     "preprocessed_files",
+    "read_diagnostic_scenes",
     "read_emotic_annotations",
     "read_emotic_preprocessed",
     "resolve_in_root",
+    "synthetic_marker",
     "verify_emotic_cache",
     "write_emotic_preprocessed",
+    "write_synthetic_marker",
 ]

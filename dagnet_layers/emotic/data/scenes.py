@@ -43,10 +43,17 @@ from dagnet_layers.emotic.data.synthetic import (
     _sorted,
     _struct,
     _vad_for,
+    write_synthetic_marker,
 )
-from dagnet_layers.storage import write_bytes_atomic
+from dagnet_layers.errors import CorruptFileError
+from dagnet_layers.storage import read_json_object, write_bytes_atomic
 
-__all__ = ["DIAGNOSTIC_CUES", "DiagnosticPerson", "DiagnosticScenes", "make_diagnostic_emotic"]
+__all__ = ["DIAGNOSTIC_CUES", "DIAGNOSTIC_JSON", "DiagnosticPerson", "DiagnosticScenes",
+           "make_diagnostic_emotic", "read_diagnostic_scenes"]
+
+#: The ground-truth file :func:`make_diagnostic_emotic` writes at the root (last, so
+#: its presence says the scenes are complete).
+DIAGNOSTIC_JSON = "diagnostic.json"
 
 #: Body cue: torso colour -> category (the echo flag beside the person repeats it).
 BODY_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -87,6 +94,8 @@ class DiagnosticPerson:
         corrupted: How the body is corrupted: ``"occluded"``, ``"blurred"`` or ``None``.
         echo_box: The flag repeating the body cue beside the person, or ``None``.
         sky: The global cue's category, or ``None``.
+        sky_box: Where the sky is drawn ``(0, 0, width, horizon)`` (grey when
+            ``sky`` is ``None``); the body in front of it is masked in the context.
         local: Per local object: ``(category, (x1, y1, x2, y2))``.
         distractors: Boxes of the unlabelled distractor objects.
     """
@@ -99,16 +108,29 @@ class DiagnosticPerson:
     corrupted: str | None
     echo_box: tuple[float, float, float, float] | None
     sky: str | None
+    sky_box: tuple[float, float, float, float]
     local: tuple[tuple[str, tuple[float, float, float, float]], ...]
     distractors: tuple[tuple[float, float, float, float], ...]
 
 
 @dataclass
 class DiagnosticScenes:
-    """What :func:`make_diagnostic_emotic` wrote; ``os.fspath(obj)`` is the root."""
+    """What :func:`make_diagnostic_emotic` wrote; ``os.fspath(obj)`` is the root.
+
+    Attributes:
+        root: Dataset root.
+        persons: Ground truth of every person, one per image, in file order.
+        settings: The writer's arguments (``n_images``, ``seed``, ``image_size``,
+            ``corrupt_fraction``, ``split_fractions``, ``clutter``, ``jpeg_quality``).
+    """
 
     root: Path
     persons: list[DiagnosticPerson] = field(default_factory=list)
+    settings: dict[str, object] = field(default_factory=dict)
+
+    def by_filename(self) -> dict[str, DiagnosticPerson]:
+        """Persons keyed by image file name (each image holds one person)."""
+        return {p.filename: p for p in self.persons}
 
     def __fspath__(self) -> str:
         return str(self.root)
@@ -157,10 +179,13 @@ def make_diagnostic_emotic(
     images = root / "emotic" / "diagnostic" / "images"
     images.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    settings = {"n_images": n_images, "seed": seed, "image_size": image_size,
+                "corrupt_fraction": corrupt_fraction, "split_fractions": list(split_fractions),
+                "clutter": clutter, "jpeg_quality": jpeg_quality}  # fmt: skip
     n_train = max(4, round(n_images * split_fractions[0]))
     n_val = max(2, round(n_images * split_fractions[1]))
     counts = {"train": n_train, "val": n_val, "test": max(2, n_images - n_train - n_val)}
-    scenes = DiagnosticScenes(root)
+    scenes = DiagnosticScenes(root, settings=settings)
     mat: dict[str, np.ndarray] = {}
     serial = 0
     for split in EMOTIC_SPLITS:
@@ -181,11 +206,58 @@ def make_diagnostic_emotic(
             scenes.persons.append(person)
         mat[split] = _struct({k: [s[k] for s in structs] for k in structs[0]}, len(structs))
     scipy_io.savemat(str(root / "Annotations" / "Annotations.mat"), mat, oned_as="row")
+    write_synthetic_marker(root, "make_diagnostic_emotic")
     record = {"synthetic": True, "note": "SYNTHETIC diagnostic scenes, not EMOTIC",
-              "image_size": image_size, "seed": seed, "corrupt_fraction": corrupt_fraction,
-              "cues": DIAGNOSTIC_CUES, "persons": [asdict(p) for p in scenes.persons]}  # fmt: skip
-    write_bytes_atomic(root / "diagnostic.json", (json.dumps(record, indent=1) + "\n").encode())
+              **settings, "cues": DIAGNOSTIC_CUES,
+              "persons": [asdict(p) for p in scenes.persons]}  # fmt: skip
+    write_bytes_atomic(root / DIAGNOSTIC_JSON, (json.dumps(record, indent=1) + "\n").encode())
     return scenes
+
+
+_SETTINGS = ("n_images", "seed", "image_size", "corrupt_fraction", "split_fractions", "clutter",
+             "jpeg_quality")
+
+
+def _box(value: object) -> tuple[float, float, float, float] | None:
+    if value is None:
+        return None
+    box = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    if len(box) != 4:
+        raise ValueError(f"a box needs 4 numbers, got {value!r}")
+    return box  # type: ignore[return-value]
+
+
+def read_diagnostic_scenes(root: str | os.PathLike[str]) -> DiagnosticScenes:
+    """Read back what :func:`make_diagnostic_emotic` wrote into ``root``.
+
+    Raises:
+        MissingFileError: ``root`` has no ``diagnostic.json`` (no complete scenes).
+        CorruptFileError: the file is not what the writer writes; names it.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     written = make_diagnostic_emotic(d, n_images=12, image_size=64)
+        ...     read_diagnostic_scenes(d).persons == written.persons
+        True
+    """
+    root = Path(root).expanduser().resolve()
+    path = root / DIAGNOSTIC_JSON
+    record = read_json_object(path, "diagnostic scenes' ground truth")
+    try:
+        persons = [DiagnosticPerson(
+            split=str(p["split"]), filename=str(p["filename"]), bbox=_box(p["bbox"]),
+            categories=tuple(str(c) for c in p["categories"]), body=p["body"],
+            corrupted=p["corrupted"], echo_box=_box(p["echo_box"]), sky=p["sky"],
+            sky_box=_box(p["sky_box"]),
+            local=tuple((str(n), _box(b)) for n, b in p["local"]),
+            distractors=tuple(_box(b) for b in p["distractors"]),
+        ) for p in record["persons"]]  # type: ignore[arg-type]  # fmt: skip
+        settings = {k: record[k] for k in _SETTINGS}
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorruptFileError(path, f"not diagnostic scenes' ground truth ({err!r}); "
+                               "write the scenes again") from None
+    return DiagnosticScenes(root, persons, settings)
 
 
 Box = tuple[float, float, float, float]
@@ -275,5 +347,6 @@ def _scene(split: str, serial: int, size: int, corrupt_fraction: float, clutter:
     categories = {c for c in (body, sky) if c is not None} | {n for n, _ in local}
     person = DiagnosticPerson(
         split, f"diag_{split}_{serial:05d}.jpg", bbox, _sorted(categories), body, corrupted,
-        echo_box, sky, tuple(local), tuple(distractors))  # fmt: skip
+        echo_box, sky, (0.0, 0.0, float(size), float(horizon)), tuple(local),
+        tuple(distractors))  # fmt: skip
     return person, img

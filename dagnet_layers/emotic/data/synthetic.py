@@ -32,6 +32,7 @@ a box wholly outside the image (train), a grayscale and a CMYK JPEG per split.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -43,16 +44,20 @@ from PIL import Image, ImageDraw
 from dagnet_layers._deps import require
 from dagnet_layers.emotic.data.categories import CATEGORY_TO_INDEX, EMOTIC_CATEGORIES
 from dagnet_layers.emotic.data.records import EMOTIC_SPLITS
+from dagnet_layers.storage import read_json_object, write_bytes_atomic
 
 __all__ = [
     "CONTEXT_SHAPES",
     "JOINT_CATEGORIES",
     "SYNTHETIC_CUES",
+    "SYNTHETIC_MARKER",
     "TORSO_COLOURS",
     "TORSO_PATTERNS",
     "SyntheticEmotic",
     "SyntheticPerson",
     "make_synthetic_emotic",
+    "synthetic_marker",
+    "write_synthetic_marker",
 ]
 
 #: Body cue: torso colour (RGB) -> category. A gray torso carries no category.
@@ -360,7 +365,43 @@ def make_synthetic_emotic(
         info.expected_skips[split] = {k: v for k, v in skips.items() if v}
 
     scipy_io.savemat(str(root / "Annotations" / "Annotations.mat"), mat, oned_as="row")
+    write_synthetic_marker(root, "make_synthetic_emotic")
     return info
+
+
+#: The file a synthetic writer leaves at the dataset's root, so that whatever trains on
+#: it (``dagnet-train --data-root``) labels its numbers SYNTHETIC, as the demo's are.
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+
+
+def write_synthetic_marker(root: str | os.PathLike[str], writer: str) -> None:
+    """Mark ``root`` as synthetic data written by ``writer`` (see :func:`synthetic_marker`)."""
+    body = {"synthetic": True, "writer": writer,
+            "note": "SYNTHETIC data in the EMOTIC layout, not EMOTIC: numbers from it say "
+                    "nothing about EMOTIC and are not comparable with the paper's"}  # fmt: skip
+    write_bytes_atomic(Path(root) / SYNTHETIC_MARKER, (json.dumps(body, indent=1) + "\n").encode())
+
+
+def synthetic_marker(root: str | os.PathLike[str]) -> dict[str, object] | None:
+    """What the synthetic marker of a dataset root says, or ``None`` for real data.
+
+    The writers of this package (:func:`make_synthetic_emotic`,
+    :func:`~dagnet_layers.emotic.data.make_diagnostic_emotic`) leave
+    :data:`SYNTHETIC_MARKER` at the root; the training command reads it to label its
+    outputs. A marker that cannot be read is an error naming the file, not "real data".
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     before = synthetic_marker(d)
+        ...     write_synthetic_marker(d, "a test")
+        ...     before, synthetic_marker(d)["writer"]
+        (None, 'a test')
+    """
+    path = Path(root) / SYNTHETIC_MARKER
+    if not path.exists() and not path.is_symlink():
+        return None
+    return read_json_object(path, "synthetic-data marker")
 
 
 # ----------------------------------------------------------------------- one image
