@@ -389,6 +389,24 @@ def test_pretrained_by_default_with_a_dataset_only(tmp_path: Path) -> None:
     assert opted_out.pretrained is False
 
 
+def test_gcn_flags_reach_the_model_config() -> None:
+    module = train_command
+    parser = module.build_train_parser()
+    args = parser.parse_args(["--gcn-readout", "max", "--gcn-init", "identity",
+                              "--gcn-normalization", "symmetric"])  # fmt: skip
+    module.resolve_defaults(args)
+    config = module.build_model(args).config
+    assert (config.gcn_readout, config.gcn_adjacency_init, config.gcn_normalization) == (
+        "max", "identity", "symmetric")
+    default = parser.parse_args([])
+    module.resolve_defaults(default)
+    config = module.build_model(default).config  # unset flags keep the model's own
+    assert (config.gcn_readout, config.gcn_adjacency_init, config.gcn_normalization) == (
+        "mean", "grid", "none")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--gcn-readout", "flatten"])  # the model has one output width
+
+
 def test_example_offline_pretrained_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

@@ -157,6 +157,13 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
     model.add_argument("--partition", type=int, help="patches per side N (Fig. 3: 2..9)")
     model.add_argument("--partition-policy", choices=["error", "resize", "pad"], default="error",
                        help="context sizes not divisible by N: fail, resize or pad the patches")
+    model.add_argument("--gcn-normalization", choices=["none", "symmetric", "softmax"],
+                       default=None, help="LSAM's adjacency normalisation (default: the "
+                       "model's; none is the paper's literal eq. 4)")
+    model.add_argument("--gcn-init", choices=["grid", "identity", "uniform"], default=None,
+                       help="LSAM's adjacency initialisation (default: the model's, grid)")
+    model.add_argument("--gcn-readout", choices=["mean", "sum", "max"], default=None,
+                       help="LSAM's pooling of the patch nodes (default: the model's, mean)")
     model.add_argument("--vad", action="store_true", help="also regress valence/arousal/dominance")
     model.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                        help="ImageNet backbone weights through timm (default: on with a "

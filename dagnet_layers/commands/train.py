@@ -290,6 +290,10 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
         overrides["partition"] = args.partition
     if args.partition_policy != "error":
         overrides["patch_size_policy"] = args.partition_policy
+    for flag, field in (("gcn_normalization", "gcn_normalization"),
+                        ("gcn_init", "gcn_adjacency_init"), ("gcn_readout", "gcn_readout")):
+        if getattr(args, flag, None) is not None:
+            overrides[field] = getattr(args, flag)
     if args.vad:
         overrides["vad_head"] = True
     for stream, path in (("body", args.body_weights), ("context", args.context_weights)):
