@@ -13,8 +13,10 @@ Three figures a researcher wants next to a DAG-Net run:
 
 One module per figure family: :mod:`~dagnet_layers.figures.ap`,
 :mod:`~dagnet_layers.figures.curves`, :mod:`~dagnet_layers.figures.prediction`
-(with :mod:`~dagnet_layers.figures.graph` for its patch-graph panel) and
-:mod:`~dagnet_layers.figures.sweeps`, and for in-the-wild prediction
+(with :mod:`~dagnet_layers.figures.graph` for its patch-graph panel),
+:mod:`~dagnet_layers.figures.sweeps`, :mod:`~dagnet_layers.figures.diagnostic` (the
+diagnostic scene benchmark: AP per cue family, BAM weights by kind of body, GSAM maps
+on the cue regions, learned adjacencies), and for in-the-wild prediction
 :mod:`~dagnet_layers.figures.annotate` (Pillow only, for every video frame) and
 :mod:`~dagnet_layers.figures.timeline`; every name is importable from here.
 
@@ -31,6 +33,12 @@ from dagnet_layers.figures._style import OKABE_ITO
 from dagnet_layers.figures.annotate import annotate_image
 from dagnet_layers.figures.ap import plot_ap_comparison
 from dagnet_layers.figures.curves import plot_training_curves
+from dagnet_layers.figures.diagnostic import (
+    plot_adjacency_matrices,
+    plot_attention_on_cues,
+    plot_body_weights,
+    plot_family_ap,
+)
 from dagnet_layers.figures.prediction import attention_overlay, plot_prediction
 from dagnet_layers.figures.sweeps import plot_partition_sweep
 from dagnet_layers.figures.timeline import plot_timeline
@@ -39,7 +47,11 @@ __all__ = [
     "OKABE_ITO",
     "annotate_image",
     "attention_overlay",
+    "plot_adjacency_matrices",
     "plot_ap_comparison",
+    "plot_attention_on_cues",
+    "plot_body_weights",
+    "plot_family_ap",
     "plot_partition_sweep",
     "plot_prediction",
     "plot_timeline",
