@@ -13,7 +13,8 @@ import pytest
 from dagnet_layers.commands import args as cmd_args
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"dagnet-train": "train_entry", "dagnet-predict": "predict_entry"}
+COMMANDS = {"dagnet-train": "train_entry", "dagnet-predict": "predict_entry",
+            "dagnet-diagnose": "diagnose_entry"}
 
 
 @pytest.mark.parametrize("entry", sorted(COMMANDS.values()))

@@ -6,6 +6,8 @@
   persons of photos, folders, globs and videos with a trained checkpoint;
 - ``dagnet-demo`` (:mod:`dagnet_layers.commands.demo`): the same on a local web
   page (the ``demo`` extra);
+- ``dagnet-diagnose`` (:mod:`dagnet_layers.commands.diagnose`): the diagnostic scene
+  benchmark, each module read against scenes whose cues are known;
 - ``dagnet-emotic-cache`` (:mod:`dagnet_layers.emotic.data.cache`): decode EMOTIC once
   into a memory-mapped cache, or verify one.
 
