@@ -58,9 +58,12 @@ def test_the_commands_are_declared_and_resolve() -> None:
 
 
 def test_restated_constants_match_the_library() -> None:
+    from dagnet_layers import ABLATIONS
     from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS
 
     assert cmd_args.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
+    # dagnet-diagnose trains every Table 2 preset, in the registry's order
+    assert cmd_args.DIAGNOSE_PRESETS == tuple(ABLATIONS)
 
 
 @pytest.mark.parametrize(("flag", "value", "hint"), [

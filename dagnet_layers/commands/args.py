@@ -231,6 +231,8 @@ DIAGNOSE_DEFAULTS: dict[str, Any] = dict(
     # each body category a dozen positives
     split_fractions=(0.4, 0.1, 0.5),
 )
+#: Every preset of :data:`dagnet_layers.ABLATIONS`, restated so that ``--help`` needs no
+#: import (a test keeps the two equal).
 DIAGNOSE_PRESETS = ("body_only", "baseline", "bam", "gsam", "lsam", "bam_gsam",
                     "bam_gsam_lsam_nogcn", "full")
 

@@ -41,18 +41,12 @@ from typing import Any
 
 import numpy as np
 
-from dagnet_layers.commands.args import (
-    DIAGNOSE_DEFAULTS,
-    DIAGNOSE_PRESETS,
-    build_diagnose_parser,
-)
+from dagnet_layers.commands.args import DIAGNOSE_DEFAULTS, build_diagnose_parser
 from dagnet_layers.storage import FolderLock, write_bytes_atomic
 
 logger = logging.getLogger("dagnet_diagnose")
 
-#: The Table 2 presets the benchmark trains by default, in the paper's order.
-PRESETS = DIAGNOSE_PRESETS
-#: Each module against the ablation without it: (module, with, without, metric keys).
+#: Each module against the ablation without it: (module, preset with, preset without).
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("BAM", "bam", "baseline"),
     ("BAM", "bam_gsam", "gsam"),
@@ -232,8 +226,8 @@ def summarise(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     for preset, per_seed in results.items():
         row = {label: _stats([_get(per_seed.get(s), path) for s in seeds])
                for label, path in METRICS}  # fmt: skip
-        for key in ("point_biserial",):
-            row[f"bam {key}"] = _stats([_get(per_seed.get(s), ("bam", key)) for s in seeds])
+        row["bam point_biserial"] = _stats(
+            [_get(per_seed.get(s), ("bam", "point_biserial")) for s in seeds])
         for kind in ("clean", "occluded", "blurred", "no_body_cue"):
             row[f"bam weight {kind}"] = _stats(
                 [_get(per_seed.get(s), ("bam", "mean_weight", kind)) for s in seeds])

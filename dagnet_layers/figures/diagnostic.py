@@ -39,7 +39,6 @@ __all__ = [
     "plot_family_ap",
 ]
 
-_NOTE = "SYNTHETIC diagnostic scenes (not EMOTIC)"
 _FAMILY_COLOURS = (OKABE_ITO["vermillion"], OKABE_ITO["sky_blue"], OKABE_ITO["bluish_green"],
                    OKABE_ITO["orange"], OKABE_ITO["reddish_purple"])  # fmt: skip
 _REGION_COLOURS = {"echo": OKABE_ITO["orange"], "local": OKABE_ITO["sky_blue"],
@@ -50,7 +49,7 @@ def plot_family_ap(
     results: Mapping[str, Mapping[str, Sequence[float | None]]],
     path: PathLike | None = None,
     *,
-    title: str = f"{_NOTE}:\ntest AP per cue family",
+    title: str = "SYNTHETIC diagnostic scenes (not EMOTIC):\ntest AP per cue family",
     ylabel: str = "test mAP of the family's categories (%)",
     figsize: tuple[float, float] | None = None,
     dpi: float = 100,
@@ -116,7 +115,7 @@ def plot_body_weights(
     weights: Mapping[str, Any],
     path: PathLike | None = None,
     *,
-    title: str = f"{_NOTE}:\nBAM body weight by kind of body",
+    title: str = "SYNTHETIC diagnostic scenes (not EMOTIC):\nBAM body weight by kind of body",
     bins: int = 20,
     figsize: tuple[float, float] = (5.6, 3.6),
     dpi: float = 100,
@@ -172,7 +171,7 @@ def plot_attention_on_cues(
     items: Sequence[Mapping[str, Any]],
     path: PathLike | None = None,
     *,
-    title: str = f"{_NOTE}: GSAM attention and the cue regions",
+    title: str = "SYNTHETIC diagnostic scenes (not EMOTIC): GSAM attention and the cue regions",
     columns: int = 4,
     panel_inches: float = 2.0,
     dpi: float = 100,
@@ -249,7 +248,7 @@ def plot_adjacency_matrices(
     matrices: Mapping[str, Any],
     path: PathLike | None = None,
     *,
-    title: str = f"{_NOTE}: LSAM adjacency (rows: receiving patch)",
+    title: str = "SYNTHETIC diagnostic scenes (not EMOTIC): LSAM adjacency (rows: receiving patch)",
     panel_inches: float = 2.6,
     dpi: float = 100,
 ) -> Figure:
