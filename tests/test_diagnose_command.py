@@ -54,6 +54,11 @@ def test_diagnose_runs_resumes_and_reports(tmp_path: Path, monkeypatch, capsys) 
     # other settings in the same folder are refused, naming what differs
     with pytest.raises(SystemExit, match="epochs=1 there, 2 now"):
         diagnose.main([*TINY, "--epochs", "2", "--output-dir", str(out)])
+    # scenes written with other settings are never mixed in, even without settings.json
+    (out / "settings.json").unlink()
+    with pytest.raises(SystemExit, match="n_images=24 there, 30 now"):
+        diagnose.main([*TINY, "--images", "30", "--output-dir", str(out)])
+    assert not (out / "settings.json").exists()  # nothing recorded for the refused call
 
 
 def test_an_interrupted_run_is_continued_not_restarted(tmp_path: Path) -> None:

@@ -96,13 +96,29 @@ def check_settings(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     return wanted
 
 
+def check_scenes(scenes: Any, args: argparse.Namespace, seed: int) -> None:
+    """Refuse complete scenes written with other settings than this call's."""
+    from dagnet_layers.emotic.data.scenes import DIAGNOSTIC_JSON
+
+    wanted = {"n_images": args.images, "seed": seed, "image_size": args.scene_size,
+              "corrupt_fraction": args.corrupt_fraction,
+              "split_fractions": list(DIAGNOSE_DEFAULTS["split_fractions"])}  # fmt: skip
+    differ = [f"{k}={scenes.settings.get(k)!r} there, {v!r} now" for k, v in wanted.items()
+              if scenes.settings.get(k) != v]  # fmt: skip
+    if differ:
+        raise SystemExit(f"{scenes.root / DIAGNOSTIC_JSON} holds other scenes "
+                         f"({', '.join(differ)}); use another --output-dir")
+
+
 def ensure_scenes(root: Path, args: argparse.Namespace, seed: int) -> Any:
     """The scenes of one seed, written unless complete (their ground truth is written last)."""
     from dagnet_layers.emotic.data import make_diagnostic_emotic, read_diagnostic_scenes
     from dagnet_layers.emotic.data.scenes import DIAGNOSTIC_JSON
 
     if (root / DIAGNOSTIC_JSON).is_file():
-        return read_diagnostic_scenes(root)
+        scenes = read_diagnostic_scenes(root)
+        check_scenes(scenes, args, seed)
+        return scenes
     logger.info("writing the diagnostic scenes of seed %d to %s", seed, root)
     return make_diagnostic_emotic(
         root, n_images=args.images, seed=seed, image_size=args.scene_size,
@@ -454,21 +470,22 @@ def write_figures(out: Path, report: Path, results: dict[str, dict[int, dict[str
 
 
 def write_report(out: Path, results: dict[str, dict[int, dict[str, Any]]], scenes: dict[int, Any],
-                 settings: dict[str, Any], args: argparse.Namespace) -> Path:  # fmt: skip
-    """``report/report.{md,json}`` and the figures; returns the report folder."""
+                 settings: dict[str, Any], args: argparse.Namespace
+                 ) -> tuple[Path, str]:  # fmt: skip
+    """``report/report.{md,json}`` and the figures; returns the folder and the tables."""
     report = args.report_dir or out / "report"
     report.mkdir(parents=True, exist_ok=True)
     summary = summarise(results)
     figures = write_figures(out, report, results, scenes, args)
-    text = report_markdown(summary, settings)
-    text += "\n## Figures\n\n" + "\n".join(f"![{n}]({n})" for n in figures) + "\n"
+    tables = report_markdown(summary, settings)
+    text = tables + "\n## Figures\n\n" + "\n".join(f"![{n}]({n})" for n in figures) + "\n"
     write_bytes_atomic(report / "report.md", text.encode())
     record = {"synthetic": True, "note": SYNTHETIC, "settings": settings, **summary,
               "runs": {p: {str(s): r for s, r in per_seed.items()}
                        for p, per_seed in results.items()}}  # fmt: skip
     write_bytes_atomic(report / "report.json",
                        (json.dumps(_json_safe(record), indent=1) + "\n").encode())  # fmt: skip
-    return report
+    return report, tables
 
 
 # ------------------------------------------------------------------------------- main
@@ -505,12 +522,21 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-diagnose") -> int:
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out, purpose="dagnet-diagnose"):
+        from dagnet_layers.emotic.data import read_diagnostic_scenes
+        from dagnet_layers.emotic.data.scenes import DIAGNOSTIC_JSON
+
+        scenes: dict[int, Any] = {}
+        for seed in args.seeds:  # before settings.json is written: nothing recorded wrongly
+            root = out / "scenes" / f"seed{seed}"
+            if (root / DIAGNOSTIC_JSON).is_file():
+                scenes[seed] = read_diagnostic_scenes(root)
+                check_scenes(scenes[seed], args, seed)
         settings = check_settings(out, args)
         results: dict[str, dict[int, dict[str, Any]]] = {p: {} for p in args.presets}
-        scenes: dict[int, Any] = {}
         total, k = len(args.seeds) * len(args.presets), 0
         for seed in args.seeds:
-            scenes[seed] = ensure_scenes(out / "scenes" / f"seed{seed}", args, seed)
+            if seed not in scenes:
+                scenes[seed] = ensure_scenes(out / "scenes" / f"seed{seed}", args, seed)
             cache = out / "cache" / f"seed{seed}"
             for preset in args.presets:
                 k += 1
@@ -520,8 +546,8 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-diagnose") -> int:
                 test_report = ensure_trained(run, argv_run)
                 results[preset][seed] = ensure_diagnosed(run, scenes[seed], cache, args,
                                                          test_report)  # fmt: skip
-        report = write_report(out, results, scenes, settings, args)
-    print(report_markdown(summarise(results), settings))
+        report, tables = write_report(out, results, scenes, settings, args)
+    print(tables)
     print(f"report and figures in {report.resolve()}")
     return 0
 
