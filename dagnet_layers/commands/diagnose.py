@@ -291,12 +291,13 @@ def report_tables(summary: dict[str, Any]) -> list[dict[str, Any]]:
             wins = sum(1 for v in s["values"] if v is not None and v > 0)
             cells.append(_pct(s, signed=True) + (f" ({wins}/{s['n']})" if s["n"] else ""))
         rows.append([row["module"], row["with"], row["without"], *cells])
-    tables.append({
-        "title": "Each module against the ablation without it",
-        "text": "Paired by seed (same scenes, same training seed): the difference in "
-                "percentage points, mean ± sd, and in how many seeds it is positive.",
-        "header": ["module", "with", "without", *labels], "rows": rows,
-    })  # fmt: skip
+    if rows:  # only where both presets of a contrast were trained
+        tables.append({
+            "title": "Each module against the ablation without it",
+            "text": "Paired by seed (same scenes, same training seed): the difference in "
+                    "percentage points, mean ± sd, and in how many seeds it is positive.",
+            "header": ["module", "with", "without", *labels], "rows": rows,
+        })  # fmt: skip
     kinds = ("clean", "occluded", "blurred", "no_body_cue")
     with_bam = [p for p, r in presets.items() if r["bam point_biserial"]["n"]]
     if with_bam:

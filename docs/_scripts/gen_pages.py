@@ -335,6 +335,66 @@ def synthetic_table2_rst(path: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def diagnostic_report_rst(path: Path, only: tuple[str, ...] | None = None) -> str:
+    """The diagnostic benchmark's tables, from the committed ``report.json``.
+
+    Rendered by the command's own :func:`~dagnet_layers.commands.diagnose.report_tables`,
+    so the page and ``report.md`` show the same cells; ``only`` keeps the tables whose
+    title starts with one of its strings.
+    """
+    if not path.is_file():
+        return ".. note::\n\n   No diagnostic report is committed.\n"
+    from dagnet_layers.commands.diagnose import report_tables, settings_text
+
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("synthetic") is not True:
+        raise ValueError(f"{path}: a diagnostic report must say it is synthetic")
+
+    def text(cell: str) -> str:  # |A| would be a substitution reference in reST
+        return cell.replace("|", "\\|").replace("`", "``")
+
+    out = [text(settings_text(record["settings"], record["seeds"])), ""]
+    for table in report_tables(record):
+        if only is not None and not table["title"].startswith(only):
+            continue
+        out += [f".. list-table:: SYNTHETIC: {table['title']}", "   :header-rows: 1", ""]
+        for row in [table["header"], *table["rows"]]:
+            out.append(f"   * - {text(row[0])}")
+            out += [f"     - {text(cell)}" for cell in row[1:]]
+        out.append("")
+        if table["text"]:
+            out += [text(table["text"]), ""]
+    return "\n".join(out) + "\n"
+
+
+def diagnostic_variants_rst(path: Path) -> str:
+    """The GCN variants against the paper's LSAM, from ``diagnostic_variants.py``'s JSON."""
+    if not path.is_file():
+        return ".. note::\n\n   No variant comparison is committed.\n"
+    from dagnet_layers.commands.diagnose import _pct
+
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("synthetic") is not True:
+        raise ValueError(f"{path}: a diagnostic comparison must say it is synthetic")
+    out = [f".. list-table:: SYNTHETIC: LSAM variants of ``{record['preset']}`` (test mAP %, "
+           f"mean ± sd over seeds {', '.join(map(str, record['seeds']))}; differences paired "
+           "by seed)", "   :header-rows: 1", "",
+           "   * - variant", "     - dagnet-train flags", "     - local", "     - cue mAP",
+           "     - local minus the paper's GCN", "     - local minus the per-patch sum",
+           "     - adjacency ratio"]  # fmt: skip
+    for row in record["rows"]:
+        v = row["values"]
+        ratio = v["LSAM ratio (learned)"]
+        ratio_text = "n/a" if ratio["mean"] is None else f"{ratio['mean']:.2f}"
+        out += [f"   * - {row['variant']}",
+                f"     - ``{' '.join(row.get('flags') or []) or '(none)'}``",
+                f"     - {_pct(v['local'])}", f"     - {_pct(v['cue mAP'])}",
+                f"     - {_pct(row['minus full']['local'], signed=True)}",
+                f"     - {_pct(row['minus per-patch sum']['local'], signed=True)}",
+                f"     - {ratio_text}"]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
 def backbone_support_rst(path: Path) -> str:
     """The timm families checked by ``tests/test_backbones.py``, from ``backbone_support.json``."""
     rows = json.loads(path.read_text(encoding="utf-8"))
@@ -539,6 +599,13 @@ def generate_all(docs: Path, have_myst: bool) -> None:
     _write(gen / "table2.inc", table2_rst())
     _write(gen / "synthetic_table2.inc",
            synthetic_table2_rst(docs / "results" / "synthetic" / "table2.json"))
+    _write(gen / "diagnostic_report.inc",
+           diagnostic_report_rst(docs / "results" / "diagnostic" / "report.json"))
+    _write(gen / "diagnostic_gsam128.inc",
+           diagnostic_report_rst(docs / "results" / "diagnostic" / "gsam128" / "report.json",
+                                 only=("Test mAP", "GSAM")))
+    _write(gen / "diagnostic_variants.inc",
+           diagnostic_variants_rst(docs / "results" / "diagnostic" / "variants.json"))
     _write(gen / "backbone_support.inc",
            backbone_support_rst(docs / "results" / "backbone_support.json"))
     _write(gen / "ablations.inc", ablations_rst())
