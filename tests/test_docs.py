@@ -193,3 +193,30 @@ def test_link_checker_finds_broken_links_and_cdn_assets(tmp_path: Path) -> None:
     assert any("#gone" in p for p in problems) and any("missing.html" in p for p in problems)
     assert any("from the network" in p for p in problems)
     assert "https://example.org" in external
+
+
+def test_diagnostic_page_renders_the_committed_report(tmp_path: Path) -> None:
+    """The page's tables are the report's cells (``report_tables``), |A| escaped for reST,
+    and a report that does not say it is synthetic is refused."""
+    import json
+
+    from dagnet_layers.commands.diagnose import report_tables
+
+    gen_pages = _load_gen_pages()
+    committed = ROOT / "docs" / "results" / "diagnostic" / "report.json"
+    text = gen_pages.diagnostic_report_rst(committed)
+    record = json.loads(committed.read_text())
+    tables = report_tables(record)
+    assert text.count(".. list-table:: SYNTHETIC: ") == len(tables)
+    for table in tables:  # every cell of every table is on the page
+        for row in table["rows"]:
+            for cell in row:
+                assert f"- {cell.replace('|', chr(92) + '|')}" in text, cell
+    assert "cue \\|A\\|" in text and " |A|" not in text
+    only = gen_pages.diagnostic_report_rst(committed, only=("GSAM",))
+    assert only.count(".. list-table::") == 1
+    record["synthetic"] = False
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="synthetic"):
+        gen_pages.diagnostic_report_rst(tmp_path / "r.json")
+    assert "No diagnostic report" in gen_pages.diagnostic_report_rst(tmp_path / "none.json")
