@@ -175,7 +175,9 @@ def ensure_diagnosed(run: Path, scenes: Any, cache: Path, args: argparse.Namespa
     from dagnet_layers.emotic.diagnostic import collect_outputs, diagnose
     from dagnet_layers.models import DAGNet
 
-    checkpoint = Path(test_report["checkpoint"])
+    # the report names the checkpoint as the run was called (maybe relative to another
+    # working folder); it is the folder of that name under this run's checkpoints
+    checkpoint = run / "checkpoints" / Path(test_report["checkpoint"]).name
     inference = read_json_object(checkpoint / "inference.json", "inference settings")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = DAGNet.from_pretrained(checkpoint, map_location=device)
