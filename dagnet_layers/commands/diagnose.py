@@ -375,7 +375,7 @@ def report_markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
 def write_figures(out: Path, report: Path, results: dict[str, dict[int, dict[str, Any]]],
                   scenes: dict[int, Any], args: argparse.Namespace) -> list[str]:  # fmt: skip
     """The report's figures; returns their file names."""
-    from dagnet_layers.emotic.diagnostic import DiagnosticOutputs
+    from dagnet_layers.emotic.diagnostic import DiagnosticOutputs, body_kind, cue_boxes
     from dagnet_layers.figures.diagnostic import (
         plot_adjacency_matrices,
         plot_attention_on_cues,
@@ -402,8 +402,7 @@ def write_figures(out: Path, report: Path, results: dict[str, dict[int, dict[str
         # one seed: each run's weights sit at their own level, which pooling would mix
         o, truth = outputs(preset, seeds[0]), scenes[seeds[0]].by_filename()
         for f, w in zip(o.filenames, o.body_weights, strict=True):
-            p = truth[f]
-            kinds["no body cue" if p.body is None else p.corrupted or "clean"].append(float(w))
+            kinds[body_kind(truth[f]).replace("_", " ")].append(float(w))
         name = f"body_weights_{preset}.png"
         plot_body_weights(kinds, report / name,
                           title=f"SYNTHETIC diagnostic scenes (not EMOTIC):\nBAM weight, "
@@ -418,13 +417,11 @@ def write_figures(out: Path, report: Path, results: dict[str, dict[int, dict[str
     shown = [p for p in scenes[s].persons if p.split == "test"][:8]
     items = []
     for p in shown:
-        regions = {"echo": [p.echo_box] if p.echo_box is not None else [],
-                   "local": [b for _, b in p.local], "sky": [p.sky_box] if p.sky else []}
         tags = [*p.categories, *([f"body {p.corrupted}"] if p.corrupted else [])]
         with Image.open(scenes[s].root / "emotic" / "diagnostic" / "images" / p.filename) as im:
             image = np.asarray(im.convert("RGB"))
-        items.append({"image": image, "regions": {k: v for k, v in regions.items() if v},
-                      "body_box": p.bbox, "caption": ", ".join(tags)})  # fmt: skip
+        items.append({"image": image, "regions": cue_boxes(p), "body_box": p.bbox,
+                      "caption": ", ".join(tags)})  # fmt: skip
     plot_attention_on_cues(items, report / "scenes.png",
                            title=f"SYNTHETIC diagnostic scenes (not EMOTIC): test images of "
                            f"seed {s}, cue regions outlined, body dashed")  # fmt: skip
@@ -443,11 +440,8 @@ def write_figures(out: Path, report: Path, results: dict[str, dict[int, dict[str
             p = truth[f]
             if not (p.local or p.echo_box is not None) or len(items) >= 8:
                 continue
-            regions = {"local": [b for _, b in p.local]}
-            if p.echo_box is not None:
-                regions["echo"] = [p.echo_box]
             regions = {k: [tuple(v * scale for v in b) for b in boxes]
-                       for k, boxes in regions.items() if boxes}  # fmt: skip
+                       for k, boxes in cue_boxes(p).items() if k != "sky"}  # fmt: skip
             cues = ", ".join(p.categories)
             items.append({"image": dataset[i]["context"], "attention": o.attention[i],
                           "regions": regions, "caption": cues,

@@ -49,7 +49,9 @@ __all__ = [
     "DiagnosticOutputs",
     "adjacency_contrast",
     "attention_mass_in_mask",
+    "body_kind",
     "collect_outputs",
+    "cue_boxes",
     "cue_masks",
     "diagnose",
     "patches_touched",
@@ -230,18 +232,47 @@ def cue_masks(person: DiagnosticPerson, scene_size: int, size: int) -> dict[str,
     """
     scale = size / scene_size
     out: dict[str, np.ndarray] = {}
-    if person.echo_box is not None:
-        out["echo"] = np.zeros((size, size), bool)
-        _box_mask(out["echo"], person.echo_box, scale)
-    if person.local:
-        out["local"] = np.zeros((size, size), bool)
-        for _, box in person.local:
-            _box_mask(out["local"], box, scale)
-    if person.sky is not None:
-        out["sky"] = np.zeros((size, size), bool)
-        _box_mask(out["sky"], person.sky_box, scale)
+    for region, boxes in cue_boxes(person).items():
+        out[region] = np.zeros((size, size), bool)
+        for box in boxes:
+            _box_mask(out[region], box, scale)
+    if "sky" in out:
         _box_mask(out["sky"], person.bbox, scale, value=False)
     return out
+
+
+def cue_boxes(person: DiagnosticPerson) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Each cue region this person has (:data:`CUE_REGIONS`) as boxes in scene pixels.
+
+    Example:
+        >>> from dagnet_layers.emotic.data import DiagnosticPerson
+        >>> p = DiagnosticPerson("test", "x.jpg", (0, 4, 2, 8), ("Surprise",), None, None,
+        ...                      (5, 5, 6, 6), None, (0, 0, 8, 4),
+        ...                      (("Surprise", (1, 1, 2, 2)),), ())
+        >>> cue_boxes(p)
+        {'echo': [(5, 5, 6, 6)], 'local': [(1, 1, 2, 2)]}
+    """
+    out: dict[str, list[tuple[float, float, float, float]]] = {}
+    if person.echo_box is not None:
+        out["echo"] = [person.echo_box]
+    if person.local:
+        out["local"] = [box for _, box in person.local]
+    if person.sky is not None:
+        out["sky"] = [person.sky_box]
+    return out
+
+
+def body_kind(person: DiagnosticPerson) -> str:
+    """``"clean"``, ``"occluded"``, ``"blurred"`` or ``"no_body_cue"`` (a grey torso).
+
+    Example:
+        >>> from dagnet_layers.emotic.data import DiagnosticPerson
+        >>> p = DiagnosticPerson("test", "x.jpg", (0, 4, 2, 8), ("Anger",), "Anger",
+        ...                      "blurred", None, None, (0, 0, 8, 4), (), ())
+        >>> body_kind(p)
+        'blurred'
+    """
+    return "no_body_cue" if person.body is None else person.corrupted or "clean"
 
 
 @dataclass
@@ -434,8 +465,7 @@ def diagnose(outputs: DiagnosticOutputs, scenes: DiagnosticScenes, *, protocol: 
     }
     if outputs.body_weights is not None:
         w = np.asarray(outputs.body_weights, dtype=np.float64)
-        kinds = np.array([("no_body_cue" if p.body is None else p.corrupted or "clean")
-                          for p in persons])  # fmt: skip
+        kinds = np.array([body_kind(p) for p in persons])
         report["bam"] = {
             "point_biserial": point_biserial(w[has_body], corrupted[has_body]),
             "mean_weight": {k: _mean(w[kinds == k])
