@@ -6,7 +6,8 @@ Records flow one way: ``read_emotic_annotations`` (official ``Annotations.mat``)
 masked context per person) -> the paired transforms (per sample, or batched on the
 device). The modules import in that direction only: ``categories`` and ``records``
 know nothing of ``pixels``, which knows nothing of ``cache``, which knows nothing
-of ``dataset``.
+of ``dataset``. ``jpeg`` (``EmoticJpegDataset`` + ``JpegBatchDecoder``) moves the
+decoding of the official layout's JPEGs out of the workers, onto the device.
 """
 
 from dagnet_layers.emotic.data.cache import (
@@ -24,6 +25,14 @@ from dagnet_layers.emotic.data.categories import (
     NUM_CATEGORIES,
 )
 from dagnet_layers.emotic.data.dataset import EmoticDataset, NpyRows, detect_layout
+from dagnet_layers.emotic.data.jpeg import (
+    JPEG_DECODE_MODES,
+    EmoticJpegDataset,
+    JpegBatchDecoder,
+    collate_encoded,
+    pillow_bilinear_resize,
+    read_encoded_image,
+)
 from dagnet_layers.emotic.data.pixels import MAX_IMAGE_PIXELS, crop_body_and_context, load_image_rgb
 from dagnet_layers.emotic.data.preprocessed import (
     PREPROCESSED_COLUMNS,
@@ -93,6 +102,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "JOINT_CATEGORIES",
+    "JPEG_DECODE_MODES",
     "MAX_IMAGE_PIXELS",
     "NUM_CATEGORIES",
     "PREPROCESSED_COLUMNS",
@@ -105,9 +115,11 @@ __all__ = [
     "DiagnosticScenes",
     "EmoticBatchTransform",
     "EmoticDataset",
+    "EmoticJpegDataset",
     "EmoticPairedTransform",
     "EmoticRecord",
     "EmoticRecords",
+    "JpegBatchDecoder",
     "NpyRows",
     "PreprocessedSplit",
     "ReadSummary",
@@ -116,6 +128,7 @@ __all__ = [
     "build_emotic_cache",
     "cache_is_complete",
     "clamp_bbox",
+    "collate_encoded",
     "crop_body_and_context",
     "denormalize",
     "detect_layout",
@@ -132,10 +145,12 @@ __all__ = [
     "mask_bbox",
     "normalization_of",
     "open_npy",
+    "pillow_bilinear_resize",
     "preprocessed_files",
     "read_diagnostic_scenes",
     "read_emotic_annotations",
     "read_emotic_preprocessed",
+    "read_encoded_image",
     "resolve_in_root",
     "synthetic_marker",
     "verify_emotic_cache",

@@ -1,0 +1,453 @@
+"""JPEGs decoded on the training device: the workers read files, the device decodes them.
+
+Without a cache, decoding JPEGs in the DataLoader workers is the slowest part of the
+data path (about 8x the CPU time per sample of reading the cache). With
+:class:`EmoticJpegDataset` the workers only read each file's bytes (and its header,
+for the checks); :class:`JpegBatchDecoder` then decodes a whole batch with
+:func:`torchvision.io.decode_jpeg` on the device (nvJPEG on CUDA, batched), cuts
+the body out, resizes body and context and masks the body box there.
+
+The result is the same sample as :class:`~dagnet_layers.emotic.data.EmoticDataset`'s
+up to the decoders' rounding: the same box clamping, the same bilinear antialiased
+resize (``torch.nn.functional.interpolate(antialias=True)`` in place of Pillow's),
+the same mask. Tests hold the two paths within two grey levels of each other.
+
+Files the device decoder cannot take (not a JPEG, or a CMYK / YCCK JPEG) are decoded
+in the worker exactly as the host path does and travel as pixels; so does any file
+nvJPEG refuses at run time (decoded on the host from its bytes, named if that fails
+too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import default_collate
+
+from dagnet_layers.emotic.data.dataset import EmoticDataset, Sample
+from dagnet_layers.emotic.data.pixels import MAX_IMAGE_PIXELS, _to_rgb, load_image_rgb
+from dagnet_layers.emotic.data.records import clamp_bbox
+from dagnet_layers.emotic.data.transforms import mask_bbox
+from dagnet_layers.errors import CorruptFileError, ImageDecodeError, ImageTooLargeError
+
+__all__ = [
+    "JPEG_DECODE_MODES",
+    "EmoticJpegDataset",
+    "JpegBatchDecoder",
+    "collate_encoded",
+    "pillow_bilinear_resize",
+    "read_encoded_image",
+]
+
+#: Where ``dagnet-train --jpeg-decode`` decodes JPEGs: ``"auto"`` (on the device when
+#: training on CUDA without a cache, else in the workers), ``"workers"``, ``"device"``.
+JPEG_DECODE_MODES = ("auto", "workers", "device")
+
+# Modes nvJPEG turns into RGB itself; the rest (CMYK, YCCK...) go through Pillow.
+_DEVICE_MODES = ("RGB", "L")
+# Keys of an encoded sample that stay Python lists after collation.
+_LIST_KEYS = ("image", "path", "crop")
+
+
+def read_encoded_image(
+    path: str | os.PathLike[str], *, max_pixels: int | None = MAX_IMAGE_PIXELS
+) -> tuple[Tensor, tuple[int, int]]:
+    """An image file as the device decoder wants it, and its ``(width, height)``.
+
+    Only the header is parsed (no pixel is decoded) for an RGB or grayscale JPEG:
+    the file's bytes come back as a 1-D ``uint8`` tensor. Any other file is decoded
+    here by :func:`~dagnet_layers.emotic.data.load_image_rgb` and comes back as a
+    ``(3, H, W)`` ``uint8`` tensor.
+
+    Args:
+        path: Image file.
+        max_pixels: Largest accepted ``width * height``, as in ``load_image_rgb``.
+
+    Returns:
+        ``(image, (width, height))``.
+
+    Raises:
+        MissingFileError: If the file does not exist.
+        ImageTooLargeError: If the image has more than ``max_pixels`` pixels.
+        ImageDecodeError: If the file is not an image Pillow can read.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     Image.new("RGB", (6, 4)).save(f"{d}/a.jpg")
+        ...     Image.new("RGB", (6, 4)).save(f"{d}/a.png")
+        ...     jpg, size = read_encoded_image(f"{d}/a.jpg")
+        ...     png, _ = read_encoded_image(f"{d}/a.png")
+        >>> jpg.dim(), size, tuple(png.shape)
+        (1, (6, 4), (3, 4, 6))
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return _host_pixels(path, max_pixels)  # raises MissingFileError, naming the file
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt, mode, (w, h) = img.format, img.mode, img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(
+            path, f"cannot read the image's header ({type(exc).__name__}: {exc})"
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(
+            path, f"Pillow refused it as a decompression bomb ({exc})"
+        ) from exc
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageTooLargeError(
+            path, f"{w} x {h} = {w * h:,} pixels, more than max_pixels={max_pixels:,}; "
+            "raise the bound if the image is genuine"
+        )
+    if fmt != "JPEG" or mode not in _DEVICE_MODES or w < 1 or h < 1:
+        return _host_pixels(path, max_pixels)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8), (w, h)
+
+
+def _host_pixels(path: str, max_pixels: int | None) -> tuple[Tensor, tuple[int, int]]:
+    image = load_image_rgb(path, max_pixels=max_pixels)
+    return _pil_to_chw(image), image.size
+
+
+def _pil_to_chw(image: Image.Image) -> Tensor:
+    import numpy as np
+
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1)))
+
+
+@contextlib.contextmanager
+def _quiet_torchvision() -> Iterator[None]:
+    """torchvision 0.29 deprecates its decoders in favour of TorchCodec; while older
+    torchvisions, which have no TorchCodec, are supported, that warning is ours to handle."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+        yield
+
+
+# Pillow's fixed-point arithmetic for 8-bit images (Resample.c): coefficients scaled by
+# 2**22 and rounded, sums rounded half up, a uint8 image between the two passes.
+_PRECISION_BITS = 32 - 8 - 2
+
+
+def _pillow_coefficients(in_size: int, in0: float, in1: float, out_size: int,
+                         device: torch.device) -> tuple[Tensor, Tensor, int, int]:
+    """Pillow's integer bilinear coefficients, as its ``precompute_coeffs`` lays them out.
+
+    Returns ``(weights, index, start, stop)``; ``weights`` and ``index`` are
+    ``(out_size, taps)``: output pixel ``i`` is ``sum_k weights[i, k] *
+    input[start + index[i, k]]`` (float64, integer-valued; unused taps weigh 0), and
+    no tap reaches outside ``input[start:stop]``. Built from the sizes alone: nothing
+    is read back from the device.
+    """
+    scale = (in1 - in0) / out_size
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale  # the bilinear (triangle) filter's support is 1
+    taps = math.ceil(support) * 2 + 1
+    centre = in0 + (torch.arange(out_size, dtype=torch.float64, device=device) + 0.5) * scale
+    # the taps Pillow visits: [trunc(centre - support + 0.5), trunc(centre + support + 0.5))
+    lo = torch.trunc(centre - support + 0.5).clamp_(min=0)
+    hi = torch.trunc(centre + support + 0.5).clamp_(max=in_size)
+    x = lo[:, None] + torch.arange(taps, dtype=torch.float64, device=device)
+    arg = ((x - centre[:, None]) + 0.5) * (1.0 / filterscale)
+    weights = (1.0 - arg.abs()).clamp_(min=0.0) * (x < hi[:, None])
+    total = weights.cumsum(dim=1)[:, -1:]  # summed left to right, as Pillow sums them
+    weights = torch.where(total != 0, weights / total.clamp(min=1e-300), weights)
+    # the pixels any tap reaches (Python's int() truncates as C's cast does)
+    start = max(int(in0 + 0.5 * scale - support + 0.5), 0)
+    stop = min(int(in0 + (out_size - 0.5) * scale + support + 0.5), in_size)
+    index = (x.clamp_(min=start, max=stop - 1) - start).to(torch.int64)
+    return torch.trunc(weights * (1 << _PRECISION_BITS) + 0.5), index, start, stop
+
+
+def _pillow_round(fixed: Tensor) -> Tensor:
+    half = float(1 << (_PRECISION_BITS - 1))
+    return torch.floor((fixed + half) / (1 << _PRECISION_BITS)).clamp_(0, 255)
+
+
+def pillow_bilinear_resize(image: Tensor, size: int,
+                           box: Sequence[int] | None = None) -> Tensor:
+    """Resize a ``uint8`` image as Pillow's ``resize(..., BILINEAR, box)`` does, on any device.
+
+    The same coefficients (the triangle filter widened by the downscaling factor:
+    antialiasing), the same region (``box``'s filter taps reach the pixels around
+    it, as Pillow's do: cropping first and resizing would differ along the crop's
+    edges), the same 22-bit fixed-point rounding and the same horizontal-then-
+    vertical passes with an 8-bit image between them. Each pass gathers every
+    output pixel's few taps and sums them in float64, where these integer sums are
+    exact; tests hold the result to Pillow's.
+
+    Args:
+        image: ``(C, H, W)`` ``uint8`` tensor.
+        size: Output side: the result is ``size x size``.
+        box: ``(x1, y1, x2, y2)`` integer region of ``image`` to resize (default: all).
+
+    Returns:
+        ``(C, size, size)`` ``uint8`` on ``image``'s device.
+
+    Example:
+        >>> import numpy as np
+        >>> img = torch.randint(0, 256, (3, 30, 40), dtype=torch.uint8)
+        >>> pil = Image.fromarray(img.permute(1, 2, 0).numpy())
+        >>> want = np.asarray(pil.resize((16, 16), Image.Resampling.BILINEAR, box=(5, 2, 29, 27)))
+        >>> got = pillow_bilinear_resize(img, 16, box=(5, 2, 29, 27)).permute(1, 2, 0).numpy()
+        >>> bool((got == want).all())
+        True
+    """
+    if image.dim() != 3 or image.dtype != torch.uint8:
+        raise ValueError(f"pillow_bilinear_resize needs a (C, H, W) uint8 image, got "
+                         f"{tuple(image.shape)} {image.dtype}")  # fmt: skip
+    _, h, w = image.shape
+    x1, y1, x2, y2 = (0, 0, w, h) if box is None else (int(v) for v in box)
+    if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+        raise ValueError(f"box {tuple(box or ())} is not a non-empty region of a {w}x{h} image")
+    device = image.device
+    # each output pixel gathers its few taps: the cost of the filter, not of the image
+    cols, col_index, c0, c1 = _pillow_coefficients(w, float(x1), float(x2), size, device)
+    rows, row_index, r0, r1 = _pillow_coefficients(h, float(y1), float(y2), size, device)
+    pixels = image[:, r0:r1, c0:c1].to(torch.float64)
+    # (C, H, size): the 8-bit image between the passes
+    c, rows_in, cols_in = pixels.shape
+    # gathers of whole rows (columns first laid out as rows): memory copies, not scatters
+    flat = pixels.permute(2, 0, 1).reshape(cols_in, c * rows_in)
+    taps = flat.index_select(0, col_index.flatten()).view(size, -1, c * rows_in)
+    across = _pillow_round((taps * cols[:, :, None]).sum(dim=1))  # the 8-bit image between
+    flat = across.view(size, c, rows_in).permute(2, 1, 0).reshape(rows_in, c * size)
+    taps = flat.index_select(0, row_index.flatten()).view(size, -1, c * size)
+    down = _pillow_round((taps * rows[:, :, None]).sum(dim=1))  # (size_y, C * size_x)
+    return down.view(size, c, size).permute(1, 0, 2).contiguous().to(torch.uint8)
+
+
+
+class EmoticJpegDataset(EmoticDataset):
+    """EMOTIC persons whose images are decoded later, batched, on the device.
+
+    The official layout only (a cache already holds decoded images). A sample holds
+    what :class:`JpegBatchDecoder` needs to make the sample
+    :class:`~dagnet_layers.emotic.data.EmoticDataset` would: collate samples with
+    :func:`collate_encoded`, move the batch to the device, decode it there.
+
+    Args:
+        source: Official release root (or :func:`make_synthetic_emotic` output).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        size: Side of body and context the decoder makes (default 224).
+        on_missing_image, on_bad_record, max_pixels, records: As for
+            :class:`~dagnet_layers.emotic.data.EmoticDataset`.
+
+    Sample dict (``dataset[i]``):
+        - ``image``: the file's bytes, ``(L,)`` uint8, for an RGB or grayscale JPEG;
+          else the decoded image, ``(3, H, W)`` uint8.
+        - ``crop``: ``(x1, y1, x2, y2)`` ints, the body box clamped to the image.
+        - ``bbox``: float32 ``(4,)``, the box in context pixels (as ``EmoticDataset``'s).
+        - ``path``: the image file; ``categories``, ``vad``, ``index`` as ``EmoticDataset``'s.
+
+    Raises:
+        ValueError: If ``source`` is not in the official layout.
+
+    Example:
+        >>> import tempfile
+        >>> from dagnet_layers.emotic.data import make_synthetic_emotic
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     info = make_synthetic_emotic(d, n_images=12, seed=0, image_size=(96, 72))
+        ...     ds = EmoticJpegDataset(info.root, "train", size=64)
+        ...     s = ds[0]
+        ...     batch = JpegBatchDecoder(64)(collate_encoded([s, ds[1]]))
+        >>> s["image"].dim(), tuple(batch["body"].shape), batch["body"].dtype
+        (1, (2, 3, 64, 64), torch.uint8)
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        split: str,
+        *,
+        size: int | None = None,
+        on_missing_image: Any = "error",
+        on_bad_record: Any = "skip",
+        max_pixels: int | None = MAX_IMAGE_PIXELS,
+        records: Any = None,
+    ) -> None:
+        super().__init__(source, split, size=size, on_missing_image=on_missing_image,
+                         on_bad_record=on_bad_record, max_pixels=max_pixels,
+                         records=records)  # fmt: skip
+        if self.layout != "official":
+            raise ValueError(
+                f"{self.source} is in the {self.layout} layout: decoding on the device "
+                "reads the official layout's JPEGs (a cache already holds decoded images)"
+            )
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} {self.split} persons")
+        index = index % len(self)
+        rec = self.records[index]
+        image, (w, h) = read_encoded_image(rec.image_path, max_pixels=self.max_pixels)
+        if rec.bbox[2] > w or rec.bbox[3] > h:
+            raise CorruptFileError(
+                rec.image_path, f"{rec.split} person {index}'s box {rec.bbox} reaches "
+                f"outside the decoded {w}x{h} image (annotated {rec.image_size[0]}x"
+                f"{rec.image_size[1]}); build a cache to skip and count such persons"
+            )
+        (x1, y1, x2, y2), _ = clamp_bbox(rec.bbox, w, h)
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError(f"bbox {tuple(rec.bbox)} is empty inside a {w}x{h} image")
+        s = self.size
+        # the box in context pixels, computed as crop_body_and_context does
+        scale = torch.tensor([s / w, s / h, s / w, s / h], dtype=torch.float64)
+        box = (torch.tensor([x1, y1, x2, y2], dtype=torch.float64) * scale).to(torch.float32)
+        return {
+            "image": image,
+            "crop": (int(x1), int(y1), int(x2), int(y2)),
+            "path": rec.image_path,
+            "categories": self._categories[index].clone(),
+            "vad": self._vad[index].clone(),
+            "index": torch.tensor(index, dtype=torch.int64),
+            "bbox": box,
+        }
+
+
+def collate_encoded(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Collate :class:`EmoticJpegDataset` samples: images, paths and crops stay lists.
+
+    Every other key is stacked by :func:`torch.utils.data.default_collate`.
+
+    Example:
+        >>> s = {"image": torch.zeros(5, dtype=torch.uint8), "crop": (0, 0, 1, 1),
+        ...      "path": "a.jpg", "bbox": torch.zeros(4)}
+        >>> b = collate_encoded([s, s])
+        >>> len(b["image"]), b["crop"], tuple(b["bbox"].shape)
+        (2, [(0, 0, 1, 1), (0, 0, 1, 1)], (2, 4))
+    """
+    if not samples:
+        raise ValueError("collate_encoded needs at least one sample")
+    lists = {k: [s[k] for s in samples] for k in _LIST_KEYS if k in samples[0]}
+    rest = default_collate([{k: v for k, v in s.items() if k not in lists} for s in samples])
+    return {**rest, **lists}
+
+
+class JpegBatchDecoder:
+    """Decode a batch of :class:`EmoticJpegDataset` samples on the device.
+
+    Decodes every encoded image of the batch in one
+    :func:`torchvision.io.decode_jpeg` call on ``device`` (batched nvJPEG on CUDA),
+    then per person: the body crop and the whole image resized to ``size x size``
+    (bilinear, antialiased, as Pillow does on the host path), rounded to ``uint8``;
+    the context's body box filled with ``mask_fill`` when ``mask_body``. Images
+    that arrived decoded are only moved. Then ``transform`` (e.g. the batched
+    augmentation) runs on the result.
+
+    Args:
+        size: Side of body and context.
+        device: Where to decode (default: where the batch's ``bbox`` lives, i.e. the
+            device :func:`~dagnet_layers.emotic.engine.move_batch` moved it to).
+        mask_body: Whether to fill the body box of the context.
+        mask_fill: The fill value.
+        channels_last: Give body and context channels-last memory format.
+        transform: Applied to the decoded batch, e.g. :func:`emotic_batch_transform`.
+
+    Returns (call):
+        The batch with ``body`` and ``context`` ``uint8 (B, 3, size, size)`` (or what
+        ``transform`` makes of them) and without ``image``, ``crop`` and ``path``.
+
+    Raises (call):
+        ImageDecodeError: An image neither the device nor Pillow can decode (named).
+    """
+
+    def __init__(
+        self,
+        size: int = 224,
+        *,
+        device: torch.device | str | None = None,
+        mask_body: bool = True,
+        mask_fill: int = 0,
+        channels_last: bool = False,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        if int(size) <= 0:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        self.size = int(size)
+        self.device = None if device is None else torch.device(device)
+        self.mask_body = bool(mask_body)
+        self.mask_fill = int(mask_fill)
+        self.channels_last = bool(channels_last)
+        self.transform = transform
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(size={self.size}, device={self.device}, "
+                f"mask_body={self.mask_body}, transform={self.transform!r})")  # fmt: skip
+
+    def decode(self, images: Sequence[Tensor], paths: Sequence[str],
+               device: torch.device) -> list[Tensor]:
+        """Every image as ``(3, H, W)`` uint8 on ``device``: encoded ones decoded in one call."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        out: list[Tensor | None] = [None] * len(images)
+        encoded = [i for i, t in enumerate(images) if t.dim() == 1]
+        for i, t in enumerate(images):
+            if t.dim() != 1:
+                out[i] = t.to(device, non_blocking=True)
+        if encoded:
+            chunk = [images[i] for i in encoded]
+            try:
+                with _quiet_torchvision():
+                    decoded = decode_jpeg(chunk, mode=ImageReadMode.RGB, device=device)
+            except RuntimeError:
+                decoded = [self._decode_one(images[i], paths[i], device) for i in encoded]
+            for i, img in zip(encoded, decoded, strict=True):
+                out[i] = img
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _decode_one(data: Tensor, path: str, device: torch.device) -> Tensor:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        try:
+            with _quiet_torchvision():
+                return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            pass
+        try:  # what the device decoder refused, Pillow may still read
+            with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
+                img.load()
+                return _pil_to_chw(_to_rgb(img)).to(device)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageDecodeError(
+                path, f"cannot decode the image ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        missing = [k for k in ("image", "crop", "bbox") if k not in batch]
+        if missing:
+            raise KeyError(f"JpegBatchDecoder needs a batch of EmoticJpegDataset samples "
+                           f"(collate_encoded); missing {missing}")  # fmt: skip
+        bbox: Tensor = batch["bbox"]
+        device = self.device or bbox.device
+        paths = batch.get("path") or ["<image>"] * len(batch["image"])
+        images = self.decode(batch["image"], paths, device)
+        bodies, contexts = [], []
+        for image, crop in zip(images, batch["crop"], strict=True):
+            bodies.append(pillow_bilinear_resize(image, self.size, box=crop))
+            contexts.append(pillow_bilinear_resize(image, self.size))
+        body, context = torch.stack(bodies), torch.stack(contexts)
+        bbox = bbox.to(device)
+        if self.mask_body:
+            context = mask_bbox(context, bbox, self.mask_fill)
+        if self.channels_last:
+            body = body.contiguous(memory_format=torch.channels_last)
+            context = context.contiguous(memory_format=torch.channels_last)
+        out = {k: v for k, v in batch.items() if k not in _LIST_KEYS}
+        out.update(body=body, context=context, bbox=bbox)
+        return self.transform(out) if self.transform is not None else out
