@@ -169,3 +169,61 @@ def test_training_on_a_dataset_reads_it_through_the_default_cache(
     # the cache itself given as the data root is read as it is, not cached again
     argv[1] = str(folder)
     assert train.run_cli([*argv[:-1], str(tmp_path / "run3")]) == 0
+
+
+def test_decoding_on_the_device_refuses_what_holds_decoded_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dagnet_layers.commands import train
+    from dagnet_layers.emotic.data import JPEG_DECODE_MODES, make_synthetic_emotic
+
+    assert JPEG_DECODE_MODES == ("auto", "workers", "device")  # what --jpeg-decode offers
+    root = Path(make_synthetic_emotic(tmp_path / "emotic", n_images=12, image_size=(64, 48)))
+    base = ["--data-root", str(root), "--model", "test_dagnet", "--image-size", "32",
+            "--no-pretrained", "--workers", "0", "--output-dir", str(tmp_path / "run"),
+            "--jpeg-decode", "device"]  # fmt: skip
+    for extra, says in ((["--cache-dir", str(tmp_path / "cache")], "--cache-dir reads them"),
+                        (["--preprocessed", str(tmp_path)], "--preprocessed arrays hold")):
+        with pytest.raises(SystemExit) as exit_:
+            train.run_cli([*base[2:], *extra])
+        assert exit_.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    # a folder in another layout is refused as it is found
+    from dagnet_layers.emotic.data import build_emotic_cache
+
+    build_emotic_cache(root, tmp_path / "cache", size=32)
+    with pytest.raises(SystemExit, match="in the cache layout"):
+        train.run_cli(["--data-root", str(tmp_path / "cache"), *base[2:]])
+
+
+@pytest.mark.slow
+def test_decoding_on_the_device_trains_exactly_as_the_workers_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the same samples in the same order, the same augmentation draws: the same run
+    import csv
+
+    from dagnet_layers.commands import train
+    from dagnet_layers.emotic.data import make_synthetic_emotic
+
+    root = Path(make_synthetic_emotic(tmp_path / "emotic", n_images=24, image_size=(64, 48)))
+    argv = ["--data-root", str(root), "--model", "test_dagnet", "--image-size", "32",
+            "--batch-size", "4", "--epochs", "2", "--no-pretrained", "--no-progress",
+            "--workers", "0", "--no-cache"]  # fmt: skip
+    logs = {}
+    for mode in ("workers", "device"):
+        out = tmp_path / mode
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            assert train.run_cli([*argv, "--jpeg-decode", mode, "--output-dir", str(out)]) == 0
+        where = "batched on cpu" if mode == "device" else "in the DataLoader workers"
+        assert f"decoding JPEGs every epoch, {where}" in caplog.text
+        with open(out / "log.csv", newline="") as f:
+            logs[mode] = [{k: v for k, v in row.items() if k not in ("samples_per_s", "seconds")}
+                          for row in csv.DictReader(f)]  # fmt: skip
+        logs[mode + " test"] = (out / "test_report.json").read_text()
+    assert logs["workers"] == logs["device"] and len(logs["device"]) == 2
+    import json
+
+    w, d = (json.loads(logs[m + " test"]) for m in ("workers", "device"))
+    assert w["mean_ap"] == d["mean_ap"] and w["per_category_ap"] == d["per_category_ap"]

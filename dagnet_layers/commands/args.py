@@ -130,6 +130,11 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
                       "dataset, when its disk has room)")
     data.add_argument("--no-cache", action="store_true",
                       help="decode the JPEGs every epoch instead of once into the cache")
+    data.add_argument("--jpeg-decode", choices=("auto", "workers", "device"), default="auto",
+                      help="where JPEGs read every epoch are decoded: in the DataLoader "
+                      "workers, or batched on the training device (nvJPEG on CUDA); auto: "
+                      "on the device when training on CUDA without a cache (default). "
+                      "'device' reads the JPEGs, so it uses no cache")
     data.add_argument("--demo-dir", type=Path,
                       default=cache_home() / "synthetic-emotic",
                       help="where the synthetic demo set is written when no data is given")

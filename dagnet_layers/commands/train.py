@@ -65,7 +65,10 @@ from dagnet_layers.commands.args import (
 )
 from dagnet_layers.emotic.data import (
     EmoticDataset,
+    EmoticJpegDataset,
+    JpegBatchDecoder,
     cache_is_complete,
+    collate_encoded,
     detect_layout,
     emotic_batch_transform,
     estimate_cache_bytes,
@@ -195,27 +198,50 @@ def choose_cache(source: Path, size: int) -> Path | None:
     return folder
 
 
-def make_datasets(args: argparse.Namespace, demo: bool, rank: int) -> dict[str, EmoticDataset]:
-    """Train/val/test datasets of uint8 samples (augmentation runs batched on the device)."""
-    if args.preprocessed is not None:
+def make_datasets(args: argparse.Namespace, demo: bool, rank: int,
+                  device: torch.device | None = None) -> dict[str, EmoticDataset]:
+    """Train/val/test datasets of uint8 samples (augmentation runs batched on the device).
+
+    They are :class:`EmoticJpegDataset` (images decoded later, on ``device``) when
+    ``--jpeg-decode`` says so, or says ``auto`` and JPEGs are read every epoch on CUDA.
+    """
+    mode = getattr(args, "jpeg_decode", "auto")
+    if args.preprocessed is not None:  # (--jpeg-decode device was refused with it)
         source, cache = args.preprocessed, None
     else:
         source = prepare_demo_data(args, rank) if demo else args.data_root
-        cache = args.cache_dir or (source / "cache" if demo else None)
-        if cache is None and not args.no_cache and detect_layout(source, "train") == "official":
+        if mode == "device":  # (and no --cache-dir: refused with it)
+            if detect_layout(source, "train") != "official":
+                raise SystemExit(f"--jpeg-decode device decodes the official layout's JPEGs; "
+                                 f"{source} is in the {detect_layout(source, 'train')} layout")
+            cache = None
+        else:
+            cache = args.cache_dir or (source / "cache" if demo else None)
+        if (cache is None and mode != "device" and not args.no_cache
+                and detect_layout(source, "train") == "official"):
             # (a folder that is already a cache, given as --data-root, is read as it is)
             cache = _broadcast(choose_cache(source, args.image_size) if rank == 0 else None, rank)
-        if cache is None:
-            logger.info("decoding JPEGs every epoch%s", "" if args.no_cache else
-                        "; --cache-dir DIR on a disk with room decodes them once into "
-                        "memory-mapped arrays (several times faster to read)")
+    on_device = (args.preprocessed is None and cache is None
+                 and detect_layout(source, "train") == "official"
+                 and (mode == "device" or (mode == "auto" and device is not None
+                                           and device.type == "cuda")))
+    if args.preprocessed is None and cache is None:
+        where = (f"batched on {device or 'the training device'} (--jpeg-decode workers "
+                 "decodes them in the DataLoader workers)" if on_device else
+                 "in the DataLoader workers")
+        logger.info("decoding JPEGs every epoch, %s%s", where, "" if args.no_cache else
+                    "; --cache-dir DIR on a disk with room decodes them once into "
+                    "memory-mapped arrays (several times faster to read)")
+    kind = EmoticJpegDataset if on_device else EmoticDataset
     datasets = {}
     for split in ("train", "val", "test"):
         if cache is not None and rank != 0 and dist.is_initialized():
             dist.barrier()  # let rank 0 build the cache first
-        datasets[split] = EmoticDataset(
-            source, split, size=args.image_size, cache_dir=cache, mask_body=not args.no_mask_body,
-            on_bad_record="error" if args.strict_data else "skip", max_pixels=args.max_pixels,
+        options: dict[str, Any] = {} if on_device else {
+            "cache_dir": cache, "mask_body": not args.no_mask_body}
+        datasets[split] = kind(
+            source, split, size=args.image_size, max_pixels=args.max_pixels,
+            on_bad_record="error" if args.strict_data else "skip", **options,
         )  # fmt: skip
         if cache is not None and rank == 0 and dist.is_initialized():
             dist.barrier()
@@ -263,6 +289,7 @@ def make_loader(dataset: EmoticDataset, args: argparse.Namespace, train: bool) -
         dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
         pin_memory=torch.cuda.is_available(), drop_last=train,
         persistent_workers=args.workers > 0,
+        collate_fn=collate_encoded if isinstance(dataset, EmoticJpegDataset) else None,
     )
 
 
@@ -441,6 +468,13 @@ def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
             hint = f"did you mean {close[0]!r}? " if close else ""
             parser.error(f"argument {flag}: unknown {value!r}; {hint}choose from "
                          f"{', '.join(known)}")
+    if args.jpeg_decode == "device":  # both hold decoded images: nothing to decode
+        if args.preprocessed is not None:
+            parser.error("argument --jpeg-decode: 'device' decodes the official layout's "
+                         "JPEGs; --preprocessed arrays hold decoded images")
+        if args.cache_dir is not None:
+            parser.error("argument --jpeg-decode: 'device' decodes the JPEGs every epoch; "
+                         "--cache-dir reads them decoded once: give one of the two")
 
 
 def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
@@ -482,7 +516,7 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
             {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             indent=2) + "\n").encode())
 
-    datasets = make_datasets(args, demo, rank)
+    datasets = make_datasets(args, demo, rank, device)
     loaders = {s: make_loader(d, args, s == "train") for s, d in datasets.items()}
     check_steps(loaders["train"], datasets["train"], args, world)
     seed_everything(args.seed)  # after the data: a cache build must not shift the model's init
@@ -492,6 +526,11 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
     train_tf = emotic_batch_transform(True, size=args.image_size, jitter=args.jitter,
                                       flip_p=args.flip, **norm).to(device)
     eval_tf = emotic_batch_transform(False, size=args.image_size, **norm).to(device)
+    if isinstance(datasets["train"], EmoticJpegDataset):  # decode, crop and mask first
+        decoding = dict(size=args.image_size, mask_body=not args.no_mask_body,
+                        channels_last=channels_last)
+        train_tf = JpegBatchDecoder(**decoding, transform=train_tf)
+        eval_tf = JpegBatchDecoder(**decoding, transform=eval_tf)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = DAGNetCriterion(args.loss, aux_weight=args.aux_weight,
