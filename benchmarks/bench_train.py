@@ -2,15 +2,18 @@
 
 Each variant is a model (the paper's ``dagnet_r50_r18`` and the two-stream baseline
 on the same backbones, ``dagnet_r50_r18_baseline``), a data path (``jpeg``: decoding
-in the DataLoader workers every epoch; ``cache``: the decoded-image cache read with
-``pread``), a precision (``fp32``, ``bf16`` autocast) and eager or ``torch.compile``.
+in the DataLoader workers every epoch; ``jpeg-device``: the workers read the files and
+the training device decodes them, batched, as ``dagnet-train --jpeg-decode device``
+does (nvJPEG on CUDA; on a CPU the main process decodes); ``cache``: the decoded-image
+cache read with ``pread``), a precision (``fp32``, ``bf16`` autocast) and eager or
+``torch.compile``.
 Every variant keeps its model, optimiser (AdamW) and an endless loader alive; after
 ``--warmup`` steps (worker start, compilation, allocator), rounds time each variant
 in turn for at least ``--min-time`` seconds of optimiser steps, so all see the same
 machine load. A step is :func:`~dagnet_layers.emotic.engine.train_one_epoch`'s:
 batched augmentation on the device, the paper's loss, backward, optimiser step.
 Figures: median samples/s over the rounds with min-max, and the ratios that matter
-(DAG-Net / baseline, cache / jpeg, bf16 / fp32, compiled / eager).
+(DAG-Net / baseline, cache / jpeg, jpeg-device / jpeg, bf16 / fp32, compiled / eager).
 
 The data is synthetic EMOTIC in the official layout with 640 x 480 JPEGs
 (``--images``; 17,077 is EMOTIC's count). Example::
@@ -51,6 +54,9 @@ from _common import (
 from dagnet_layers import create_model
 from dagnet_layers.emotic.data import (
     EmoticDataset,
+    EmoticJpegDataset,
+    JpegBatchDecoder,
+    collate_encoded,
     emotic_batch_transform,
     make_synthetic_emotic,
     normalization_of,
@@ -61,10 +67,11 @@ from dagnet_layers.emotic.losses import DAGNetCriterion
 CPU = dict(models=("dagnet_r50_r18", "dagnet_r50_r18_baseline"), data=("jpeg", "cache"),
            dtypes=("fp32",), compile=(False,), images=300, image_size=112, batch=8,
            min_time=15.0, warmup=2)  # fmt: skip
-CUDA = dict(models=("dagnet_r50_r18", "dagnet_r50_r18_baseline"), data=("jpeg", "cache"),
+CUDA = dict(models=("dagnet_r50_r18", "dagnet_r50_r18_baseline"),
+            data=("jpeg", "jpeg-device", "cache"),
             dtypes=("fp32", "bf16"), compile=(False, True), images=4000, image_size=224,
             batch=64, min_time=10.0, warmup=5)  # fmt: skip
-QUICK = dict(models=("test_dagnet",), data=("jpeg", "cache"), dtypes=("fp32",),
+QUICK = dict(models=("test_dagnet",), data=("jpeg", "jpeg-device", "cache"), dtypes=("fp32",),
              compile=(False,), images=24, image_size=32, batch=4, min_time=0.2, warmup=1)
 
 
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-time", type=float, default=None, help="timed seconds per round")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per variant first")
     p.add_argument("--models", nargs="+", default=None)
-    p.add_argument("--data", nargs="+", choices=("jpeg", "cache"), default=None)
+    p.add_argument("--data", nargs="+", choices=("jpeg", "jpeg-device", "cache"), default=None)
     p.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16"), default=None)
     p.add_argument("--compile", nargs="+", choices=("eager", "compile"), default=None)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -120,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         info = make_synthetic_emotic(Path(tmp) / "syn", n_images=int(cfg["images"]), seed=0,
                                      image_size=(640, 480))  # fmt: skip
         datasets = {"jpeg": EmoticDataset(info.root, "train", size=size),
+                    "jpeg-device": EmoticJpegDataset(info.root, "train", size=size),
                     "cache": EmoticDataset(info.root, "train", size=size,
                                            cache_dir=Path(tmp) / "cache")}  # fmt: skip
         n_train = len(datasets["jpeg"])
@@ -138,10 +146,15 @@ def main(argv: list[str] | None = None) -> int:
             loader = DataLoader(datasets[data], batch_size=int(cfg["batch"]), shuffle=True,
                                 num_workers=workers, drop_last=True,
                                 persistent_workers=workers > 0,
-                                pin_memory=device.type == "cuda")  # fmt: skip
+                                pin_memory=device.type == "cuda",
+                                collate_fn=collate_encoded if data == "jpeg-device" else None,
+                                )  # fmt: skip
             name = f"{model_name}, {data}, {dtype}, {'compile' if compiled else 'eager'}"
             transform = emotic_batch_transform(train=True, size=size,
                                                **normalization_of(model)).to(device)
+            if data == "jpeg-device":  # decode, crop, resize and mask on the device first
+                transform = JpegBatchDecoder(size, channels_last=device.type == "cuda",
+                                             transform=transform)  # fmt: skip
             variants.append(_Variant(name, net, optimizer, EndlessLoader(loader), transform,
                                      None if dtype == "fp32" else dtype, []))  # fmt: skip
         criterion = DAGNetCriterion().to(device)
@@ -190,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ratios(rates: dict[str, float]) -> dict[str, str]:
-    """Pairs that differ in one field: DAG-Net/baseline, cache/jpeg, bf16/fp32, compile/eager."""
+    """Pairs that differ in one field: DAG-Net/baseline, cache/jpeg, jpeg-device/jpeg,
+    bf16/fp32, compile/eager."""
     out = {}
     fields = {name: name.split(", ") for name in rates}
     for a, fa in fields.items():
@@ -199,9 +213,10 @@ def _ratios(rates: dict[str, float]) -> dict[str, str]:
             if len(diff) != 1:
                 continue
             i = diff[0]
-            pair = {0: ("dagnet_r50_r18", "dagnet_r50_r18_baseline"), 1: ("cache", "jpeg"),
-                    2: ("bf16", "fp32"), 3: ("compile", "eager")}[i]  # fmt: skip
-            if (fa[i], fb[i]) == pair:
+            pairs = {0: [("dagnet_r50_r18", "dagnet_r50_r18_baseline")],
+                     1: [("cache", "jpeg"), ("jpeg-device", "jpeg")],
+                     2: [("bf16", "fp32")], 3: [("compile", "eager")]}[i]  # fmt: skip
+            if (fa[i], fb[i]) in pairs:
                 out[f"{a} / {fb[i]}"] = f"{rates[a] / rates[b]:.2f}x"
     return out
 

@@ -142,3 +142,38 @@ def test_predictor_on_cuda_matches_the_cpu(amp: str | None) -> None:
                                          score_threshold=0.0, device="cuda")  # fmt: skip
     ((found, scores),) = detector([image])
     assert found.shape[1:] == (4,) and scores.shape == (len(found),)
+
+
+def test_the_pillow_resize_on_cuda_is_the_cpus_to_the_bit() -> None:
+    from dagnet_layers.emotic.data import pillow_bilinear_resize
+
+    g = torch.Generator().manual_seed(0)
+    for h, w, box, size in ((480, 640, (100, 50, 300, 400), 224), (90, 60, None, 224),
+                            (480, 640, None, 64)):  # fmt: skip
+        img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+        cpu = pillow_bilinear_resize(img, size, box=box)
+        assert torch.equal(pillow_bilinear_resize(img.cuda(), size, box=box).cpu(), cpu)
+
+
+def test_nvjpeg_decoding_is_close_to_the_workers(tmp_path) -> None:
+    # nvJPEG and libjpeg-turbo may round the IDCT and the chroma upsampling differently:
+    # close, not equal (on the CPU the two paths are equal, tests/test_jpeg_decode.py)
+    from dagnet_layers.emotic.data import (
+        EmoticDataset,
+        EmoticJpegDataset,
+        JpegBatchDecoder,
+        collate_encoded,
+        make_synthetic_emotic,
+    )
+
+    root = make_synthetic_emotic(tmp_path, n_images=24, seed=0, image_size=(320, 240)).root
+    host = EmoticDataset(root, "train", size=96)
+    encoded = EmoticJpegDataset(root, "train", size=96)
+    batch = collate_encoded([encoded[i] for i in range(len(encoded))])
+    batch["bbox"] = batch["bbox"].cuda()
+    out = JpegBatchDecoder(96)(batch)
+    assert out["body"].is_cuda and out["context"].is_cuda
+    for key in ("body", "context"):
+        want = torch.stack([host[i][key] for i in range(len(host))])
+        diff = (out[key].cpu().int() - want.int()).abs().float()
+        assert diff.mean() < 1.0 and torch.quantile(diff.flatten(), 0.999) <= 8, key
