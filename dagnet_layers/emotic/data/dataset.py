@@ -348,17 +348,27 @@ class EmoticDataset(Dataset):
         """What the reader kept and skipped, by reason."""
         return self.records.summary
 
+    def _position(self, index: int) -> int:
+        """``index`` (negative counts from the end) as a position, or an IndexError."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} {self.split} persons")
+        return index % len(self)
+
+    @staticmethod
+    def _check_box_inside(rec: EmoticRecord, index: int, w: int, h: int) -> None:
+        """A box reaching outside the image as decoded is an error naming the file."""
+        if rec.bbox[2] > w or rec.bbox[3] > h:
+            raise CorruptFileError(
+                rec.image_path, f"{rec.split} person {index}'s box {rec.bbox} reaches "
+                f"outside the decoded {w}x{h} image (annotated {rec.image_size[0]}x"
+                f"{rec.image_size[1]}); build a cache to skip and count such persons"
+            )
+
     def _load_images(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
         rec = self.records[index]
         if self.layout == "official":
             image = load_image_rgb(rec.image_path, max_pixels=self.max_pixels)
-            w, h = image.size
-            if rec.bbox[2] > w or rec.bbox[3] > h:
-                raise CorruptFileError(
-                    rec.image_path, f"{rec.split} person {index}'s box {rec.bbox} reaches "
-                    f"outside the decoded {w}x{h} image (annotated {rec.image_size[0]}x"
-                    f"{rec.image_size[1]}); build a cache to skip and count such persons"
-                )
+            self._check_box_inside(rec, index, *image.size)
             body, context, box = crop_body_and_context(image, rec.bbox, self._native_size)
             return torch.from_numpy(body), torch.from_numpy(context), torch.from_numpy(box)
         arrays = self._open_arrays()
@@ -378,9 +388,7 @@ class EmoticDataset(Dataset):
         return body, context, box
 
     def __getitem__(self, index: int) -> Sample:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} {self.split} persons")
-        index = index % len(self)
+        index = self._position(index)
         body, context, box = self._load_images(index)
         body = _resize_uint8(body, self.size)
         if context.shape[-1] != self.size or context.shape[-2] != self.size:

@@ -147,9 +147,16 @@ def crop_body_and_context(
         raise ValueError(f"bbox {tuple(bbox)} is empty inside a {w}x{h} image")
     body = image.resize((size, size), Image.Resampling.BILINEAR, box=(x1, y1, x2, y2))
     context = image.resize((size, size), Image.Resampling.BILINEAR)
+    return _chw(body), _chw(context), _context_box((x1, y1, x2, y2), w, h, size)
+
+
+def _context_box(box: tuple[int, int, int, int], w: int, h: int, size: int) -> np.ndarray:
+    """A box in ``w x h`` image pixels, in the pixels of the image resized to ``size x size``.
+
+    Float32 ``(4,)``, computed in float64 first.
+    """
     scale = np.array([size / w, size / h, size / w, size / h], dtype=np.float64)
-    box = (np.array([x1, y1, x2, y2], dtype=np.float64) * scale).astype(np.float32)
-    return _chw(body), _chw(context), box
+    return (np.array(box, dtype=np.float64) * scale).astype(np.float32)
 
 
 def _chw(img: Image.Image | np.ndarray) -> np.ndarray:
