@@ -207,25 +207,23 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int,
     """
     mode = getattr(args, "jpeg_decode", "auto")
     if args.preprocessed is not None:  # (--jpeg-decode device was refused with it)
-        source, cache = args.preprocessed, None
+        source, cache, layout = args.preprocessed, None, "preprocessed"
     else:
         source = prepare_demo_data(args, rank) if demo else args.data_root
-        if mode == "device":  # (and no --cache-dir: refused with it)
-            if detect_layout(source, "train") != "official":
-                raise SystemExit(f"--jpeg-decode device decodes the official layout's JPEGs; "
-                                 f"{source} is in the {detect_layout(source, 'train')} layout")
-            cache = None
-        else:
-            cache = args.cache_dir or (source / "cache" if demo else None)
-        if (cache is None and mode != "device" and not args.no_cache
-                and detect_layout(source, "train") == "official"):
+        layout = detect_layout(source, "train")
+        if mode == "device" and layout != "official":
+            raise SystemExit(f"--jpeg-decode device decodes the official layout's JPEGs; "
+                             f"{source} is in the {layout} layout")
+        # --jpeg-decode device reads the JPEGs (and came without --cache-dir: refused)
+        cache = None if mode == "device" else args.cache_dir or (
+            source / "cache" if demo else None)
+        if cache is None and mode != "device" and not args.no_cache and layout == "official":
             # (a folder that is already a cache, given as --data-root, is read as it is)
             cache = _broadcast(choose_cache(source, args.image_size) if rank == 0 else None, rank)
-    on_device = (args.preprocessed is None and cache is None
-                 and detect_layout(source, "train") == "official"
-                 and (mode == "device" or (mode == "auto" and device is not None
-                                           and device.type == "cuda")))
-    if args.preprocessed is None and cache is None:
+    jpegs = cache is None and layout == "official"  # decoded every epoch
+    on_device = jpegs and (mode == "device" or (
+        mode == "auto" and device is not None and device.type == "cuda"))
+    if jpegs:
         where = (f"batched on {device or 'the training device'} (--jpeg-decode workers "
                  "decodes them in the DataLoader workers)" if on_device else
                  "in the DataLoader workers")
