@@ -36,6 +36,7 @@ from torch.utils.data import default_collate
 from dagnet_layers.emotic.data.dataset import EmoticDataset, Sample
 from dagnet_layers.emotic.data.pixels import (
     MAX_IMAGE_PIXELS,
+    _chw,
     _context_box,
     _to_rgb,
     load_image_rgb,
@@ -134,9 +135,7 @@ def _host_pixels(path: str, max_pixels: int | None) -> tuple[Tensor, tuple[int, 
 
 
 def _pil_to_chw(image: Image.Image) -> Tensor:
-    import numpy as np
-
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1)))
+    return torch.from_numpy(_chw(image))
 
 
 @contextlib.contextmanager
