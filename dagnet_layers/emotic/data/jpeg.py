@@ -38,7 +38,7 @@ from dagnet_layers.emotic.data.pixels import (
     MAX_IMAGE_PIXELS,
     _chw,
     _context_box,
-    _to_rgb,
+    _decode_rgb,
     load_image_rgb,
 )
 from dagnet_layers.emotic.data.records import (
@@ -422,14 +422,10 @@ class JpegBatchDecoder:
                 return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
         except RuntimeError:
             pass
-        try:  # what the device decoder refused, Pillow may still read
-            with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
-                img.load()
-                return _pil_to_chw(_to_rgb(img)).to(device)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageDecodeError(
-                path, f"cannot decode the image ({type(exc).__name__}: {exc})"
-            ) from exc
+        # what the device decoder refused, Pillow may still read, as the host path would
+        # (the pixel bound was checked on the header in the worker)
+        image = _decode_rgb(io.BytesIO(data.numpy().tobytes()), path, max_pixels=None)
+        return _pil_to_chw(image).to(device)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         missing = [k for k in ("image", "crop", "bbox") if k not in batch]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -64,11 +65,19 @@ def load_image_rgb(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MissingFileError(path, "image not found")
+    return _decode_rgb(path, path, max_pixels)
+
+
+def _decode_rgb(
+    source: str | BinaryIO, path: str, max_pixels: int | None
+) -> Image.Image:
+    """:func:`load_image_rgb`'s decoding of ``source`` (a file name or an open binary
+    file, e.g. bytes already read), every failure an error naming ``path``."""
     try:
         with warnings.catch_warnings():
             # Pillow warns about large images; our own bound below decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 w, h = img.size
                 if max_pixels is not None and w * h > max_pixels:
                     raise ImageTooLargeError(
