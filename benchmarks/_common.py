@@ -314,6 +314,11 @@ def time_group(
 
 
 # ----------------------------------------------------------- environment
+def _cpu_capability() -> str | None:
+    get = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return None if get is None else str(get())
+
+
 def _package_version(name: str) -> str | None:
     try:
         module = __import__(name)
@@ -350,6 +355,9 @@ def environment(device: torch.device, **settings: Any) -> dict[str, Any]:
         "device_slug": device_slug(device),
         "cpu": cpu_model_name(),
         "cpu_threads": torch.get_num_threads(),
+        # the vector ISA torch dispatches to: one CPU name ("AMD EPYC") can hide machines
+        # with and without AVX-512, whose figures are not comparable
+        "cpu_capability": _cpu_capability(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,

@@ -24,6 +24,13 @@ width-preserving attention block, ``gsam_block="light"``), ``backbones_only``
 and ``two_stream`` (the standard EMOTIC baseline, ``two_stream_r18_r18``:
 ResNet-18 body + ResNet-18 context + fusion MLP).
 
+The per-module section answers where DAG-Net's time goes against its
+arithmetic: each module (the two backbones, the attention layers, the patch
+encoder, the graph, the head) runs forward + backward alone on the inputs it
+gets inside the model, all timed interleaved, with its FLOPs counted on the
+same call; its time share over its FLOP share says whether it costs more than
+its arithmetic (``--module-variants``).
+
 The GSAM section reads the cost of ABN's attention block: the attention
 branch's forward FLOPs and their share of the model, and the branch's own
 training time (forward + backward on its input feature map, the two blocks
@@ -416,6 +423,158 @@ def gsam_summary(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+# ------------------------------------------------------------- per module
+BACKBONE_MODULES = ("body_backbone", "context_backbone")
+
+
+def capture_module_calls(
+    model: nn.Module, inputs: tuple[Tensor, Tensor], device: torch.device, dtype: str
+) -> dict[str, tuple[nn.Module, tuple[Any, ...]]]:
+    """Each module DAG-Net calls in a training forward, with a copy of what it was given.
+
+    The modules are the model's direct children, or, for a child never called
+    itself (DAG-Net calls the stem and the last stage of its context backbone
+    separately), that child's called children: the same rule as the FLOP
+    breakdown. Tensors are detached copies keeping ``requires_grad`` as in the
+    model, so that a module's backward computes the input gradients it
+    computes there and no others.
+    """
+    calls: dict[str, list[tuple[Any, ...]]] = {}
+    handles = []
+
+    def record(name: str, _module: nn.Module, args: tuple[Any, ...]) -> None:
+        copied = tuple(
+            a.detach().clone().requires_grad_(a.requires_grad) if isinstance(a, Tensor) else a
+            for a in args
+        )
+        calls.setdefault(name, []).append(copied)
+
+    modules = dict(model.named_modules())
+    for name, module in modules.items():
+        if name and name.count(".") <= 1:
+            handles.append(module.register_forward_pre_hook(partial(record, name)))
+    try:
+        model.train()
+        with autocast(device, dtype):
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    chosen: dict[str, tuple[nn.Module, tuple[Any, ...]]] = {}
+    for name in calls:
+        parent = name.rpartition(".")[0]
+        if parent and parent in calls:
+            continue  # inside a module that is timed whole
+        if len(calls[name]) != 1:
+            raise RuntimeError(f"module {name} is called {len(calls[name])} times in one "
+                               "forward; the per-module timing expects one call")
+        chosen[name] = (modules[name], calls[name][0])
+    return chosen
+
+
+def _module_step(module: nn.Module, args: tuple[Any, ...], device: torch.device,
+                 dtype: str) -> Callable[[], None]:
+    """Forward + backward of ``module`` alone on ``args``: a fixed random gradient for
+    each differentiable output, parameter and input gradients set to None first."""
+    leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
+    with autocast(device, dtype):
+        out = module(*args)
+    outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,))
+            if isinstance(o, Tensor) and o.requires_grad]
+    generator = torch.Generator(device=device).manual_seed(0)
+    grads = [torch.randn(o.shape, generator=generator, device=device, dtype=o.dtype)
+             for o in outs]
+    del out, outs
+
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        for leaf in leaves:
+            leaf.grad = None
+        with autocast(device, dtype):
+            out = module(*args)
+        outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,))
+                if isinstance(o, Tensor) and o.requires_grad]
+        torch.autograd.backward(outs, grads)
+
+    return step
+
+
+def time_modules(variant: Variant, device: torch.device, args: argparse.Namespace
+                 ) -> dict[str, Any]:
+    """Training time and FLOPs of each of DAG-Net's modules alone, timed interleaved.
+
+    Every module runs forward + backward on the very inputs it got in a
+    training forward of the whole model (:func:`capture_module_calls`). The
+    FLOPs are counted on the same call. Backbones are ``body_backbone`` and
+    both parts of ``context_backbone``; every other module is one of DAG-Net's
+    extras. Glue outside any module (the concatenation, the pooling of the
+    context map, the loss, the optimizer) is in the whole step but in no row.
+    """
+    torch.manual_seed(0)
+    model = build_model("dagnet", args).to(device)
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    body, context, _ = make_inputs(
+        args.batch, args.image_size, args.num_classes, device, variant.channels_last
+    )
+    calls = capture_module_calls(model, (body, context), device, variant.dtype)
+    steps: dict[str, Callable[[], None]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for name, (module, call_args) in calls.items():
+        step = _module_step(module, call_args, device, variant.dtype)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        steps[name] = step
+        rows[name] = {
+            "module": name,
+            "kind": "backbone" if name.split(".")[0] in BACKBONE_MODULES else "extra",
+            "train_gflop_per_sample": counter.get_total_flops() / args.batch / 1e9,
+        }
+    timings = time_group(steps, device, warmup=args.warmup, min_run_time=args.min_run_time,
+                         rounds=args.rounds)
+    for name, t in timings.items():
+        if isinstance(t, Exception):
+            rows[name]["error"] = _error(t)
+        else:
+            rows[name].update(
+                median_ms=t.median_ms, iqr_ms=t.iqr_ms, runs=t.runs,
+                gflop_per_s=rows[name]["train_gflop_per_sample"] * args.batch
+                / (t.median_ms / 1e3),
+            )
+    return {"variant": variant.name, "modules": list(rows.values()),
+            "summary": module_summary(list(rows.values()))}
+
+
+def module_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Time and FLOP shares of each module and of the extras, over all timed modules.
+
+    ``time_over_flop`` of a row is its time share over its FLOP share: 1 means it
+    runs at the average speed of the model's modules, below 1 faster. The
+    extras' time share at most their FLOP share, and the patch encoder's ratio
+    at most the backbones', are the issue's CPU targets.
+    """
+    if not rows or any(not r.get("median_ms") for r in rows):
+        return {}  # a module failed: no shares
+    total_ms = sum(r["median_ms"] for r in rows)
+    total_flop = sum(r["train_gflop_per_sample"] for r in rows)
+    if total_flop <= 0:
+        return {}
+    for r in rows:
+        r["time_share"] = r["median_ms"] / total_ms
+        r["flop_share"] = r["train_gflop_per_sample"] / total_flop
+        # a module without FLOPs (dropout) has a time but no time per FLOP
+        r["time_over_flop"] = r["time_share"] / r["flop_share"] if r["flop_share"] else None
+    groups: dict[str, dict[str, float]] = {}
+    for kind in ("backbone", "extra"):
+        members = [r for r in rows if r["kind"] == kind]
+        time_share = sum(r["time_share"] for r in members)
+        flop_share = sum(r["flop_share"] for r in members)
+        groups[kind] = {"time_share": time_share, "flop_share": flop_share,
+                        "time_over_flop": time_share / flop_share if flop_share else None}
+    return {"total_module_ms": total_ms, "groups": groups}
+
+
 # ------------------------------------------------------------------- run
 def _error(err: BaseException) -> str:
     if is_oom(err):
@@ -576,9 +735,45 @@ def evaluate_targets(
     return targets
 
 
+def module_targets(module_timings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's per-module targets, per timed variant."""
+    targets = []
+    for timing in module_timings:
+        summary = timing.get("summary") or {}
+        groups = summary.get("groups")
+        if not groups:
+            continue
+        extra = groups["extra"]
+        targets.append({
+            "target": "DAG-Net extras' time share <= their FLOP share (time share / FLOP share)",
+            "variant": timing["variant"],
+            "measured": extra["time_over_flop"],
+            "threshold": 1.0,
+            "comparison": "<=",
+            "met": extra["time_over_flop"] <= 1.0,
+        })
+        encoder = next((r for r in timing["modules"] if r["module"] == "patch_encoder"), None)
+        backbone = groups["backbone"]["time_over_flop"]
+        if encoder is not None and encoder.get("time_over_flop") and backbone:
+            ratio = encoder["time_over_flop"] / backbone
+            targets.append({
+                "target": "patch encoder time/FLOP <= the backbones' (encoder's over theirs)",
+                "variant": timing["variant"],
+                "measured": ratio,
+                "threshold": 1.0,
+                "comparison": "<=",
+                "met": ratio <= 1.0,
+            })
+    return targets
+
+
 # ----------------------------------------------------------------- output
 def _gflops(value: float) -> str:
     return fmt(value / 1e9, 2)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -652,15 +847,44 @@ def to_markdown(report: dict[str, Any]) -> str:
                 [
                     (g["block"], fmt(g["branch_params"] / 1e6, 2),
                      fmt(g["branch_forward_gflop"], 3),
-                     "n/a" if g["branch_forward_flop_share"] is None
-                     else f"{100 * g['branch_forward_flop_share']:.1f}%",
+                     _percent(g["branch_forward_flop_share"]),
                      fmt(g["branch_train_ms"], 1), fmt(g["model_train_step_ms"], 1),
-                     "n/a" if g["branch_train_time_share"] is None
-                     else f"{100 * g['branch_train_time_share']:.1f}%")
+                     _percent(g["branch_train_time_share"]))
                     for g in report["gsam"]
                 ],
             )
         )
+    for timing in report.get("module_timings") or []:
+        parts += ["", f"## DAG-Net's modules alone: time against FLOPs ({timing['variant']})", "",
+                  "Each module runs forward + backward alone on the inputs it gets in a "
+                  "training forward of the whole model, all modules timed interleaved; "
+                  "FLOPs counted on the same call. Shares are over the modules' sum; "
+                  "time / FLOP = time share / FLOP share (below 1: faster than the "
+                  "modules' average). Glue outside any module (concatenation, context "
+                  "pooling, loss, optimizer) is in the whole step only.", ""]
+        summary = timing.get("summary") or {}
+        body_rows = []
+        for r in timing["modules"]:
+            body_rows.append((
+                r["module"], r["kind"], fmt(r["train_gflop_per_sample"], 4),
+                r.get("error") or f"{fmt(r.get('median_ms'), 1)} ({fmt(r.get('iqr_ms'), 1)})",
+                fmt(r.get("gflop_per_s"), 1),
+                _percent(r.get("time_share")), _percent(r.get("flop_share")),
+                fmt(r.get("time_over_flop"), 3),
+            ))
+        for kind, g in (summary.get("groups") or {}).items():
+            body_rows.append((f"**{kind}s**", "", "", "", "", _percent(g["time_share"]),
+                              _percent(g["flop_share"]), fmt(g["time_over_flop"], 3)))
+        parts.append(markdown_table(
+            ["module", "kind", "train GFLOP / sample", "train ms (IQR)", "GFLOP/s",
+             "time share", "FLOP share", "time / FLOP"],
+            body_rows,
+        ))
+        step = _find(report["results"], "dagnet", timing["variant"])
+        step_ms = (step or {}).get("train", {}).get("median_ms")
+        if step_ms and summary.get("total_module_ms"):
+            parts += ["", f"The modules alone sum to {fmt(summary['total_module_ms'], 1)} ms; "
+                      f"the whole training step takes {fmt(step_ms, 1)} ms."]
     if report["comparisons"]:
         parts += ["", "## Time ratio against FLOP ratio", ""]
         parts.append(
@@ -706,6 +930,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "+compile (torch.compile) and/or +ckpt (activation checkpointing). "
                         "Default: fp32 bf16 bf16+cl bf16+cl+compile fp32+ckpt on CUDA, fp32 on "
                         "CPU")
+    p.add_argument("--module-variants", nargs="*", type=Variant.parse, default=None,
+                   help="variants in which each DAG-Net module is also timed alone (time "
+                        "and FLOP shares; eager, no +compile or +ckpt; none: skip). "
+                        "Default: fp32 bf16+cl on CUDA, fp32 on CPU")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
                    help="models to run: dagnet, dagnet_light (light GSAM block), "
                         "backbones_only (its two backbones + a linear head), two_stream "
@@ -754,6 +982,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         variants=[Variant.parse(v) for v in (
             ["fp32", "bf16", "bf16+cl", "bf16+cl+compile", "fp32+ckpt"] if cuda else ["fp32"]
         )],
+        module_variants=[Variant.parse(v) for v in (["fp32", "bf16+cl"] if cuda else ["fp32"])],
         batch=32 if cuda else 8,
         image_size=224 if cuda else 112,
         warmup=5 if cuda else 1,
@@ -761,6 +990,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     fill_defaults(args, defaults)
     args.device = device
+    refused = [v.name for v in args.module_variants if v.compile or v.checkpoint]
+    if refused:
+        p.error(f"--module-variants times eager modules without checkpointing; "
+                f"drop {', '.join(refused)}")
     return args
 
 
@@ -775,6 +1008,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     comparisons = compare(records, flops, args.variants)
     attention_blocks = (time_attention_blocks(device, args)
                         if {"dagnet", "dagnet_light"} <= set(args.models) else {})
+    module_timings = ([time_modules(v, device, args) for v in args.module_variants]
+                      if "dagnet" in args.models else [])
     settings = {
         "batch": args.batch,
         "image_size": args.image_size,
@@ -782,6 +1017,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "baseline": args.baseline,
         "baseline_overrides": args.baseline_overrides,
         "variants": [v.name for v in args.variants],
+        "module_variants": [v.name for v in args.module_variants],
         "models": list(args.models),
         "optimizer": "SGD(lr=1e-4, momentum=0.9)",
         "checkpointing": "torch.utils.checkpoint(use_reentrant=False) around the body "
@@ -806,8 +1042,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "flops": flops,
         "results": records,
         "comparisons": comparisons,
-        "targets": evaluate_targets(records, comparisons),
+        "targets": evaluate_targets(records, comparisons) + module_targets(module_timings),
         "attention_blocks": attention_blocks,
+        "module_timings": module_timings,
     }
     report["gsam"] = gsam_summary(report)
     markdown = to_markdown(report)

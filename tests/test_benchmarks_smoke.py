@@ -104,6 +104,17 @@ def test_model_report_keys(model_report: dict) -> None:
     for g in gsam.values():
         assert 0 < g["branch_forward_flop_share"] < 1 and g["branch_train_time_share"] > 0
     assert gsam["abn"]["branch_forward_gflop"] != gsam["light"]["branch_forward_gflop"]
+    # Every module alone: its time against its FLOPs, and the two per-module targets.
+    (timing,) = model_report["module_timings"]
+    modules = {r["module"]: r for r in timing["modules"]}
+    assert {"body_backbone", "context_backbone.stem", "context_backbone.last_stage",
+            "patch_encoder", "local_graph", "classifier"} <= set(modules)
+    assert sum(r["time_share"] for r in modules.values()) == pytest.approx(1.0)
+    assert modules["patch_encoder"]["kind"] == "extra"
+    assert modules["context_backbone.stem"]["kind"] == "backbone"
+    per_module = {t["target"].split(" ")[0] for t in model_report["targets"]
+                  if t["target"].startswith(("DAG-Net extras'", "patch encoder"))}
+    assert per_module == {"DAG-Net", "patch"}
 
 
 def test_variant_parsing() -> None:
