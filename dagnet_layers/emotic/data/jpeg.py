@@ -125,7 +125,8 @@ def read_encoded_image(
             "raise the bound if the image is genuine"
         )
     if fmt != "JPEG" or mode not in _DEVICE_MODES or w < 1 or h < 1:
-        return _host_pixels(path, max_pixels)
+        image = _decode_rgb(io.BytesIO(data), path, max_pixels)  # the bytes already read
+        return _pil_to_chw(image), image.size
     return torch.frombuffer(bytearray(data), dtype=torch.uint8), (w, h)
 
 
