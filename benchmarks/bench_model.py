@@ -410,6 +410,7 @@ def gsam_summary(report: dict[str, Any]) -> list[dict[str, Any]]:
         step = _find(report["results"], kind, BASELINE_VARIANT)
         step_ms = (step or {}).get("train", {}).get("median_ms")
         branch_ms = blocks[block].get("train", {}).get("median_ms")
+        branch_iqr = blocks[block].get("train", {}).get("iqr_ms")
         rows.append({
             "block": block,
             "branch_params": blocks[block]["params"],
@@ -417,6 +418,7 @@ def gsam_summary(report: dict[str, Any]) -> list[dict[str, Any]]:
             "branch_forward_flop_share": None if branch is None else
             branch / f["forward_per_sample"],
             "branch_train_ms": branch_ms,
+            "branch_train_iqr_ms": branch_iqr,
             "model_train_step_ms": step_ms,
             "branch_train_time_share": branch_ms / step_ms if branch_ms and step_ms else None,
         })
@@ -772,6 +774,13 @@ def _gflops(value: float) -> str:
     return fmt(value / 1e9, 2)
 
 
+def _ms_iqr(timing: dict[str, Any]) -> str:
+    """``median (IQR)`` in milliseconds, or ``n/a``."""
+    if timing.get("median_ms") is None:
+        return "n/a"
+    return f"{fmt(timing['median_ms'], 1)} ({fmt(timing.get('iqr_ms'), 1)})"
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -797,8 +806,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         rows.append(
             (
                 r["model"], r["variant"],
-                fmt(train.get("samples_per_s"), 1), fmt(train.get("median_ms"), 1),
-                fmt(infer.get("samples_per_s"), 1), fmt(infer.get("median_ms"), 1),
+                fmt(train.get("samples_per_s"), 1), _ms_iqr(train),
+                fmt(infer.get("samples_per_s"), 1), _ms_iqr(infer),
                 fmt(train.get("peak_mem_mib"), 0),
                 "n/a" if r["max_batch"] is None else r["max_batch"],
                 train.get("error", "") or infer.get("error", ""),
@@ -806,8 +815,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
     parts.append(
         markdown_table(
-            ["model", "variant", "train samples/s", "train step ms", "infer samples/s",
-             "infer ms", f"train peak MiB (B={s['batch']})", "largest batch", "error"],
+            ["model", "variant", "train samples/s", "train step ms (IQR)", "infer samples/s",
+             "infer ms (IQR)", f"train peak MiB (B={s['batch']})", "largest batch", "error"],
             rows,
         )
     )
@@ -842,13 +851,15 @@ def to_markdown(report: dict[str, Any]) -> str:
         parts.append(
             markdown_table(
                 ["block", "branch params (M)", "branch fwd GFLOP / sample",
-                 "share of model fwd FLOPs", "branch train ms", "model train step ms",
+                 "share of model fwd FLOPs", "branch train ms (IQR)", "model train step ms",
                  "share of the step's time"],
                 [
                     (g["block"], fmt(g["branch_params"] / 1e6, 2),
                      fmt(g["branch_forward_gflop"], 3),
                      _percent(g["branch_forward_flop_share"]),
-                     fmt(g["branch_train_ms"], 1), fmt(g["model_train_step_ms"], 1),
+                     _ms_iqr({"median_ms": g["branch_train_ms"],
+                              "iqr_ms": g.get("branch_train_iqr_ms")}),
+                     fmt(g["model_train_step_ms"], 1),
                      _percent(g["branch_train_time_share"]))
                     for g in report["gsam"]
                 ],
@@ -867,7 +878,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         for r in timing["modules"]:
             body_rows.append((
                 r["module"], r["kind"], fmt(r["train_gflop_per_sample"], 4),
-                r.get("error") or f"{fmt(r.get('median_ms'), 1)} ({fmt(r.get('iqr_ms'), 1)})",
+                r.get("error") or _ms_iqr(r),
                 fmt(r.get("gflop_per_s"), 1),
                 _percent(r.get("time_share")), _percent(r.get("flop_share")),
                 fmt(r.get("time_over_flop"), 3),
