@@ -18,6 +18,7 @@ import contextlib
 import datetime as _dt
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -62,7 +63,8 @@ class EndlessLoader:
 
 # ------------------------------------------------------------ command line
 def add_run_arguments(p: argparse.ArgumentParser, timed_in_turn: str) -> None:
-    """The flags both benchmark CLIs share: ``--device``, ``--rounds``, ``--threads``.
+    """The flags the benchmark CLIs share: ``--device``, ``--rounds``, ``--min-runs``,
+    ``--threads``.
 
     Args:
         p: The parser.
@@ -73,6 +75,10 @@ def add_run_arguments(p: argparse.ArgumentParser, timed_in_turn: str) -> None:
     p.add_argument("--rounds", type=int, default=3,
                    help=f"interleaved timing rounds: {timed_in_turn} timed in turn, this many "
                         "times, so that they see the same machine load")
+    p.add_argument("--min-runs", type=int, default=5,
+                   help="timed samples per figure at least, over all rounds: a call slower "
+                        "than a round's share of the time budget is repeated, so that a "
+                        "seconds-long training step still gets a median and an IQR (--quick: 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (torch.set_num_threads). Default: 1 on CPU "
                         "(stable per-core figures on a shared machine, where a preempted "
@@ -217,6 +223,7 @@ def time_callable(
     warmup: int,
     min_run_time: float,
     rounds: int = 1,
+    min_runs: int = 1,
 ) -> Timing:
     """Warm up, measure peak memory once, then time ``fn`` with ``torch.utils.benchmark``.
 
@@ -226,15 +233,26 @@ def time_callable(
         warmup: Untimed calls first (compilation, cuDNN autotuning, allocator warm-up).
         min_run_time: Seconds of timed calls at least (``blocked_autorange``).
         rounds: Split the timing into this many ``blocked_autorange`` rounds.
+        min_runs: Timed samples at least (see :func:`time_group`).
 
     Returns:
         The :class:`Timing`.
     """
     result = time_group({"fn": fn}, device, warmup=warmup, min_run_time=min_run_time,
-                        rounds=rounds)["fn"]
+                        rounds=rounds, min_runs=min_runs)["fn"]
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+def _time_once(fn: Callable[[], object], device: torch.device, number: int = 1) -> float:
+    """Seconds per call of ``number`` back-to-back calls, CUDA synchronised around them."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / number
 
 
 def time_group(
@@ -244,6 +262,7 @@ def time_group(
     warmup: int,
     min_run_time: float,
     rounds: int = 1,
+    min_runs: int = 1,
 ) -> dict[str, Timing | Exception]:
     """Time several callables, interleaved, so that they see the same machine load.
 
@@ -261,6 +280,10 @@ def time_group(
             one call per round).
         min_run_time: Seconds of timed calls per callable in total.
         rounds: Number of interleaved rounds.
+        min_runs: Timed samples per callable at least. A callable too slow for
+            ``blocked_autorange`` to fit this many blocks into the rounds is timed
+            one call at a time, ``ceil(min_runs / rounds)`` calls per round, even
+            past ``min_run_time``.
 
     Returns:
         Name to :class:`Timing`, or to the exception the callable raised (its
@@ -286,23 +309,28 @@ def time_group(
             free_memory(device)
     times: dict[str, list[float]] = {name: [] for name in live}
     budget = min_run_time / max(rounds, 1)
+    per_round = max(1, math.ceil(min_runs / max(rounds, 1)))
     for _ in range(max(rounds, 1)):
         for name, fn in list(live.items()):
             timer = benchmark.Timer(
                 stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
             )
             try:
-                if estimates[name] >= budget:
-                    # one call fills the round: skip blocked_autorange's block-size probe
-                    measurement = timer.timeit(number=1)
+                if estimates[name] * per_round >= budget:
+                    # the round holds at most per_round calls: time them one by one, without
+                    # blocked_autorange's block-size probe or Timer.timeit's two warm-up calls
+                    samples = [_time_once(fn, device) for _ in range(per_round)]
                 else:
-                    measurement = timer.blocked_autorange(min_run_time=budget)
+                    m = timer.blocked_autorange(min_run_time=budget)
+                    samples = list(m.times)
+                    while len(samples) < per_round:
+                        samples.append(_time_once(fn, device, m.number_per_run))
             except Exception as err:
                 results[name] = err
                 del live[name]
                 free_memory(device)
                 continue
-            times[name] += list(measurement.times)
+            times[name] += samples
     for name in live:
         t = torch.tensor(times[name], dtype=torch.float64)
         q1, median, q3 = (float(t.quantile(q)) for q in (0.25, 0.5, 0.75))

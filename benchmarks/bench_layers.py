@@ -487,7 +487,8 @@ def time_impls(
             module = cache[id(module)]
         fns[name] = make_callable(module, inputs, device, dtype, backward)
     timings = time_group(
-        fns, device, warmup=args.warmup, min_run_time=args.min_run_time, rounds=args.rounds
+        fns, device, warmup=args.warmup, min_run_time=args.min_run_time, rounds=args.rounds,
+        min_runs=args.min_runs,
     )
     results: dict[str, dict[str, Any]] = {}
     for name, timing in timings.items():
@@ -742,7 +743,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         quick = dict(batch=2, image_size=32, partitions=[6], scaled_batches=[], warmup=1,
                      min_run_time=0.01)
-        args.rounds = 1
+        args.rounds = args.min_runs = 1
         fill_defaults(args, quick)
     defaults = dict(
         dtype=["fp32", "bf16"] if cuda else ["fp32"],
@@ -782,6 +783,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         warmup=args.warmup,
         min_run_time_s=args.min_run_time,
         rounds=args.rounds,
+        min_runs=args.min_runs,
         loadavg_1min_start=load_start,
         loadavg_1min_end=loadavg(),
     )

@@ -392,7 +392,7 @@ def time_attention_blocks(device: torch.device, args: argparse.Namespace) -> dic
         x = torch.randn(args.batch, *shape, device=device, requires_grad=True)
         fns[kind] = partial(step, branch, x)
     timings = time_group(fns, device, warmup=args.warmup, min_run_time=args.min_run_time,
-                         rounds=args.rounds)
+                         rounds=args.rounds, min_runs=args.min_runs)
     for kind, t in timings.items():
         out[kind]["train"] = {"error": _error(t)} if isinstance(t, Exception) else t.to_dict()
     return out
@@ -534,7 +534,7 @@ def time_modules(variant: Variant, device: torch.device, args: argparse.Namespac
             "train_gflop_per_sample": counter.get_total_flops() / args.batch / 1e9,
         }
     timings = time_group(steps, device, warmup=args.warmup, min_run_time=args.min_run_time,
-                         rounds=args.rounds)
+                         rounds=args.rounds, min_runs=args.min_runs)
     for name, t in timings.items():
         if isinstance(t, Exception):
             rows[name]["error"] = _error(t)
@@ -629,7 +629,8 @@ def run_variant(
             for kind, r in runners.items()
         }
         timings = time_group(
-            fns, device, warmup=args.warmup, min_run_time=args.min_run_time, rounds=args.rounds
+            fns, device, warmup=args.warmup, min_run_time=args.min_run_time, rounds=args.rounds,
+            min_runs=args.min_runs,
         )
         for kind, t in timings.items():
             if isinstance(t, Exception):
@@ -980,7 +981,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     cuda = device.type == "cuda"
     if args.quick:
         quick: dict[str, Any] = dict(batch=4, image_size=32, warmup=1, min_run_time=0.01)
-        args.rounds = 1
+        args.rounds = args.min_runs = 1
         fill_defaults(args, quick)
         if args.model == "dagnet_r50_r18":
             args.model = "test_dagnet"
@@ -1043,6 +1044,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         warmup=args.warmup,
         min_run_time_s=args.min_run_time,
         rounds=args.rounds,
+        min_runs=args.min_runs,
         loadavg_1min_start=load_start,
         loadavg_1min_end=loadavg(),
     )

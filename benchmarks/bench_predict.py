@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON to write (and .md beside it)")
     args = p.parse_args(argv)
     cfg = QUICK if args.quick else FULL
+    if args.quick:
+        args.min_runs = 1
     fill_defaults(args, {"min_run_time": cfg["min_run_time"]})
     device = args.device = resolve_device(args.device)
     configure_torch(args)
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     fns[f"pipeline 4 frames, {fastest}"] = lambda: list(detecting.predict_many(undetected))
 
     timings = time_group(fns, device, warmup=2, min_run_time=args.min_run_time,
-                         rounds=args.rounds)
+                         rounds=args.rounds, min_runs=args.min_runs)
     rows, report_rows = [], []
     for name, t in timings.items():
         if isinstance(t, Exception):
