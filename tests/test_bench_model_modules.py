@@ -30,7 +30,7 @@ def bench_model():
 
 def _args(**kw) -> argparse.Namespace:
     base = dict(model="test_dagnet", batch=2, image_size=32, num_classes=26, warmup=1,
-                min_run_time=0.01, rounds=1)
+                min_run_time=0.01, rounds=1, min_runs=1)
     base.update(kw)
     return argparse.Namespace(**base)
 
