@@ -277,7 +277,7 @@ def time_group(
         device: Where they run; CUDA is synchronised around every timed block.
         warmup: Calls of each before timing (at least one; the last one gives
             a time estimate: a callable slower than a round's budget is then timed
-            one call per round).
+            call by call, see ``min_runs``).
         min_run_time: Seconds of timed calls per callable in total.
         rounds: Number of interleaved rounds.
         min_runs: Timed samples per callable at least. A callable too slow for

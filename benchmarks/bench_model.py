@@ -553,8 +553,8 @@ def module_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     ``time_over_flop`` of a row is its time share over its FLOP share: 1 means it
     runs at the average speed of the model's modules, below 1 faster. The
-    extras' time share at most their FLOP share, and the patch encoder's ratio
-    at most the backbones', are the issue's CPU targets.
+    targets on these (:func:`module_targets`) are the extras' time share at most
+    their FLOP share, and the patch encoder's ratio at most the backbones'.
     """
     if not rows or any(not r.get("median_ms") for r in rows):
         return {}  # a module failed: no shares
@@ -739,7 +739,7 @@ def evaluate_targets(
 
 
 def module_targets(module_timings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's per-module targets, per timed variant."""
+    """The per-module targets of ``benchmarks/README.md``, per timed variant."""
     targets = []
     for timing in module_timings:
         summary = timing.get("summary") or {}
