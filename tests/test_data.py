@@ -230,6 +230,24 @@ def test_synthetic_is_deterministic(tmp_path: Path) -> None:
     assert repr(a.persons) == repr(b.persons)  # NaN != NaN, reprs compare
 
 
+def test_synthetic_bytes_do_not_depend_on_the_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # scipy's savemat writes time.asctime() into the MAT header: two writes a second
+    # apart used to differ byte for byte (seen as a flaky determinism test in CI).
+    import time
+
+    import scipy.io
+
+    a = make_synthetic_emotic(tmp_path / "a", n_images=12, seed=5, image_size=(64, 48))
+    monkeypatch.setattr(time, "asctime", lambda *_: "Thu Jan  1 00:00:00 1970")
+    b = make_synthetic_emotic(tmp_path / "b", n_images=12, seed=5, image_size=(64, 48))
+    assert _digest(a.root) == _digest(b.root)
+    mat = a.root / "Annotations" / "Annotations.mat"
+    assert mat.read_bytes()[:116].rstrip().endswith(b"synthetic EMOTIC writer")
+    assert set(scipy.io.loadmat(mat)) >= {"train", "val", "test"}  # still a MAT file
+
+
 @pytest.mark.slow
 def test_synthetic_default_size_covers_every_category(tmp_path: Path) -> None:
     info = make_synthetic_emotic(tmp_path / "d", seed=0)

@@ -43,6 +43,7 @@ from dagnet_layers.emotic.data.synthetic import (
     _sorted,
     _struct,
     _vad_for,
+    _write_annotations_mat,
     write_synthetic_marker,
 )
 from dagnet_layers.errors import CorruptFileError
@@ -205,7 +206,7 @@ def make_diagnostic_emotic(
             })  # fmt: skip
             scenes.persons.append(person)
         mat[split] = _struct({k: [s[k] for s in structs] for k in structs[0]}, len(structs))
-    scipy_io.savemat(str(root / "Annotations" / "Annotations.mat"), mat, oned_as="row")
+    _write_annotations_mat(root / "Annotations" / "Annotations.mat", mat, scipy_io)
     write_synthetic_marker(root, "make_diagnostic_emotic")
     record = {"synthetic": True, "note": "SYNTHETIC diagnostic scenes, not EMOTIC",
               **settings, "cues": DIAGNOSTIC_CUES,

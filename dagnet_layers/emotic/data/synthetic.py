@@ -32,11 +32,13 @@ a box wholly outside the image (train), a grayscale and a CMYK JPEG per split.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -364,9 +366,28 @@ def make_synthetic_emotic(
         info.n_persons[split] = sum(1 for q in info.persons if q.split == split)
         info.expected_skips[split] = {k: v for k, v in skips.items() if v}
 
-    scipy_io.savemat(str(root / "Annotations" / "Annotations.mat"), mat, oned_as="row")
+    _write_annotations_mat(root / "Annotations" / "Annotations.mat", mat, scipy_io)
     write_synthetic_marker(root, "make_synthetic_emotic")
     return info
+
+
+#: The MAT-file header's free text (116 bytes). scipy writes ``Created on: <time>``
+#: there, so two writes of the same data a second apart differed byte for byte.
+_MAT_DESCRIPTION = b"MATLAB 5.0 MAT-file, written by dagnet_layers' synthetic EMOTIC writer"
+
+
+def _write_annotations_mat(path: Path, mat: dict[str, Any], scipy_io: Any) -> None:
+    """Write ``mat`` as a MATLAB 5 file whose bytes depend on the data only.
+
+    ``scipy.io.savemat`` puts the current time in the header's free text (bytes
+    0-115), which no reader interprets; it is replaced by a fixed text, so that
+    the same seed writes the same file. Written atomically.
+    """
+    buffer = io.BytesIO()
+    scipy_io.savemat(buffer, mat, oned_as="row")
+    data = bytearray(buffer.getvalue())
+    data[:116] = _MAT_DESCRIPTION.ljust(116, b" ")
+    write_bytes_atomic(path, data)
 
 
 #: The file a synthetic writer leaves at the dataset's root, so that whatever trains on
