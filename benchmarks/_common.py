@@ -384,7 +384,7 @@ def environment(device: torch.device, **settings: Any) -> dict[str, Any]:
         "cpu": cpu_model_name(),
         "cpu_threads": torch.get_num_threads(),
         # the vector ISA torch dispatches to: one CPU name ("AMD EPYC") can hide machines
-        # with and without AVX-512, whose figures are not comparable
+        # with different vector units, whose figures are not comparable
         "cpu_capability": _cpu_capability(),
         "python": platform.python_version(),
         "platform": platform.platform(),
