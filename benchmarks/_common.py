@@ -312,15 +312,15 @@ def time_group(
     per_round = max(1, math.ceil(min_runs / max(rounds, 1)))
     for _ in range(max(rounds, 1)):
         for name, fn in list(live.items()):
-            timer = benchmark.Timer(
-                stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
-            )
             try:
                 if estimates[name] * per_round >= budget:
                     # the round holds at most per_round calls: time them one by one, without
                     # blocked_autorange's block-size probe or Timer.timeit's two warm-up calls
                     samples = [_time_once(fn, device) for _ in range(per_round)]
                 else:
+                    timer = benchmark.Timer(
+                        stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
+                    )
                     m = timer.blocked_autorange(min_run_time=budget)
                     samples = list(m.times)
                     while len(samples) < per_round:

@@ -479,24 +479,22 @@ def _module_step(module: nn.Module, args: tuple[Any, ...], device: torch.device,
     """Forward + backward of ``module`` alone on ``args``: a fixed random gradient for
     each differentiable output, parameter and input gradients set to None first."""
     leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
-    with autocast(device, dtype):
-        out = module(*args)
-    outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,))
-            if isinstance(o, Tensor) and o.requires_grad]
+
+    def differentiable_outputs() -> list[Tensor]:
+        with autocast(device, dtype):
+            out = module(*args)
+        return [o for o in (out if isinstance(out, (tuple, list)) else (out,))
+                if isinstance(o, Tensor) and o.requires_grad]
+
     generator = torch.Generator(device=device).manual_seed(0)
     grads = [torch.randn(o.shape, generator=generator, device=device, dtype=o.dtype)
-             for o in outs]
-    del out, outs
+             for o in differentiable_outputs()]
 
     def step() -> None:
         module.zero_grad(set_to_none=True)
         for leaf in leaves:
             leaf.grad = None
-        with autocast(device, dtype):
-            out = module(*args)
-        outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,))
-                if isinstance(o, Tensor) and o.requires_grad]
-        torch.autograd.backward(outs, grads)
+        torch.autograd.backward(differentiable_outputs(), grads)
 
     return step
 
