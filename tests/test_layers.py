@@ -145,6 +145,93 @@ def test_patch_encoder_layout_and_inplace_relu_keep_the_function_and_its_gradien
     assert PatchEncoder(act_layer=torch.nn.GELU).act1.__class__ is torch.nn.GELU
 
 
+def _backward_nodes(t: torch.Tensor) -> set[str]:
+    seen, names, todo = set(), set(), [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        todo += [nxt for nxt, _ in node.next_functions]
+    return names
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("size,pool,stride", [(16, 2, 1), (24, 4, 1), (24, 3, 2)])
+def test_fused_relu_pool_equals_the_module_chain_and_its_gradients(
+    channels_last: bool, size: int, pool: int, stride: int
+) -> None:
+    """The fused training path against the same encoder calling act2 and pool as
+    torch's modules (fused_relu_pool=False), outputs and every gradient, float64."""
+    torch.manual_seed(0)
+    kwargs = dict(n=2, hidden_channels=6, out_channels=5, pool_size=pool, stride=stride,
+                  channels_last=channels_last)
+    fused = PatchEncoder(3, **kwargs).double()
+    plain = PatchEncoder(3, fused_relu_pool=False, **kwargs).double()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 3, size, size, dtype=torch.float64)
+    results = []
+    for enc in (fused, plain):
+        xi = x.clone().requires_grad_(True)
+        out = enc(xi)
+        (out * torch.linspace(-1, 2, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        results.append((out, _backward_nodes(out), [q.grad for q in enc.parameters()], xi.grad))
+    (out_f, nodes_f, grads_f, gx_f), (out_p, nodes_p, grads_p, gx_p) = results
+    assert "_ReluBlockMeanBackward" in nodes_f and "_ReluBlockMeanBackward" not in nodes_p
+    assert "AdaptiveAvgPool2DBackward0" in nodes_p and "AdaptiveAvgPool2DBackward0" not in nodes_f
+    torch.testing.assert_close(out_f, out_p, rtol=1e-12, atol=1e-12)
+    for got, want in zip([*grads_f, gx_f], [*grads_p, gx_p], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_relu_pool_gradcheck_on_both_outputs() -> None:
+    """torch's numerical gradient check of the fused function itself, through the
+    pooled output and through the in-place ReLU output it also returns."""
+    from dagnet_layers.layers.patch_partition import _ReluBlockMean
+
+    torch.manual_seed(0)
+    base = torch.randn(2, 3, 6, 4, dtype=torch.float64)
+    base = base + base.sign() * 0.1  # no input within the check's step of ReLU's kink
+    for layout in (torch.contiguous_format, torch.channels_last):
+        leaf = base.contiguous(memory_format=layout).requires_grad_(True)
+
+        def f(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            pooled, y = _ReluBlockMean.apply(t.clone(memory_format=torch.preserve_format), 2)
+            return pooled, y.sin()
+
+        assert torch.autograd.gradcheck(f, (leaf,))
+
+
+def test_fused_relu_pool_is_skipped_where_it_does_not_apply() -> None:
+    """The module chain runs without gradients, for pooled grids that do not divide the
+    patch, for another activation, and when switched off; the fused path refuses to be
+    differentiated twice, which the module chain allows."""
+    torch.manual_seed(0)
+    calls: list[str] = []
+    enc = PatchEncoder(3, n=2, hidden_channels=4, out_channels=4, pool_size=4)
+    enc.pool.register_forward_hook(lambda *_: calls.append("pool"))
+    x = torch.randn(1, 3, 16, 16)
+    enc(x).sum().backward()  # 8-pixel patches, 4 x 4 grid: fused
+    assert calls == []
+    with torch.no_grad():
+        enc(x)
+    assert calls == ["pool"]
+    out = enc(torch.randn(1, 3, 12, 12))  # 6-pixel patches: 4 does not divide 6
+    assert calls == ["pool", "pool"] and "_ReluBlockMeanBackward" not in _backward_nodes(out)
+    gelu = PatchEncoder(3, n=2, hidden_channels=4, out_channels=4, act_layer=torch.nn.GELU)
+    assert "_ReluBlockMeanBackward" not in _backward_nodes(gelu(x))
+
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(enc(xg).square().sum(), xg, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.sum().backward()
+    enc.fused_relu_pool = False
+    (g,) = torch.autograd.grad(enc(xg).square().sum(), xg, create_graph=True)
+    g.sum().backward()
+    assert calls[-1] == "pool" and xg.grad is not None
+
+
 def test_patch_encoder_rejects_wrong_channels() -> None:
     with pytest.raises(ValueError, match=r"expects 3 input channels, got 1"):
         PatchEncoder(3)(torch.zeros(2, 1, 32, 32))

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 from dagnet_layers.layers._checks import check_positive_ints
 
@@ -33,6 +34,64 @@ def _check_image(x: Tensor, name: str, channels: int | None = None) -> None:
         raise ValueError(
             f"{name} expects {channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})"
         )
+
+
+def _graph_capture() -> bool:
+    """Whether ``torch.compile``, ``torch.export`` or TorchScript is capturing this call."""
+    compiler = getattr(torch, "compiler", None)
+    for name in ("is_compiling", "is_exporting"):  # torch.compiler's, where this torch has them
+        check = getattr(compiler, name, None)
+        if check is not None and check():
+            return True
+    return bool(torch.jit.is_tracing() or torch.jit.is_scripting())
+
+
+class _ReluBlockMean(torch.autograd.Function):
+    """ReLU in place, then the mean over non-overlapping ``(h / p, w / p)`` blocks.
+
+    The same function as ``adaptive_avg_pool2d(relu_(x), p)`` when ``p`` divides the
+    height and the width, with a backward that writes the input gradient in one
+    pass over the activations: the block-constant pooled gradient, broadcast, masked
+    by the saved ReLU output. Autograd's chain instead fills a zeroed gradient,
+    copies it twice (the pooling backward keeps the channels-last layout) and then
+    masks it into a fourth fresh buffer: at 224 px those are 103 MB each.
+
+    Forward returns ``(pooled, x)``: ``x`` is the input, modified in place and so
+    returned as an output (``ctx.mark_dirty``); callers drop it.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, pool_size: int) -> tuple[Tensor, Tensor]:
+        x.relu_()
+        ctx.mark_dirty(x)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x)
+        ctx.pool_size = pool_size  # type: ignore[attr-defined]
+        h, w = x.shape[-2:]
+        return F.avg_pool2d(x, (h // pool_size, w // pool_size)), x
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, grad_pooled: Tensor | None, grad_x: Tensor | None
+    ) -> tuple[Tensor | None, None]:
+        (y,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        p: int = ctx.pool_size  # type: ignore[attr-defined]
+        n, c, h, w = y.shape
+        hb, wb = h // p, w // p
+        grad: Tensor | None = None
+        if grad_pooled is not None:
+            # (n, c, p, hb, p, wb) views of y (any dense layout splits this way) and of
+            # the pooled gradient broadcast over each block: threshold_backward writes
+            # its output in y's layout, so channels-last stays channels-last
+            blocks = (grad_pooled / (hb * wb)).reshape(n, c, p, 1, p, 1)
+            blocks = blocks.expand(n, c, p, hb, p, wb)
+            grad = torch.ops.aten.threshold_backward(blocks, y.view(n, c, p, hb, p, wb), 0)
+            grad = grad.view(n, c, h, w)
+        if grad_x is not None:
+            masked = torch.ops.aten.threshold_backward(grad_x, y, 0)
+            grad = masked if grad is None else grad + masked
+        return grad, None
 
 
 class PatchPartition(nn.Module):
@@ -167,6 +226,7 @@ class PatchEncoder(nn.Module):
         act_layer: type[nn.Module] = nn.ReLU,
         size_policy: SizePolicy = "error",
         channels_last: bool = True,
+        fused_relu_pool: bool = True,
     ) -> None:
         super().__init__()
         check_positive_ints("PatchEncoder", in_channels=in_channels,
@@ -176,6 +236,7 @@ class PatchEncoder(nn.Module):
         self.pool_size = pool_size
         self.partition = PatchPartition(n, size_policy=size_policy)
         self.channels_last = bool(channels_last)
+        self.fused_relu_pool = bool(fused_relu_pool)
         self.conv1 = nn.Conv2d(in_channels, hidden_channels, 3, stride=stride, padding=1)
         self.act1 = nn.ReLU(inplace=True) if act_layer is nn.ReLU else act_layer()
         self.conv2 = nn.Conv2d(hidden_channels, out_channels, 3, padding=1)
@@ -199,9 +260,24 @@ class PatchEncoder(nn.Module):
         x = patches.flatten(0, 1)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.act2(self.conv2(self.act1(self.conv1(x))))
-        x = self.pool(x)
+        x = self.conv2(self.act1(self.conv1(x)))
+        if self._fuse(x):
+            x = _ReluBlockMean.apply(x, self.pool_size)[0]
+        else:
+            x = self.pool(self.act2(x))
         return x.reshape(b, p, self.out_features)
+
+    def _fuse(self, x: Tensor) -> bool:
+        """Whether the fused ReLU + pool step applies to the second convolution's output."""
+        if not (self.fused_relu_pool and x.requires_grad and torch.is_grad_enabled()):
+            return False
+        if type(self.act2) is not nn.ReLU or type(self.pool) is not nn.AdaptiveAvgPool2d:
+            return False
+        if _graph_capture():
+            return False
+        h, w = x.shape[-2:]
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        return dense and h % self.pool_size == 0 and w % self.pool_size == 0
 
     def forward(self, x: Tensor) -> Tensor:
         """Partition ``x`` (B, C, H, W) and encode each patch: (B, N*N, D)."""
