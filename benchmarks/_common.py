@@ -139,8 +139,17 @@ def slugify(text: str) -> str:
 
 
 def device_slug(device: torch.device) -> str:
-    """``cpu-<model>`` or ``cuda-<model>``, used in the default result file names."""
-    return f"{device.type}-{slugify(device_name(device))}"
+    """``cuda-<model>`` or ``cpu-<model>-<vector ISA>``, used in result file names.
+
+    A CPU's name alone does not tell machines apart: two "AMD EPYC" machines of
+    this project, one where torch dispatches to AVX2 and one to AVX512, differ by
+    5x on the same convolution. Their files must not overwrite each other.
+    """
+    slug = f"{device.type}-{slugify(device_name(device))}"
+    capability = _cpu_capability() if device.type == "cpu" else None
+    if capability and capability.lower() not in ("default", "none"):
+        slug += f"-{slugify(capability)}"
+    return slug
 
 
 def loadavg() -> float | None:

@@ -50,3 +50,22 @@ def test_without_min_runs_a_slow_call_is_timed_once_per_round(common) -> None:
                             rounds=4)
     assert got["slow"].runs == 4
     assert slow.calls == 2 + 4  # warm-up (the last one is the estimate), timed calls
+
+
+@pytest.mark.parametrize(
+    "capability,slug",
+    [
+        ("AVX2", "cpu-amd-epyc-avx2"),
+        ("AVX512", "cpu-amd-epyc-avx512"),
+        ("DEFAULT", "cpu-amd-epyc"),
+        (None, "cpu-amd-epyc"),
+    ],
+)
+def test_cpu_result_names_tell_vector_units_apart(common, monkeypatch, capability, slug) -> None:
+    """Two CPUs of one name, one dispatching to AVX2 and one to AVX512, write their
+    results to different files; a CPU torch reports no vector unit for keeps the name."""
+    monkeypatch.setattr(common, "cpu_model_name", lambda: "AMD EPYC")
+    monkeypatch.setattr(common, "_cpu_capability", lambda: capability)
+    assert common.device_slug(torch.device("cpu")) == slug
+    out = common.default_output("model", torch.device("cpu"), quick=False)
+    assert out.name == f"model_{slug}.json"
