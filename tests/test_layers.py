@@ -232,6 +232,46 @@ def test_fused_relu_pool_is_skipped_where_it_does_not_apply() -> None:
     assert calls[-1] == "pool" and xg.grad is not None
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("fused", [True, False])
+def test_cpu_chunks_change_nothing_but_rounding(channels_last: bool, fused: bool) -> None:
+    """Chunks of 3 patches out of 2 x 4 = 8 (a ragged last chunk) against one pass,
+    float64: the outputs and every gradient; conv1 runs once per chunk."""
+    torch.manual_seed(0)
+    kwargs = dict(n=2, hidden_channels=6, out_channels=5, pool_size=2,
+                  channels_last=channels_last, fused_relu_pool=fused)
+    whole = PatchEncoder(3, cpu_chunk_mib=None, **kwargs).double()
+    # one 8 x 8 patch: 6 channels x 64 pixels x 8 bytes = 3,072 B; 3 patches fit 9,216 B
+    chunked = PatchEncoder(3, cpu_chunk_mib=9_300 / 2**20, **kwargs).double()
+    chunked.load_state_dict(whole.state_dict())
+    calls: list[int] = []
+    chunked.conv1.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    results = []
+    for enc in (whole, chunked):
+        xi = x.clone().requires_grad_(True)
+        out = enc(xi)
+        (out * torch.linspace(-1, 2, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        results.append([out, *(q.grad for q in enc.parameters()), xi.grad])
+    assert calls == [3, 3, 2]
+    for got, want in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_chunk_size_follows_the_activation_budget() -> None:
+    enc = PatchEncoder(3, n=4)  # 64 and 64 channels, 8 MiB
+    # B = 8 at 224 px: 128 patches of 56 x 56; one is 64 x 56 x 56 x 4 B = 802,816 B,
+    # and 8 MiB / 802,816 B = 10.4
+    assert enc._patches_per_chunk(torch.empty(128, 3, 56, 56)) == 10
+    # stride 2: 28 x 28 activations, 200,704 B a patch, 41.8 in 8 MiB
+    assert PatchEncoder(3, stride=2)._patches_per_chunk(torch.empty(128, 3, 56, 56)) == 41
+    assert enc._patches_per_chunk(torch.empty(128, 3, 512, 512)) == 1  # never zero
+    whole = PatchEncoder(3, cpu_chunk_mib=None)
+    assert whole._patches_per_chunk(torch.empty(128, 3, 56, 56)) == 128
+    with pytest.raises(ValueError, match="cpu_chunk_mib must be positive or None, got 0"):
+        PatchEncoder(3, cpu_chunk_mib=0)
+
+
 def test_patch_encoder_rejects_wrong_channels() -> None:
     with pytest.raises(ValueError, match=r"expects 3 input channels, got 1"):
         PatchEncoder(3)(torch.zeros(2, 1, 32, 32))
