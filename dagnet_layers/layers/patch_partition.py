@@ -193,7 +193,8 @@ class PatchEncoder(nn.Module):
     (64 and 64 channels by default, each followed by ``act_layer``) and a mean
     pooling to a ``pool_size x pool_size`` grid, flattened to
     ``out_channels * pool_size**2`` features (64 x 4 x 4 = 1024, the paper's
-    node width). All :math:`B N^2` patches run as one batched convolution.
+    node width). All :math:`B N^2` patches run as one batched convolution (on a CPU,
+    in chunks of a few MiB of activations: see ``cpu_chunk_mib``).
 
     Args:
         in_channels: Channels of the image being partitioned (3 for RGB).
