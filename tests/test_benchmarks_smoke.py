@@ -172,12 +172,19 @@ def test_training_throughput_benchmark_times_each_data_path(tmp_path: Path) -> N
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(out.read_text())
-    assert set(report["samples_per_s"]) == {"test_dagnet, jpeg, fp32, eager",
-                                            "test_dagnet, jpeg-device, fp32, eager",
-                                            "test_dagnet, cache, fp32, eager"}
-    assert all(v > 0 for v in report["samples_per_s"].values())
+    rates = report["samples_per_s"]
+    models = {f"test_dagnet, {d}, fp32, eager" for d in ("jpeg", "jpeg-device", "cache")}
+    alone = {f"loader alone, {d}" for d in ("jpeg", "jpeg-device", "cache")}
+    assert set(rates) == models | alone
+    assert all(v > 0 for v in rates.values())
     assert sorted(report["ratios"]) == ["test_dagnet, cache, fp32, eager / jpeg",
                                         "test_dagnet, jpeg-device, fp32, eager / jpeg"]
+    # the headroom: each variant's own data path alone over the variant, never inverted
+    assert set(report["loader_headroom"]) == models
+    for name, headroom in report["loader_headroom"].items():
+        data = name.split(", ")[1]
+        assert headroom == pytest.approx(rates[f"loader alone, {data}"] / rates[name])
+    assert "loader alone / variant" in out.with_suffix(".md").read_text()
 
 
 def test_cache_memory_benchmark_compares_the_two_readers(tmp_path: Path) -> None:
