@@ -452,9 +452,20 @@ def default_output(prefix: str, device: torch.device, quick: bool) -> Path:
 
 
 def write_outputs(report: dict[str, Any], markdown: str, out: Path) -> tuple[Path, Path]:
-    """Write ``report`` as JSON to ``out`` and ``markdown`` next to it (``.md``)."""
+    """Write ``report`` as JSON to ``out`` and ``markdown`` next to it (``.md``).
+
+    Each file is written beside itself and renamed into place, so a run killed while
+    writing (a benchmark rewrites its files after every round) leaves the previous
+    complete version, never a truncated one.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     md_path = out.with_suffix(".md")
-    md_path.write_text(markdown.rstrip() + "\n")
+    for path, text in ((out, json.dumps(report, indent=2, default=str) + "\n"),
+                       (md_path, markdown.rstrip() + "\n")):  # fmt: skip
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return out, md_path

@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", type=Path, default=None, help="where the synthetic data goes")
     p.add_argument("--out", type=Path, default=None, help="JSON to write (and .md beside it)")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds must be at least 1, got {args.rounds}")
     device = args.device = resolve_device(args.device)
     cfg = dict(QUICK if args.quick else CUDA if device.type == "cuda" else CPU)
     for key, flag in (("images", "images"), ("image_size", "image_size"),
@@ -202,25 +204,43 @@ def main(argv: list[str] | None = None) -> int:
             steps(v, int(cfg["warmup"]))
             _, seconds = steps(v, 1)
             per_round[v.name] = max(2, math.ceil(float(cfg["min_time"]) / max(seconds, 1e-6)))
-        for _ in range(args.rounds):
+        out = args.out or default_output("train", device, args.quick)
+        for done in range(1, args.rounds + 1):
             for v in variants:
                 samples, seconds = steps(v, per_round[v.name], timed=True)
                 v.runs.append(samples / seconds)
+            # written after every round: a run stopped by a time limit keeps what it measured
+            md, paths = _report(variants, cfg, args, device, n_train, workers, done, out)
 
+    print(md)
+    print("wrote", *paths)
+    return 0
+
+
+LOADER_ALONE = "loader alone"
+
+
+def _report(variants: list[_Variant], cfg: dict[str, Any], args: argparse.Namespace,
+            device: torch.device, n_train: int, workers: int, done: int,
+            out: Path) -> tuple[str, tuple[Path, Path]]:
+    """Write the figures of the first ``done`` rounds; (markdown, paths written)."""
     rates = {v.name: statistics.median(v.runs) for v in variants}
     rows = [(v.name, f"{rates[v.name]:,.2f}", f"{min(v.runs):,.2f}-{max(v.runs):,.2f}")
             for v in variants]  # fmt: skip
     ratios = _ratios(rates)
     headroom = _headroom(rates)
+    size = int(cfg["image_size"])
     env = environment(device, models=list(cfg["models"]), images=int(cfg["images"]),
                       train_persons=n_train, image_size=size, batch_size=int(cfg["batch"]),
-                      workers=workers, rounds=args.rounds, min_time_s=float(cfg["min_time"]),
-                      quick=args.quick)  # fmt: skip
+                      workers=workers, rounds=args.rounds, rounds_done=done,
+                      min_time_s=float(cfg["min_time"]), quick=args.quick)  # fmt: skip
+    partial = "" if done == args.rounds else (
+        f" **Only {done} of {args.rounds} rounds had run when this was written.**")
     md = ("# End-to-end training throughput (data pipeline included)\n\n"
           f"Synthetic EMOTIC, {int(cfg['images'])} images of 640 x 480 ({n_train} train "
           f"persons), {size} px, batch {int(cfg['batch'])}, {workers} loader workers; "
-          f"median samples/s of {args.rounds} interleaved rounds of at least "
-          f"{float(cfg['min_time']):g} s each, with min-max.\n\n"
+          f"median samples/s of {done} interleaved rounds of at least "
+          f"{float(cfg['min_time']):g} s each, with min-max.{partial}\n\n"
           + markdown_table(["model, data, dtype, mode", "samples/s", "min-max"], rows)
           + ("\n\n" + markdown_table(["ratio", "value"], list(ratios.items())) if ratios else "")
           + (f"\n\nThe loader's headroom: each data path alone (loader and batch transform, "
@@ -231,17 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                                for k, v in headroom.items()])
              if headroom else "")
           + "\n\n" + environment_markdown(env))  # fmt: skip
-    out = args.out or default_output("train", device, args.quick)
     paths = write_outputs({"environment": env, "samples_per_s": rates,
                            "rounds": {v.name: v.runs for v in variants}, "ratios": ratios,
                            "loader_headroom": headroom, "headroom_target": HEADROOM_TARGET},
                           md, out)  # fmt: skip
-    print(md)
-    print("wrote", *paths)
-    return 0
-
-
-LOADER_ALONE = "loader alone"
+    return md, paths
 
 
 def _load(v: _Variant, n: int, device: torch.device, min_time: float) -> tuple[int, float]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import json
 import sys
 import time
 from pathlib import Path
@@ -69,3 +71,45 @@ def test_cpu_result_names_tell_vector_units_apart(common, monkeypatch, capabilit
     assert common.device_slug(torch.device("cpu")) == slug
     out = common.default_output("model", torch.device("cpu"), quick=False)
     assert out.name == f"model_{slug}.json"
+
+
+def test_results_are_replaced_whole_or_not_at_all(common, tmp_path, monkeypatch) -> None:
+    """A benchmark rewrites its files after every round: a failure while writing keeps
+    the previous complete files and leaves no temporary file behind."""
+    out = tmp_path / "train.json"
+    common.write_outputs({"round": 1}, "# one round", out)
+    assert out.read_text() == '{\n  "round": 1\n}\n'
+    assert out.with_suffix(".md").read_text() == "# one round\n"
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(common.os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        common.write_outputs({"round": 2}, "# two rounds", out)
+    assert out.read_text() == '{\n  "round": 1\n}\n'
+    assert out.with_suffix(".md").read_text() == "# one round\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json", "train.md"]
+
+
+def test_a_train_benchmark_stopped_early_says_how_many_rounds_it_holds(tmp_path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_train_partial",
+                                                  BENCHMARKS / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    variants = [bench._Variant("m, cache, fp32, eager", None, None, None, None, None, [10.0]),
+                bench._Variant("loader alone, cache", None, None, None, None, None, [30.0])]
+    cfg = dict(models=("m",), images=5, image_size=32, batch=4, min_time=1.0)
+    args = argparse.Namespace(rounds=3, quick=True)
+    out = tmp_path / "t.json"
+    md, _ = bench._report(variants, cfg, args, torch.device("cpu"), 4, 0, 1, out)
+    assert "median samples/s of 1 interleaved rounds" in md
+    assert "Only 1 of 3 rounds had run" in md
+    report = json.loads(out.read_text())
+    assert report["environment"]["rounds_done"] == 1
+    assert report["loader_headroom"] == {"m, cache, fp32, eager": 3.0}
+    variants[0].runs += [12.0, 14.0]
+    variants[1].runs += [30.0, 30.0]
+    md, _ = bench._report(variants, cfg, args, torch.device("cpu"), 4, 0, 3, out)
+    assert "Only" not in md and "| m, cache, fp32, eager | 2.50x | yes |" in md
