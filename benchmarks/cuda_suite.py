@@ -30,13 +30,23 @@ stage           what it runs
 
 Results go to ``--out-dir`` (default ``benchmarks/results``) named by device, e.g.
 ``model_cuda-nvidia-h100.json``, with ``cuda_suite_<device>.json`` summarising
-every stage (status, seconds, log). Without CUDA, or with ``--dry-run``, nothing
-runs: each stage is printed with the reason it is skipped (CI does this, so the
-suite cannot rot). Examples::
+every stage (status, seconds, log), rewritten after each stage. Without CUDA, or
+with ``--dry-run``, nothing runs: each stage is printed with the reason it is
+skipped (CI does this, so the suite cannot rot).
+
+``--short`` fits one time-limited call on a lent GPU (``--deadline``, default
+480 s in all): the stages that matter most, in order of what they settle, each
+cut to a smaller matrix and given its own time cap: the CUDA tests, the
+paper model's and the baseline's training samples/s with the data pipeline (bf16,
+from the cache and with GPU decoding, each loader alone for its headroom), the
+paper model's 2-epoch training with bf16 + channels-last + compile against the
+1,200 samples/s target, then the per-module tables in fp32 and bf16+cl. A stage
+that would start with less than a minute left is skipped and says so. Examples::
 
     python benchmarks/cuda_suite.py                       # everything
     python benchmarks/cuda_suite.py --stages tests model  # some stages
     python benchmarks/cuda_suite.py --out-dir /tmp/res --timeout 540
+    python benchmarks/cuda_suite.py --short --out-dir "$OUT/results"   # one 10-minute call
 """
 
 from __future__ import annotations
@@ -55,6 +65,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 STAGES = ("env", "tests", "model", "layers", "layers_cl", "data", "predict", "throughput",
           "train", "ddp")
+#: ``--short``: stages in the order of what they settle, each with its time cap (s).
+SHORT = {"env": 60, "tests": 240, "throughput": 200, "train": 200, "model": 180}
+SHORT_DEADLINE = 480.0
+#: a stage is not started with less than this many seconds left before the deadline
+MIN_STAGE_S = 60.0
 
 
 def _slug(text: str) -> str:
@@ -81,15 +96,18 @@ def _env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
-def commands(out: Path, slug: str, n_gpus: int) -> dict[str, list[str] | None]:
-    """Each stage's command line (``None``: nothing to run on this machine)."""
+def commands(out: Path, slug: str, n_gpus: int,
+             short: bool = False) -> dict[str, list[str] | None]:
+    """Each stage's command line (``None``: nothing to run on this machine); ``short``:
+    the smaller matrices of ``--short``."""
     py = sys.executable
+    workers = str(min(16, os.cpu_count() or 1))
     train = [py, "-m", "dagnet_layers.commands.train", "--model", "dagnet_r50_r18",
              "--no-pretrained", "--image-size", "224", "--batch-size", "64", "--epochs", "2",
              "--demo-images", "2000", "--demo-dir", str(out / "demo"), "--amp", "bf16",
-             "--channels-last", "--compile", "--workers", str(min(16, os.cpu_count() or 1)),
+             "--channels-last", "--compile", "--workers", workers,
              "--no-progress", "--overwrite"]  # fmt: skip
-    return {
+    cmds: dict[str, list[str] | None] = {
         "env": [py, "-c", "import json, torch, timm, torch_geometric, einops; print(json.dumps({"
                 "'torch': torch.__version__, 'cuda': torch.version.cuda, 'cudnn': "
                 "torch.backends.cudnn.version(), 'timm': timm.__version__, 'torch_geometric': "
@@ -105,7 +123,7 @@ def commands(out: Path, slug: str, n_gpus: int) -> dict[str, list[str] | None]:
                       "fp32", "bf16", "--compile", "--channels-last",
                       "--out", str(out / f"layers_{slug}_channels-last.json")],
         "data": [py, str(BENCH / "bench_data.py"), "--device", "cuda", "--workers",
-                 str(min(16, os.cpu_count() or 1)), "--batches", "20",
+                 workers, "--batches", "20",
                  "--out", str(out / f"data_{slug}.json")],
         "predict": [py, str(BENCH / "bench_predict.py"), "--device", "cuda",
                     "--out", str(out / f"predict_{slug}.json")],
@@ -118,6 +136,16 @@ def commands(out: Path, slug: str, n_gpus: int) -> dict[str, list[str] | None]:
             "--output-dir", str(out / f"train_ddp_{slug}"),
         ],
     }
+    if short:
+        cmds["throughput"] = [
+            *cmds["throughput"][:4], "--models", "dagnet_r50_r18", "dagnet_r50_r18_baseline",
+            "--data", "cache", "jpeg-device", "--dtypes", "bf16", "--compile", "eager",
+            "--images", "1500", "--rounds", "2", "--min-time", "5", "--warmup", "3",
+            "--workers", str(min(8, os.cpu_count() or 1)), *cmds["throughput"][4:]]
+        cmds["model"] = [*cmds["model"][:4], "--models", "dagnet", "backbones_only",
+                         "--variants", "fp32", "bf16+cl", "--no-max-batch", "--rounds", "2",
+                         *cmds["model"][4:]]  # fmt: skip
+    return cmds
 
 
 def _train_summary(run: Path) -> dict[str, object] | None:
@@ -131,47 +159,83 @@ def _train_summary(run: Path) -> dict[str, object] | None:
             "target_samples_per_s": 1200, "epochs": len(rows) - 1}
 
 
+def _write_summary(path: Path, summary: dict[str, object]) -> None:
+    """Write the summary beside itself and rename it into place: never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
-                        help="stages to run, in this order")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=None,
+                        help="stages to run, in this order (default: all)")
     parser.add_argument("--out-dir", type=Path, default=BENCH / "results",
                         help="where results and logs go")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per stage")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would run and why a stage is skipped; run nothing")
+    parser.add_argument("--short", action="store_true",
+                        help="the stages that matter most, smaller, to fit one time-limited "
+                             f"call: {' '.join(SHORT)} (with --stages: those, in that order)")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds for the whole suite: each stage's time limit is cut to "
+                             "what is left, and a stage with less than "
+                             f"{MIN_STAGE_S:.0f} s left is skipped (--short: "
+                             f"{SHORT_DEADLINE:.0f})")
     args = parser.parse_args(argv)
+    if args.deadline is not None and args.deadline <= 0:
+        parser.error(f"--deadline must be positive, got {args.deadline}")
+    stages = list(args.stages or STAGES)
+    if args.short:
+        extra = sorted(set(args.stages or ()) - set(SHORT))
+        if extra:
+            parser.error(f"--short has no stage {', '.join(extra)}; its stages: "
+                         f"{' '.join(SHORT)}")
+        stages = [stage for stage in SHORT if stage in set(args.stages or SHORT)]
+    deadline = args.deadline or (SHORT_DEADLINE if args.short else None)
+    begin = time.perf_counter()
 
     ok, n_gpus, name = (False, 0, "") if args.dry_run else _cuda()
     slug = f"cuda-{_slug(name)}" if ok else "cuda-none"
     out = args.out_dir.resolve()
-    cmds = commands(out, slug, n_gpus)
-    summary: dict[str, object] = {"device": name or None, "gpus": n_gpus, "stages": {}}
-    if not args.dry_run and ok:
+    cmds = commands(out, slug, n_gpus, short=args.short)
+    summary: dict[str, object] = {"device": name or None, "gpus": n_gpus,
+                                  "profile": "short" if args.short else "full",
+                                  "deadline_s": deadline, "stages": {}}  # fmt: skip
+    written = not args.dry_run and ok
+    if written:
         (out / "logs").mkdir(parents=True, exist_ok=True)
-    for stage in args.stages:
+    if deadline is not None:
+        print(f"deadline: {deadline:.0f} s for {', '.join(stages)}")
+    for stage in stages:
         cmd = cmds[stage]
-        if args.dry_run or not ok or cmd is None:
+        limit = args.timeout if not args.short else min(args.timeout, SHORT[stage])
+        left = None if deadline is None else deadline - (time.perf_counter() - begin)
+        if left is not None:
+            limit = min(limit, left)
+        if args.dry_run or not ok or cmd is None or (left is not None and left < MIN_STAGE_S):
             why = ("dry run" if args.dry_run else "no CUDA device" if not ok
-                   else "needs more than one GPU")
+                   else "needs more than one GPU" if cmd is None
+                   else f"deadline: {left:.0f} s left of {deadline:.0f}")
             print(f"[{stage}] skipped: {why}")
             if cmd is not None:
-                print("    " + " ".join(cmd))
+                print(f"    (time limit {limit:.0f} s) " + " ".join(cmd))
             summary["stages"][stage] = {"status": "skipped", "why": why}
             continue
         log = out / "logs" / f"{stage}_{slug}.log"
-        print(f"[{stage}] running (log: {log})", flush=True)
+        print(f"[{stage}] running, time limit {limit:.0f} s (log: {log})", flush=True)
         start = time.perf_counter()
         try:
             with open(log, "w") as f:
                 rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-                                    env=_env(), timeout=args.timeout).returncode  # fmt: skip
+                                    env=_env(), timeout=limit).returncode  # fmt: skip
             status = "passed" if rc == 0 else f"failed (exit {rc})"
         except subprocess.TimeoutExpired:
-            status = f"timed out after {args.timeout:.0f} s"
+            status = f"timed out after {limit:.0f} s"
         seconds = time.perf_counter() - start
         record: dict[str, object] = {"status": status, "seconds": round(seconds, 1),
                                      "log": str(log.relative_to(out))}
@@ -180,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
                                                   f"_{slug}")
         summary["stages"][stage] = record
         print(f"[{stage}] {status} in {seconds:.0f} s", flush=True)
-    if not args.dry_run and ok:
+        _write_summary(out / f"cuda_suite_{slug}.json", summary)  # kept if the call is cut
+    if written:
         demo = out / "demo"
         if demo.is_dir():
             shutil.rmtree(demo, ignore_errors=True)  # regenerated data, not a result
-        (out / f"cuda_suite_{slug}.json").write_text(json.dumps(summary, indent=1) + "\n")
+        _write_summary(out / f"cuda_suite_{slug}.json", summary)
     failed = [s for s, r in summary["stages"].items() if str(r["status"]).startswith(("failed",
                                                                                        "timed"))]
     print(f"cuda suite on {name or 'no CUDA device'}: "

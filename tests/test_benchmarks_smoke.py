@@ -250,3 +250,52 @@ def test_benchmarks_never_overwrite_committed_results_by_default() -> None:
     out = common.default_output("model", torch.device("cpu"), quick=False)
     assert BENCHMARKS / "results" not in out.parents
     assert out.parent.name == "benchmarks" and out.parent.parent.name == "runs"  # git-ignored
+
+
+def _cuda_suite_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_cuda_suite", BENCHMARKS / "cuda_suite.py")
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    return suite
+
+
+def test_cuda_suite_short_keeps_to_its_deadline(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--short`` on a (pretended) GPU: each stage's limit is its cap or what is left of
+    the deadline, whichever is less; a stage with too little left is skipped and says
+    why; the summary on disk holds every stage."""
+    suite = _cuda_suite_module()
+
+    def sleep(seconds: float) -> list[str]:
+        return [sys.executable, "-c", f"import time; time.sleep({seconds})"]
+
+    monkeypatch.setattr(suite, "_cuda", lambda: (True, 1, "Fake GPU"))
+    monkeypatch.setattr(suite, "commands", lambda out, slug, n, short=False: {
+        "env": sleep(0), "tests": sleep(30), "throughput": sleep(0), "train": sleep(30),
+        "model": sleep(0)})
+    monkeypatch.setattr(suite, "SHORT", {"env": 20, "tests": 1, "throughput": 20,
+                                         "train": 20, "model": 20})
+    monkeypatch.setattr(suite, "MIN_STAGE_S", 1.5)
+    rc = suite.main(["--short", "--deadline", "4", "--out-dir", str(tmp_path)])
+    assert rc == 1  # two stages timed out
+    printed = capsys.readouterr().out
+    assert "[tests] running, time limit 1 s" in printed
+    summary = json.loads((tmp_path / "cuda_suite_cuda-fake-gpu.json").read_text())
+    assert summary["profile"] == "short" and summary["deadline_s"] == 4
+    stages = summary["stages"]
+    assert list(stages) == ["env", "tests", "throughput", "train", "model"]
+    assert stages["env"]["status"] == stages["throughput"]["status"] == "passed"
+    assert stages["tests"]["status"] == "timed out after 1 s"
+    # train got what was left of the 4 s (about 2.7 s), not its 20 s cap
+    assert stages["train"]["status"].startswith("timed out after")
+    assert 1.5 <= stages["train"]["seconds"] <= 3.5
+    assert stages["model"]["status"] == "skipped"
+    assert stages["model"]["why"].startswith("deadline:")
+
+
+def test_cuda_suite_short_names_a_stage_it_does_not_have(capsys) -> None:
+    suite = _cuda_suite_module()
+    with pytest.raises(SystemExit):
+        suite.main(["--short", "--stages", "layers", "--dry-run"])
+    assert "--short has no stage layers" in capsys.readouterr().err
