@@ -74,6 +74,39 @@ def test_layers_match_float64_cpu() -> None:
     _compare(LearnedAdjacencyGCN(32, (32, 16), num_nodes=16), torch.rand(4, 16, 32))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_patch_encoders_fused_step_is_the_module_chain_on_cuda(channels_last: bool) -> None:
+    """The fused ReLU + block mean (training, grads on) against the ReLU -> pool chain,
+    both on CUDA with the same weights, in float64 so that a wrong index or divisor in
+    either layout shows at once; bf16 autocast as a training run uses it."""
+    torch.manual_seed(0)
+    fused = PatchEncoder(3, n=4, hidden_channels=8, out_channels=8, pool_size=2).cuda()
+    chain = PatchEncoder(3, n=4, hidden_channels=8, out_channels=8, pool_size=2,
+                         fused_relu_pool=False).cuda()  # fmt: skip
+    chain.load_state_dict(fused.state_dict())
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.rand(2, 3, 32, 48, device="cuda").contiguous(memory_format=fmt)
+    for dtype, tol in ((torch.float64, 1e-10), (torch.bfloat16, 2e-2)):
+        outs, grads = [], []
+        for module in (fused, chain):
+            module.zero_grad(set_to_none=True)
+            xi = x.clone().requires_grad_(True)
+            if dtype == torch.float64:
+                module.double()
+                out = module(xi.double())
+            else:
+                module.float()
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    out = module(xi)
+            out.float().square().sum().backward()
+            outs.append(out.detach().float())
+            grads.append([xi.grad.float()] + [q.grad.float() for q in module.parameters()])
+        scale = outs[1].abs().max()
+        assert (outs[0] - outs[1]).abs().max() <= tol * scale
+        for a, b in zip(grads[0], grads[1], strict=True):
+            assert (a - b).abs().max() <= tol * b.abs().max().clamp_min(1e-12)
+
+
 def test_model_on_cuda_fp32_bf16_channels_last_compile() -> None:
     torch.manual_seed(0)
     model = build_dagnet("test_resnet", "test_resnet", partition=2).eval()
