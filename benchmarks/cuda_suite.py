@@ -52,14 +52,18 @@ that would start with less than a minute left is skipped and says so. Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -96,15 +100,17 @@ def _env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
-def commands(out: Path, slug: str, n_gpus: int,
-             short: bool = False) -> dict[str, list[str] | None]:
+def commands(out: Path, slug: str, n_gpus: int, short: bool = False,
+             scratch: Path | None = None) -> dict[str, list[str] | None]:
     """Each stage's command line (``None``: nothing to run on this machine); ``short``:
-    the smaller matrices of ``--short``."""
+    the smaller matrices of ``--short``; ``scratch``: where the trainings put their demo
+    data and run folders (default ``out``)."""
+    scratch = out if scratch is None else scratch
     py = sys.executable
     workers = str(min(16, os.cpu_count() or 1))
     train = [py, "-m", "dagnet_layers.commands.train", "--model", "dagnet_r50_r18",
              "--no-pretrained", "--image-size", "224", "--batch-size", "64", "--epochs", "2",
-             "--demo-images", "2000", "--demo-dir", str(out / "demo"), "--amp", "bf16",
+             "--demo-images", "2000", "--demo-dir", str(scratch / "demo"), "--amp", "bf16",
              "--channels-last", "--compile", "--workers", workers,
              "--no-progress", "--overwrite"]  # fmt: skip
     cmds: dict[str, list[str] | None] = {
@@ -129,11 +135,11 @@ def commands(out: Path, slug: str, n_gpus: int,
                     "--out", str(out / f"predict_{slug}.json")],
         "throughput": [py, str(BENCH / "bench_train.py"), "--device", "cuda",
                        "--out", str(out / f"throughput_{slug}.json")],
-        "train": [*train, "--output-dir", str(out / f"train_{slug}")],
+        "train": [*train, "--output-dir", str(scratch / f"train_{slug}")],
         "ddp": None if n_gpus < 2 else [
             py, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",
             "-m", "dagnet_layers.commands.train", *train[3:],
-            "--output-dir", str(out / f"train_ddp_{slug}"),
+            "--output-dir", str(scratch / f"train_ddp_{slug}"),
         ],
     }
     if short:
@@ -146,6 +152,29 @@ def commands(out: Path, slug: str, n_gpus: int,
                          "--variants", "fp32", "bf16+cl", "--no-max-batch", "--rounds", "2",
                          *cmds["model"][4:]]  # fmt: skip
     return cmds
+
+
+def _run_stage(cmd: list[str], log: IO[str], limit: float) -> int | None:
+    """Run one stage in its own process group; its exit code, or ``None`` when it ran
+    past ``limit`` seconds and the whole group (loader workers, compile workers,
+    torchrun's ranks) was killed, so nothing of it runs on into the next stage."""
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env(),
+                            start_new_session=True)  # fmt: skip
+    try:
+        return proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None
+
+
+def _keep_run(run: Path, dest: Path) -> None:
+    """Copy a training's run folder to the results without its checkpoints (hundreds
+    of MiB each) and TensorBoard events: the log, reports and figures are the result."""
+    if run.is_dir():
+        shutil.copytree(run, dest, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
 
 
 def _train_summary(run: Path) -> dict[str, object] | None:
@@ -202,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     ok, n_gpus, name = (False, 0, "") if args.dry_run else _cuda()
     slug = f"cuda-{_slug(name)}" if ok else "cuda-none"
     out = args.out_dir.resolve()
-    cmds = commands(out, slug, n_gpus, short=args.short)
+    # the trainings' demo data and checkpoints stay out of the results folder
+    scratch = (Path(tempfile.mkdtemp(prefix="dagnet-cuda-suite-")) if not args.dry_run and ok
+               else Path(tempfile.gettempdir()) / "dagnet-cuda-suite-XXXX")
+    cmds = commands(out, slug, n_gpus, short=args.short, scratch=scratch)
     summary: dict[str, object] = {"device": name or None, "gpus": n_gpus,
                                   "profile": "short" if args.short else "full",
                                   "deadline_s": deadline, "stages": {}}  # fmt: skip
@@ -229,26 +261,22 @@ def main(argv: list[str] | None = None) -> int:
         log = out / "logs" / f"{stage}_{slug}.log"
         print(f"[{stage}] running, time limit {limit:.0f} s (log: {log})", flush=True)
         start = time.perf_counter()
-        try:
-            with open(log, "w") as f:
-                rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-                                    env=_env(), timeout=limit).returncode  # fmt: skip
-            status = "passed" if rc == 0 else f"failed (exit {rc})"
-        except subprocess.TimeoutExpired:
-            status = f"timed out after {limit:.0f} s"
+        with open(log, "w") as f:
+            rc = _run_stage(cmd, f, limit)
+        status = (f"timed out after {limit:.0f} s" if rc is None
+                  else "passed" if rc == 0 else f"failed (exit {rc})")
         seconds = time.perf_counter() - start
         record: dict[str, object] = {"status": status, "seconds": round(seconds, 1),
                                      "log": str(log.relative_to(out))}
         if stage in ("train", "ddp"):
-            record["throughput"] = _train_summary(out / f"train{'_ddp' if stage == 'ddp' else ''}"
-                                                  f"_{slug}")
+            run = f"train{'_ddp' if stage == 'ddp' else ''}_{slug}"
+            _keep_run(scratch / run, out / run)
+            record["throughput"] = _train_summary(out / run)
         summary["stages"][stage] = record
         print(f"[{stage}] {status} in {seconds:.0f} s", flush=True)
         _write_summary(out / f"cuda_suite_{slug}.json", summary)  # kept if the call is cut
     if written:
-        demo = out / "demo"
-        if demo.is_dir():
-            shutil.rmtree(demo, ignore_errors=True)  # regenerated data, not a result
+        shutil.rmtree(scratch, ignore_errors=True)  # demo data and checkpoints
         _write_summary(out / f"cuda_suite_{slug}.json", summary)
     failed = [s for s, r in summary["stages"].items() if str(r["status"]).startswith(("failed",
                                                                                        "timed"))]

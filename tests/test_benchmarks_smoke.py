@@ -270,9 +270,15 @@ def test_cuda_suite_short_keeps_to_its_deadline(tmp_path: Path, monkeypatch, cap
     def sleep(seconds: float) -> list[str]:
         return [sys.executable, "-c", f"import time; time.sleep({seconds})"]
 
+    # "tests" starts a child of its own, as a loader's workers are: the kill takes both
+    pid_file = tmp_path / "child.pid"
+    spawner = [sys.executable, "-c",
+               "import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', "
+               f"'import time; time.sleep(60)']); open({str(pid_file)!r}, 'w').write("
+               "str(c.pid)); time.sleep(30)"]  # fmt: skip
     monkeypatch.setattr(suite, "_cuda", lambda: (True, 1, "Fake GPU"))
-    monkeypatch.setattr(suite, "commands", lambda out, slug, n, short=False: {
-        "env": sleep(0), "tests": sleep(30), "throughput": sleep(0), "train": sleep(30),
+    monkeypatch.setattr(suite, "commands", lambda out, slug, n, **kw: {
+        "env": sleep(0), "tests": spawner, "throughput": sleep(0), "train": sleep(30),
         "model": sleep(0)})
     monkeypatch.setattr(suite, "SHORT", {"env": 20, "tests": 1, "throughput": 20,
                                          "train": 20, "model": 20})
@@ -292,6 +298,22 @@ def test_cuda_suite_short_keeps_to_its_deadline(tmp_path: Path, monkeypatch, cap
     assert 1.5 <= stages["train"]["seconds"] <= 3.5
     assert stages["model"]["status"] == "skipped"
     assert stages["model"]["why"].startswith("deadline:")
+    child = Path(f"/proc/{int(pid_file.read_text())}/status")
+    assert not child.exists() or "State:\tZ" in child.read_text()  # gone, or a zombie
+
+
+def test_cuda_suite_keeps_a_runs_results_not_its_checkpoints(tmp_path: Path) -> None:
+    suite = _cuda_suite_module()
+    run = tmp_path / "scratch" / "train_cuda-x"
+    for name in ("log.csv", "test_report.json", "figures/curves.png", "checkpoints/last.pt",
+                 "tensorboard/events"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("x")
+    suite._keep_run(run, tmp_path / "out" / "train_cuda-x")
+    kept = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*")
+                  if p.is_file())  # fmt: skip
+    assert kept == ["train_cuda-x/figures/curves.png", "train_cuda-x/log.csv",
+                    "train_cuda-x/test_report.json"]
 
 
 def test_cuda_suite_short_names_a_stage_it_does_not_have(capsys) -> None:
