@@ -134,8 +134,11 @@ def device_name(device: torch.device) -> str:
 
 
 def slugify(text: str) -> str:
-    """Lower-case, dash-separated file-name form of ``text``."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+    """Lower-case, dash-separated file-name form of ``text``, trademark marks left out
+    (``"Intel(R) Xeon(R) Processor"`` gives ``intel-xeon-processor``, not
+    ``intel-r-xeon-r-processor``)."""
+    text = re.sub(r"\((?:r|tm|c)\)|[\u00ae\u2122\u00a9]", " ", text.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
 
 
 def device_slug(device: torch.device) -> str:

@@ -77,7 +77,10 @@ MIN_STAGE_S = 60.0
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """``_common.slugify`` (which imports torch, and this process does not): the same
+    file-name form of a device's name, trademark marks left out."""
+    text = re.sub(r"\((?:r|tm|c)\)|[\u00ae\u2122\u00a9]", " ", text.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
 
 
 def _cuda() -> tuple[bool, int, str]:

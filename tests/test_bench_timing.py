@@ -113,3 +113,33 @@ def test_a_train_benchmark_stopped_early_says_how_many_rounds_it_holds(tmp_path)
     variants[1].runs += [30.0, 30.0]
     md, _ = bench._report(variants, cfg, args, torch.device("cpu"), 4, 0, 3, out)
     assert "Only" not in md and "| m, cache, fp32, eager | 2.50x | yes |" in md
+
+
+@pytest.mark.parametrize(
+    "name,slug",
+    [
+        ("Intel(R) Xeon(R) Processor", "intel-xeon-processor"),
+        ("Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz", "intel-xeon-platinum-8480-cpu-2-00ghz"),
+        ("Intel\u00ae Core\u2122 i7-1185G7", "intel-core-i7-1185g7"),
+        ("NVIDIA H100 80GB HBM3", "nvidia-h100-80gb-hbm3"),
+        ("AMD Ryzen 9 7950X 16-Core Processor", "amd-ryzen-9-7950x-16-core-processor"),
+        ("(R)", "unknown"),
+    ],
+)
+def test_result_names_leave_out_trademark_marks(common, name, slug) -> None:
+    """A CPU's "(R)" and "(TM)" are not part of the name a result file needs; letters
+    that merely follow a bracket ("(Rev 2)") are kept."""
+    assert common.slugify(name) == slug
+    assert common.slugify("Foo (Rev 2)") == "foo-rev-2"
+
+
+def test_the_cuda_suite_names_devices_as_the_benchmarks_do(common) -> None:
+    """The suite names its result files itself, without importing torch; the names in
+    the benchmarks' own environment tables must be the same."""
+    spec = importlib.util.spec_from_file_location("cuda_suite_slug",
+                                                  BENCHMARKS / "cuda_suite.py")
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    for name in ("NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX\u2122 4090",
+                 "Intel(R) Data Center GPU Max 1550", "Tesla V100-SXM2-16GB"):
+        assert suite._slug(name) == common.slugify(name)
