@@ -35,7 +35,14 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import default_output, environment, environment_markdown, markdown_table, write_outputs
+from _common import (
+    default_output,
+    environment,
+    environment_markdown,
+    loadavg,
+    markdown_table,
+    write_outputs,
+)
 
 from dagnet_layers.emotic.data import EmoticDataset, make_synthetic_emotic, open_npy
 
@@ -118,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         EmoticDataset(root.root, "train", size=args.size, cache_dir=cache)  # builds it
         cache_mib = sum(f.stat().st_size for f in cache.glob("train_*.npy")) / 2**20
         readers = {"pread (NpyRows)": EmoticDataset, "memory map": _MappedDataset}
+        load_start = loadavg()
         results: dict[str, list[dict[str, float]]] = {name: [] for name in readers}
         for _ in range(args.rounds):
             for name, cls in readers.items():
@@ -135,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                              for k in ("peak_rss_mib", "peak_pss_mib", "samples_per_s"))))
     env = environment(torch.device("cpu"), images=args.images, size=args.size,
                       workers=args.workers, batch_size=args.batch_size, rounds=args.rounds,
-                      cache_train_mib=round(cache_mib, 1))  # fmt: skip
+                      cache_train_mib=round(cache_mib, 1), loadavg_1min_start=load_start,
+                      loadavg_1min_end=loadavg())  # fmt: skip
     md = ("# Resident memory of the cache path\n\n"
           f"One epoch over a {cache_mib:,.0f} MiB train cache ({args.size} px), "
           f"{args.workers} workers, median (min-max) of {args.rounds} alternated rounds; "

@@ -27,9 +27,7 @@ Not a test: numbers depend on the machine and on what else runs on it. Run::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,7 +39,15 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import EndlessLoader
+from _common import (
+    EndlessLoader,
+    default_output,
+    environment,
+    environment_markdown,
+    loadavg,
+    markdown_table,
+    write_outputs,
+)
 
 from dagnet_layers.emotic.data import (
     EmoticDataset,
@@ -105,7 +111,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="device of the batched augmentation")
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
-    parser.add_argument("--out", type=Path, default=None, help="write JSON (+ .md) here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON to write (and .md beside it); default "
+                        "runs/benchmarks/data_<device>.json")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: temp)")
     args = parser.parse_args()
     if args.quick:
@@ -174,38 +182,35 @@ def main() -> None:
             a, b = name.split("/")
             print(f"speed-up {name}: {value:.1f}x wall, {per_cpu[a] / per_cpu[b]:.1f}x per CPU-s")
 
-    if args.out is not None:
-        report = {
-            "benchmark": "data",
-            "env": {
-                "device": str(device), "torch": torch.__version__, "cpus": os.cpu_count(),
-                "python": platform.python_version(), "workers": args.workers,
-                "image": [args.width, args.height], "size": args.size,
-                "batch_size": args.batch_size, "date": time.strftime("%Y-%m-%d"),
-            },
-            "load_average": load[0],
-            "samples_per_s": results,
-            "samples_per_cpu_s": per_cpu,
-            "rounds": rounds,
-            "cpu_rounds": cpu_rounds,
-            "min_time_s": args.min_time,
-            "speedups": speedups,
-        }  # fmt: skip
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
-        title = (f"# Data pipeline benchmark: {platform.processor() or platform.machine()}, "
-                 f"{os.cpu_count()} CPUs, {args.workers} workers")
-        rows = [title, "", f"{args.width} x {args.height} JPEGs -> {args.size} px, batch "
-                f"{args.batch_size}, 1-min load average {load[0]:.2f} before timing.", "",
-                f"Median of {args.rounds} interleaved rounds (min-max), each at least "
-                f"{args.batches} batches and {args.min_time:g} s after draining the "
-                "prefetched batches.", "",
-                "| path | samples/s | samples/CPU-s |", "|---|---|---|"]
-        rows += [f"| {k} | {v:.1f} ({min(rounds[k]):.0f}-{max(rounds[k]):.0f}) | "
-                 f"{per_cpu[k]:.1f} ({min(cpu_rounds[k]):.0f}-{max(cpu_rounds[k]):.0f}) |"
-                 for k, v in results.items()]
-        args.out.with_suffix(".md").write_text("\n".join(rows) + "\n")
-
+    env = environment(device, cpus=os.cpu_count(), workers=args.workers,
+                      image=[args.width, args.height], size=args.size,
+                      batch_size=args.batch_size, images=args.images, rounds=args.rounds,
+                      min_batches=args.batches, min_time_s=args.min_time, quick=args.quick,
+                      loadavg_1min_start=round(load[0], 2), loadavg_1min_end=loadavg())
+    report = {
+        "benchmark": "data",
+        "environment": env,
+        "samples_per_s": results,
+        "samples_per_cpu_s": per_cpu,
+        "rounds": rounds,
+        "cpu_rounds": cpu_rounds,
+        "speedups": speedups,
+    }
+    rows = [(k, f"{v:.1f} ({min(rounds[k]):.0f}-{max(rounds[k]):.0f})",
+             f"{per_cpu[k]:.1f} ({min(cpu_rounds[k]):.0f}-{max(cpu_rounds[k]):.0f})")
+            for k, v in results.items()]  # fmt: skip
+    md = (f"# Data pipeline benchmark: {env['device_name']}, {os.cpu_count()} CPUs, "
+          f"{args.workers} workers\n\n"
+          f"{args.width} x {args.height} JPEGs -> {args.size} px, batch {args.batch_size}, "
+          f"1-min load average {load[0]:.2f} before timing and {env['loadavg_1min_end']} "
+          "after (a load above the CPU count means other processes shared the machine).\n\n"
+          f"Median of {args.rounds} interleaved rounds (min-max), each at least "
+          f"{args.batches} batches and {args.min_time:g} s after draining the prefetched "
+          "batches.\n\n"
+          + markdown_table(["path", "samples/s", "samples/CPU-s"], rows)
+          + "\n\n" + environment_markdown(env))  # fmt: skip
+    out = args.out or default_output("data", device, args.quick)
+    print("wrote", *write_outputs(report, md, out))
 
 if __name__ == "__main__":
     main()

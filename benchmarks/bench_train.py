@@ -53,6 +53,7 @@ from _common import (
     default_output,
     environment,
     environment_markdown,
+    loadavg,
     markdown_table,
     resolve_device,
     write_outputs,
@@ -205,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
             _, seconds = steps(v, 1)
             per_round[v.name] = max(2, math.ceil(float(cfg["min_time"]) / max(seconds, 1e-6)))
         out = args.out or default_output("train", device, args.quick)
+        load_start = loadavg()
         for done in range(1, args.rounds + 1):
             for v in variants:
                 samples, seconds = steps(v, per_round[v.name], timed=True)
                 v.runs.append(samples / seconds)
             # written after every round: a run stopped by a time limit keeps what it measured
-            md, paths = _report(variants, cfg, args, device, n_train, workers, done, out)
+            md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
+                                load_start=load_start)  # fmt: skip
 
     print(md)
     print("wrote", *paths)
@@ -222,8 +225,10 @@ LOADER_ALONE = "loader alone"
 
 def _report(variants: list[_Variant], cfg: dict[str, Any], args: argparse.Namespace,
             device: torch.device, n_train: int, workers: int, done: int,
-            out: Path) -> tuple[str, tuple[Path, Path]]:
-    """Write the figures of the first ``done`` rounds; (markdown, paths written)."""
+            out: Path, load_start: float | None = None) -> tuple[str, tuple[Path, Path]]:
+    """Write the figures of the first ``done`` rounds; (markdown, paths written). The 1-min
+    load average before the timed rounds (``load_start``) and now are recorded: above the
+    CPU count, other processes shared the machine."""
     rates = {v.name: statistics.median(v.runs) for v in variants}
     rows = [(v.name, f"{rates[v.name]:,.2f}", f"{min(v.runs):,.2f}-{max(v.runs):,.2f}")
             for v in variants]  # fmt: skip
@@ -233,7 +238,8 @@ def _report(variants: list[_Variant], cfg: dict[str, Any], args: argparse.Namesp
     env = environment(device, models=list(cfg["models"]), images=int(cfg["images"]),
                       train_persons=n_train, image_size=size, batch_size=int(cfg["batch"]),
                       workers=workers, rounds=args.rounds, rounds_done=done,
-                      min_time_s=float(cfg["min_time"]), quick=args.quick)  # fmt: skip
+                      min_time_s=float(cfg["min_time"]), quick=args.quick,
+                      loadavg_1min_start=load_start, loadavg_1min_end=loadavg())  # fmt: skip
     partial = "" if done == args.rounds else (
         f" **Only {done} of {args.rounds} rounds had run when this was written.**")
     md = ("# End-to-end training throughput (data pipeline included)\n\n"

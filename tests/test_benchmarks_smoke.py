@@ -144,7 +144,14 @@ def test_data_benchmark_runs_and_reports_every_path(tmp_path: Path) -> None:
     assert set(report["samples_per_s"]) == paths
     assert all(v > 0 for v in report["samples_per_s"].values())
     assert "cache-loader/jpeg-loader" in report["speedups"]
-    assert out.with_suffix(".md").read_text().startswith("# Data pipeline benchmark")
+    # the environment every benchmark records: which machine, which code, how busy
+    env = report["environment"]
+    assert {"device_name", "device_slug", "cpu_capability", "git_commit", "torch",
+            "loadavg_1min_start", "loadavg_1min_end", "workers", "rounds"} <= set(env)
+    assert env["workers"] == 0 and env["quick"] is True
+    md = out.with_suffix(".md").read_text()
+    assert md.startswith(f"# Data pipeline benchmark: {env['device_name']}")
+    assert "| device_slug |" in md
 
 
 def test_storage_benchmark_reports_checksum_costs(tmp_path: Path) -> None:
@@ -185,6 +192,7 @@ def test_training_throughput_benchmark_times_each_data_path(tmp_path: Path) -> N
         data = name.split(", ")[1]
         assert headroom == pytest.approx(rates[f"loader alone, {data}"] / rates[name])
     assert "loader alone / variant" in out.with_suffix(".md").read_text()
+    assert {"loadavg_1min_start", "loadavg_1min_end", "git_commit"} <= set(report["environment"])
 
 
 def test_cache_memory_benchmark_compares_the_two_readers(tmp_path: Path) -> None:
@@ -195,7 +203,9 @@ def test_cache_memory_benchmark_compares_the_two_readers(tmp_path: Path) -> None
         capture_output=True, text=True, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    readers = json.loads(out.read_text())["readers"]
+    report = json.loads(out.read_text())
+    assert {"loadavg_1min_start", "loadavg_1min_end", "git_commit"} <= set(report["environment"])
+    readers = report["readers"]
     assert set(readers) == {"pread (NpyRows)", "memory map"}
     for figures in readers.values():
         assert figures["peak_rss_mib"]["median"] > 0 and figures["samples_per_s"]["median"] > 0
