@@ -192,24 +192,29 @@ def main(argv: list[str] | None = None) -> int:
 
         def steps(v: _Variant, n: int, timed: bool = False) -> tuple[int, float]:
             """``n`` optimiser steps in one call, as an epoch runs them: (samples, seconds)."""
-            if v.model is None:  # by time: one batch may come from the prefetch queue
-                return _load(v, n, device, float(cfg["min_time"]) if timed else 0.0)
+            if v.model is None:  # by time, after the batches prefetched while others ran
+                return (_load(v, 1, device, float(cfg["min_time"]), skip=prefetched) if timed
+                        else _load(v, n, device, 0.0))  # fmt: skip
             stats = train_one_epoch(v.model, v.stream, criterion, v.optimizer, device=device,
                                     batch_transform=v.transform, amp=v.amp,
                                     channels_last=device.type == "cuda", max_steps=n,
                                     progress=False)  # fmt: skip
             return stats.samples, stats.seconds
 
+        # what a loader's workers hold ready (DataLoader's prefetch_factor, 2, per worker)
+        prefetched = 2 * workers
         per_round: dict[str, int] = {}
         for v in variants:  # warm-up, then one more step to size the timed rounds
             steps(v, int(cfg["warmup"]))
+            if v.model is None:  # timed by time alone: a first batch from the queue is free
+                continue
             _, seconds = steps(v, 1)
             per_round[v.name] = max(2, math.ceil(float(cfg["min_time"]) / max(seconds, 1e-6)))
         out = args.out or default_output("train", device, args.quick)
         load_start = loadavg()
         for done in range(1, args.rounds + 1):
             for v in variants:
-                samples, seconds = steps(v, per_round[v.name], timed=True)
+                samples, seconds = steps(v, per_round.get(v.name, 1), timed=True)
                 v.runs.append(samples / seconds)
             # written after every round: a run stopped by a time limit keeps what it measured
             md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
@@ -264,11 +269,17 @@ def _report(variants: list[_Variant], cfg: dict[str, Any], args: argparse.Namesp
     return md, paths
 
 
-def _load(v: _Variant, n: int, device: torch.device, min_time: float) -> tuple[int, float]:
+def _load(v: _Variant, n: int, device: torch.device, min_time: float,
+          skip: int = 0) -> tuple[int, float]:
     """A data path alone, as :func:`train_one_epoch` feeds a model (moved to the device,
     then the batch transform) for at least ``n`` batches and ``min_time`` seconds;
-    (samples, seconds)."""
+    (samples, seconds). The first ``skip`` batches are taken untimed: the workers made
+    them while other variants were timed, so they would come at no cost."""
     channels_last = device.type == "cuda"
+    for _ in range(skip):
+        next(v.stream)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # nothing queued by the variant before is timed
     samples, batches, start = 0, 0, time.perf_counter()
     while True:
         batch = v.transform(move_batch(next(v.stream), device, channels_last))

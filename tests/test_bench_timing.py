@@ -143,3 +143,32 @@ def test_the_cuda_suite_names_devices_as_the_benchmarks_do(common) -> None:
     for name in ("NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX\u2122 4090",
                  "Intel(R) Data Center GPU Max 1550", "Tesla V100-SXM2-16GB"):
         assert suite._slug(name) == common.slugify(name)
+
+
+def test_a_loader_alone_is_timed_after_its_prefetched_batches(tmp_path) -> None:
+    """The loader's headroom divides by the loader's own rate: the batches its workers
+    made while a model variant was timed must not count, and a round goes by time, not
+    by a batch count sized from one (possibly prefetched, so free) batch."""
+    spec = importlib.util.spec_from_file_location("bench_train_load",
+                                                  BENCHMARKS / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+
+    class Stream:
+        """4 batches ready at once, then one every 10 ms, as a loader's workers make them."""
+
+        def __init__(self) -> None:
+            self.taken = 0
+
+        def __next__(self):
+            self.taken += 1
+            if self.taken > 4:
+                time.sleep(0.01)
+            return {"body": torch.zeros(8, 3, 2, 2)}
+
+    stream = Stream()
+    v = bench._Variant("loader alone, jpeg", None, None, stream, lambda b: b, None, [])
+    samples, seconds = bench._load(v, 1, torch.device("cpu"), 0.1, skip=4)
+    assert samples == 8 * (stream.taken - 4)  # the prefetched batches are not counted
+    assert seconds >= 0.1 and samples / seconds <= 8 / 0.01 * 1.05  # no free batches
