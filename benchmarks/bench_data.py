@@ -44,6 +44,7 @@ from _common import (
     default_output,
     environment,
     environment_markdown,
+    fmt,
     loadavg,
     markdown_table,
     write_outputs,
@@ -202,8 +203,9 @@ def main() -> None:
     md = (f"# Data pipeline benchmark: {env['device_name']}, {os.cpu_count()} CPUs, "
           f"{args.workers} workers\n\n"
           f"{args.width} x {args.height} JPEGs -> {args.size} px, batch {args.batch_size}, "
-          f"1-min load average {load[0]:.2f} before timing and {env['loadavg_1min_end']} "
-          "after (a load above the CPU count means other processes shared the machine).\n\n"
+          f"1-min load average {load[0]:.2f} before timing and {fmt(env['loadavg_1min_end'])} "
+          f"after (this benchmark's main process and {args.workers} workers count in it; more "
+          "than that means other jobs shared the machine).\n\n"
           f"Median of {args.rounds} interleaved rounds (min-max), each at least "
           f"{args.batches} batches and {args.min_time:g} s after draining the prefetched "
           "batches.\n\n"
