@@ -149,6 +149,22 @@ def main(argv: list[str] | None = None) -> int:
                                            cache_dir=Path(tmp) / "cache")}  # fmt: skip
         n_train = len(datasets["jpeg"])
         variants: list[_Variant] = []
+
+        def pipeline(data: str, **normalization: Any) -> tuple[EndlessLoader, Any]:
+            """A data path's loader and batch transform, the same for a model variant and
+            for the path timed alone."""
+            loader = DataLoader(datasets[data], batch_size=int(cfg["batch"]), shuffle=True,
+                                num_workers=workers, drop_last=True,
+                                persistent_workers=workers > 0,
+                                pin_memory=device.type == "cuda",
+                                collate_fn=collate_encoded if data == "jpeg-device" else None,
+                                )  # fmt: skip
+            transform = emotic_batch_transform(train=True, size=size, **normalization).to(device)
+            if data == "jpeg-device":  # decode, crop, resize and mask on the device first
+                transform = JpegBatchDecoder(size, channels_last=device.type == "cuda",
+                                             transform=transform)  # fmt: skip
+            return EndlessLoader(loader), transform
+
         combos = [(m, d, dt, c) for m, d, dt, c in itertools.product(
             cfg["models"], cfg["data"], cfg["dtypes"], cfg["compile"])
             # compiled fp32 only when asked for: each compilation costs about a minute
@@ -160,34 +176,15 @@ def main(argv: list[str] | None = None) -> int:
                 model = model.to(memory_format=torch.channels_last)
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
             net = torch.compile(model) if compiled else model
-            loader = DataLoader(datasets[data], batch_size=int(cfg["batch"]), shuffle=True,
-                                num_workers=workers, drop_last=True,
-                                persistent_workers=workers > 0,
-                                pin_memory=device.type == "cuda",
-                                collate_fn=collate_encoded if data == "jpeg-device" else None,
-                                )  # fmt: skip
             name = f"{model_name}, {data}, {dtype}, {'compile' if compiled else 'eager'}"
-            transform = emotic_batch_transform(train=True, size=size,
-                                               **normalization_of(model)).to(device)
-            if data == "jpeg-device":  # decode, crop, resize and mask on the device first
-                transform = JpegBatchDecoder(size, channels_last=device.type == "cuda",
-                                             transform=transform)  # fmt: skip
-            variants.append(_Variant(name, net, optimizer, EndlessLoader(loader), transform,
+            stream, transform = pipeline(data, **normalization_of(model))
+            variants.append(_Variant(name, net, optimizer, stream, transform,
                                      None if dtype == "fp32" else dtype, []))  # fmt: skip
         paths = list(dict.fromkeys(cfg["data"])) if args.loader_alone else []
         for data in paths:  # the same loader and transform as a model variant, no model
-            loader = DataLoader(datasets[data], batch_size=int(cfg["batch"]), shuffle=True,
-                                num_workers=workers, drop_last=True,
-                                persistent_workers=workers > 0,
-                                pin_memory=device.type == "cuda",
-                                collate_fn=collate_encoded if data == "jpeg-device" else None,
-                                )  # fmt: skip
-            transform = emotic_batch_transform(train=True, size=size).to(device)
-            if data == "jpeg-device":
-                transform = JpegBatchDecoder(size, channels_last=device.type == "cuda",
-                                             transform=transform)  # fmt: skip
-            variants.append(_Variant(f"{LOADER_ALONE}, {data}", None, None,
-                                     EndlessLoader(loader), transform, None, []))  # fmt: skip
+            stream, transform = pipeline(data)
+            variants.append(_Variant(f"{LOADER_ALONE}, {data}", None, None, stream, transform,
+                                     None, []))  # fmt: skip
         criterion = DAGNetCriterion().to(device)
 
         def steps(v: _Variant, n: int, timed: bool = False) -> tuple[int, float]:
