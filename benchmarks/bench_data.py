@@ -214,5 +214,6 @@ def main() -> None:
     out = args.out or default_output("data", device, args.quick)
     print("wrote", *write_outputs(report, md, out))
 
+
 if __name__ == "__main__":
     main()

@@ -229,8 +229,8 @@ def _report(variants: list[_Variant], cfg: dict[str, Any], args: argparse.Namesp
             device: torch.device, n_train: int, workers: int, done: int,
             out: Path, load_start: float | None = None) -> tuple[str, tuple[Path, Path]]:
     """Write the figures of the first ``done`` rounds; (markdown, paths written). The 1-min
-    load average before the timed rounds (``load_start``) and now are recorded: above the
-    CPU count, other processes shared the machine."""
+    load average before the timed rounds (``load_start``) and now are recorded; the run's
+    own threads and loader workers count in them, more than those means other jobs."""
     rates = {v.name: statistics.median(v.runs) for v in variants}
     rows = [(v.name, f"{rates[v.name]:,.2f}", f"{min(v.runs):,.2f}-{max(v.runs):,.2f}")
             for v in variants]  # fmt: skip
