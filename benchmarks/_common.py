@@ -53,6 +53,12 @@ class EndlessLoader:
     def __iter__(self) -> EndlessLoader:
         return self
 
+    @property
+    def prefetched(self) -> int:
+        """The batches the loader's workers hold ready at most (``prefetch_factor`` per
+        worker; none without workers): what a timed section should take untimed first."""
+        return self.loader.num_workers * (self.loader.prefetch_factor or 0)
+
     def __next__(self) -> Any:
         try:
             return next(self.it)

@@ -150,7 +150,7 @@ def main() -> None:
             "jpeg-loader": (EmoticDataset(info, "train", size=args.size), None),
             "cache-loader": (EmoticDataset(work / "cache", "train"), None),
         }
-        load = os.getloadavg()
+        load_start = loadavg()
         streams = {name: _Stream(DataLoader(ds, **common)) for name, (ds, _) in paths.items()}
         for name, stream in streams.items():  # warm-up: worker start, first decodes
             _throughput(stream, 1, paths[name][1])
@@ -167,7 +167,7 @@ def main() -> None:
                 cpu_rounds[name].append(cpu)
         results = {name: statistics.median(v) for name, v in rounds.items()}
         per_cpu = {name: statistics.median(v) for name, v in cpu_rounds.items()}
-        print(f"load average before timing: {load[0]:.2f} on {os.cpu_count()} CPUs")
+        print(f"load average before timing: {fmt(load_start)} on {os.cpu_count()} CPUs")
         for name, value in results.items():
             spread = ", ".join(f"{v:.0f}" for v in rounds[name])
             print(f"{name:>12}: {value:8.1f} samples/s  {per_cpu[name]:8.1f} samples/CPU-s"
@@ -187,7 +187,7 @@ def main() -> None:
                       image=[args.width, args.height], size=args.size,
                       batch_size=args.batch_size, images=args.images, rounds=args.rounds,
                       min_batches=args.batches, min_time_s=args.min_time, quick=args.quick,
-                      loadavg_1min_start=round(load[0], 2), loadavg_1min_end=loadavg())
+                      loadavg_1min_start=load_start, loadavg_1min_end=loadavg())
     report = {
         "benchmark": "data",
         "environment": env,
@@ -203,7 +203,7 @@ def main() -> None:
     md = (f"# Data pipeline benchmark: {env['device_name']}, {os.cpu_count()} CPUs, "
           f"{args.workers} workers\n\n"
           f"{args.width} x {args.height} JPEGs -> {args.size} px, batch {args.batch_size}, "
-          f"1-min load average {load[0]:.2f} before timing and {fmt(env['loadavg_1min_end'])} "
+          f"1-min load average {fmt(load_start)} before timing and {fmt(env['loadavg_1min_end'])} "
           f"after (this benchmark's main process and {args.workers} workers count in it; more "
           "than that means other jobs shared the machine).\n\n"
           f"Median of {args.rounds} interleaved rounds (min-max), each at least "

@@ -190,16 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         def steps(v: _Variant, n: int, timed: bool = False) -> tuple[int, float]:
             """``n`` optimiser steps in one call, as an epoch runs them: (samples, seconds)."""
             if v.model is None:  # by time, after the batches prefetched while others ran
-                return (_load(v, 1, device, float(cfg["min_time"]), skip=prefetched) if timed
-                        else _load(v, n, device, 0.0))  # fmt: skip
+                if not timed:
+                    return _load(v, n, device, 0.0)
+                return _load(v, 1, device, float(cfg["min_time"]), skip=v.stream.prefetched)
             stats = train_one_epoch(v.model, v.stream, criterion, v.optimizer, device=device,
                                     batch_transform=v.transform, amp=v.amp,
                                     channels_last=device.type == "cuda", max_steps=n,
                                     progress=False)  # fmt: skip
             return stats.samples, stats.seconds
 
-        # what a loader's workers hold ready (DataLoader's prefetch_factor, 2, per worker)
-        prefetched = 2 * workers
         per_round: dict[str, int] = {}
         for v in variants:  # warm-up, then one more step to size the timed rounds
             steps(v, int(cfg["warmup"]))

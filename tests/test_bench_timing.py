@@ -172,3 +172,15 @@ def test_a_loader_alone_is_timed_after_its_prefetched_batches(tmp_path) -> None:
     samples, seconds = bench._load(v, 1, torch.device("cpu"), 0.1, skip=4)
     assert samples == 8 * (stream.taken - 4)  # the prefetched batches are not counted
     assert seconds >= 0.1 and samples / seconds <= 8 / 0.01 * 1.05  # no free batches
+
+
+@pytest.mark.parametrize("workers,prefetch,ready", [(0, None, 0), (2, None, 4), (3, 4, 12)])
+def test_a_loaders_prefetched_batches_come_from_the_loader(common, workers, prefetch,
+                                                           ready) -> None:
+    """What a timed section drains first is what the DataLoader itself holds ready:
+    ``prefetch_factor`` (2 unless given) per worker, nothing without workers."""
+    from torch.utils.data import DataLoader
+
+    kwargs = {} if prefetch is None else {"prefetch_factor": prefetch}
+    stream = common.EndlessLoader(DataLoader(range(8), num_workers=workers, **kwargs))
+    assert stream.prefetched == ready
