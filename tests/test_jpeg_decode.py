@@ -23,6 +23,7 @@ from dagnet_layers.emotic.data import (
     build_emotic_cache,
     collate_encoded,
     emotic_batch_transform,
+    jpeg,
     make_synthetic_emotic,
     pillow_bilinear_resize,
     read_encoded_image,
@@ -70,6 +71,59 @@ def test_cropping_before_resizing_is_not_what_pillow_does() -> None:
     box = (20, 10, 100, 80)
     cropped = pillow_bilinear_resize(img[:, 10:80, 20:100].contiguous(), 24)
     assert np.abs(cropped.permute(1, 2, 0).numpy().astype(int) - _pillow(img, 24, box)).max() > 1
+
+
+# Which pass Pillow runs first, read off its sources: 12.3.0's Image.resize (rows
+# first only for images over 100x taller than wide, since 12.2.0) and 13.0.0's
+# ImagingResampleInner (rows first when the height shrinks by more than twice the width).
+@pytest.mark.parametrize(("width", "height", "size", "pillow", "rows_first"), [
+    (640, 480, 224, (13, 0), False),  # width shrinks more
+    (300, 600, 224, (13, 0), True),  # 376 rows lost > 2 x 76 columns
+    (300, 600, 224, (12, 3), False),
+    (150, 250, 50, (13, 0), False),  # 200 rows lost, not more than 2 x 100
+    (150, 250, 51, (13, 0), True),  # 199 > 2 x 99
+    (50, 40, 224, (13, 0), False),  # upscaling: no rows lost
+    (2, 250, 7, (13, 0), True),
+    (2, 250, 7, (12, 3), True),  # over 100x taller than wide, fewer rows
+    (2, 250, 7, (12, 2), True),
+    (2, 200, 7, (12, 3), False),  # exactly 100x: not over
+    (2, 250, 300, (12, 3), False),  # more rows
+    (2, 250, 7, (12, 1), False),  # always columns first
+    (300, 600, 224, (10, 4), False),
+])
+def test_the_pass_order_is_pillows(width: int, height: int, size: int,
+                                   pillow: tuple[int, int], rows_first: bool) -> None:
+    assert jpeg._vertical_first(width, height, size, size, pillow) is rows_first
+
+
+@pytest.mark.parametrize(("version", "parsed"), [
+    ("12.3.0", (12, 3)), ("13.0.0.dev0", (13, 0)), ("10.4.0", (10, 4)), ("14", (14, 0)),
+    ("12.3rc1", (12, 3)),
+])
+def test_pillow_versions_are_read(version: str, parsed: tuple[int, int]) -> None:
+    assert jpeg._pillow_version(version) == parsed
+
+
+@pytest.mark.parametrize(("shape", "size", "box"), [
+    ((250, 2), 7, None),  # rows first from Pillow 12.2 on
+    ((290, 2), 5, (1, 20, 2, 270)),
+    ((600, 300), 224, None),  # rows first from Pillow 13 on
+    ((600, 300), 224, (10, 40, 290, 560)),
+    ((480, 640), 224, (100, 50, 300, 400)),  # columns first in every version
+])
+def test_the_installed_pillows_pass_order_is_followed(
+        monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int], size: int,
+        box: tuple[int, int, int, int] | None) -> None:
+    img = torch.randint(0, 256, (3, *shape), dtype=torch.uint8,
+                        generator=torch.Generator().manual_seed(sum(shape)))  # fmt: skip
+    want = _pillow(img, size, box)
+    got = pillow_bilinear_resize(img, size, box=box).permute(1, 2, 0).numpy()
+    assert np.array_equal(got, want)
+    # and the other order would not do: these cases tell the two apart
+    rule = jpeg._vertical_first
+    monkeypatch.setattr(jpeg, "_vertical_first", lambda *a: not rule(*a))
+    other = pillow_bilinear_resize(img, size, box=box).permute(1, 2, 0).numpy()
+    assert (other != want).mean() > 0.01
 
 
 def test_bad_resize_arguments_are_named() -> None:

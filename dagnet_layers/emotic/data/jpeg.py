@@ -8,9 +8,10 @@ for the checks); :class:`JpegBatchDecoder` then decodes a whole batch with
 the body out, resizes body and context and masks the body box there.
 
 The result is the same sample as :class:`~dagnet_layers.emotic.data.EmoticDataset`'s
-up to the decoders' rounding: the same box clamping, the same bilinear antialiased
-resize (``torch.nn.functional.interpolate(antialias=True)`` in place of Pillow's),
-the same mask. Tests hold the two paths within two grey levels of each other.
+up to the JPEG decoders' rounding: the same box clamping, the same mask and Pillow's
+own resize arithmetic (:func:`pillow_bilinear_resize`, equal to the installed
+Pillow's to the grey level). On the CPU the two paths give the very same samples;
+nvJPEG and libjpeg-turbo differ by a few grey levels in some pixels.
 
 Files the device decoder cannot take (not a JPEG, or a CMYK / YCCK JPEG) are decoded
 in the worker exactly as the host path does and travel as pixels; so does any file
@@ -24,10 +25,12 @@ import contextlib
 import io
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import PIL
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
@@ -183,6 +186,38 @@ def _pillow_coefficients(in_size: int, in0: float, in1: float, out_size: int,
     return torch.trunc(weights * (1 << _PRECISION_BITS) + 0.5), index, start, stop
 
 
+def _pillow_version(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a Pillow version string such as ``"12.3.0"`` or ``"13.0.0.dev0"``."""
+    found = re.match(r"(\d+)(?:\.(\d+))?", version)
+    if found is None:
+        raise ValueError(f"not a Pillow version: {version!r}")
+    return int(found[1]), int(found[2] or 0)
+
+
+def _vertical_first(width: int, height: int, out_width: int, out_height: int,
+                    pillow: tuple[int, int]) -> bool:
+    """Whether Pillow ``pillow`` (``(major, minor)``) resizes rows before columns.
+
+    The order matters to the result: the image between the two passes is rounded to
+    8 bits. ``width`` and ``height`` are the whole image's, whatever the box:
+
+    - before 12.2: always columns (horizontal) first;
+    - 12.2 and 12.3: rows first for an image over 100 times taller than wide that
+      gets fewer rows (``Image.resize`` then makes two calls);
+    - from 13.0: rows first when the height shrinks by more than twice what the
+      width shrinks by (``ImagingResampleInner``).
+    """
+    if pillow >= (13, 0):
+        shrink = height - out_height
+        return shrink > 0 and shrink > 2 * (width - out_width)
+    if pillow >= (12, 2):
+        return height > 100 * width and out_height < height
+    return False
+
+
+_PILLOW = _pillow_version(PIL.__version__)
+
+
 def _pillow_round(fixed: Tensor) -> Tensor:
     half = float(1 << (_PRECISION_BITS - 1))
     return torch.floor((fixed + half) / (1 << _PRECISION_BITS)).clamp_(0, 255)
@@ -195,10 +230,11 @@ def pillow_bilinear_resize(image: Tensor, size: int,
     The same coefficients (the triangle filter widened by the downscaling factor:
     antialiasing), the same region (``box``'s filter taps reach the pixels around
     it, as Pillow's do: cropping first and resizing would differ along the crop's
-    edges), the same 22-bit fixed-point rounding and the same horizontal-then-
-    vertical passes with an 8-bit image between them. Each pass gathers every
-    output pixel's few taps and sums them in float64, where these integer sums are
-    exact; tests hold the result to Pillow's.
+    edges), the same 22-bit fixed-point rounding, and the same two passes with an
+    8-bit image between them, in the order the installed Pillow takes (columns
+    first, except where Pillow 12.2 and 13.0 start with the rows). Each pass gathers
+    every output pixel's few taps and sums them in float64, where these integer
+    sums are exact; tests hold the result to Pillow's.
 
     Args:
         image: ``(C, H, W)`` ``uint8`` tensor.
@@ -229,16 +265,21 @@ def pillow_bilinear_resize(image: Tensor, size: int,
     cols, col_index, c0, c1 = _pillow_coefficients(w, float(x1), float(x2), size, device)
     rows, row_index, r0, r1 = _pillow_coefficients(h, float(y1), float(y2), size, device)
     pixels = image[:, r0:r1, c0:c1].to(torch.float64)
-    # (C, H, size): the 8-bit image between the passes
-    c, rows_in, cols_in = pixels.shape
-    # gathers of whole rows (columns first laid out as rows): memory copies, not scatters
-    flat = pixels.permute(2, 0, 1).reshape(cols_in, c * rows_in)
-    taps = flat.index_select(0, col_index.flatten()).view(size, -1, c * rows_in)
-    across = _pillow_round((taps * cols[:, :, None]).sum(dim=1))  # the 8-bit image between
-    flat = across.view(size, c, rows_in).permute(2, 1, 0).reshape(rows_in, c * size)
-    taps = flat.index_select(0, row_index.flatten()).view(size, -1, c * size)
-    down = _pillow_round((taps * rows[:, :, None]).sum(dim=1))  # (size_y, C * size_x)
-    return down.view(size, c, size).permute(1, 0, 2).contiguous().to(torch.uint8)
+    # two passes in the installed Pillow's order, an 8-bit image between them
+    if _vertical_first(w, h, size, size, _PILLOW):
+        out = _pillow_pass(_pillow_pass(pixels, rows, row_index, 1), cols, col_index, 2)
+    else:
+        out = _pillow_pass(_pillow_pass(pixels, cols, col_index, 2), rows, row_index, 1)
+    return out.to(torch.uint8)
+
+
+def _pillow_pass(pixels: Tensor, weights: Tensor, index: Tensor, dim: int) -> Tensor:
+    """One of Pillow's passes along ``dim`` of a ``(C, H, W)`` float64 image, rounded."""
+    moved = pixels.movedim(dim, 0)  # gathers of whole rows: memory copies, not scatters
+    flat = moved.reshape(moved.shape[0], -1)
+    taps = flat.index_select(0, index.flatten()).view(*index.shape, flat.shape[1])
+    out = _pillow_round((taps * weights[:, :, None]).sum(dim=1))
+    return out.view(index.shape[0], *moved.shape[1:]).movedim(0, dim).contiguous()
 
 
 
