@@ -3,9 +3,15 @@
 Skipped without CUDA (CI has none); ``benchmarks/cuda_suite.py`` runs them first on
 any machine that has a GPU (``pytest -m cuda``). References are computed on the CPU
 in float64; CUDA runs in float32 with TF32 off, so the tolerances are float32's.
+
+``DAGNET_TEST_DEVICE=cpu python -m pytest -m cuda`` rehearses them on the CPU: the
+same code on another device, which checks the tests themselves (a GPU is lent for
+minutes, not to debug them), not CUDA.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -21,9 +27,13 @@ from dagnet_layers.emotic.data import emotic_batch_transform
 from dagnet_layers.emotic.engine import train_one_epoch
 from dagnet_layers.emotic.losses import DAGNetCriterion
 
+#: Where the tests run: CUDA unless ``DAGNET_TEST_DEVICE`` names another device.
+DEVICE = torch.device(os.environ.get("DAGNET_TEST_DEVICE", "cuda"))
+
 pytestmark = [
     pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+    pytest.mark.skipif(DEVICE.type == "cuda" and not torch.cuda.is_available(),
+                       reason="needs CUDA"),
 ]
 
 
@@ -35,10 +45,9 @@ def _no_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def _compare(
-    module: torch.nn.Module, *inputs: torch.Tensor, rtol: float = 2e-4, device: str = "cuda"
-) -> None:
-    """Outputs and every gradient on CUDA (float32) against CPU float64."""
+def _compare(module: torch.nn.Module, *inputs: torch.Tensor, rtol: float = 2e-4,
+             device: torch.device = DEVICE) -> None:
+    """Outputs and every gradient on the device (float32) against CPU float64."""
     ref = module.double()
     ref_in = [x.double().requires_grad_(x.is_floating_point()) for x in inputs]
     ref_out = ref(*ref_in)
@@ -80,12 +89,12 @@ def test_patch_encoders_fused_step_is_the_module_chain_on_cuda(channels_last: bo
     both on CUDA with the same weights, in float64 so that a wrong index or divisor in
     either layout shows at once; bf16 autocast as a training run uses it."""
     torch.manual_seed(0)
-    fused = PatchEncoder(3, n=4, hidden_channels=8, out_channels=8, pool_size=2).cuda()
+    fused = PatchEncoder(3, n=4, hidden_channels=8, out_channels=8, pool_size=2).to(DEVICE)
     chain = PatchEncoder(3, n=4, hidden_channels=8, out_channels=8, pool_size=2,
-                         fused_relu_pool=False).cuda()  # fmt: skip
+                         fused_relu_pool=False).to(DEVICE)  # fmt: skip
     chain.load_state_dict(fused.state_dict())
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.rand(2, 3, 32, 48, device="cuda").contiguous(memory_format=fmt)
+    x = torch.rand(2, 3, 32, 48, device=DEVICE).contiguous(memory_format=fmt)
     for dtype, tol in ((torch.float64, 1e-10), (torch.bfloat16, 2e-2)):
         outs, grads = [], []
         for module in (fused, chain):
@@ -96,7 +105,7 @@ def test_patch_encoders_fused_step_is_the_module_chain_on_cuda(channels_last: bo
                 out = module(xi.double())
             else:
                 module.float()
-                with torch.autocast("cuda", dtype=torch.bfloat16):
+                with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
                     out = module(xi)
             out.float().square().sum().backward()
             outs.append(out.detach().float())
@@ -113,11 +122,11 @@ def test_model_on_cuda_fp32_bf16_channels_last_compile() -> None:
     x = torch.rand(4, 3, 64, 64)
     with torch.no_grad():
         ref = model.double()(x.double(), x.double())
-        model = model.float().cuda()
-        xc = x.cuda()
+        model = model.float().to(DEVICE)
+        xc = x.to(DEVICE)
         fp32 = model.forward_logits(xc, xc)
         torch.testing.assert_close(fp32.double().cpu(), ref.logits, rtol=1e-4, atol=1e-4)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
             bf16 = model.forward_logits(xc, xc)
         assert bf16.dtype == torch.float32  # the classifier runs in float32 under autocast
         assert (bf16 - fp32).abs().max() < 0.05 * fp32.abs().max()
@@ -131,7 +140,7 @@ def test_model_on_cuda_fp32_bf16_channels_last_compile() -> None:
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_training_epoch_on_cuda_with_device_augmentation(amp: str) -> None:
     torch.manual_seed(0)
-    model = build_dagnet("test_resnet", "test_resnet", partition=2).cuda()
+    model = build_dagnet("test_resnet", "test_resnet", partition=2).to(DEVICE)
     g = torch.Generator().manual_seed(0)
     loader = [{
         "body": torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=g),
@@ -143,10 +152,10 @@ def test_training_epoch_on_cuda_with_device_augmentation(amp: str) -> None:
     for b in loader:
         b["categories"][:, 0] = 1.0
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    scaler = torch.amp.GradScaler(DEVICE.type) if amp == "fp16" else None
     stats = train_one_epoch(
-        model, loader, DAGNetCriterion("kl"), optimizer, device="cuda",
-        batch_transform=emotic_batch_transform(True, size=64).cuda(), amp=amp, scaler=scaler,
+        model, loader, DAGNetCriterion("kl"), optimizer, device=DEVICE,
+        batch_transform=emotic_batch_transform(True, size=64).to(DEVICE), amp=amp, scaler=scaler,
         channels_last=True, progress=False,
     )  # fmt: skip
     assert stats.loss == stats.loss and stats.loss > 0  # finite
@@ -167,12 +176,12 @@ def test_predictor_on_cuda_matches_the_cpu(amp: str | None) -> None:
     image.paste((200, 60, 60), (20, 10, 50, 70))
     boxes = [(20, 10, 50, 70), (55, 5, 90, 78)]
     cpu = Predictor(model, image_size=64).predict(image, boxes)
-    gpu = Predictor(model, image_size=64, device="cuda", amp=amp).predict(image, boxes)
+    gpu = Predictor(model, image_size=64, device=DEVICE, amp=amp).predict(image, boxes)
     tol = 1e-4 if amp is None else 2e-2  # softmax over 26 categories: absolute
     for a, b in zip(cpu, gpu, strict=True):
         assert max(abs(a.scores[c] - b.scores[c]) for c in a.scores) < tol
     detector = TorchvisionPersonDetector("fasterrcnn_mobilenet_v3_large_fpn", weights=None,
-                                         score_threshold=0.0, device="cuda")  # fmt: skip
+                                         score_threshold=0.0, device=DEVICE)  # fmt: skip
     ((found, scores),) = detector([image])
     assert found.shape[1:] == (4,) and scores.shape == (len(found),)
 
@@ -185,7 +194,7 @@ def test_the_pillow_resize_on_cuda_is_the_cpus_to_the_bit() -> None:
                             (480, 640, None, 64)):  # fmt: skip
         img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
         cpu = pillow_bilinear_resize(img, size, box=box)
-        assert torch.equal(pillow_bilinear_resize(img.cuda(), size, box=box).cpu(), cpu)
+        assert torch.equal(pillow_bilinear_resize(img.to(DEVICE), size, box=box).cpu(), cpu)
 
 
 def test_nvjpeg_decoding_is_close_to_the_workers(tmp_path) -> None:
@@ -203,9 +212,9 @@ def test_nvjpeg_decoding_is_close_to_the_workers(tmp_path) -> None:
     host = EmoticDataset(root, "train", size=96)
     encoded = EmoticJpegDataset(root, "train", size=96)
     batch = collate_encoded([encoded[i] for i in range(len(encoded))])
-    batch["bbox"] = batch["bbox"].cuda()
+    batch["bbox"] = batch["bbox"].to(DEVICE)
     out = JpegBatchDecoder(96)(batch)
-    assert out["body"].is_cuda and out["context"].is_cuda
+    assert out["body"].device.type == DEVICE.type and out["context"].device.type == DEVICE.type
     for key in ("body", "context"):
         want = torch.stack([host[i][key] for i in range(len(host))])
         diff = (out[key].cpu().int() - want.int()).abs().float()
