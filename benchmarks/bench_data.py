@@ -158,11 +158,10 @@ def main() -> None:
         # every path alike instead of whichever ran at the wrong moment.
         rounds: dict[str, list[float]] = {name: [] for name in paths}
         cpu_rounds: dict[str, list[float]] = {name: [] for name in paths}
-        prefetched = max(args.workers, 1) * 2  # DataLoader's prefetch_factor per worker
         for _ in range(args.rounds):
             for name, stream in streams.items():
                 wall, cpu = _throughput(stream, args.batches, paths[name][1],
-                                        skip=prefetched, min_time=args.min_time)
+                                        skip=stream.prefetched, min_time=args.min_time)
                 rounds[name].append(wall)
                 cpu_rounds[name].append(cpu)
         results = {name: statistics.median(v) for name, v in rounds.items()}
