@@ -46,7 +46,7 @@ that would start with less than a minute left is skipped and says so. Examples::
     python benchmarks/cuda_suite.py                       # everything
     python benchmarks/cuda_suite.py --stages tests model  # some stages
     python benchmarks/cuda_suite.py --out-dir /tmp/res --timeout 540
-    python benchmarks/cuda_suite.py --short --out-dir "$OUT/results"   # one 10-minute call
+    python benchmarks/cuda_suite.py --short --out-dir /tmp/res --archive "$OUT/suite.tar.gz"
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -198,6 +199,19 @@ def _write_summary(path: Path, summary: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
+def _write_archive(out: Path, archive: Path) -> None:
+    """Pack everything under ``out`` into ``archive`` (gzipped tar), written beside itself
+    and renamed into place: one file to carry back from a machine that returns only a
+    few, none deep in folders (a lent GPU's)."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    tmp = archive.with_name(f".{archive.name}.tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for path in sorted(out.rglob("*")):
+            if path.is_file() and not path.name.startswith(".") and path != archive:
+                tar.add(path, arcname=str(path.relative_to(out)))
+    os.replace(tmp, archive)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -218,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
                              "what is left, and a stage with less than "
                              f"{MIN_STAGE_S:.0f} s left is skipped (--short: "
                              f"{SHORT_DEADLINE:.0f})")
+    parser.add_argument("--archive", type=Path, default=None,
+                        help="also pack the results into this .tar.gz after every stage "
+                             "(one file to copy back; a lent GPU returns at most 8)")
     args = parser.parse_args(argv)
+    if args.archive is not None and not args.archive.name.endswith((".tar.gz", ".tgz")):
+        parser.error(f"--archive must name a .tar.gz or .tgz file, got {args.archive}")
     if args.deadline is not None and args.deadline <= 0:
         parser.error(f"--deadline must be positive, got {args.deadline}")
     stages = list(args.stages or STAGES)
@@ -278,9 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         summary["stages"][stage] = record
         print(f"[{stage}] {status} in {seconds:.0f} s", flush=True)
         _write_summary(out / f"cuda_suite_{slug}.json", summary)  # kept if the call is cut
+        if args.archive is not None:
+            _write_archive(out, args.archive.resolve())
     if written:
         shutil.rmtree(scratch, ignore_errors=True)  # demo data and checkpoints
         _write_summary(out / f"cuda_suite_{slug}.json", summary)
+        if args.archive is not None:
+            _write_archive(out, args.archive.resolve())
     failed = [s for s, r in summary["stages"].items() if str(r["status"]).startswith(("failed",
                                                                                        "timed"))]
     print(f"cuda suite on {name or 'no CUDA device'}: "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -310,12 +311,22 @@ def test_cuda_suite_short_keeps_to_its_deadline(tmp_path: Path, monkeypatch, cap
     monkeypatch.setattr(suite, "SHORT", {"env": 20, "tests": 1, "throughput": 20,
                                          "train": 20, "model": 20})
     monkeypatch.setattr(suite, "MIN_STAGE_S", 1.5)
-    rc = suite.main(["--short", "--deadline", "4", "--out-dir", str(tmp_path)])
+    archive = tmp_path / "back" / "suite.tar.gz"
+    rc = suite.main(["--short", "--deadline", "4", "--out-dir", str(tmp_path / "res"),
+                     "--archive", str(archive)])
     assert rc == 1  # two stages timed out
     printed = capsys.readouterr().out
     assert "[tests] running, time limit 1 s" in printed
-    summary = json.loads((tmp_path / "cuda_suite_cuda-fake-gpu.json").read_text())
+    summary_file = tmp_path / "res" / "cuda_suite_cuda-fake-gpu.json"
+    summary = json.loads(summary_file.read_text())
     assert summary["profile"] == "short" and summary["deadline_s"] == 4
+    # the archive holds the results as they are at the end, one file to carry back
+    with tarfile.open(archive) as tar:
+        names = sorted(tar.getnames())
+        assert json.loads(tar.extractfile("cuda_suite_cuda-fake-gpu.json").read()) == summary
+    assert names == ["cuda_suite_cuda-fake-gpu.json",
+                     *(f"logs/{stage}_cuda-fake-gpu.log" for stage in ("env", "tests",
+                                                                        "throughput", "train"))]
     stages = summary["stages"]
     assert list(stages) == ["env", "tests", "throughput", "train", "model"]
     assert stages["env"]["status"] == stages["throughput"]["status"] == "passed"
@@ -327,6 +338,13 @@ def test_cuda_suite_short_keeps_to_its_deadline(tmp_path: Path, monkeypatch, cap
     assert stages["model"]["why"].startswith("deadline:")
     child = Path(f"/proc/{int(pid_file.read_text())}/status")
     assert not child.exists() or "State:\tZ" in child.read_text()  # gone, or a zombie
+
+
+def test_cuda_suite_names_a_bad_archive(capsys) -> None:
+    suite = _cuda_suite_module()
+    with pytest.raises(SystemExit):
+        suite.main(["--dry-run", "--archive", "results.zip"])
+    assert "--archive must name a .tar.gz or .tgz file, got results.zip" in capsys.readouterr().err
 
 
 def test_cuda_suite_keeps_a_runs_results_not_its_checkpoints(tmp_path: Path) -> None:
