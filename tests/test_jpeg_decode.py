@@ -126,6 +126,19 @@ def test_the_installed_pillows_pass_order_is_followed(
     assert (other != want).mean() > 0.01
 
 
+def test_the_coefficients_are_built_once_on_the_cpu() -> None:
+    # built on the CPU for any device (no kernel launch per tiny op there) and cached:
+    # contexts of one image size share them, and nothing a resize does alters them
+    first = jpeg._pillow_coefficients(640, 0.0, 640.0, 224)
+    assert jpeg._pillow_coefficients(640, 0.0, 640.0, 224) is first
+    assert {t.device.type for t in first[:2]} == {"cpu"}
+    saved = [t.clone() for t in first[:2]]
+    img = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8)
+    pillow_bilinear_resize(img, 224)
+    pillow_bilinear_resize(img, 224, box=(0, 10, 640, 470))
+    assert all(torch.equal(a, b) for a, b in zip(saved, first[:2], strict=True))
+
+
 def test_bad_resize_arguments_are_named() -> None:
     img = torch.zeros(3, 10, 10, dtype=torch.uint8)
     with pytest.raises(ValueError, match="uint8"):

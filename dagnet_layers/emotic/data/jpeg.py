@@ -22,6 +22,7 @@ too).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import os
@@ -156,16 +157,22 @@ def _quiet_torchvision() -> Iterator[None]:
 _PRECISION_BITS = 32 - 8 - 2
 
 
-def _pillow_coefficients(in_size: int, in0: float, in1: float, out_size: int,
-                         device: torch.device) -> tuple[Tensor, Tensor, int, int]:
+@functools.lru_cache(maxsize=1024)
+def _pillow_coefficients(in_size: int, in0: float, in1: float,
+                         out_size: int) -> tuple[Tensor, Tensor, int, int]:
     """Pillow's integer bilinear coefficients, as its ``precompute_coeffs`` lays them out.
 
     Returns ``(weights, index, start, stop)``; ``weights`` and ``index`` are
     ``(out_size, taps)``: output pixel ``i`` is ``sum_k weights[i, k] *
     input[start + index[i, k]]`` (float64, integer-valued; unused taps weigh 0), and
-    no tap reaches outside ``input[start:stop]``. Built from the sizes alone: nothing
-    is read back from the device.
+    no tap reaches outside ``input[start:stop]``.
+
+    Built on the CPU from the sizes alone, whatever device resizes: some forty tiny
+    operations that would each be a kernel launch there, and a sum taken in order
+    as Pillow takes it. Cached (the tensors are shared: read-only): the contexts,
+    whole images of a few sizes, share theirs.
     """
+    device = torch.device("cpu")
     scale = (in1 - in0) / out_size
     filterscale = max(scale, 1.0)
     support = 1.0 * filterscale  # the bilinear (triangle) filter's support is 1
@@ -262,8 +269,11 @@ def pillow_bilinear_resize(image: Tensor, size: int,
         raise ValueError(f"box {tuple(box or ())} is not a non-empty region of a {w}x{h} image")
     device = image.device
     # each output pixel gathers its few taps: the cost of the filter, not of the image
-    cols, col_index, c0, c1 = _pillow_coefficients(w, float(x1), float(x2), size, device)
-    rows, row_index, r0, r1 = _pillow_coefficients(h, float(y1), float(y2), size, device)
+    cols, col_index, c0, c1 = _pillow_coefficients(w, float(x1), float(x2), size)
+    rows, row_index, r0, r1 = _pillow_coefficients(h, float(y1), float(y2), size)
+    if device.type != "cpu":
+        cols, col_index, rows, row_index = (
+            t.to(device, non_blocking=True) for t in (cols, col_index, rows, row_index))
     pixels = image[:, r0:r1, c0:c1].to(torch.float64)
     # two passes in the installed Pillow's order, an 8-bit image between them
     if _vertical_first(w, h, size, size, _PILLOW):
