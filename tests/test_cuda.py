@@ -190,8 +190,10 @@ def test_the_pillow_resize_on_cuda_is_the_cpus_to_the_bit() -> None:
     from dagnet_layers.emotic.data import pillow_bilinear_resize
 
     g = torch.Generator().manual_seed(0)
+    # columns first, rows first from Pillow 13 on, rows first from Pillow 12.2 on
     for h, w, box, size in ((480, 640, (100, 50, 300, 400), 224), (90, 60, None, 224),
-                            (480, 640, None, 64)):  # fmt: skip
+                            (480, 640, None, 64), (600, 300, (10, 40, 290, 560), 224),
+                            (250, 2, None, 7)):  # fmt: skip
         img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
         cpu = pillow_bilinear_resize(img, size, box=box)
         assert torch.equal(pillow_bilinear_resize(img.to(DEVICE), size, box=box).cpu(), cpu)
