@@ -227,7 +227,7 @@ _PILLOW = _pillow_version(PIL.__version__)
 
 def _pillow_round(fixed: Tensor) -> Tensor:
     half = float(1 << (_PRECISION_BITS - 1))
-    return torch.floor((fixed + half) / (1 << _PRECISION_BITS)).clamp_(0, 255)
+    return torch.div(fixed + half, 1 << _PRECISION_BITS, rounding_mode="floor").clamp_(0, 255)
 
 
 def pillow_bilinear_resize(image: Tensor, size: int,
@@ -280,7 +280,7 @@ def pillow_bilinear_resize(image: Tensor, size: int,
         out = _pillow_pass(_pillow_pass(pixels, rows, row_index, 1), cols, col_index, 2)
     else:
         out = _pillow_pass(_pillow_pass(pixels, cols, col_index, 2), rows, row_index, 1)
-    return out.to(torch.uint8)
+    return out.to(torch.uint8, memory_format=torch.contiguous_format)
 
 
 def _pillow_pass(pixels: Tensor, weights: Tensor, index: Tensor, dim: int) -> Tensor:
@@ -288,8 +288,9 @@ def _pillow_pass(pixels: Tensor, weights: Tensor, index: Tensor, dim: int) -> Te
     moved = pixels.movedim(dim, 0)  # gathers of whole rows: memory copies, not scatters
     flat = moved.reshape(moved.shape[0], -1)
     taps = flat.index_select(0, index.flatten()).view(*index.shape, flat.shape[1])
-    out = _pillow_round((taps * weights[:, :, None]).sum(dim=1))
-    return out.view(index.shape[0], *moved.shape[1:]).movedim(0, dim).contiguous()
+    # one batched product per output pixel: exact, the integer sums stay under 2**53
+    out = _pillow_round(torch.bmm(weights[:, None, :], taps).squeeze(1))
+    return out.view(index.shape[0], *moved.shape[1:]).movedim(0, dim)
 
 
 
