@@ -401,9 +401,11 @@ class JpegBatchDecoder:
     that arrived decoded are only moved. Then ``transform`` (e.g. the batched
     augmentation) runs on the result.
 
-    It pays on a GPU. On a CPU the batch is decoded in the training process, slower
-    than the workers' Pillow (measured: about 30 ms against 5 ms per person, 640 x 480
-    JPEGs to 224 px, one thread), so ``dagnet-train`` uses it there only when asked.
+    It is meant for a GPU, where ``benchmarks/bench_train.py`` (``jpeg-device``) times
+    it against the cache. On a CPU the batch is decoded in the training process, slower
+    than the workers' Pillow (measured: 16 ms against 4.3 ms per person, 640 x 480
+    JPEGs to 224 px, one thread, Intel Xeon), so ``dagnet-train`` uses it there only
+    when asked.
 
     Args:
         size: Side of body and context.
