@@ -551,16 +551,17 @@ def test_fuzzed_csv_cells_are_kept_or_counted(pre_dir: Path, tmp_path_factory, c
     with open(folder / "val.csv", newline="") as f:
         rows = list(csv.reader(f))
     rows[1][PREPROCESSED_COLUMNS.index(cell)] = value
-    text = io.StringIO()
+    buffer = io.StringIO()
     try:
-        csv.writer(text).writerows(rows)
+        csv.writer(buffer).writerows(rows)
+        text = buffer.getvalue()
     except csv.Error:  # Python 3.10's writer refuses a NUL, which other tools do write
         token = uuid.uuid4().hex
         rows[1][PREPROCESSED_COLUMNS.index(cell)] = token
-        text = io.StringIO()
-        csv.writer(text).writerows(rows)
-        text = io.StringIO(text.getvalue().replace(token, '"' + value.replace('"', '""') + '"'))
-    (folder / "val.csv").write_bytes(text.getvalue().encode("utf-8"))
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(rows)
+        text = buffer.getvalue().replace(token, '"' + value.replace('"', '""') + '"')
+    (folder / "val.csv").write_bytes(text.encode("utf-8"))
     good = read_emotic_preprocessed(pre_dir, "val")
     try:
         pre = read_emotic_preprocessed(folder, "val")
