@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import errno
 import hashlib
+import json
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import PIL
 import pytest
 import scipy.io
 import torch
@@ -424,6 +426,43 @@ def test_cache_resumes_after_interruption(syn, cache_dir: Path, tmp_path: Path,
                                       np.load(cache_dir / f"train_{name}.npy"))  # fmt: skip
 
 
+def test_cache_records_its_decoder_and_a_resume_under_another(
+    syn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Pillow's resize changed its pass order between releases: a split whose rows were
+    # written by two versions must say so, in the log and in the manifest.
+    out = tmp_path / "c"
+    here = cache_mod._decoder()
+    assert here.startswith(f"Pillow {PIL.__version__}, libjpeg")
+    real = cache_mod._ImageJobs.__getitem__
+    calls = {"n": 0}
+
+    def flaky(self, j):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return real(self, j)
+
+    monkeypatch.setattr(cache_mod._ImageJobs, "__getitem__", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        build_emotic_cache(syn, out, splits=("val",), size=16, flush_every=1, progress=False)
+    manifest = json.loads((out / cache_mod.CACHE_MANIFEST).read_text())
+    assert manifest["splits"]["val"]["decoders"] == [here]
+    monkeypatch.setattr(cache_mod._ImageJobs, "__getitem__", real)
+    monkeypatch.setattr(cache_mod, "_decoder", lambda: "Pillow 99.0.0, libjpeg-turbo 9.9")
+    with caplog.at_level(logging.WARNING, logger=cache_mod.logger.name):
+        build_emotic_cache(syn, out, splits=("val",), size=16, progress=False)
+    said = [r.getMessage() for r in caplog.records if "written by" in r.getMessage()]
+    assert len(said) == 1 and "Pillow 99.0.0" in said[0] and here in said[0]
+    manifest = json.loads((out / cache_mod.CACHE_MANIFEST).read_text())
+    assert manifest["splits"]["val"]["complete"]
+    assert manifest["splits"]["val"]["decoders"] == [here, "Pillow 99.0.0, libjpeg-turbo 9.9"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=cache_mod.logger.name):  # complete: no resume
+        build_emotic_cache(syn, out, splits=("val",), size=16, progress=False)
+    assert not [r for r in caplog.records if "written by" in r.getMessage()]
+
+
 def test_cache_cli(syn, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rc = cache_mod.main([str(syn.root), str(tmp_path / "cli"), "--splits", "test",
                          "--size", "16", "--workers", "0", "--no-progress"])  # fmt: skip
@@ -564,7 +603,9 @@ def test_cache_cheap_check_on_open_names_a_truncated_array(small_cache: Path) ->
 
 def test_cache_verify_cli(small_cache: Path, capsys: pytest.CaptureFixture) -> None:
     assert cache_mod.main(["--verify", str(small_cache)]) == 0
-    assert "val:" in capsys.readouterr().out and "verified" in capsys.readouterr().out + "verified"
+    out = capsys.readouterr().out
+    assert out.startswith("val: ") and " MiB verified in " in out
+    assert f"(written by Pillow {PIL.__version__}, libjpeg" in out
     assert cache_mod.main(["--verify", str(small_cache.parent / "nowhere")]) == 2
     assert "not an EMOTIC cache" in capsys.readouterr().err
 

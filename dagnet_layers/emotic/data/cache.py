@@ -12,6 +12,7 @@ cache_dir=...)``) then reads samples by slicing the arrays.
 Files per split in ``CACHE_DIR``::
 
     emotic_cache.json          manifest: format, version, size, per split n / complete,
+                               the decoders that wrote it (Pillow and libjpeg versions),
                                and the size + SHA-256 of every file of a complete split
     {split}_records.json       the EmoticRecords a dataset serves, their array rows and
                                their ReadSummary (persons whose image could not be
@@ -46,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import PIL
+import PIL.features
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -113,6 +116,18 @@ CACHE_FORMAT_VERSION = 2
 _SPLIT_FILES = ("records.json", "body.npy", "context.npy", "image_of.npy", "bbox.npy",
                 "done.npy")
 _FORMAT = "dagnet-emotic-cache"
+
+
+def _decoder() -> str:
+    """The decoder and resizer that write a cache's pixels, as a manifest records them.
+
+    Pillow's bilinear resize changed its pass order between releases (12.2, 13.0), and
+    libjpeg builds may differ in their IDCT: the same JPEG can come out a grey level
+    apart in some pixels. The manifest keeps which one wrote each split.
+    """
+    turbo = PIL.features.version("libjpeg_turbo")
+    jpeg = f"libjpeg-turbo {turbo}" if turbo else f"libjpeg {PIL.features.version('jpg')}"
+    return f"Pillow {PIL.__version__}, {jpeg}"
 
 
 def _read_manifest(cache_dir: Path) -> dict[str, Any] | None:
@@ -519,7 +534,19 @@ def _build_split(
                                f"{err.strerror or err}") from err
         manifest["splits"][split] = {
             "n": n, "n_images": m, "complete": False, "fingerprint": fingerprint,
+            "decoders": [_decoder()],
         }  # fmt: skip
+        _write_json(out / CACHE_MANIFEST, manifest)
+    elif _decoder() not in manifest["splits"][split].setdefault("decoders", []):
+        # Not refused: the rows differ by a grey level at most. Recorded and said, so
+        # that a split with rows of two decoders is never mistaken for one of one.
+        earlier = ", ".join(manifest["splits"][split]["decoders"]) or "an unrecorded decoder"
+        logger.warning(
+            "EMOTIC cache %s: resuming %s with %s; its earlier rows were written by %s and "
+            "may differ by a grey level in some pixels (overwrite=True rebuilds it whole)",
+            out, split, _decoder(), earlier,
+        )  # fmt: skip
+        manifest["splits"][split]["decoders"].append(_decoder())
         _write_json(out / CACHE_MANIFEST, manifest)
 
     def open_all() -> dict[str, np.ndarray]:
@@ -649,8 +676,10 @@ def _main(argv: Sequence[str]) -> int:
         if len(args.paths) != 1:
             parser.error("--verify takes one path: the cache folder")
         checked = verify_emotic_cache(args.paths[0])
+        splits = (_read_manifest(Path(args.paths[0]).expanduser()) or {}).get("splits", {})
         for split, n in checked.items():
-            print(f"{split}: {n / 2**20:.1f} MiB verified in {args.paths[0]}")
+            by = " and ".join(splits.get(split, {}).get("decoders", [])) or "an unrecorded decoder"
+            print(f"{split}: {n / 2**20:.1f} MiB verified in {args.paths[0]} (written by {by})")
         return 0
     if len(args.paths) != 2:
         parser.error("building takes two paths: ROOT CACHE_DIR")
