@@ -19,7 +19,13 @@ Each data path is also timed alone, in the same rounds (``loader alone, <path>``
 same loader and batch transform (device-side augmentation, and decoding for
 ``jpeg-device``), with no model. Its samples/s over each variant's gives the loader's
 headroom, the issue's target being at least 2x what the model consumes on the machine
-it runs on (``--no-loader-alone`` leaves it out).
+it runs on (``--no-loader-alone`` leaves it out). For a path short of it, the report
+says where the time goes: the share spent waiting for the loader's next batch, and, from
+``--profile-batches`` batches under :mod:`torch.profiler` after the rounds, the
+operators the training process issues per batch, the device kernels they launch and
+the device time those take, against the wall time per batch of the rounds. A few
+device milliseconds in a much longer batch, with little waiting for the loader: the
+process that issues the work is the limit (launches, Python), not the device.
 
 The data is synthetic EMOTIC in the official layout with 640 x 480 JPEGs
 (``--images``; 17,077 is EMOTIC's count). Example::
@@ -38,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +103,13 @@ class _Variant:
     transform: Any
     amp: str | None
     runs: list[float]
+    #: the data path alone: per round, the share of its time spent waiting for the
+    #: loader's next batch
+    waits: list[float] = field(default_factory=list)
+    #: the data path alone: seconds the last ``_load`` waited for batches
+    wait_s: float = 0.0
+    #: the data path alone: :func:`_profile`'s counts and times per batch
+    profile: dict[str, Any] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", nargs="+", choices=("eager", "compile"), default=None)
     p.add_argument("--no-loader-alone", dest="loader_alone", action="store_false",
                    help="do not time each data path alone (the loader's headroom)")
+    p.add_argument("--profile-batches", type=int, default=3,
+                   help="batches of each data path alone profiled after the rounds (0: none)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--dir", type=Path, default=None, help="where the synthetic data goes")
     p.add_argument("--out", type=Path, default=None, help="JSON to write (and .md beside it)")
@@ -212,7 +227,15 @@ def main(argv: list[str] | None = None) -> int:
             for v in variants:
                 samples, seconds = steps(v, per_round.get(v.name, 1), timed=True)
                 v.runs.append(samples / seconds)
+                if v.model is None:
+                    v.waits.append(v.wait_s / seconds)
             # written after every round: a run stopped by a time limit keeps what it measured
+            md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
+                                load_start=load_start)  # fmt: skip
+        alone = [v for v in variants if v.model is None]
+        if args.profile_batches > 0 and alone:
+            for v in alone:
+                v.profile = _profile(v, device, args.profile_batches)
             md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
                                 load_start=load_start)  # fmt: skip
 
@@ -236,6 +259,7 @@ def _report(variants: list[_Variant], cfg: dict[str, Any], args: argparse.Namesp
     ratios = _ratios(rates)
     headroom = _headroom(rates)
     size = int(cfg["image_size"])
+    where = _where_time_goes(variants, rates, int(cfg["batch"]))
     env = environment(device, models=list(cfg["models"]), images=int(cfg["images"]),
                       train_persons=n_train, image_size=size, batch_size=int(cfg["batch"]),
                       workers=workers, rounds=args.rounds, rounds_done=done,
@@ -257,10 +281,12 @@ def _report(variants: list[_Variant], cfg: dict[str, Any], args: argparse.Namesp
                               [(k, f"{v:.2f}x", "yes" if v >= HEADROOM_TARGET else "**no**")
                                for k, v in headroom.items()])
              if headroom else "")
+          + (_where_markdown(where) if where else "")
           + "\n\n" + environment_markdown(env))  # fmt: skip
     paths = write_outputs({"environment": env, "samples_per_s": rates,
                            "rounds": {v.name: v.runs for v in variants}, "ratios": ratios,
-                           "loader_headroom": headroom, "headroom_target": HEADROOM_TARGET},
+                           "loader_headroom": headroom, "headroom_target": HEADROOM_TARGET,
+                           "loader_alone": where},
                           md, out)  # fmt: skip
     return md, paths
 
@@ -276,14 +302,96 @@ def _load(v: _Variant, n: int, device: torch.device, min_time: float,
         next(v.stream)
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # nothing queued by the variant before is timed
-    samples, batches, start = 0, 0, time.perf_counter()
+    samples, batches, wait, start = 0, 0, 0.0, time.perf_counter()
     while True:
-        batch = v.transform(move_batch(next(v.stream), device, channels_last))
+        asked = time.perf_counter()
+        raw = next(v.stream)
+        wait += time.perf_counter() - asked
+        batch = v.transform(move_batch(raw, device, channels_last))
         samples, batches = samples + int(batch["body"].shape[0]), batches + 1
         if batches >= n and time.perf_counter() - start >= min_time:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
+            v.wait_s = wait
             return samples, time.perf_counter() - start
+
+
+def _profile(v: _Variant, device: torch.device, batches: int) -> dict[str, Any]:
+    """Where a data path's time goes, per batch, from ``batches`` batches taken as
+    :func:`_load` takes them under :mod:`torch.profiler`: the operators the process
+    issues (``aten`` calls not inside another), the device kernels and copies they
+    launch and the device time those take (none on a CPU). A failure is recorded,
+    never raised: the rounds' figures are already written."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    try:
+        for _ in range(getattr(v.stream, "prefetched", 0)):
+            next(v.stream)  # made while nothing was profiled: not this path's cost
+        with profile(activities=activities) as prof:
+            _load(v, batches, device, 0.0)
+        events = prof.events()
+        host = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU
+                and e.name.startswith("aten::") and e.cpu_parent is None]  # fmt: skip
+        out: dict[str, Any] = {"batches": batches, "host_ops_per_batch": len(host) / batches}
+        if device.type != "cpu":
+            kernels = [e for e in events if e.device_type != torch.autograd.DeviceType.CPU]
+            out["device_events_per_batch"] = len(kernels) / batches
+            out["device_ms_per_batch"] = (sum(e.time_range.elapsed_us() for e in kernels)
+                                          / 1000 / batches)  # fmt: skip
+        return out
+    except Exception as exc:  # a profiler that cannot start on this machine
+        return {"batches": batches, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _where_time_goes(variants: list[_Variant], rates: dict[str, float],
+                     batch: int) -> dict[str, dict[str, Any]]:
+    """Each data path alone: the wall time per batch of its rounds, the median share of
+    it spent waiting for the loader's next batch, and its profile if taken."""
+    out: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        if v.model is not None:
+            continue
+        entry: dict[str, Any] = {"wall_ms_per_batch": 1000 * batch / rates[v.name]}
+        if v.waits:
+            entry["wait_share"] = statistics.median(v.waits)
+        if v.profile is not None:
+            entry["profile"] = v.profile
+            if "device_ms_per_batch" in v.profile:
+                entry["device_busy_share"] = (v.profile["device_ms_per_batch"]
+                                              / entry["wall_ms_per_batch"])  # fmt: skip
+        out[v.name] = entry
+    return out
+
+
+def _where_markdown(where: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for name, e in where.items():
+        prof = e.get("profile") or {}
+        wait = f"{e['wait_share']:.0%}" if "wait_share" in e else "n/a"
+        if "error" in prof:
+            counts = ["profiler failed: " + prof["error"].replace("|", "/"), "", "", ""]
+        elif not prof:
+            counts = ["n/a"] * 4
+        elif "device_ms_per_batch" not in prof:  # a CPU: no device of its own
+            counts = [f"{prof['host_ops_per_batch']:,.0f}", "n/a", "n/a", "n/a"]
+        else:
+            counts = [f"{prof['host_ops_per_batch']:,.0f}",
+                      f"{prof['device_events_per_batch']:,.0f}",
+                      f"{prof['device_ms_per_batch']:,.2f}", f"{e['device_busy_share']:.0%}"]
+        rows.append((name.removeprefix(f"{LOADER_ALONE}, "), f"{e['wall_ms_per_batch']:,.1f}",
+                     wait, *counts))  # fmt: skip
+    return ("\n\nWhere each data path's time goes (alone, per batch): the wall time of the "
+            "rounds; the share of it spent waiting for the loader's next batch (the workers' "
+            "shortfall; without workers, the loading itself); and, from batches profiled "
+            "after the rounds, the operators the training process issues (outermost `aten` "
+            "calls, views included), the device kernels and copies they launch and the "
+            "device time those take. Little waiting and a small device share: the process "
+            "issuing the work is the limit (launches, Python), not the device.\n\n"
+            + markdown_table(["data path", "wall ms", "waiting for the loader", "host ops",
+                              "device kernels", "device ms", "device busy"], rows))
 
 
 def _headroom(rates: dict[str, float]) -> dict[str, float]:

@@ -174,6 +174,43 @@ def test_a_loader_alone_is_timed_after_its_prefetched_batches(tmp_path) -> None:
     assert seconds >= 0.1 and samples / seconds <= 8 / 0.01 * 1.05  # no free batches
 
 
+def test_where_a_data_paths_time_goes_is_reported_and_a_profiler_failure_kept(
+    tmp_path, monkeypatch
+) -> None:
+    """The loader-alone table: device busy share = the profile's device ms over the
+    rounds' wall ms per batch; a profiler that cannot start is a line in the report,
+    not a lost run."""
+    spec = importlib.util.spec_from_file_location("bench_train_where",
+                                                  BENCHMARKS / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    dev = bench._Variant("loader alone, jpeg-device", None, None, None, None, None, [80.0],
+                         waits=[0.1])  # fmt: skip
+    dev.profile = {"batches": 3, "host_ops_per_batch": 4000.0,
+                   "device_events_per_batch": 2500.0, "device_ms_per_batch": 20.0}
+    cache = bench._Variant("loader alone, cache", None, None, None, None, None, [400.0],
+                           waits=[0.5], profile={"batches": 3, "error": "RuntimeError: a|b"})
+    where = bench._where_time_goes([dev, cache], {dev.name: 80.0, cache.name: 400.0}, 8)
+    # 8 samples at 80/s: 100 ms a batch, of which the device is busy 20
+    assert where[dev.name]["wall_ms_per_batch"] == pytest.approx(100.0)
+    assert where[dev.name]["device_busy_share"] == pytest.approx(0.2)
+    assert "device_busy_share" not in where[cache.name]
+    md = bench._where_markdown(where)
+    assert "| jpeg-device | 100.0 | 10% | 4,000 | 2,500 | 20.00 | 20% |" in md
+    assert "| cache | 20.0 | 50% | profiler failed: RuntimeError: a/b |" in md
+
+    class Broken:
+        prefetched = 0
+
+        def __next__(self):
+            raise RuntimeError("no batch")
+
+    failed = bench._profile(bench._Variant("loader alone, x", None, None, Broken(), None, None,
+                                           []), torch.device("cpu"), 2)  # fmt: skip
+    assert failed == {"batches": 2, "error": "RuntimeError: no batch"}
+
+
 @pytest.mark.parametrize("workers,prefetch,ready", [(0, None, 0), (2, None, 4), (3, 4, 12)])
 def test_a_loaders_prefetched_batches_come_from_the_loader(common, workers, prefetch,
                                                            ready) -> None:

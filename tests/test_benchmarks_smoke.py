@@ -192,8 +192,23 @@ def test_training_throughput_benchmark_times_each_data_path(tmp_path: Path) -> N
     for name, headroom in report["loader_headroom"].items():
         data = name.split(", ")[1]
         assert headroom == pytest.approx(rates[f"loader alone, {data}"] / rates[name])
-    assert "loader alone / variant" in out.with_suffix(".md").read_text()
+    md = out.with_suffix(".md").read_text()
+    assert "loader alone / variant" in md
     assert {"loadavg_1min_start", "loadavg_1min_end", "git_commit"} <= set(report["environment"])
+    # where each path's time goes: its wall time per batch from its own rate, the share
+    # spent in the loader (all of it without workers, for the host decoding path) and
+    # the operators it issues; no device figures on a CPU
+    where = report["loader_alone"]
+    assert set(where) == alone and "| data path | wall ms | waiting for the loader |" in md
+    for name, entry in where.items():
+        assert entry["wall_ms_per_batch"] == pytest.approx(1000 * 4 / rates[name])
+        assert 0 < entry["wait_share"] < 1
+        assert entry["profile"]["batches"] == 3 and entry["profile"]["host_ops_per_batch"] > 0
+        assert "device_ms_per_batch" not in entry["profile"] and "device_busy_share" not in entry
+    assert where["loader alone, jpeg"]["wait_share"] > where["loader alone, cache"]["wait_share"]
+    # decoding on the device is more work for the process than reading decoded pixels
+    assert (where["loader alone, jpeg-device"]["profile"]["host_ops_per_batch"]
+            > where["loader alone, cache"]["profile"]["host_ops_per_batch"])
 
 
 def test_cache_memory_benchmark_compares_the_two_readers(tmp_path: Path) -> None:
