@@ -199,6 +199,24 @@ def test_the_pillow_resize_on_cuda_is_the_cpus_to_the_bit() -> None:
         assert torch.equal(pillow_bilinear_resize(img.to(DEVICE), size, box=box).cpu(), cpu)
 
 
+def test_the_device_decoders_resizes_are_the_cpus_to_the_bit() -> None:
+    # images that arrive decoded skip nvJPEG: what is left (the batch's coefficients in
+    # one packed copy, crop, two passes, mask) must give the CPU decoder's very pixels
+    from dagnet_layers.emotic.data import JpegBatchDecoder
+
+    g = torch.Generator().manual_seed(1)
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+              for h, w in ((480, 640), (90, 60), (600, 300), (250, 2))]  # fmt: skip
+    crops = [(100, 50, 300, 400), (0, 0, 60, 90), (10, 40, 290, 560), (0, 3, 2, 240)]
+    bbox = torch.tensor([[5.0, 5.0, 40.0, 60.0]] * len(images))
+    batch = {"image": images, "crop": crops, "bbox": bbox, "path": ["x.png"] * len(images)}
+    cpu = JpegBatchDecoder(96)(batch)
+    dev = JpegBatchDecoder(96)({**batch, "bbox": bbox.to(DEVICE)})
+    for key in ("body", "context"):
+        assert dev[key].device.type == DEVICE.type
+        assert torch.equal(dev[key].cpu(), cpu[key]), key
+
+
 def test_nvjpeg_decoding_is_close_to_the_workers(tmp_path) -> None:
     # nvJPEG and libjpeg-turbo may round the IDCT and the chroma upsampling differently:
     # close, not equal (on the CPU the two paths are equal, tests/test_jpeg_decode.py)

@@ -139,6 +139,31 @@ def test_the_coefficients_are_built_once_on_the_cpu() -> None:
     assert all(torch.equal(a, b) for a, b in zip(saved, first[:2], strict=True))
 
 
+def test_plans_packed_for_a_device_keep_every_coefficient_and_resize_alike() -> None:
+    # on a GPU every plan of a batch travels in one copy: the float64 weights as their
+    # int64 bits beside the indices, viewed back after; packed to the CPU here, the
+    # views must hold the very same numbers, and resizes with them Pillow's pixels
+    g = torch.Generator().manual_seed(3)
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+              for h, w in ((480, 640), (90, 60), (600, 300))]  # fmt: skip
+    boxes = [(100, 50, 300, 400), None, (10, 40, 290, 560)]
+    plans = [jpeg._resize_plan(im.shape[2], im.shape[1], 48, box)
+             for im, box in zip(images, boxes, strict=True)]  # fmt: skip
+    packed = jpeg._pack_plans(plans, torch.device("cpu"))
+    assert len({t.untyped_storage().data_ptr() for p in packed
+                for t in (p.cols, p.col_index, p.rows, p.row_index)}) == 1  # fmt: skip
+    for plan, moved in zip(plans, packed, strict=True):
+        for name in ("cols", "col_index", "rows", "row_index"):
+            a, b = getattr(plan, name), getattr(moved, name)
+            assert a.dtype == b.dtype and torch.equal(a, b), name
+        assert moved[2:4] == plan[2:4] and moved[6:] == plan[6:]
+    for im, box, moved in zip(images, boxes, packed, strict=True):
+        pil = Image.fromarray(im.permute(1, 2, 0).numpy())
+        want = np.asarray(pil.resize((48, 48), Image.Resampling.BILINEAR, box=box))
+        got = jpeg._resize_planned(im, moved).permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(got, want)
+
+
 def test_bad_resize_arguments_are_named() -> None:
     img = torch.zeros(3, 10, 10, dtype=torch.uint8)
     with pytest.raises(ValueError, match="uint8"):

@@ -29,7 +29,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import PIL
 import torch
@@ -264,22 +264,78 @@ def pillow_bilinear_resize(image: Tensor, size: int,
         raise ValueError(f"pillow_bilinear_resize needs a (C, H, W) uint8 image, got "
                          f"{tuple(image.shape)} {image.dtype}")  # fmt: skip
     _, h, w = image.shape
+    (plan,) = _plans_on([_resize_plan(w, h, size, box)], image.device)
+    return _resize_planned(image, plan)
+
+
+class _ResizePlan(NamedTuple):
+    """What one resize needs besides the pixels: each pass's coefficients and the
+    region their taps reach (``_pillow_coefficients``), and the pass order."""
+
+    cols: Tensor
+    col_index: Tensor
+    c0: int
+    c1: int
+    rows: Tensor
+    row_index: Tensor
+    r0: int
+    r1: int
+    rows_first: bool
+
+
+def _resize_plan(w: int, h: int, size: int, box: Sequence[int] | None) -> _ResizePlan:
+    """The plan of resizing ``box`` of a ``w x h`` image to ``size``, on the CPU."""
     x1, y1, x2, y2 = (0, 0, w, h) if box is None else (int(v) for v in box)
     if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
         raise ValueError(f"box {tuple(box or ())} is not a non-empty region of a {w}x{h} image")
-    device = image.device
     # each output pixel gathers its few taps: the cost of the filter, not of the image
     cols, col_index, c0, c1 = _pillow_coefficients(w, float(x1), float(x2), size)
     rows, row_index, r0, r1 = _pillow_coefficients(h, float(y1), float(y2), size)
-    if device.type != "cpu":
+    return _ResizePlan(cols, col_index, c0, c1, rows, row_index, r0, r1,
+                       _vertical_first(w, h, size, size, _PILLOW))  # fmt: skip
+
+
+def _plans_on(plans: Sequence[_ResizePlan], device: torch.device) -> list[_ResizePlan]:
+    """``plans`` with their coefficients on ``device``: as they are on the CPU, else
+    :func:`_pack_plans`: one copy for them all."""
+    return list(plans) if device.type == "cpu" else _pack_plans(plans, device)
+
+
+def _pack_plans(plans: Sequence[_ResizePlan], device: torch.device) -> list[_ResizePlan]:
+    """``plans`` with every coefficient tensor moved to ``device`` in one copy.
+
+    Four small copies per resize from pageable memory would each be a transfer the
+    CUDA driver may stage synchronously with the stream; here the float64 weights
+    (viewed as their int64 bits, the same size) and the int64 indices of all plans go
+    into one buffer, pinned on CUDA, copied once without blocking; the plans get views
+    of it back.
+    """
+    parts = [t for p in plans for t in (p.cols.view(torch.int64), p.col_index,
+                                        p.rows.view(torch.int64), p.row_index)]  # fmt: skip
+    flat = torch.cat([t.reshape(-1) for t in parts])
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    moved = flat.to(device, non_blocking=True).split([t.numel() for t in parts])
+    out = []
+    for k, p in enumerate(plans):
         cols, col_index, rows, row_index = (
-            t.to(device, non_blocking=True) for t in (cols, col_index, rows, row_index))
-    pixels = image[:, r0:r1, c0:c1].to(torch.float64)
+            m.view(t.shape) for m, t in zip(moved[4 * k : 4 * k + 4], parts[4 * k : 4 * k + 4],
+                                            strict=True))  # fmt: skip
+        out.append(p._replace(cols=cols.view(torch.float64), col_index=col_index,
+                              rows=rows.view(torch.float64), row_index=row_index))  # fmt: skip
+    return out
+
+
+def _resize_planned(image: Tensor, plan: _ResizePlan) -> Tensor:
+    """``(C, H, W)`` uint8 resized by ``plan`` (its coefficients on ``image``'s device)."""
+    pixels = image[:, plan.r0 : plan.r1, plan.c0 : plan.c1].to(torch.float64)
     # two passes in the installed Pillow's order, an 8-bit image between them
-    if _vertical_first(w, h, size, size, _PILLOW):
-        out = _pillow_pass(_pillow_pass(pixels, rows, row_index, 1), cols, col_index, 2)
+    if plan.rows_first:
+        out = _pillow_pass(pixels, plan.rows, plan.row_index, 1)
+        out = _pillow_pass(out, plan.cols, plan.col_index, 2)
     else:
-        out = _pillow_pass(_pillow_pass(pixels, cols, col_index, 2), rows, row_index, 1)
+        out = _pillow_pass(pixels, plan.cols, plan.col_index, 2)
+        out = _pillow_pass(out, plan.rows, plan.row_index, 1)
     return out.to(torch.uint8, memory_format=torch.contiguous_format)
 
 
@@ -491,11 +547,15 @@ class JpegBatchDecoder:
         device = self.device or bbox.device
         paths = batch.get("path") or ["<image>"] * len(batch["image"])
         images = self.decode(batch["image"], paths, device)
-        bodies, contexts = [], []
+        plans = []  # body then context of each person, their coefficients in one copy
         for image, crop in zip(images, batch["crop"], strict=True):
-            bodies.append(pillow_bilinear_resize(image, self.size, box=crop))
-            contexts.append(pillow_bilinear_resize(image, self.size))
-        body, context = torch.stack(bodies), torch.stack(contexts)
+            _, h, w = image.shape
+            plans += [_resize_plan(w, h, self.size, crop), _resize_plan(w, h, self.size, None)]
+        plans = _plans_on(plans, device)
+        body = torch.stack([_resize_planned(im, p) for im, p in zip(images, plans[0::2],
+                                                                   strict=True)])  # fmt: skip
+        context = torch.stack([_resize_planned(im, p) for im, p in zip(images, plans[1::2],
+                                                                      strict=True)])  # fmt: skip
         bbox = bbox.to(device)
         if self.mask_body:
             context = mask_bbox(context, bbox, self.mask_fill)
