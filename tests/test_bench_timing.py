@@ -174,9 +174,7 @@ def test_a_loader_alone_is_timed_after_its_prefetched_batches(tmp_path) -> None:
     assert seconds >= 0.1 and samples / seconds <= 8 / 0.01 * 1.05  # no free batches
 
 
-def test_where_a_data_paths_time_goes_is_reported_and_a_profiler_failure_kept(
-    tmp_path, monkeypatch
-) -> None:
+def test_where_a_data_paths_time_goes_is_reported_and_a_profiler_failure_kept() -> None:
     """The loader-alone table: device busy share = the profile's device ms over the
     rounds' wall ms per batch; a profiler that cannot start is a line in the report,
     not a lost run."""

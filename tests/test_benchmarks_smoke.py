@@ -196,8 +196,8 @@ def test_training_throughput_benchmark_times_each_data_path(tmp_path: Path) -> N
     assert "loader alone / variant" in md
     assert {"loadavg_1min_start", "loadavg_1min_end", "git_commit"} <= set(report["environment"])
     # where each path's time goes: its wall time per batch from its own rate, the share
-    # spent in the loader (all of it without workers, for the host decoding path) and
-    # the operators it issues; no device figures on a CPU
+    # spent in the loader (without workers, where the host path decodes: more than the
+    # cache's reads) and the operators it issues; no device figures on a CPU
     where = report["loader_alone"]
     assert set(where) == alone and "| data path | wall ms | waiting for the loader |" in md
     for name, entry in where.items():

@@ -145,8 +145,9 @@ def test_plans_packed_for_a_device_keep_every_coefficient_and_resize_alike() -> 
     # views must hold the very same numbers, and resizes with them Pillow's pixels
     g = torch.Generator().manual_seed(3)
     images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-              for h, w in ((480, 640), (90, 60), (600, 300))]  # fmt: skip
-    boxes = [(100, 50, 300, 400), None, (10, 40, 290, 560)]
+              for h, w in ((480, 640), (90, 60), (600, 300), (250, 2))]  # fmt: skip
+    # columns first; rows first from Pillow 13 on; rows first from Pillow 12.2 on
+    boxes = [(100, 50, 300, 400), None, (10, 40, 290, 560), None]
     plans = [jpeg._resize_plan(im.shape[2], im.shape[1], 48, box)
              for im, box in zip(images, boxes, strict=True)]  # fmt: skip
     packed = jpeg._pack_plans(plans, torch.device("cpu"))
