@@ -23,8 +23,9 @@ stage           what it runs
                 pipeline, paper model and two-stream baseline, JPEG and cache, fp32,
                 bf16 and bf16 + compile
 ``train``       the paper model trained for 2 epochs on the synthetic demo set with
-                bf16 + channels-last + compile, data pipeline included: the
-                samples/s to hold against the 1,200 samples/s target
+                bf16 + channels-last + compile, data pipeline included (the demo
+                set's decoded cache, the default): the samples/s to hold against
+                the 1,200 samples/s target
 ``ddp``         the same under ``torchrun`` on every GPU (skipped with one GPU)
 ==============  ==================================================================
 
