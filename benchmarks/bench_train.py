@@ -328,7 +328,7 @@ def _profile(v: _Variant, device: torch.device, batches: int) -> dict[str, Any]:
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
     try:
-        for _ in range(getattr(v.stream, "prefetched", 0)):
+        for _ in range(v.stream.prefetched):
             next(v.stream)  # made while nothing was profiled: not this path's cost
         with profile(activities=activities) as prof:
             _load(v, batches, device, 0.0)

@@ -264,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     written = not args.dry_run and ok
     if written:
         (out / "logs").mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        """The summary, and the archive if asked for: after every stage and at the end."""
+        _write_summary(out / f"cuda_suite_{slug}.json", summary)
+        if args.archive is not None:
+            _write_archive(out, args.archive.resolve())
+
     if deadline is not None:
         print(f"deadline: {deadline:.0f} s for {', '.join(stages)}")
     for stage in stages:
@@ -297,14 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             record["throughput"] = _train_summary(out / run)
         summary["stages"][stage] = record
         print(f"[{stage}] {status} in {seconds:.0f} s", flush=True)
-        _write_summary(out / f"cuda_suite_{slug}.json", summary)  # kept if the call is cut
-        if args.archive is not None:
-            _write_archive(out, args.archive.resolve())
+        save()  # kept if the call is cut
     if written:
         shutil.rmtree(scratch, ignore_errors=True)  # demo data and checkpoints
-        _write_summary(out / f"cuda_suite_{slug}.json", summary)
-        if args.archive is not None:
-            _write_archive(out, args.archive.resolve())
+        save()
     failed = [s for s, r in summary["stages"].items() if str(r["status"]).startswith(("failed",
                                                                                        "timed"))]
     print(f"cuda suite on {name or 'no CUDA device'}: "

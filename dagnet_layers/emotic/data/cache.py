@@ -512,6 +512,7 @@ def _build_split(
         "done": (np.bool_, (n,)),
     }
     resume = entry is not None and all(files[k].is_file() for k in specs)
+    decoder = _decoder()
     if not resume:
         _write_json(
             out / f"{split}_records.json",
@@ -534,19 +535,19 @@ def _build_split(
                                f"{err.strerror or err}") from err
         manifest["splits"][split] = {
             "n": n, "n_images": m, "complete": False, "fingerprint": fingerprint,
-            "decoders": [_decoder()],
+            "decoders": [decoder],
         }  # fmt: skip
         _write_json(out / CACHE_MANIFEST, manifest)
-    elif _decoder() not in manifest["splits"][split].setdefault("decoders", []):
+    elif decoder not in manifest["splits"][split].setdefault("decoders", []):
         # Not refused: the rows differ by a grey level at most. Recorded and said, so
         # that a split with rows of two decoders is never mistaken for one of one.
         earlier = ", ".join(manifest["splits"][split]["decoders"]) or "an unrecorded decoder"
         logger.warning(
             "EMOTIC cache %s: resuming %s with %s; its earlier rows were written by %s and "
             "may differ by a grey level in some pixels (overwrite=True rebuilds it whole)",
-            out, split, _decoder(), earlier,
+            out, split, decoder, earlier,
         )  # fmt: skip
-        manifest["splits"][split]["decoders"].append(_decoder())
+        manifest["splits"][split]["decoders"].append(decoder)
         _write_json(out / CACHE_MANIFEST, manifest)
 
     def open_all() -> dict[str, np.ndarray]:

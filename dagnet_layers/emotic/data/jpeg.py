@@ -172,16 +172,15 @@ def _pillow_coefficients(in_size: int, in0: float, in1: float,
     as Pillow takes it. Cached (the tensors are shared: read-only): the contexts,
     whole images of a few sizes, share theirs.
     """
-    device = torch.device("cpu")
     scale = (in1 - in0) / out_size
     filterscale = max(scale, 1.0)
     support = 1.0 * filterscale  # the bilinear (triangle) filter's support is 1
     taps = math.ceil(support) * 2 + 1
-    centre = in0 + (torch.arange(out_size, dtype=torch.float64, device=device) + 0.5) * scale
+    centre = in0 + (torch.arange(out_size, dtype=torch.float64) + 0.5) * scale
     # the taps Pillow visits: [trunc(centre - support + 0.5), trunc(centre + support + 0.5))
     lo = torch.trunc(centre - support + 0.5).clamp_(min=0)
     hi = torch.trunc(centre + support + 0.5).clamp_(max=in_size)
-    x = lo[:, None] + torch.arange(taps, dtype=torch.float64, device=device)
+    x = lo[:, None] + torch.arange(taps, dtype=torch.float64)
     arg = ((x - centre[:, None]) + 0.5) * (1.0 / filterscale)
     weights = (1.0 - arg.abs()).clamp_(min=0.0) * (x < hi[:, None])
     total = weights.cumsum(dim=1)[:, -1:]  # summed left to right, as Pillow sums them
@@ -316,11 +315,10 @@ def _pack_plans(plans: Sequence[_ResizePlan], device: torch.device) -> list[_Res
     if device.type == "cuda":
         flat = flat.pin_memory()
     moved = flat.to(device, non_blocking=True).split([t.numel() for t in parts])
+    views = [m.view(t.shape) for m, t in zip(moved, parts, strict=True)]
     out = []
     for k, p in enumerate(plans):
-        cols, col_index, rows, row_index = (
-            m.view(t.shape) for m, t in zip(moved[4 * k : 4 * k + 4], parts[4 * k : 4 * k + 4],
-                                            strict=True))  # fmt: skip
+        cols, col_index, rows, row_index = views[4 * k : 4 * k + 4]
         out.append(p._replace(cols=cols.view(torch.float64), col_index=col_index,
                               rows=rows.view(torch.float64), row_index=row_index))  # fmt: skip
     return out
