@@ -201,13 +201,15 @@ def test_the_pillow_resize_on_cuda_is_the_cpus_to_the_bit() -> None:
 
 def test_the_device_decoders_resizes_are_the_cpus_to_the_bit() -> None:
     # images that arrive decoded skip nvJPEG: what is left (the batch's coefficients in
-    # one packed copy, crop, two passes, mask) must give the CPU decoder's very pixels
+    # one packed copy, crop, two passes, mask; off the CPU, images of one size and box
+    # resized as one stack) must give the CPU decoder's very pixels
     from dagnet_layers.emotic.data import JpegBatchDecoder
 
     g = torch.Generator().manual_seed(1)
     images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-              for h, w in ((480, 640), (90, 60), (600, 300), (250, 2))]  # fmt: skip
-    crops = [(100, 50, 300, 400), (0, 0, 60, 90), (10, 40, 290, 560), (0, 3, 2, 240)]
+              for h, w in ((480, 640), (90, 60), (600, 300), (250, 2), (480, 640), (480, 640))]
+    crops = [(100, 50, 300, 400), (0, 0, 60, 90), (10, 40, 290, 560), (0, 3, 2, 240),
+             (100, 50, 300, 400), (0, 0, 640, 480)]  # fmt: skip
     bbox = torch.tensor([[5.0, 5.0, 40.0, 60.0]] * len(images))
     batch = {"image": images, "crop": crops, "bbox": bbox, "path": ["x.png"] * len(images)}
     cpu = JpegBatchDecoder(96)(batch)

@@ -64,6 +64,17 @@ def test_the_resize_is_pillows_to_the_last_grey_level(seed: int) -> None:
             assert (diff > 0).mean() < 1e-3, (h, w, box, size)
 
 
+def test_a_filter_long_enough_to_need_pillows_clip_is_pillows_too() -> None:
+    # past 16,000 taps (an axis of over 8,000 pixels shrunk to one) the rounding keeps
+    # Pillow's clip to 255, which shorter filters provably never reach
+    g = torch.Generator().manual_seed(2)
+    for img in (torch.full((3, 2, 8100), 255, dtype=torch.uint8),
+                torch.randint(200, 256, (3, 3, 9000), dtype=torch.uint8, generator=g)):  # fmt: skip
+        for size in (1, 2):
+            got = pillow_bilinear_resize(img, size).permute(1, 2, 0).numpy()
+            np.testing.assert_array_equal(got, _pillow(img, size, None))
+
+
 def test_cropping_before_resizing_is_not_what_pillow_does() -> None:
     # the test above can fail: a crop-then-resize, the obvious implementation, differs
     img = torch.randint(0, 256, (3, 90, 120), dtype=torch.uint8,
@@ -126,17 +137,31 @@ def test_the_installed_pillows_pass_order_is_followed(
     assert (other != want).mean() > 0.01
 
 
-def test_the_coefficients_are_built_once_on_the_cpu() -> None:
-    # built on the CPU for any device (no kernel launch per tiny op there) and cached:
-    # contexts of one image size share them, and nothing a resize does alters them
-    first = jpeg._pillow_coefficients(640, 0.0, 640.0, 224)
-    assert jpeg._pillow_coefficients(640, 0.0, 640.0, 224) is first
-    assert {t.device.type for t in first[:2]} == {"cpu"}
-    saved = [t.clone() for t in first[:2]]
-    img = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8)
-    pillow_bilinear_resize(img, 224)
-    pillow_bilinear_resize(img, 224, box=(0, 10, 640, 470))
-    assert all(torch.equal(a, b) for a, b in zip(saved, first[:2], strict=True))
+def test_a_batchs_coefficients_computed_at_once_are_each_regions_own() -> None:
+    # one NumPy computation for every region of a batch, over the most taps any has: a
+    # region with fewer taps must get exactly what it gets alone (its extra taps weigh
+    # 0 and are cut off), on the CPU whatever the device, left intact by the resizes
+    g = np.random.default_rng(5)
+    n = g.integers(2, 3000, 60)
+    lo = np.array([g.integers(0, v - 1) for v in n])
+    hi = np.array([g.integers(a + 1, v + 1) for a, v in zip(lo, n, strict=True)])
+    # and one whole 640-pixel axis
+    n, lo, hi = np.append(n, 640), np.append(lo, 0), np.append(hi, 640)
+    for size in (1, 37, 224):
+        together = jpeg._pillow_coefficients(n, lo, hi, size)
+        for k, got in enumerate(together):
+            alone = jpeg._pillow_coefficients(n[k : k + 1], lo[k : k + 1], hi[k : k + 1], size)
+            want = alone[0]
+            assert got.weights.device.type == "cpu" and got.weights.dtype == torch.float64
+            assert torch.equal(got.weights, want.weights), (k, size)
+            assert torch.equal(got.index, want.index), (k, size)
+            assert (got.start, got.stop) == (want.start, want.stop)
+            assert got.weights.shape == (size, 2 * int(np.ceil(max((hi[k] - lo[k]) / size, 1))) + 1)
+    (plan,) = jpeg._resize_plans([(640, 480, None)], 224)
+    saved = [t.clone() for t in (plan.cols, plan.col_index, plan.rows, plan.row_index)]
+    jpeg._resize_planned(torch.randint(0, 256, (2, 3, 480, 640), dtype=torch.uint8), plan)
+    assert all(torch.equal(a, b) for a, b in zip(saved, (plan.cols, plan.col_index, plan.rows,
+                                                         plan.row_index), strict=True))  # fmt: skip
 
 
 def test_plans_packed_for_a_device_keep_every_coefficient_and_resize_alike() -> None:
@@ -148,8 +173,8 @@ def test_plans_packed_for_a_device_keep_every_coefficient_and_resize_alike() -> 
               for h, w in ((480, 640), (90, 60), (600, 300), (250, 2))]  # fmt: skip
     # columns first; rows first from Pillow 13 on; rows first from Pillow 12.2 on
     boxes = [(100, 50, 300, 400), None, (10, 40, 290, 560), None]
-    plans = [jpeg._resize_plan(im.shape[2], im.shape[1], 48, box)
-             for im, box in zip(images, boxes, strict=True)]  # fmt: skip
+    plans = jpeg._resize_plans([(im.shape[2], im.shape[1], box)
+                                for im, box in zip(images, boxes, strict=True)], 48)  # fmt: skip
     packed = jpeg._pack_plans(plans, torch.device("cpu"))
     assert len({t.untyped_storage().data_ptr() for p in packed
                 for t in (p.cols, p.col_index, p.rows, p.row_index)}) == 1  # fmt: skip
@@ -171,6 +196,35 @@ def test_bad_resize_arguments_are_named() -> None:
         pillow_bilinear_resize(img.float(), 4)
     with pytest.raises(ValueError, match="not a non-empty region"):
         pillow_bilinear_resize(img, 4, box=(5, 0, 5, 10))
+
+
+@pytest.mark.parametrize("stack_bytes", [None, 1 << 30, 500_000])
+def test_a_batch_of_mixed_sizes_is_resized_as_pillow_resizes_each_image(stack_bytes) -> None:
+    # off the CPU the decoder resizes whole images of one size together, and bodies of
+    # one size and box together, in stacks of a bounded size (here: as on the CPU, all
+    # at once, two a stack); sizes and boxes mixed, shared and not, each person
+    # must still get Pillow's own pixels, in the batch's order (columns first and rows
+    # first alike)
+    g = torch.Generator().manual_seed(11)
+    shapes = [(48, 64), (48, 64), (70, 30), (48, 64), (300, 20), (70, 30), (33, 33), (250, 2)]
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+              for h, w in shapes]  # fmt: skip
+    crops = [(5, 5, 40, 30), (5, 5, 40, 30), (0, 10, 30, 70), (1, 2, 3, 4), (2, 30, 18, 290),
+             (0, 10, 30, 70), (0, 0, 33, 33), (0, 3, 2, 240)]  # fmt: skip
+    batch = {"image": images, "crop": crops, "bbox": torch.zeros(len(images), 4),
+             "path": [f"{i}.png" for i in range(len(images))]}  # fmt: skip
+    if stack_bytes is None:  # the decoder, as it runs on the CPU
+        out = JpegBatchDecoder(40, mask_body=False)(batch)
+        body, context = out["body"], out["context"]
+    else:
+        jobs = [(i, c) for i, c in enumerate(crops)] + [(i, None) for i in range(len(images))]
+        resized = jpeg._resize_all(images, jobs, 40, torch.device("cpu"), stack_bytes)
+        body, context = resized[: len(images)], resized[len(images) :]
+    for i, (img, crop) in enumerate(zip(images, crops, strict=True)):
+        np.testing.assert_array_equal(body[i].permute(1, 2, 0).numpy(), _pillow(img, 40, crop),
+                                      err_msg=f"body {i}")  # fmt: skip
+        np.testing.assert_array_equal(context[i].permute(1, 2, 0).numpy(),
+                                      _pillow(img, 40, None), err_msg=f"context {i}")  # fmt: skip
 
 
 @pytest.mark.parametrize("size", [48, 160, 256])

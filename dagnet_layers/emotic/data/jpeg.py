@@ -22,15 +22,14 @@ too).
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
-import math
 import os
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import PIL
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -157,39 +156,57 @@ def _quiet_torchvision() -> Iterator[None]:
 _PRECISION_BITS = 32 - 8 - 2
 
 
-@functools.lru_cache(maxsize=1024)
-def _pillow_coefficients(in_size: int, in0: float, in1: float,
-                         out_size: int) -> tuple[Tensor, Tensor, int, int]:
-    """Pillow's integer bilinear coefficients, as its ``precompute_coeffs`` lays them out.
+class _Coefficients(NamedTuple):
+    """One pass's coefficients (:func:`_pillow_coefficients`): output pixel ``i`` is
+    ``sum_k weights[i, k] * input[start + index[i, k]]``."""
 
-    Returns ``(weights, index, start, stop)``; ``weights`` and ``index`` are
-    ``(out_size, taps)``: output pixel ``i`` is ``sum_k weights[i, k] *
-    input[start + index[i, k]]`` (float64, integer-valued; unused taps weigh 0), and
-    no tap reaches outside ``input[start:stop]``.
+    weights: Tensor
+    index: Tensor
+    start: int
+    stop: int
 
-    Built on the CPU from the sizes alone, whatever device resizes: some forty tiny
-    operations that would each be a kernel launch there, and a sum taken in order
-    as Pillow takes it. Cached (the tensors are shared: read-only): the contexts,
-    whole images of a few sizes, share theirs.
+
+def _pillow_coefficients(in_size: np.ndarray, in0: np.ndarray, in1: np.ndarray,
+                         out_size: int) -> list[_Coefficients]:
+    """Pillow's integer bilinear coefficients, as its ``precompute_coeffs`` lays them out,
+    for every region ``[in0[p], in1[p])`` of an axis of length ``in_size[p]`` at once.
+
+    Returns one :class:`_Coefficients` per region: ``weights`` and ``index`` are
+    ``(out_size, taps)`` (float64, integer-valued; unused taps weigh 0) and no tap
+    reaches outside ``input[start:stop]``.
+
+    Built on the CPU from the sizes alone, whatever device resizes, every region of a
+    batch in one NumPy computation over ``(regions, out_size, most taps)``: one by one,
+    some twenty tiny operations per region would cost the training process more than
+    the resizes' kernel launches do. The sums run left to right, as Pillow's do; the
+    taps a region has fewer than the most weigh 0 and fall outside its slice.
     """
+    in_size, in0, in1 = (np.asarray(a, dtype=np.float64) for a in (in_size, in0, in1))
     scale = (in1 - in0) / out_size
-    filterscale = max(scale, 1.0)
+    filterscale = np.maximum(scale, 1.0)
     support = 1.0 * filterscale  # the bilinear (triangle) filter's support is 1
-    taps = math.ceil(support) * 2 + 1
-    centre = in0 + (torch.arange(out_size, dtype=torch.float64) + 0.5) * scale
+    taps = np.ceil(support).astype(np.int64) * 2 + 1
+    k = np.arange(int(taps.max(initial=1)), dtype=np.float64)
+    centre = in0[:, None] + (np.arange(out_size, dtype=np.float64) + 0.5) * scale[:, None]
     # the taps Pillow visits: [trunc(centre - support + 0.5), trunc(centre + support + 0.5))
-    lo = torch.trunc(centre - support + 0.5).clamp_(min=0)
-    hi = torch.trunc(centre + support + 0.5).clamp_(max=in_size)
-    x = lo[:, None] + torch.arange(taps, dtype=torch.float64)
-    arg = ((x - centre[:, None]) + 0.5) * (1.0 / filterscale)
-    weights = (1.0 - arg.abs()).clamp_(min=0.0) * (x < hi[:, None])
-    total = weights.cumsum(dim=1)[:, -1:]  # summed left to right, as Pillow sums them
-    weights = torch.where(total != 0, weights / total.clamp(min=1e-300), weights)
-    # the pixels any tap reaches (Python's int() truncates as C's cast does)
-    start = max(int(in0 + 0.5 * scale - support + 0.5), 0)
-    stop = min(int(in0 + (out_size - 0.5) * scale + support + 0.5), in_size)
-    index = (x.clamp_(min=start, max=stop - 1) - start).to(torch.int64)
-    return torch.trunc(weights * (1 << _PRECISION_BITS) + 0.5), index, start, stop
+    lo = np.maximum(np.trunc(centre - support[:, None] + 0.5), 0.0)
+    hi = np.minimum(np.trunc(centre + support[:, None] + 0.5), in_size[:, None])
+    x = lo[..., None] + k
+    arg = ((x - centre[..., None]) + 0.5) * (1.0 / filterscale)[:, None, None]
+    weights = np.maximum(1.0 - np.abs(arg), 0.0) * ((x < hi[..., None]) & (k < taps[:, None, None]))
+    total = np.cumsum(weights, axis=2)[..., -1:]  # summed left to right, as Pillow sums them
+    weights = np.where(total != 0, weights / np.maximum(total, 1e-300), weights)
+    fixed = np.trunc(weights * (1 << _PRECISION_BITS) + 0.5)
+    # the pixels any tap reaches (truncated toward zero, as C's cast does)
+    start = np.maximum(np.trunc(in0 + 0.5 * scale - support + 0.5), 0.0).astype(np.int64)
+    stop = np.minimum(np.trunc(in0 + (out_size - 0.5) * scale + support + 0.5),
+                      in_size).astype(np.int64)  # fmt: skip
+    index = np.clip(x, start[:, None, None], (stop - 1)[:, None, None]).astype(np.int64)
+    index -= start[:, None, None]
+    return [_Coefficients(torch.from_numpy(np.ascontiguousarray(fixed[p, :, :n])),
+                          torch.from_numpy(np.ascontiguousarray(index[p, :, :n])),
+                          int(start[p]), int(stop[p]))
+            for p, n in enumerate(taps.tolist())]  # fmt: skip
 
 
 def _pillow_version(version: str) -> tuple[int, int]:
@@ -224,9 +241,19 @@ def _vertical_first(width: int, height: int, out_width: int, out_height: int,
 _PILLOW = _pillow_version(PIL.__version__)
 
 
-def _pillow_round(fixed: Tensor) -> Tensor:
-    half = float(1 << (_PRECISION_BITS - 1))
-    return torch.div(fixed + half, 1 << _PRECISION_BITS, rounding_mode="floor").clamp_(0, 255)
+# With the bilinear filter's weights (all >= 0, each rounded from a share of 2**22) a
+# sum of 8-bit pixels rounds to at most 255 + (127.5 * taps + 2**21) / 2**22: under 256
+# up to 16,447 taps. Only a longer filter (an axis of over 8,000 pixels shrunk to one)
+# needs Pillow's clip to 255; none needs the clip at 0.
+_UNCLIPPED_TAPS = 16_000
+
+
+def _pillow_round(fixed: Tensor, taps: int) -> Tensor:
+    """Pillow's ``(sum + 2**21) >> 22`` of the float64 integer sums ``fixed``, in place
+    (two kernels where the clip cannot bind, see ``_UNCLIPPED_TAPS``)."""
+    out = fixed.add_(float(1 << (_PRECISION_BITS - 1))).div_(1 << _PRECISION_BITS,
+                                                              rounding_mode="floor")  # fmt: skip
+    return out if taps <= _UNCLIPPED_TAPS else out.clamp_(0, 255)
 
 
 def pillow_bilinear_resize(image: Tensor, size: int,
@@ -263,7 +290,7 @@ def pillow_bilinear_resize(image: Tensor, size: int,
         raise ValueError(f"pillow_bilinear_resize needs a (C, H, W) uint8 image, got "
                          f"{tuple(image.shape)} {image.dtype}")  # fmt: skip
     _, h, w = image.shape
-    (plan,) = _plans_on([_resize_plan(w, h, size, box)], image.device)
+    (plan,) = _plans_on(_resize_plans([(w, h, box)], size), image.device)
     return _resize_planned(image, plan)
 
 
@@ -282,16 +309,25 @@ class _ResizePlan(NamedTuple):
     rows_first: bool
 
 
-def _resize_plan(w: int, h: int, size: int, box: Sequence[int] | None) -> _ResizePlan:
-    """The plan of resizing ``box`` of a ``w x h`` image to ``size``, on the CPU."""
-    x1, y1, x2, y2 = (0, 0, w, h) if box is None else (int(v) for v in box)
-    if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
-        raise ValueError(f"box {tuple(box or ())} is not a non-empty region of a {w}x{h} image")
+def _resize_plans(regions: Sequence[tuple[int, int, Sequence[int] | None]],
+                  size: int) -> list[_ResizePlan]:
+    """The plans of resizing each ``(w, h, box)`` (``box`` of a ``w x h`` image, or
+    all of it) to ``size``, on the CPU, every coefficient of them computed at once."""
+    bounds = []
+    for w, h, box in regions:
+        x1, y1, x2, y2 = (0, 0, w, h) if box is None else (int(v) for v in box)
+        if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+            raise ValueError(f"box {tuple(box or ())} is not a non-empty region of a "
+                             f"{w}x{h} image")  # fmt: skip
+        bounds.append((w, h, x1, y1, x2, y2))
+    if not bounds:
+        return []
+    w, h, x1, y1, x2, y2 = np.array(bounds, dtype=np.float64).T
     # each output pixel gathers its few taps: the cost of the filter, not of the image
-    cols, col_index, c0, c1 = _pillow_coefficients(w, float(x1), float(x2), size)
-    rows, row_index, r0, r1 = _pillow_coefficients(h, float(y1), float(y2), size)
-    return _ResizePlan(cols, col_index, c0, c1, rows, row_index, r0, r1,
-                       _vertical_first(w, h, size, size, _PILLOW))  # fmt: skip
+    cols = _pillow_coefficients(w, x1, x2, size)
+    rows = _pillow_coefficients(h, y1, y2, size)
+    return [_ResizePlan(*c, *r, _vertical_first(b[0], b[1], size, size, _PILLOW))
+            for c, r, b in zip(cols, rows, bounds, strict=True)]  # fmt: skip
 
 
 def _plans_on(plans: Sequence[_ResizePlan], device: torch.device) -> list[_ResizePlan]:
@@ -325,27 +361,72 @@ def _pack_plans(plans: Sequence[_ResizePlan], device: torch.device) -> list[_Res
 
 
 def _resize_planned(image: Tensor, plan: _ResizePlan) -> Tensor:
-    """``(C, H, W)`` uint8 resized by ``plan`` (its coefficients on ``image``'s device)."""
-    pixels = image[:, plan.r0 : plan.r1, plan.c0 : plan.c1].to(torch.float64)
-    # two passes in the installed Pillow's order, an 8-bit image between them
-    if plan.rows_first:
-        out = _pillow_pass(pixels, plan.rows, plan.row_index, 1)
-        out = _pillow_pass(out, plan.cols, plan.col_index, 2)
-    else:
-        out = _pillow_pass(pixels, plan.cols, plan.col_index, 2)
-        out = _pillow_pass(out, plan.rows, plan.row_index, 1)
+    """``(..., C, H, W)`` uint8 resized by ``plan`` (its coefficients on ``image``'s
+    device): any leading dimensions are images of one size, resized alike."""
+    region = image[..., plan.r0 : plan.r1, plan.c0 : plan.c1]
+    # two passes in the installed Pillow's order, an 8-bit image between them; each
+    # gathers along its axis laid out first in memory (whole rows of memory at a time):
+    # the float64 copy, and the copy between the passes, put it there
+    first, coefficients = (-2, (plan.rows, plan.row_index, plan.cols, plan.col_index))
+    if not plan.rows_first:
+        first, coefficients = (-1, (plan.cols, plan.col_index, plan.rows, plan.row_index))
+    x = region.movedim(first, 0).to(torch.float64, memory_format=torch.contiguous_format)
+    x = _pillow_pass(x, *coefficients[:2])  # (first out, ..., C, other axis)
+    x = _pillow_pass(x.movedim(-1, 0).contiguous(), *coefficients[2:])  # (other, first, ..., C)
+    out = x.movedim((0, 1), (-1, -2) if plan.rows_first else (-2, -1))
     return out.to(torch.uint8, memory_format=torch.contiguous_format)
 
 
-def _pillow_pass(pixels: Tensor, weights: Tensor, index: Tensor, dim: int) -> Tensor:
-    """One of Pillow's passes along ``dim`` of a ``(C, H, W)`` float64 image, rounded."""
-    moved = pixels.movedim(dim, 0)  # gathers of whole rows: memory copies, not scatters
-    flat = moved.reshape(moved.shape[0], -1)
+def _pillow_pass(pixels: Tensor, weights: Tensor, index: Tensor) -> Tensor:
+    """One of Pillow's passes along the first axis of a contiguous float64 tensor, rounded."""
+    flat = pixels.view(pixels.shape[0], -1)
     taps = flat.index_select(0, index.flatten()).view(*index.shape, flat.shape[1])
     # one batched product per output pixel: exact, the integer sums stay under 2**53
-    out = _pillow_round(torch.bmm(weights[:, None, :], taps).squeeze(1))
-    return out.view(index.shape[0], *moved.shape[1:]).movedim(0, dim)
+    out = _pillow_round(torch.bmm(weights[:, None, :], taps).squeeze(1), index.shape[1])
+    return out.view(index.shape[0], *pixels.shape[1:])
 
+
+# Off the CPU, jobs of one plan are resized together in stacks whose first pass
+# gathers at most this many bytes of taps (a stack of whole 640 x 480 images resized
+# to 224: 14 of them). On the CPU each job goes alone: there the large fresh buffers a
+# stack needs are page-faulted in, and a stack of 16 such images took 2.3x as long.
+_STACK_BYTES = 256 << 20
+
+
+def _resize_all(images: Sequence[Tensor], jobs: Sequence[tuple[int, Sequence[int] | None]],
+                size: int, device: torch.device, stack_bytes: int | None = None) -> Tensor:
+    """``(len(jobs), C, size, size)`` uint8: for each ``(i, box)``, ``box`` of
+    ``images[i]`` (all of it for ``None``) resized as :func:`pillow_bilinear_resize`
+    does.
+
+    Every plan is computed at once and moved in one copy. Jobs of one image size and
+    box share a plan, and off the CPU (or with ``stack_bytes``) one resize of their
+    images stacked, up to ``stack_bytes`` of taps a stack: the contexts (whole images,
+    no box) of many images of a size then cost a few kernel launches, not eleven each.
+    """
+    if stack_bytes is None:
+        stack_bytes = 0 if device.type == "cpu" else _STACK_BYTES
+    groups: dict[tuple[int, int, tuple[int, ...] | None], list[int]] = {}
+    for j, (i, box) in enumerate(jobs):
+        _, h, w = images[i].shape
+        key = (w, h, None if box is None else tuple(int(v) for v in box))
+        groups.setdefault(key, []).append(j)
+    plans = _plans_on(_resize_plans(list(groups), size), device)
+    resized: dict[int, Tensor] = {}
+    for plan, members in zip(plans, groups.values(), strict=True):
+        channels = images[jobs[members[0]][0]].shape[0]
+        other = plan.c1 - plan.c0 if plan.rows_first else plan.r1 - plan.r0
+        first = plan.row_index if plan.rows_first else plan.col_index
+        per_job = first.numel() * channels * other * 8  # the first pass's float64 taps
+        step = max(1, stack_bytes // per_job)
+        for k in range(0, len(members), step):
+            chunk = members[k : k + step]
+            if len(chunk) == 1:
+                stack = images[jobs[chunk[0]][0]][None]  # a view: no copy for a lone job
+            else:
+                stack = torch.stack([images[jobs[j][0]] for j in chunk])
+            resized.update(zip(chunk, _resize_planned(stack, plan), strict=True))
+    return torch.stack([resized[j] for j in range(len(jobs))])
 
 
 class EmoticJpegDataset(EmoticDataset):
@@ -451,7 +532,10 @@ class JpegBatchDecoder:
     :func:`torchvision.io.decode_jpeg` call on ``device`` (batched nvJPEG on CUDA),
     then per person: the body crop and the whole image resized to ``size x size``
     (bilinear, antialiased, as Pillow does on the host path), rounded to ``uint8``;
-    the context's body box filled with ``mask_fill`` when ``mask_body``. Images
+    the context's body box filled with ``mask_fill`` when ``mask_body``. The resize
+    coefficients of the whole batch are computed at once on the CPU and moved in one
+    copy; off the CPU, whole images of one size (and crops of one box) are resized
+    together, a few stacks instead of one resize (eleven kernels) each. Images
     that arrived decoded are only moved. Then ``transform`` (e.g. the batched
     augmentation) runs on the result.
 
@@ -545,15 +629,11 @@ class JpegBatchDecoder:
         device = self.device or bbox.device
         paths = batch.get("path") or ["<image>"] * len(batch["image"])
         images = self.decode(batch["image"], paths, device)
-        plans = []  # body then context of each person, their coefficients in one copy
-        for image, crop in zip(images, batch["crop"], strict=True):
-            _, h, w = image.shape
-            plans += [_resize_plan(w, h, self.size, crop), _resize_plan(w, h, self.size, None)]
-        plans = _plans_on(plans, device)
-        body = torch.stack([_resize_planned(im, p) for im, p in zip(images, plans[0::2],
-                                                                   strict=True)])  # fmt: skip
-        context = torch.stack([_resize_planned(im, p) for im, p in zip(images, plans[1::2],
-                                                                      strict=True)])  # fmt: skip
+        # the body boxes, then the whole images: planned together, moved in one copy
+        n = len(images)
+        jobs = [(i, crop) for i, crop in enumerate(batch["crop"])] + [(i, None) for i in range(n)]
+        resized = _resize_all(images, jobs, self.size, device)
+        body, context = resized[:n], resized[n:]
         bbox = bbox.to(device)
         if self.mask_body:
             context = mask_bbox(context, bbox, self.mask_fill)
