@@ -389,7 +389,8 @@ def _pillow_pass(pixels: Tensor, weights: Tensor, index: Tensor) -> Tensor:
 # Off the CPU, jobs of one plan are resized together in stacks whose first pass
 # gathers at most this many bytes of taps (a stack of whole 640 x 480 images resized
 # to 224: 14 of them). On the CPU each job goes alone: there the large fresh buffers a
-# stack needs are page-faulted in, and a stack of 16 such images took 2.3x as long.
+# stack needs are page-faulted in, and a batch of 16 persons whose 640 x 480 contexts
+# went as one stack took 2.3x as long.
 _STACK_BYTES = 256 << 20
 
 
