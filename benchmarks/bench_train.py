@@ -28,9 +28,8 @@ device milliseconds in a much longer batch, with little waiting for the loader: 
 process that issues the work is the limit (launches, Python), not the device.
 
 The data is synthetic EMOTIC in the official layout with 640 x 480 JPEGs
-(``--images``; 17,077 is EMOTIC's count). All of one size, they let the device decoder
-resize the contexts in stacks (off the CPU): its best case, where EMOTIC's mixed sizes
-stack less. Example::
+(``--images``; 17,077 is EMOTIC's count). All of one size, they spare the device
+decoder the padding its chunks need for EMOTIC's mixed sizes (off the CPU). Example::
 
     python benchmarks/bench_train.py                         # CPU: small defaults, minutes
     python benchmarks/bench_train.py --device cuda --out benchmarks/results/train_cuda-h100.json
@@ -392,9 +391,9 @@ def _where_markdown(where: dict[str, dict[str, Any]]) -> str:
             "calls, views included), the device kernels and copies they launch and the "
             "device time those take. Little waiting and a small device share: the process "
             "issuing the work is the limit (launches, Python), not the device. Every "
-            "synthetic image here is 640 x 480, so off the CPU `jpeg-device` resizes the whole "
-            "images (contexts) in stacks of one size: its best case. Body crops, and whole "
-            "images of mixed sizes as EMOTIC has them, are resized one at a time.\n\n"
+            "synthetic image here is 640 x 480; off the CPU `jpeg-device` resizes many "
+            "persons per chunk, padded to the chunk's largest, so EMOTIC's mixed sizes cost "
+            "it more device time than here.\n\n"
             + markdown_table(["data path", "wall ms", "waiting for the loader", "host ops",
                               "device kernels", "device ms", "device busy"], rows))
 

@@ -201,8 +201,9 @@ def test_the_pillow_resize_on_cuda_is_the_cpus_to_the_bit() -> None:
 
 def test_the_device_decoders_resizes_are_the_cpus_to_the_bit() -> None:
     # images that arrive decoded skip nvJPEG: what is left (the batch's coefficients in
-    # one packed copy, crop, two passes, mask; off the CPU, images of one size and box
-    # resized as one stack) must give the CPU decoder's very pixels
+    # one packed copy; off the CPU, every person of a chunk resized by one gather and one
+    # product per pass, their regions end to end and padded; mask) must give the CPU
+    # decoder's very pixels, where each person goes alone
     from dagnet_layers.emotic.data import JpegBatchDecoder
 
     g = torch.Generator().manual_seed(1)

@@ -139,8 +139,8 @@ def test_the_installed_pillows_pass_order_is_followed(
 
 def test_a_batchs_coefficients_computed_at_once_are_each_regions_own() -> None:
     # one NumPy computation for every region of a batch, over the most taps any has: a
-    # region with fewer taps must get exactly what it gets alone (its extra taps weigh
-    # 0 and are cut off), on the CPU whatever the device, left intact by the resizes
+    # region's own taps must be what it gets alone, and its extra taps must weigh 0 and
+    # point inside its slice (a chunk uses them); on the CPU whatever the device
     g = np.random.default_rng(5)
     n = g.integers(2, 3000, 60)
     lo = np.array([g.integers(0, v - 1) for v in n])
@@ -149,45 +149,33 @@ def test_a_batchs_coefficients_computed_at_once_are_each_regions_own() -> None:
     n, lo, hi = np.append(n, 640), np.append(lo, 0), np.append(hi, 640)
     for size in (1, 37, 224):
         together = jpeg._pillow_coefficients(n, lo, hi, size)
-        for k, got in enumerate(together):
+        assert together.weights.shape[2] == together.taps.max()
+        for k in range(len(n)):
             alone = jpeg._pillow_coefficients(n[k : k + 1], lo[k : k + 1], hi[k : k + 1], size)
-            want = alone[0]
-            assert got.weights.device.type == "cpu" and got.weights.dtype == torch.float64
-            assert torch.equal(got.weights, want.weights), (k, size)
-            assert torch.equal(got.index, want.index), (k, size)
-            assert (got.start, got.stop) == (want.start, want.stop)
-            assert got.weights.shape == (size, 2 * int(np.ceil(max((hi[k] - lo[k]) / size, 1))) + 1)
-    (plan,) = jpeg._resize_plans([(640, 480, None)], 224)
-    saved = [t.clone() for t in (plan.cols, plan.col_index, plan.rows, plan.row_index)]
-    jpeg._resize_planned(torch.randint(0, 256, (2, 3, 480, 640), dtype=torch.uint8), plan)
-    assert all(torch.equal(a, b) for a, b in zip(saved, (plan.cols, plan.col_index, plan.rows,
-                                                         plan.row_index), strict=True))  # fmt: skip
+            own = int(alone.taps[0])
+            assert together.taps[k] == own == 2 * int(np.ceil(max((hi[k] - lo[k]) / size, 1))) + 1
+            assert alone.weights.shape[2] == own
+            np.testing.assert_array_equal(together.weights[k, :, :own], alone.weights[0])
+            np.testing.assert_array_equal(together.index[k, :, :own], alone.index[0])
+            assert (together.start[k], together.stop[k]) == (alone.start[0], alone.stop[0])
+            assert (together.weights[k, :, own:] == 0).all()
+            extra = together.index[k, :, own:]
+            assert ((extra >= 0) & (extra < together.stop[k] - together.start[k])).all()
 
 
-def test_plans_packed_for_a_device_keep_every_coefficient_and_resize_alike() -> None:
-    # on a GPU every plan of a batch travels in one copy: the float64 weights as their
-    # int64 bits beside the indices, viewed back after; packed to the CPU here, the
-    # views must hold the very same numbers, and resizes with them Pillow's pixels
+def test_tensors_packed_for_a_device_come_back_whole() -> None:
+    # on a GPU every coefficient of a batch travels in one copy: the float64 weights as
+    # their int64 bits beside the indices, viewed back after; packed to the CPU here,
+    # the views must hold the very same numbers, dtypes and shapes
     g = torch.Generator().manual_seed(3)
-    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-              for h, w in ((480, 640), (90, 60), (600, 300), (250, 2))]  # fmt: skip
-    # columns first; rows first from Pillow 13 on; rows first from Pillow 12.2 on
-    boxes = [(100, 50, 300, 400), None, (10, 40, 290, 560), None]
-    plans = jpeg._resize_plans([(im.shape[2], im.shape[1], box)
-                                for im, box in zip(images, boxes, strict=True)], 48)  # fmt: skip
-    packed = jpeg._pack_plans(plans, torch.device("cpu"))
-    assert len({t.untyped_storage().data_ptr() for p in packed
-                for t in (p.cols, p.col_index, p.rows, p.row_index)}) == 1  # fmt: skip
-    for plan, moved in zip(plans, packed, strict=True):
-        for name in ("cols", "col_index", "rows", "row_index"):
-            a, b = getattr(plan, name), getattr(moved, name)
-            assert a.dtype == b.dtype and torch.equal(a, b), name
-        assert moved[2:4] == plan[2:4] and moved[6:] == plan[6:]
-    for im, box, moved in zip(images, boxes, packed, strict=True):
-        pil = Image.fromarray(im.permute(1, 2, 0).numpy())
-        want = np.asarray(pil.resize((48, 48), Image.Resampling.BILINEAR, box=box))
-        got = jpeg._resize_planned(im, moved).permute(1, 2, 0).numpy()
-        np.testing.assert_array_equal(got, want)
+    tensors = [torch.rand(7, 1, 5, dtype=torch.float64, generator=g) * 2**22,
+               torch.randint(0, 10**6, (35,), generator=g),
+               torch.tensor([[0.5, -1e300, float("inf")]], dtype=torch.float64),
+               torch.arange(4)]  # fmt: skip
+    packed = jpeg._pack(tensors, torch.device("cpu"))
+    assert len({t.untyped_storage().data_ptr() for t in packed}) == 1
+    for a, b in zip(tensors, packed, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
 
 
 def test_bad_resize_arguments_are_named() -> None:
@@ -198,11 +186,11 @@ def test_bad_resize_arguments_are_named() -> None:
         pillow_bilinear_resize(img, 4, box=(5, 0, 5, 10))
 
 
-@pytest.mark.parametrize("stack_bytes", [None, 1 << 30, 500_000])
-def test_a_batch_of_mixed_sizes_is_resized_as_pillow_resizes_each_image(stack_bytes) -> None:
-    # off the CPU the decoder resizes whole images of one size together, and bodies of
-    # one size and box together, in stacks of a bounded size (here: as on the CPU, all
-    # at once, two a stack); sizes and boxes mixed, shared and not, each person
+@pytest.mark.parametrize("chunk_bytes", [None, 1 << 30, 1_500_000])
+def test_a_batch_of_mixed_sizes_is_resized_as_pillow_resizes_each_image(chunk_bytes) -> None:
+    # off the CPU the decoder resizes many persons in one chunk, their regions end to end
+    # and padded to the chunk's most taps and rows (here: as on the CPU, one chunk per
+    # pass order, chunks of a few); sizes and boxes mixed, shared and not, each person
     # must still get Pillow's own pixels, in the batch's order (columns first and rows
     # first alike)
     g = torch.Generator().manual_seed(11)
@@ -213,12 +201,12 @@ def test_a_batch_of_mixed_sizes_is_resized_as_pillow_resizes_each_image(stack_by
              (0, 10, 30, 70), (0, 0, 33, 33), (0, 3, 2, 240)]  # fmt: skip
     batch = {"image": images, "crop": crops, "bbox": torch.zeros(len(images), 4),
              "path": [f"{i}.png" for i in range(len(images))]}  # fmt: skip
-    if stack_bytes is None:  # the decoder, as it runs on the CPU
+    if chunk_bytes is None:  # the decoder, as it runs on the CPU
         out = JpegBatchDecoder(40, mask_body=False)(batch)
         body, context = out["body"], out["context"]
     else:
         jobs = [(i, c) for i, c in enumerate(crops)] + [(i, None) for i in range(len(images))]
-        resized = jpeg._resize_all(images, jobs, 40, torch.device("cpu"), stack_bytes)
+        resized = jpeg._resize_all(images, jobs, 40, torch.device("cpu"), chunk_bytes)
         body, context = resized[: len(images)], resized[len(images) :]
     for i, (img, crop) in enumerate(zip(images, crops, strict=True)):
         np.testing.assert_array_equal(body[i].permute(1, 2, 0).numpy(), _pillow(img, 40, crop),

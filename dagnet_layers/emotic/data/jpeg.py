@@ -157,56 +157,64 @@ _PRECISION_BITS = 32 - 8 - 2
 
 
 class _Coefficients(NamedTuple):
-    """One pass's coefficients (:func:`_pillow_coefficients`): output pixel ``i`` is
-    ``sum_k weights[i, k] * input[start + index[i, k]]``."""
+    """One pass's coefficients for ``P`` regions (:func:`_pillow_coefficients`): output
+    pixel ``i`` of region ``p`` is ``sum_k weights[p, i, k] * input[start[p] +
+    index[p, i, k]]``."""
 
-    weights: Tensor
-    index: Tensor
-    start: int
-    stop: int
+    weights: np.ndarray  # (P, out_size, most taps) float64, integer-valued
+    index: np.ndarray  # (P, out_size, most taps) int64, in [0, stop - start)
+    start: np.ndarray  # (P,) int64
+    stop: np.ndarray  # (P,) int64
+    taps: np.ndarray  # (P,) int64: the region's own taps; the others weigh 0
 
 
 def _pillow_coefficients(in_size: np.ndarray, in0: np.ndarray, in1: np.ndarray,
-                         out_size: int) -> list[_Coefficients]:
+                         out_size: int) -> _Coefficients:
     """Pillow's integer bilinear coefficients, as its ``precompute_coeffs`` lays them out,
     for every region ``[in0[p], in1[p])`` of an axis of length ``in_size[p]`` at once.
-
-    Returns one :class:`_Coefficients` per region: ``weights`` and ``index`` are
-    ``(out_size, taps)`` (float64, integer-valued; unused taps weigh 0) and no tap
-    reaches outside ``input[start:stop]``.
 
     Built on the CPU from the sizes alone, whatever device resizes, every region of a
     batch in one NumPy computation over ``(regions, out_size, most taps)``: one by one,
     some twenty tiny operations per region would cost the training process more than
-    the resizes' kernel launches do. The sums run left to right, as Pillow's do; the
-    taps a region has fewer than the most weigh 0 and fall outside its slice.
+    the resizes' kernel launches do. The sums run left to right, as Pillow's do. A
+    region's taps past its own weigh 0 and point inside its slice, so any first
+    ``k >= taps[p]`` taps of it resize alike.
     """
     in_size, in0, in1 = (np.asarray(a, dtype=np.float64) for a in (in_size, in0, in1))
     scale = (in1 - in0) / out_size
     filterscale = np.maximum(scale, 1.0)
     support = 1.0 * filterscale  # the bilinear (triangle) filter's support is 1
     taps = np.ceil(support).astype(np.int64) * 2 + 1
-    k = np.arange(int(taps.max(initial=1)), dtype=np.float64)
-    centre = in0[:, None] + (np.arange(out_size, dtype=np.float64) + 0.5) * scale[:, None]
+    centre = (np.arange(out_size, dtype=np.float64) + 0.5) * scale[:, None]
+    centre += in0[:, None]
     # the taps Pillow visits: [trunc(centre - support + 0.5), trunc(centre + support + 0.5))
     lo = np.maximum(np.trunc(centre - support[:, None] + 0.5), 0.0)
     hi = np.minimum(np.trunc(centre + support[:, None] + 0.5), in_size[:, None])
-    x = lo[..., None] + k
-    arg = ((x - centre[..., None]) + 0.5) * (1.0 / filterscale)[:, None, None]
-    weights = np.maximum(1.0 - np.abs(arg), 0.0) * ((x < hi[..., None]) & (k < taps[:, None, None]))
-    total = np.cumsum(weights, axis=2)[..., -1:]  # summed left to right, as Pillow sums them
-    weights = np.where(total != 0, weights / np.maximum(total, 1e-300), weights)
-    fixed = np.trunc(weights * (1 << _PRECISION_BITS) + 0.5)
+    inverse = (1.0 / filterscale)[:, None]
+    weights = np.empty((*centre.shape, int(taps.max(initial=1))))
+    total = np.zeros(centre.shape)
+    for k in range(weights.shape[2]):  # tap by tap over all regions: few, small temporaries
+        x = lo + k
+        w = (x - centre) + 0.5
+        w *= inverse
+        np.abs(w, out=w)
+        np.subtract(1.0, w, out=w)
+        np.maximum(w, 0.0, out=w)
+        w *= (x < hi) & (k < taps)[:, None]
+        weights[:, :, k] = w
+        total += w  # summed left to right, as Pillow sums them
+    weights /= np.where(total != 0, total, 1.0)[..., None]
+    weights *= 1 << _PRECISION_BITS
+    weights += 0.5
+    np.trunc(weights, out=weights)
     # the pixels any tap reaches (truncated toward zero, as C's cast does)
     start = np.maximum(np.trunc(in0 + 0.5 * scale - support + 0.5), 0.0).astype(np.int64)
     stop = np.minimum(np.trunc(in0 + (out_size - 0.5) * scale + support + 0.5),
                       in_size).astype(np.int64)  # fmt: skip
-    index = np.clip(x, start[:, None, None], (stop - 1)[:, None, None]).astype(np.int64)
+    index = lo.astype(np.int64)[..., None] + np.arange(weights.shape[2])
+    np.clip(index, start[:, None, None], (stop - 1)[:, None, None], out=index)
     index -= start[:, None, None]
-    return [_Coefficients(torch.from_numpy(np.ascontiguousarray(fixed[p, :, :n])),
-                          torch.from_numpy(np.ascontiguousarray(index[p, :, :n])),
-                          int(start[p]), int(stop[p]))
-            for p, n in enumerate(taps.tolist())]  # fmt: skip
+    return _Coefficients(weights, index, start, stop, taps)
 
 
 def _pillow_version(version: str) -> tuple[int, int]:
@@ -289,145 +297,155 @@ def pillow_bilinear_resize(image: Tensor, size: int,
     if image.dim() != 3 or image.dtype != torch.uint8:
         raise ValueError(f"pillow_bilinear_resize needs a (C, H, W) uint8 image, got "
                          f"{tuple(image.shape)} {image.dtype}")  # fmt: skip
-    _, h, w = image.shape
-    (plan,) = _plans_on(_resize_plans([(w, h, box)], size), image.device)
-    return _resize_planned(image, plan)
+    return _resize_all([image], [(0, box)], size, image.device)[0]
 
 
-class _ResizePlan(NamedTuple):
-    """What one resize needs besides the pixels: each pass's coefficients and the
-    region their taps reach (``_pillow_coefficients``), and the pass order."""
+def _pack(tensors: Sequence[Tensor], device: torch.device) -> list[Tensor]:
+    """``tensors`` (int64 and float64, on the CPU) on ``device`` in one copy.
 
-    cols: Tensor
-    col_index: Tensor
-    c0: int
-    c1: int
-    rows: Tensor
-    row_index: Tensor
-    r0: int
-    r1: int
-    rows_first: bool
+    Small copies from pageable memory would each be a transfer the CUDA driver may
+    stage synchronously with the stream; here the float64 tensors (viewed as their int64
+    bits, the same size) and the int64 ones go into one buffer, pinned on CUDA, copied
+    once without blocking, and come back as views of it.
+    """
+    parts = [t.view(torch.int64) if t.dtype == torch.float64 else t for t in tensors]
+    flat = torch.cat([t.reshape(-1) for t in parts])
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    moved = flat.to(device, non_blocking=True).split([t.numel() for t in parts])
+    return [m.view(t.shape).view(t.dtype) for m, t in zip(moved, tensors, strict=True)]
 
 
-def _resize_plans(regions: Sequence[tuple[int, int, Sequence[int] | None]],
-                  size: int) -> list[_ResizePlan]:
-    """The plans of resizing each ``(w, h, box)`` (``box`` of a ``w x h`` image, or
-    all of it) to ``size``, on the CPU, every coefficient of them computed at once."""
+# Off the CPU, a batch's resizes run in chunks: every job of a chunk in one product per
+# pass, its regions laid end to end, padded to the chunk's most taps and rows. A chunk
+# holds at most this many bytes of taps (10 whole 640 x 480 images resized to 224). On
+# the CPU each job goes alone: there the padding costs arithmetic and the large fresh
+# buffers are page-faulted in (16 persons, 640 x 480 or mixed sizes to 224 px, took
+# 2.3x to 3.2x as long in chunks).
+_CHUNK_BYTES = 256 << 20
+
+
+def _resize_all(images: Sequence[Tensor], jobs: Sequence[tuple[int, Sequence[int] | None]],
+                size: int, device: torch.device, chunk_bytes: int | None = None) -> Tensor:
+    """``(len(jobs), C, size, size)`` uint8: for each ``(i, box)``, ``box`` of
+    ``images[i]`` (all of it for ``None``) resized as Pillow's bilinear resize does.
+
+    The coefficients of every job are computed at once on the CPU and moved in one
+    copy. Jobs run in chunks of up to ``chunk_bytes`` of taps (default: none on the
+    CPU, ``_CHUNK_BYTES`` elsewhere), each chunk some twelve kernels plus one copy per
+    job, where each job alone takes eleven.
+    """
+    if chunk_bytes is None:
+        chunk_bytes = 0 if device.type == "cpu" else _CHUNK_BYTES
     bounds = []
-    for w, h, box in regions:
+    for i, box in jobs:
+        _, h, w = images[i].shape
         x1, y1, x2, y2 = (0, 0, w, h) if box is None else (int(v) for v in box)
         if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
             raise ValueError(f"box {tuple(box or ())} is not a non-empty region of a "
                              f"{w}x{h} image")  # fmt: skip
         bounds.append((w, h, x1, y1, x2, y2))
     if not bounds:
-        return []
+        return torch.empty(0, 3, size, size, dtype=torch.uint8, device=device)
     w, h, x1, y1, x2, y2 = np.array(bounds, dtype=np.float64).T
     # each output pixel gathers its few taps: the cost of the filter, not of the image
     cols = _pillow_coefficients(w, x1, x2, size)
     rows = _pillow_coefficients(h, y1, y2, size)
-    return [_ResizePlan(*c, *r, _vertical_first(b[0], b[1], size, size, _PILLOW))
-            for c, r, b in zip(cols, rows, bounds, strict=True)]  # fmt: skip
+    rows_first = np.array([_vertical_first(b[0], b[1], size, size, _PILLOW) for b in bounds])
+    # the first pass runs along axis A of each region, the second along B
+    span = [(c.stop - c.start) for c in (cols, rows)]
+    along_a = np.where(rows_first, span[1], span[0])
+    along_b = np.where(rows_first, span[0], span[1])
+    taps_a = np.where(rows_first, rows.taps, cols.taps)
+    taps_b = np.where(rows_first, cols.taps, rows.taps)
+    channels = images[0].shape[0]
+    chunks = _chunks(rows_first, taps_a, taps_b, along_b, size, channels, chunk_bytes)
 
+    arrays: list[Tensor] = []  # per chunk: first pass weights, index; second pass's
+    for chunk in chunks:
+        n, k_a, k_b = len(chunk), int(taps_a[chunk].max()), int(taps_b[chunk].max())
+        a_coef, b_coef = (rows, cols) if rows_first[chunk[0]] else (cols, rows)
+        offset = np.concatenate(([0], np.cumsum(along_a[chunk])[:-1]))  # regions end to end
+        rows_b = np.arange(n) * int(along_b[chunk].max())  # each region's rows, padded
+        arrays += [torch.from_numpy(np.ascontiguousarray(v)) for v in (
+            a_coef.weights[chunk, :, :k_a].reshape(n * size, 1, k_a),
+            (a_coef.index[chunk, :, :k_a] + offset[:, None, None]).reshape(-1),
+            b_coef.weights[chunk, :, :k_b].reshape(n * size, 1, k_b),
+            (b_coef.index[chunk, :, :k_b] + rows_b[:, None, None]).reshape(-1))]  # fmt: skip
+    order = np.concatenate(chunks)
+    reordered = bool((order != np.arange(len(order))).any())
+    if reordered:
+        arrays.append(torch.from_numpy(np.argsort(order)))  # the jobs' order back
+    if device.type != "cpu":
+        arrays = _pack(arrays, device)
 
-def _plans_on(plans: Sequence[_ResizePlan], device: torch.device) -> list[_ResizePlan]:
-    """``plans`` with their coefficients on ``device``: as they are on the CPU, else
-    :func:`_pack_plans`: one copy for them all."""
-    return list(plans) if device.type == "cpu" else _pack_plans(plans, device)
-
-
-def _pack_plans(plans: Sequence[_ResizePlan], device: torch.device) -> list[_ResizePlan]:
-    """``plans`` with every coefficient tensor moved to ``device`` in one copy.
-
-    Four small copies per resize from pageable memory would each be a transfer the
-    CUDA driver may stage synchronously with the stream; here the float64 weights
-    (viewed as their int64 bits, the same size) and the int64 indices of all plans go
-    into one buffer, pinned on CUDA, copied once without blocking; the plans get views
-    of it back.
-    """
-    parts = [t for p in plans for t in (p.cols.view(torch.int64), p.col_index,
-                                        p.rows.view(torch.int64), p.row_index)]  # fmt: skip
-    flat = torch.cat([t.reshape(-1) for t in parts])
-    if device.type == "cuda":
-        flat = flat.pin_memory()
-    moved = flat.to(device, non_blocking=True).split([t.numel() for t in parts])
-    views = [m.view(t.shape) for m, t in zip(moved, parts, strict=True)]
+    r0, r1, c0, c1 = (v.tolist() for v in (rows.start, rows.stop, cols.start, cols.stop))
     out = []
-    for k, p in enumerate(plans):
-        cols, col_index, rows, row_index = views[4 * k : 4 * k + 4]
-        out.append(p._replace(cols=cols.view(torch.float64), col_index=col_index,
-                              rows=rows.view(torch.float64), row_index=row_index))  # fmt: skip
-    return out
+    for k, chunk in enumerate(chunks):
+        regions = []
+        for j in chunk.tolist():
+            region = images[jobs[j][0]][:, r0[j] : r1[j], c0[j] : c1[j]]
+            regions.append(region.permute(1, 0, 2) if rows_first[j] else region.permute(2, 0, 1))
+        out.append(_resize_chunk(regions, *arrays[4 * k : 4 * k + 4], size,
+                                 bool(rows_first[chunk[0]])))  # fmt: skip
+    resized = torch.cat(out)
+    return resized.index_select(0, arrays[-1]) if reordered else resized
 
 
-def _resize_planned(image: Tensor, plan: _ResizePlan) -> Tensor:
-    """``(..., C, H, W)`` uint8 resized by ``plan`` (its coefficients on ``image``'s
-    device): any leading dimensions are images of one size, resized alike."""
-    region = image[..., plan.r0 : plan.r1, plan.c0 : plan.c1]
-    # two passes in the installed Pillow's order, an 8-bit image between them; each
-    # gathers along its axis laid out first in memory (whole rows of memory at a time):
-    # the float64 copy, and the copy between the passes, put it there
-    first, coefficients = (-2, (plan.rows, plan.row_index, plan.cols, plan.col_index))
-    if not plan.rows_first:
-        first, coefficients = (-1, (plan.cols, plan.col_index, plan.rows, plan.row_index))
-    x = region.movedim(first, 0).to(torch.float64, memory_format=torch.contiguous_format)
-    x = _pillow_pass(x, *coefficients[:2])  # (first out, ..., C, other axis)
-    x = _pillow_pass(x.movedim(-1, 0).contiguous(), *coefficients[2:])  # (other, first, ..., C)
-    out = x.movedim((0, 1), (-1, -2) if plan.rows_first else (-2, -1))
-    return out.to(torch.uint8, memory_format=torch.contiguous_format)
+def _chunks(rows_first: np.ndarray, taps_a: np.ndarray, taps_b: np.ndarray,
+            along_b: np.ndarray, size: int, channels: int, chunk_bytes: int) -> list[np.ndarray]:
+    """The jobs in chunks of one pass order and at most ``chunk_bytes`` of float64 taps
+    (a lone job always fits), sorted so that a chunk's padding stays small; with no
+    bytes, every job alone, in order."""
+    if chunk_bytes <= 0:
+        return [np.array([j]) for j in range(len(rows_first))]
+    order = np.lexsort((along_b, taps_a, rows_first))
+    chunks: list[list[int]] = []
+    most = (0, 0, 0)
+    for j in order.tolist():
+        grown = (max(most[0], taps_a[j]), max(most[1], taps_b[j]), max(most[2], along_b[j]))
+        n = len(chunks[-1]) + 1 if chunks else 1
+        taps = n * size * (grown[0] * channels * grown[2] + grown[1] * size * channels) * 8
+        if not chunks or rows_first[chunks[-1][0]] != rows_first[j] or taps > chunk_bytes:
+            chunks.append([j])
+            most = (taps_a[j], taps_b[j], along_b[j])
+        else:
+            chunks[-1].append(j)
+            most = grown
+    return [np.array(c) for c in chunks]
 
 
-def _pillow_pass(pixels: Tensor, weights: Tensor, index: Tensor) -> Tensor:
-    """One of Pillow's passes along the first axis of a contiguous float64 tensor, rounded."""
-    flat = pixels.view(pixels.shape[0], -1)
-    taps = flat.index_select(0, index.flatten()).view(*index.shape, flat.shape[1])
-    # one batched product per output pixel: exact, the integer sums stay under 2**53
-    out = _pillow_round(torch.bmm(weights[:, None, :], taps).squeeze(1), index.shape[1])
-    return out.view(index.shape[0], *pixels.shape[1:])
+def _resize_chunk(regions: Sequence[Tensor], weights_a: Tensor, index_a: Tensor,
+                  weights_b: Tensor, index_b: Tensor, size: int, rows_first: bool) -> Tensor:
+    """``(n, C, size, size)`` uint8 from ``n`` regions ``(A, C, B)`` (uint8 views; the
+    first pass runs along A), with the chunk's coefficients from :func:`_resize_all`.
 
-
-# Off the CPU, jobs of one plan are resized together in stacks whose first pass
-# gathers at most this many bytes of taps (a stack of whole 640 x 480 images resized
-# to 224: 14 of them). On the CPU each job goes alone: there the large fresh buffers a
-# stack needs are page-faulted in, and a batch of 16 persons whose 640 x 480 contexts
-# went as one stack took 2.3x as long.
-_STACK_BYTES = 256 << 20
-
-
-def _resize_all(images: Sequence[Tensor], jobs: Sequence[tuple[int, Sequence[int] | None]],
-                size: int, device: torch.device, stack_bytes: int | None = None) -> Tensor:
-    """``(len(jobs), C, size, size)`` uint8: for each ``(i, box)``, ``box`` of
-    ``images[i]`` (all of it for ``None``) resized as :func:`pillow_bilinear_resize`
-    does.
-
-    Every plan is computed at once and moved in one copy. Jobs of one image size and
-    box share a plan, and off the CPU (or with ``stack_bytes``) one resize of their
-    images stacked, up to ``stack_bytes`` of taps a stack: the contexts (whole images,
-    no box) of many images of a size then cost a few kernel launches, not eleven each.
+    The regions lie end to end along A in one float64 tensor, padded along B with
+    zeros, so that each pass is one gather of whole rows and one batched product: a
+    row of A or B is contiguous in memory, and the integer sums are exact in float64
+    in any order (under 2**53). An 8-bit image between the passes, as Pillow has it.
     """
-    if stack_bytes is None:
-        stack_bytes = 0 if device.type == "cpu" else _STACK_BYTES
-    groups: dict[tuple[int, int, tuple[int, ...] | None], list[int]] = {}
-    for j, (i, box) in enumerate(jobs):
-        _, h, w = images[i].shape
-        key = (w, h, None if box is None else tuple(int(v) for v in box))
-        groups.setdefault(key, []).append(j)
-    plans = _plans_on(_resize_plans(list(groups), size), device)
-    resized: dict[int, Tensor] = {}
-    for plan, members in zip(plans, groups.values(), strict=True):
-        channels = images[jobs[members[0]][0]].shape[0]
-        other = plan.c1 - plan.c0 if plan.rows_first else plan.r1 - plan.r0
-        first = plan.row_index if plan.rows_first else plan.col_index
-        per_job = first.numel() * channels * other * 8  # the first pass's float64 taps
-        step = max(1, stack_bytes // per_job)
-        for k in range(0, len(members), step):
-            chunk = members[k : k + step]
-            if len(chunk) == 1:
-                stack = images[jobs[chunk[0]][0]][None]  # a view: no copy for a lone job
-            else:
-                stack = torch.stack([images[jobs[j][0]] for j in chunk])
-            resized.update(zip(chunk, _resize_planned(stack, plan), strict=True))
-    return torch.stack([resized[j] for j in range(len(jobs))])
+    n, channels = len(regions), regions[0].shape[1]
+    most_b = max(r.shape[2] for r in regions)
+    if n == 1:
+        x = regions[0].to(torch.float64, memory_format=torch.contiguous_format)
+    else:
+        x = regions[0].new_zeros((sum(r.shape[0] for r in regions), channels, most_b),
+                                 dtype=torch.float64)  # fmt: skip
+        at = 0
+        for r in regions:
+            x[at : at + r.shape[0], :, : r.shape[2]].copy_(r)
+            at += r.shape[0]
+    k_a, k_b = weights_a.shape[2], weights_b.shape[2]
+    taps = x.view(x.shape[0], -1).index_select(0, index_a).view(n * size, k_a, -1)
+    y = _pillow_round(torch.bmm(weights_a, taps), k_a)  # (n * size, 1, C * most_b)
+    # the second pass's axis first: row j * most_b + b is row b of region j
+    y = y.view(n, size, channels, most_b).permute(0, 3, 1, 2).contiguous()
+    taps = y.view(n * most_b, -1).index_select(0, index_b).view(n * size, k_b, -1)
+    z = _pillow_round(torch.bmm(weights_b, taps), k_b).view(n, size, size, channels)
+    # (n, second pass's output, first pass's output, C) -> (n, C, rows, columns)
+    z = z.permute(0, 3, 2, 1) if rows_first else z.permute(0, 3, 1, 2)
+    return z.to(torch.uint8, memory_format=torch.contiguous_format)
 
 
 class EmoticJpegDataset(EmoticDataset):
@@ -535,8 +553,9 @@ class JpegBatchDecoder:
     (bilinear, antialiased, as Pillow does on the host path), rounded to ``uint8``;
     the context's body box filled with ``mask_fill`` when ``mask_body``. The resize
     coefficients of the whole batch are computed at once on the CPU and moved in one
-    copy; off the CPU, whole images of one size (and crops of one box) are resized
-    together, a few stacks instead of one resize (eleven kernels) each. Images
+    copy; off the CPU, the resizes run in a few chunks of many persons, each pass of a
+    chunk one gather and one batched product, where each resize alone takes eleven
+    kernels. Images
     that arrived decoded are only moved. Then ``transform`` (e.g. the batched
     augmentation) runs on the result.
 
