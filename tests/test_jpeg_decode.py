@@ -172,7 +172,7 @@ def test_tensors_packed_for_a_device_come_back_whole() -> None:
                torch.randint(0, 10**6, (35,), generator=g),
                torch.tensor([[0.5, -1e300, float("inf")]], dtype=torch.float64),
                torch.arange(4)]  # fmt: skip
-    packed = jpeg._pack(tensors, torch.device("cpu"))
+    packed = jpeg._pack(tensors, torch.device("cpu"))  # as chunks on the CPU do
     assert len({t.untyped_storage().data_ptr() for t in packed}) == 1
     for a, b in zip(tensors, packed, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
@@ -189,8 +189,9 @@ def test_bad_resize_arguments_are_named() -> None:
 @pytest.mark.parametrize("chunk_bytes", [None, 1 << 30, 1_500_000])
 def test_a_batch_of_mixed_sizes_is_resized_as_pillow_resizes_each_image(chunk_bytes) -> None:
     # off the CPU the decoder resizes many persons in one chunk, their regions end to end
-    # and padded to the chunk's most taps and rows (here: as on the CPU, one chunk per
-    # pass order, chunks of a few); sizes and boxes mixed, shared and not, each person
+    # and padded to the chunk's most taps and rows, its coefficients packed into one
+    # buffer (here: as on the CPU, one chunk per pass order, chunks of a few; chunked
+    # runs pack on the CPU too); sizes and boxes mixed, shared and not, each person
     # must still get Pillow's own pixels, in the batch's order (columns first and rows
     # first alike)
     g = torch.Generator().manual_seed(11)

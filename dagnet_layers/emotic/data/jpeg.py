@@ -376,7 +376,7 @@ def _resize_all(images: Sequence[Tensor], jobs: Sequence[tuple[int, Sequence[int
     reordered = bool((order != np.arange(len(order))).any())
     if reordered:
         arrays.append(torch.from_numpy(np.argsort(order)))  # the jobs' order back
-    if device.type != "cpu":
+    if device.type != "cpu" or chunk_bytes > 0:  # chunked on the CPU too: the GPU's path
         arrays = _pack(arrays, device)
 
     r0, r1, c0, c1 = (v.tolist() for v in (rows.start, rows.stop, cols.start, cols.stop))
