@@ -549,15 +549,14 @@ class JpegBatchDecoder:
 
     Decodes every encoded image of the batch in one
     :func:`torchvision.io.decode_jpeg` call on ``device`` (batched nvJPEG on CUDA),
-    then per person: the body crop and the whole image resized to ``size x size``
+    then, for each person, the body crop and the whole image resized to ``size x size``
     (bilinear, antialiased, as Pillow does on the host path), rounded to ``uint8``;
-    the context's body box filled with ``mask_fill`` when ``mask_body``. The resize
-    coefficients of the whole batch are computed at once on the CPU and moved in one
-    copy; off the CPU, the resizes run in a few chunks of many persons, each pass of a
-    chunk one gather and one batched product, where each resize alone takes eleven
-    kernels. Images
-    that arrived decoded are only moved. Then ``transform`` (e.g. the batched
-    augmentation) runs on the result.
+    the context's body box filled with ``mask_fill`` when ``mask_body``. Images that
+    arrived decoded are only moved. Then ``transform`` (e.g. the batched augmentation)
+    runs on the result. The resize coefficients of the whole batch are computed at once
+    on the CPU and moved in one copy; off the CPU, the resizes run in a few chunks of
+    many persons, each pass of a chunk one gather and one batched product, where each
+    resize alone takes eleven kernels.
 
     It is meant for a GPU, where ``benchmarks/bench_train.py`` (``jpeg-device``) times
     it against the cache. On a CPU the batch is decoded in the training process, slower
