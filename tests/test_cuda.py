@@ -242,3 +242,62 @@ def test_nvjpeg_decoding_is_close_to_the_workers(tmp_path) -> None:
         want = torch.stack([host[i][key] for i in range(len(host))])
         diff = (out[key].cpu().int() - want.int()).abs().float()
         assert diff.mean() < 1.0 and torch.quantile(diff.flatten(), 0.999) <= 8, key
+
+
+def _jpeg(width: int, height: int, colour: tuple[int, int, int]) -> torch.Tensor:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buf, "JPEG", quality=95)
+    return torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+
+
+def _reads_spoiled_by(decode, n: int = 8, height: int = 240, width: int = 320) -> int:
+    """How many of ``n`` reads, queued behind a long kernel on the current stream, of
+    tensors freed before ``decode`` runs, see other bytes than were written. Each tensor
+    is one decoded image's size, so the allocator can hand its block to the decoder."""
+    tensors = [torch.ones(3, height, width, dtype=torch.uint8, device=DEVICE) for _ in range(n)]
+    torch.cuda.synchronize(DEVICE)
+    torch.cuda._sleep(200_000_000)  # about 0.1 s: the reads below wait behind it
+    sums = [t.sum(dtype=torch.int64) for t in tensors]
+    del tensors  # freed while their reads are still queued
+    decode([_jpeg(width, height, (200, 100, 50)) for _ in range(n)])
+    torch.cuda.synchronize(DEVICE)
+    return sum(int(s) != 3 * height * width for s in sums)
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="CUDA streams and nvJPEG: nothing to "
+                    "rehearse on the CPU")  # fmt: skip
+def test_the_device_decoder_never_writes_into_memory_queued_kernels_still_read() -> None:
+    # torchvision decodes on a private stream that does not wait for the caller's, and
+    # nvJPEG's hardware engine ignores stream order: fed blocks the caller's stream freed
+    # with reads still queued, it overwrites them (pytorch/vision#9606). The decoder
+    # allocates on a stream of its own; this is the hazard, and that it is gone.
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from dagnet_layers.emotic.data import JpegBatchDecoder
+
+    decoder = JpegBatchDecoder(64)
+    ours = _reads_spoiled_by(lambda data: decoder.decode(data, ["x.jpg"] * len(data), DEVICE))
+    raw = _reads_spoiled_by(lambda data: decode_jpeg(data, mode=ImageReadMode.RGB,
+                                                      device=DEVICE))  # fmt: skip
+    warnings.warn(f"torchvision's own decode_jpeg on {DEVICE} spoiled {raw} of 8 queued "
+                  "reads" + ("" if raw else "; this GPU cannot show the hazard the test "
+                             "guards against"), stacklevel=1)  # fmt: skip
+    assert ours == 0, f"the decoder spoiled {ours} of 8 queued reads (unguarded: {raw})"
+
+    # its own outputs, read by queued kernels after they were dropped, are not handed to
+    # the next decode before those reads ran (record_stream)
+    first = decoder.decode([_jpeg(320, 240, (10, 20, 30)) for _ in range(8)], ["a.jpg"] * 8,
+                           DEVICE)  # fmt: skip
+    want = [int(x.sum(dtype=torch.int64)) for x in first]
+    torch.cuda._sleep(200_000_000)
+    sums = [x.sum(dtype=torch.int64) for x in first]
+    del first
+    decoder.decode([_jpeg(320, 240, (250, 240, 230)) for _ in range(8)], ["b.jpg"] * 8, DEVICE)
+    torch.cuda.synchronize(DEVICE)
+    assert [int(s) for s in sums] == want

@@ -336,3 +336,66 @@ def test_samples_cross_into_workers(emotic: Path) -> None:
     bodies = torch.cat([b["body"] for b in batches])
     assert torch.equal(bodies, torch.stack([host[i]["body"] for i in range(len(host))]))
     assert os.cpu_count()  # the loader ran real worker processes
+
+
+@pytest.mark.parametrize("backend", ["native", "cudaMallocAsync"])
+def test_device_decoding_never_allocates_on_the_callers_stream(monkeypatch, backend) -> None:
+    # What only a GPU can show happening is in tests/test_cuda.py; here, on stand-ins for
+    # torch.cuda, the order of the calls that keeps nvJPEG (which ignores stream order)
+    # out of blocks the caller's stream freed with reads still queued
+    import contextlib
+
+    import torchvision.io
+
+    calls: list[tuple[str, ...]] = []
+    current = ["caller"]
+
+    class Stream:
+        def __init__(self, name: str = "ours") -> None:
+            self.name = name
+
+        def wait_stream(self, other: Stream) -> None:
+            calls.append(("wait", self.name, other.name))
+
+        def synchronize(self) -> None:
+            calls.append(("synchronize", self.name))
+
+    class Decoded:
+        def __init__(self) -> None:
+            self.recorded: list[str] = []
+
+        def record_stream(self, stream: Stream) -> None:
+            self.recorded.append(stream.name)
+
+    @contextlib.contextmanager
+    def use(stream: Stream):
+        saved, current[0] = current[0], stream.name
+        yield
+        current[0] = saved
+
+    def decode_jpeg(data, mode, device):
+        calls.append(("decode", current[0]))
+        return [Decoded() for _ in data] if isinstance(data, list) else Decoded()
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", decode_jpeg)
+    monkeypatch.setattr(jpeg, "_DECODE_STREAMS", {})
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: Stream(current[0]))
+    monkeypatch.setattr(torch.cuda, "get_allocator_backend", lambda: backend)
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "stream", use)
+
+    cuda = torch.device("cuda")
+    batch = jpeg._decode_jpeg([torch.zeros(4, dtype=torch.uint8)] * 3, cuda)
+    one = jpeg._decode_jpeg(torch.zeros(4, dtype=torch.uint8), cuda)
+    if backend == "native":
+        # decoded on our stream, the caller's waiting for it; every output held back
+        # from reuse until the caller's queued reads of it have run
+        assert calls == [("decode", "ours"), ("wait", "caller", "ours")] * 2
+        assert [d.recorded for d in [*batch, one]] == [["caller"]] * 4
+        assert list(jpeg._DECODE_STREAMS) == [0]  # one stream a device, made once
+    else:
+        # stream-ordered frees, which the hardware engine ignores: the host waits
+        assert calls == [("synchronize", "caller"), ("decode", "caller")] * 2
+    assert current == ["caller"]

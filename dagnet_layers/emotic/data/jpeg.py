@@ -151,6 +151,54 @@ def _quiet_torchvision() -> Iterator[None]:
         yield
 
 
+# Per CUDA device index, the stream nvJPEG's outputs are allocated on (_decode_jpeg).
+_DECODE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+def _decode_jpeg(data: Tensor | list[Tensor], device: torch.device) -> Tensor | list[Tensor]:
+    """:func:`torchvision.io.decode_jpeg` to RGB on ``device``, never into memory that
+    work already queued on the GPU has yet to read.
+
+    On CUDA, torchvision allocates the outputs on the caller's current stream, then
+    decodes on a private stream that does not wait for the caller's; and nvJPEG's
+    hardware engine writes when it is called, whatever its stream (pytorch/vision#9606,
+    meta-pytorch/torchcodec#1634). PyTorch's caching allocator gives a stream back a
+    block as soon as that stream frees it, before the kernels already queued there have
+    read it. Decoding the next batch while a training step is still running could so
+    overwrite that step's own tensors, silently.
+
+    So the outputs are allocated on a stream of ours on which nothing is ever queued.
+    The native allocator gives a stream only blocks freed on that stream, and holds back
+    a block whose users on other streams were recorded (``record_stream``) until the
+    host has seen their work finish; the caller's stream then waits for the decode.
+    Under another allocator backend (``cudaMallocAsync`` frees in stream order, which
+    the hardware engine ignores), the host waits for the caller's stream instead.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def run() -> Tensor | list[Tensor]:
+        with _quiet_torchvision():
+            return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+    if device.type != "cuda":
+        return run()
+    index = torch.cuda.current_device() if device.index is None else device.index
+    with torch.cuda.device(index):
+        caller = torch.cuda.current_stream()
+        if torch.cuda.get_allocator_backend() != "native":
+            caller.synchronize()
+            return run()
+        stream = _DECODE_STREAMS.get(index)
+        if stream is None:
+            stream = _DECODE_STREAMS[index] = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            out = run()
+        caller.wait_stream(stream)
+        for image in out if isinstance(out, list) else [out]:
+            image.record_stream(caller)
+    return out
+
+
 # Pillow's fixed-point arithmetic for 8-bit images (Resample.c): coefficients scaled by
 # 2**22 and rounded, sums rounded half up, a uint8 image between the two passes.
 _PRECISION_BITS = 32 - 8 - 2
@@ -558,6 +606,11 @@ class JpegBatchDecoder:
     many persons, each pass of a chunk one gather and one batched product, where each
     resize alone takes eleven kernels.
 
+    On CUDA, nvJPEG writes its outputs into blocks taken on a stream of the decoder's
+    own, on which nothing is queued: torchvision's call alone may write into memory that
+    kernels already queued, such as a running training step's, have yet to read (it
+    decodes on a stream that does not wait for the caller's).
+
     It is meant for a GPU, where ``benchmarks/bench_train.py`` (``jpeg-device``) times
     it against the cache. On a CPU the batch is decoded in the training process, slower
     than the workers' Pillow (measured: 16 ms against 4.3 ms per person, 640 x 480
@@ -607,8 +660,6 @@ class JpegBatchDecoder:
     def decode(self, images: Sequence[Tensor], paths: Sequence[str],
                device: torch.device) -> list[Tensor]:
         """Every image as ``(3, H, W)`` uint8 on ``device``: encoded ones decoded in one call."""
-        from torchvision.io import ImageReadMode, decode_jpeg
-
         out: list[Tensor | None] = [None] * len(images)
         encoded = [i for i, t in enumerate(images) if t.dim() == 1]
         for i, t in enumerate(images):
@@ -617,8 +668,7 @@ class JpegBatchDecoder:
         if encoded:
             chunk = [images[i] for i in encoded]
             try:
-                with _quiet_torchvision():
-                    decoded = decode_jpeg(chunk, mode=ImageReadMode.RGB, device=device)
+                decoded = _decode_jpeg(chunk, device)
             except RuntimeError:
                 decoded = [self._decode_one(images[i], paths[i], device) for i in encoded]
             for i, img in zip(encoded, decoded, strict=True):
@@ -627,11 +677,8 @@ class JpegBatchDecoder:
 
     @staticmethod
     def _decode_one(data: Tensor, path: str, device: torch.device) -> Tensor:
-        from torchvision.io import ImageReadMode, decode_jpeg
-
         try:
-            with _quiet_torchvision():
-                return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+            return _decode_jpeg(data, device)
         except RuntimeError:
             pass
         # what the device decoder refused, Pillow may still read, as the host path would
