@@ -167,7 +167,7 @@ def _decode_jpeg(data: Tensor | list[Tensor], device: torch.device) -> Tensor | 
     read it. Decoding the next batch while a training step is still running could so
     overwrite that step's own tensors, silently.
 
-    So the outputs are allocated on a stream of ours on which nothing is ever queued.
+    So the outputs are allocated on a stream of ours on which no kernel is ever queued.
     The native allocator gives a stream only blocks freed on that stream, and holds back
     a block whose users on other streams were recorded (``record_stream``) until the
     host has seen their work finish; the caller's stream then waits for the decode.
@@ -607,9 +607,9 @@ class JpegBatchDecoder:
     resize alone takes eleven kernels.
 
     On CUDA, nvJPEG writes its outputs into blocks taken on a stream of the decoder's
-    own, on which nothing is queued: torchvision's call alone may write into memory that
-    kernels already queued, such as a running training step's, have yet to read (it
-    decodes on a stream that does not wait for the caller's).
+    own, on which no kernel is queued: torchvision's call alone may write into memory
+    that kernels already queued, such as a running training step's, have yet to read
+    (it decodes on a stream that does not wait for the caller's).
 
     It is meant for a GPU, where ``benchmarks/bench_train.py`` (``jpeg-device``) times
     it against the cache. On a CPU the batch is decoded in the training process, slower
