@@ -257,7 +257,10 @@ def _jpeg(width: int, height: int, colour: tuple[int, int, int]) -> torch.Tensor
 def _reads_spoiled_by(decode, n: int = 8, height: int = 240, width: int = 320) -> int:
     """How many of ``n`` reads, queued behind a long kernel on the current stream, of
     tensors freed before ``decode`` runs, see other bytes than were written. Each tensor
-    is one decoded image's size, so the allocator can hand its block to the decoder."""
+    is one decoded image's size, so the allocator can hand its block to the decoder; the
+    cache is emptied first, so that theirs are the only free blocks of that size."""
+    torch.cuda.synchronize(DEVICE)
+    torch.cuda.empty_cache()
     tensors = [torch.ones(3, height, width, dtype=torch.uint8, device=DEVICE) for _ in range(n)]
     torch.cuda.synchronize(DEVICE)
     torch.cuda._sleep(200_000_000)  # about 0.1 s: the reads below wait behind it
@@ -291,7 +294,10 @@ def test_the_device_decoder_never_writes_into_memory_queued_kernels_still_read()
     assert ours == 0, f"the decoder spoiled {ours} of 8 queued reads (unguarded: {raw})"
 
     # its own outputs, read by queued kernels after they were dropped, are not handed to
-    # the next decode before those reads ran (record_stream)
+    # the next decode before those reads ran (record_stream); the cache emptied first,
+    # their blocks would be the next decode's only free ones of their size
+    torch.cuda.synchronize(DEVICE)
+    torch.cuda.empty_cache()
     first = decoder.decode([_jpeg(320, 240, (10, 20, 30)) for _ in range(8)], ["a.jpg"] * 8,
                            DEVICE)  # fmt: skip
     want = [int(x.sum(dtype=torch.int64)) for x in first]
