@@ -275,9 +275,10 @@ def _reads_spoiled_by(decode, n: int = 8, height: int = 240, width: int = 320) -
                     "rehearse on the CPU")  # fmt: skip
 def test_the_device_decoder_never_writes_into_memory_queued_kernels_still_read() -> None:
     # torchvision decodes on a private stream that does not wait for the caller's, and
-    # nvJPEG's hardware engine ignores stream order: fed blocks the caller's stream freed
-    # with reads still queued, it overwrites them (pytorch/vision#9606). The decoder
-    # allocates on a stream of its own; this is the hazard, and that it is gone.
+    # nvJPEG's hardware engine (on H100s at least) ignores stream order: fed blocks the
+    # caller's stream freed with reads still queued, it overwrites them
+    # (pytorch/vision#9606, meta-pytorch/torchcodec#1634). The decoder allocates on a
+    # stream of its own; this is the hazard, and that it is gone.
     import warnings
 
     from torchvision.io import ImageReadMode, decode_jpeg

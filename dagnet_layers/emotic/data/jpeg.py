@@ -161,11 +161,11 @@ def _decode_jpeg(data: Tensor | list[Tensor], device: torch.device) -> Tensor | 
 
     On CUDA, torchvision allocates the outputs on the caller's current stream, then
     decodes on a private stream that does not wait for the caller's; and nvJPEG's
-    hardware engine writes when it is called, whatever its stream (pytorch/vision#9606,
-    meta-pytorch/torchcodec#1634). PyTorch's caching allocator gives a stream back a
-    block as soon as that stream frees it, before the kernels already queued there have
-    read it. Decoding the next batch while a training step is still running could so
-    overwrite that step's own tensors, silently.
+    hardware engine, on H100s at least, writes when it is called, whatever its stream
+    (pytorch/vision#9606, meta-pytorch/torchcodec#1634). PyTorch's caching allocator
+    gives a stream back a block as soon as that stream frees it, before the kernels
+    already queued there have read it. Decoding the next batch while a training step
+    is still running could so overwrite that step's own tensors, silently.
 
     So the outputs are allocated on a stream of ours on which no kernel is ever queued.
     The native allocator gives a stream only blocks freed on that stream, and holds back
