@@ -227,3 +227,50 @@ def test_decoding_on_the_device_trains_exactly_as_the_workers_do(
 
     w, d = (json.loads(logs[m + " test"]) for m in ("workers", "device"))
     assert w["mean_ap"] == d["mean_ap"] and w["per_category_ap"] == d["per_category_ap"]
+
+
+@pytest.mark.slow
+def test_what_the_device_decoder_refuses_is_logged_with_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a JPEG whose scan is zeroed half-way: torchvision refuses it (so the batch, then
+    # the file alone), Pillow reads it (so the run goes on): slower, and said so
+    import io
+
+    import torch
+    from PIL import Image
+    from torchvision.io import decode_jpeg
+
+    from dagnet_layers.commands import train
+    from dagnet_layers.emotic.data import make_synthetic_emotic
+
+    root = Path(make_synthetic_emotic(tmp_path / "emotic", n_images=12, image_size=(64, 48)))
+    for path in sorted(root.rglob("*.jpg")):
+        good = path.read_bytes()
+        sos = good.index(b"\xff\xda")
+        cut = sos + 2 + int.from_bytes(good[sos + 2 : sos + 4], "big")
+        cut += (len(good) - cut) // 2
+        odd = good[:cut] + bytes(len(good) - cut)
+        try:
+            decode_jpeg(torch.frombuffer(bytearray(odd), dtype=torch.uint8))
+            continue
+        except RuntimeError:
+            pass
+        try:
+            Image.open(io.BytesIO(odd)).load()
+        except OSError:
+            continue
+        path.write_bytes(odd)
+        break
+    else:
+        pytest.fail("no image could be spoiled as the test needs")
+    argv = ["--data-root", str(root), "--model", "test_dagnet", "--image-size", "32",
+            "--batch-size", "4", "--epochs", "1", "--no-pretrained", "--no-progress",
+            "--workers", "0", "--no-cache", "--jpeg-decode", "device",
+            "--output-dir", str(tmp_path / "run")]  # fmt: skip
+    with caplog.at_level("WARNING"):
+        assert train.run_cli(argv) == 0
+    said = [r.getMessage() for r in caplog.records if "device decoder refused" in r.getMessage()]
+    assert said and all(f"Pillow on the host: {path}" in s for s in said), said
+    assert all(s.startswith(("epoch 0 train:", "epoch 0 val:", "test:")) for s in said), said
+    assert all("refused 1 batch(es)" in s and "1 file(s)" in s for s in said), said

@@ -315,6 +315,16 @@ def test_data_torchvision_rejects_is_read_as_pillow_reads_it(tmp_path: Path) -> 
     body, _, _ = crop_body_and_context(load_image_rgb(tmp_path / "odd.jpg"), (0, 0, 40, 30), 16)
     assert np.array_equal(out["body"][1].numpy(), body)
 
+    # counted, not silent: the batch refused whole, then the odd file alone, twice; the
+    # good file beside it went through the device decoder on the retry
+    decoder = JpegBatchDecoder(16, mask_body=False)
+    fine, _ = read_encoded_image(tmp_path / "noise.jpg")
+    decoder({"image": [fine, image, image], "crop": [(0, 0, 40, 30)] * 3, "bbox": torch.zeros(3, 4),
+             "path": ["noise.jpg", "odd.jpg", "odd.jpg"]})  # fmt: skip
+    decoder({**batch, "image": [fine, fine], "path": ["noise.jpg"] * 2})
+    assert decoder.pop_fallbacks() == (1, {"odd.jpg": 2})
+    assert decoder.pop_fallbacks() == (0, {})
+
 
 def test_a_cache_or_a_foreign_batch_is_refused(emotic: Path, tmp_path: Path) -> None:
     build_emotic_cache(emotic, tmp_path / "cache", splits=("val",), size=32)

@@ -435,6 +435,23 @@ def open_run(args: argparse.Namespace, rank: int) -> FolderLock | None:
     return lock
 
 
+def log_fallbacks(transform: Any, when: str) -> None:
+    """Warn of what the device JPEG decoder refused during ``when`` (the same pixels
+    came from slower paths): nothing when it refused nothing or is not in use."""
+    if not isinstance(transform, JpegBatchDecoder):
+        return
+    batches, files = transform.pop_fallbacks()
+    if not batches:
+        return
+    names = sorted(files)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    logger.warning(
+        "%s: the device decoder refused %d batch(es) as a whole and decoded them image by "
+        "image, which is slower%s", when, batches,
+        f"; {len(names)} file(s) it could not decode at all were decoded by Pillow on the "
+        f"host: {shown}" if names else "")
+
+
 def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite ``log.csv`` atomically from the committed progress record."""
     buffer = io.StringIO()
@@ -605,6 +622,8 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
                        protocol=args.protocol, ties=args.ties, score=score, progress=progress,
                        desc=f"epoch {epoch} val")
         val_map = val.report.mean_ap
+        log_fallbacks(train_tf, f"epoch {epoch} train")
+        log_fallbacks(eval_tf, f"epoch {epoch} val")
         logger.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.2f%%, %.1f samples/s",
                     epoch, stats.loss, val.loss, 100 * val_map, stats.samples_per_second)
         if rank == 0:
@@ -649,6 +668,7 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
     test = evaluate(net, loaders["test"], device=device, batch_transform=eval_tf, amp=amp,
                     channels_last=channels_last, protocol=args.protocol, ties=args.ties,
                     score=score, progress=progress, desc="test")
+    log_fallbacks(eval_tf, "test")
     crash_point("test-evaluated", "final")
     if rank == 0:
         report = test.report.to_dict()

@@ -21,6 +21,7 @@ too).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import os
@@ -632,6 +633,11 @@ class JpegBatchDecoder:
 
     Raises (call):
         ImageDecodeError: An image neither the device nor Pillow can decode (named).
+
+    A batch the device decoder refuses as a whole is decoded image by image, and an
+    image it refuses alone is decoded by Pillow on the host, as the workers would: the
+    same pixels, more slowly. Neither is an error; :meth:`pop_fallbacks` says how often
+    each happened (``dagnet-train`` logs it after every epoch).
     """
 
     def __init__(
@@ -652,6 +658,8 @@ class JpegBatchDecoder:
         self.mask_fill = int(mask_fill)
         self.channels_last = bool(channels_last)
         self.transform = transform
+        self._refused_batches = 0
+        self._host_decoded: collections.Counter[str] = collections.Counter()
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(size={self.size}, device={self.device}, "
@@ -670,13 +678,30 @@ class JpegBatchDecoder:
             try:
                 decoded = _decode_jpeg(chunk, device)
             except RuntimeError:
+                self._refused_batches += 1
                 decoded = [self._decode_one(images[i], paths[i], device) for i in encoded]
             for i, img in zip(encoded, decoded, strict=True):
                 out[i] = img
         return out  # type: ignore[return-value]
 
-    @staticmethod
-    def _decode_one(data: Tensor, path: str, device: torch.device) -> Tensor:
+    def pop_fallbacks(self) -> tuple[int, dict[str, int]]:
+        """What the device decoder refused since the last call, and start counting anew.
+
+        Returns:
+            ``(batches, files)``: how many batches it refused as a whole (each then
+            decoded image by image), and each file it refused alone, with how many
+            times, decoded by Pillow on the host instead.
+
+        Example:
+            >>> JpegBatchDecoder(64).pop_fallbacks()
+            (0, {})
+        """
+        found = self._refused_batches, dict(self._host_decoded)
+        self._refused_batches = 0
+        self._host_decoded.clear()
+        return found
+
+    def _decode_one(self, data: Tensor, path: str, device: torch.device) -> Tensor:
         try:
             return _decode_jpeg(data, device)
         except RuntimeError:
@@ -684,6 +709,7 @@ class JpegBatchDecoder:
         # what the device decoder refused, Pillow may still read, as the host path would
         # (the pixel bound was checked on the header in the worker)
         image = _decode_rgb(io.BytesIO(data.numpy().tobytes()), path, max_pixels=None)
+        self._host_decoded[path] += 1
         return _pil_to_chw(image).to(device)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
