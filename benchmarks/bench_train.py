@@ -111,6 +111,10 @@ class _Variant:
     wait_s: float = 0.0
     #: the data path alone: :func:`_profile`'s counts and times per batch
     profile: dict[str, Any] | None = None
+    #: ``jpeg-device``: batches the device decoder refused whole, and the files it
+    #: refused alone (decoded by Pillow), over the whole run (:func:`_fallbacks`)
+    refused: int = 0
+    host_files: set[str] = field(default_factory=set)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 v.runs.append(samples / seconds)
                 if v.model is None:
                     v.waits.append(v.wait_s / seconds)
+            _fallbacks(variants)
             # written after every round: a run stopped by a time limit keeps what it measured
             md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
                                 load_start=load_start)  # fmt: skip
@@ -237,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile_batches > 0 and alone:
             for v in alone:
                 v.profile = _profile(v, device, args.profile_batches)
+            _fallbacks(variants)
             md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
                                 load_start=load_start)  # fmt: skip
 
@@ -261,6 +267,10 @@ def _report(variants: list[_Variant], cfg: dict[str, Any], args: argparse.Namesp
     headroom = _headroom(rates)
     size = int(cfg["image_size"])
     where = _where_time_goes(variants, rates, int(cfg["batch"]))
+    fallbacks = {v.name: {"batches_refused": v.refused,
+                          "files_decoded_by_pillow": len(v.host_files)}
+                 for v in variants if isinstance(v.transform, JpegBatchDecoder)}  # fmt: skip
+    fell_back = {k: f for k, f in fallbacks.items() if f["batches_refused"]}
     env = environment(device, models=list(cfg["models"]), images=int(cfg["images"]),
                       train_persons=n_train, image_size=size, batch_size=int(cfg["batch"]),
                       workers=workers, rounds=args.rounds, rounds_done=done,
@@ -283,13 +293,29 @@ def _report(variants: list[_Variant], cfg: dict[str, Any], args: argparse.Namesp
                                for k, v in headroom.items()])
              if headroom else "")
           + (_where_markdown(where) if where else "")
+          + ("\n\n**The device decoder fell back, so these figures time its slower paths:** "
+             + "; ".join(f"{k}: {f['batches_refused']} batches refused whole, "
+                         f"{f['files_decoded_by_pillow']} files decoded by Pillow"
+                         for k, f in fell_back.items()) + "."
+             if fell_back else "")
           + "\n\n" + environment_markdown(env))  # fmt: skip
     paths = write_outputs({"environment": env, "samples_per_s": rates,
                            "rounds": {v.name: v.runs for v in variants}, "ratios": ratios,
                            "loader_headroom": headroom, "headroom_target": HEADROOM_TARGET,
-                           "loader_alone": where},
+                           "loader_alone": where, "decoder_fallbacks": fallbacks},
                           md, out)  # fmt: skip
     return md, paths
+
+
+def _fallbacks(variants: list[_Variant]) -> None:
+    """Add what each device decoder refused since the last call to its variant's
+    counts: a refused batch is decoded image by image, a refused file by Pillow, so a
+    run that fell back times those slower paths and must say so."""
+    for v in variants:
+        if isinstance(v.transform, JpegBatchDecoder):
+            batches, files = v.transform.pop_fallbacks()
+            v.refused += batches
+            v.host_files.update(files)
 
 
 def _load(v: _Variant, n: int, device: torch.device, min_time: float,

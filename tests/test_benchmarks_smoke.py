@@ -209,6 +209,36 @@ def test_training_throughput_benchmark_times_each_data_path(tmp_path: Path) -> N
     # decoding on the device is more work for the process than reading decoded pixels
     assert (where["loader alone, jpeg-device"]["profile"]["host_ops_per_batch"]
             > where["loader alone, cache"]["profile"]["host_ops_per_batch"])
+    # the device decoder's path was the one timed: it never fell back
+    none = {"batches_refused": 0, "files_decoded_by_pillow": 0}
+    assert report["decoder_fallbacks"] == {"test_dagnet, jpeg-device, fp32, eager": none,
+                                           "loader alone, jpeg-device": none}
+    assert "fell back" not in md
+
+
+def test_training_throughput_benchmark_counts_the_decoders_fallbacks(monkeypatch) -> None:
+    # what each device decoder refused, popped after every round, adds up over the run
+    import importlib.util
+
+    from dagnet_layers.emotic.data import JpegBatchDecoder
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # its `from _common import ...`
+    spec = importlib.util.spec_from_file_location("bench_train_module",
+                                                  BENCHMARKS / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look it up there
+    spec.loader.exec_module(bench)
+    decoder = JpegBatchDecoder(8)
+    v = bench._Variant("x", None, None, None, decoder, None, [])
+    other = bench._Variant("y", None, None, None, lambda b: b, None, [])
+    decoder._refused_batches, decoder._host_decoded["a.jpg"] = 2, 3
+    bench._fallbacks([v, other])
+    decoder._refused_batches = 1
+    decoder._host_decoded.update({"a.jpg": 1, "b.jpg": 1})
+    bench._fallbacks([v, other])
+    bench._fallbacks([v, other])  # nothing new since
+    assert (v.refused, v.host_files) == (3, {"a.jpg", "b.jpg"})
+    assert decoder.pop_fallbacks() == (0, {})
 
 
 def test_cache_memory_benchmark_compares_the_two_readers(tmp_path: Path) -> None:
