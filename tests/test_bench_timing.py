@@ -24,6 +24,16 @@ def common():
     return module
 
 
+@pytest.fixture(scope="module")
+def bench_train():
+    spec = importlib.util.spec_from_file_location("bench_train_timing",
+                                                  BENCHMARKS / "bench_train.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 class Counted:
     def __init__(self, seconds: float) -> None:
         self.seconds, self.calls = seconds, 0
@@ -92,12 +102,9 @@ def test_results_are_replaced_whole_or_not_at_all(common, tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json", "train.md"]
 
 
-def test_a_train_benchmark_stopped_early_says_how_many_rounds_it_holds(tmp_path) -> None:
-    spec = importlib.util.spec_from_file_location("bench_train_partial",
-                                                  BENCHMARKS / "bench_train.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+def test_a_train_benchmark_stopped_early_says_how_many_rounds_it_holds(bench_train,
+                                                                         tmp_path) -> None:
+    bench = bench_train
     variants = [bench._Variant("m, cache, fp32, eager", None, None, None, None, None, [10.0]),
                 bench._Variant("loader alone, cache", None, None, None, None, None, [30.0])]
     cfg = dict(models=("m",), images=5, image_size=32, batch=4, min_time=1.0)
@@ -145,15 +152,11 @@ def test_the_cuda_suite_names_devices_as_the_benchmarks_do(common) -> None:
         assert suite._slug(name) == common.slugify(name)
 
 
-def test_a_loader_alone_is_timed_after_its_prefetched_batches(tmp_path) -> None:
+def test_a_loader_alone_is_timed_after_its_prefetched_batches(bench_train, tmp_path) -> None:
     """The loader's headroom divides by the loader's own rate: the batches its workers
     made while a model variant was timed must not count, and a round goes by time, not
     by a batch count sized from one (possibly prefetched, so free) batch."""
-    spec = importlib.util.spec_from_file_location("bench_train_load",
-                                                  BENCHMARKS / "bench_train.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = bench_train
 
     class Stream:
         """4 batches ready at once, then one every 10 ms, as a loader's workers make them."""
@@ -174,15 +177,13 @@ def test_a_loader_alone_is_timed_after_its_prefetched_batches(tmp_path) -> None:
     assert seconds >= 0.1 and samples / seconds <= 8 / 0.01 * 1.05  # no free batches
 
 
-def test_where_a_data_paths_time_goes_is_reported_and_a_profiler_failure_kept() -> None:
+def test_where_a_data_paths_time_goes_is_reported_and_a_profiler_failure_kept(
+    bench_train,
+) -> None:
     """The loader-alone table: device busy share = the profile's device ms over the
     rounds' wall ms per batch; a profiler that cannot start is a line in the report,
     not a lost run."""
-    spec = importlib.util.spec_from_file_location("bench_train_where",
-                                                  BENCHMARKS / "bench_train.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = bench_train
     dev = bench._Variant("loader alone, jpeg-device", None, None, None, None, None, [80.0],
                          waits=[0.1])  # fmt: skip
     dev.profile = {"batches": 3, "host_ops_per_batch": 4000.0,
@@ -207,6 +208,24 @@ def test_where_a_data_paths_time_goes_is_reported_and_a_profiler_failure_kept() 
     failed = bench._profile(bench._Variant("loader alone, x", None, None, Broken(), None, None,
                                            []), torch.device("cpu"), 2)  # fmt: skip
     assert failed == {"batches": 2, "error": "RuntimeError: no batch"}
+
+
+def test_the_decoders_fallbacks_add_up_over_a_train_benchmarks_rounds(bench_train) -> None:
+    """What each device decoder refused, popped after every round, adds up over the run."""
+    from dagnet_layers.emotic.data import JpegBatchDecoder
+
+    bench = bench_train
+    decoder = JpegBatchDecoder(8)
+    v = bench._Variant("x", None, None, None, decoder, None, [])
+    other = bench._Variant("y", None, None, None, lambda b: b, None, [])
+    decoder._refused_batches, decoder._host_decoded["a.jpg"] = 2, 3
+    bench._fallbacks([v, other])
+    decoder._refused_batches = 1
+    decoder._host_decoded.update({"a.jpg": 1, "b.jpg": 1})
+    bench._fallbacks([v, other])
+    bench._fallbacks([v, other])  # nothing new since
+    assert (v.refused, v.host_files) == (3, {"a.jpg", "b.jpg"})
+    assert decoder.pop_fallbacks() == (0, {})
 
 
 @pytest.mark.parametrize("workers,prefetch,ready", [(0, None, 0), (2, None, 4), (3, 4, 12)])

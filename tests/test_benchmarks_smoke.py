@@ -216,30 +216,6 @@ def test_training_throughput_benchmark_times_each_data_path(tmp_path: Path) -> N
     assert "fell back" not in md
 
 
-def test_training_throughput_benchmark_counts_the_decoders_fallbacks(monkeypatch) -> None:
-    # what each device decoder refused, popped after every round, adds up over the run
-    import importlib.util
-
-    from dagnet_layers.emotic.data import JpegBatchDecoder
-
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # its `from _common import ...`
-    spec = importlib.util.spec_from_file_location("bench_train_module",
-                                                  BENCHMARKS / "bench_train.py")
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look it up there
-    spec.loader.exec_module(bench)
-    decoder = JpegBatchDecoder(8)
-    v = bench._Variant("x", None, None, None, decoder, None, [])
-    other = bench._Variant("y", None, None, None, lambda b: b, None, [])
-    decoder._refused_batches, decoder._host_decoded["a.jpg"] = 2, 3
-    bench._fallbacks([v, other])
-    decoder._refused_batches = 1
-    decoder._host_decoded.update({"a.jpg": 1, "b.jpg": 1})
-    bench._fallbacks([v, other])
-    bench._fallbacks([v, other])  # nothing new since
-    assert (v.refused, v.host_files) == (3, {"a.jpg", "b.jpg"})
-    assert decoder.pop_fallbacks() == (0, {})
-
 
 def test_cache_memory_benchmark_compares_the_two_readers(tmp_path: Path) -> None:
     out = tmp_path / "cache_memory.json"
