@@ -82,6 +82,91 @@ def test_names_are_checked_after_parsing(flag: str, value: str, hint: str, capsy
     assert f"did you mean {hint!r}" in err
 
 
+class _FakeCuda:
+    """``torch.cuda`` as a machine with ``count`` GPUs shows it, where no tensor may go."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def is_available(self) -> bool:
+        return self.count > 0
+
+    def device_count(self) -> int:
+        return self.count
+
+
+@pytest.mark.parametrize(("value", "build", "gpus", "says"), [
+    ("gpu", "13.0", 1, "'gpu' is not a torch device; give cpu, cuda, cuda:N"),
+    ("", "13.0", 1, "'' is not a torch device"),
+    ("cuda", None, 0, "CPU-only build"),
+    ("cuda", "13.0", 0, "torch finds no CUDA GPU"),
+    ("cuda:1", "13.0", 0, "torch finds no CUDA GPU"),
+    ("cuda:2", "13.0", 2, "this machine has 2 CUDA GPU(s): cuda:0 to cuda:1"),
+    ("cuda:1", "13.0", 2, None),
+    ("cuda", "13.0", 1, None),
+    ("cpu", None, 0, None),
+])
+def test_a_device_is_checked_against_this_machine(
+    value: str, build: str | None, gpus: int, says: str | None,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    import argparse
+
+    import torch
+
+    from dagnet_layers.commands.devices import usable_device
+
+    monkeypatch.setattr(torch.version, "cuda", build)
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch, "cuda", _FakeCuda(gpus))
+    real_empty = torch.empty
+
+    def empty(*shape, device=None, **kw):  # a CUDA tensor would open a context per process
+        assert torch.device(device).type != "cuda", "a tensor was made on the GPU"
+        return real_empty(*shape, device=device, **kw)
+
+    monkeypatch.setattr(torch, "empty", empty)
+    parser = argparse.ArgumentParser(prog="tool")
+    if says is None:
+        assert usable_device(parser, value) == torch.device(value)
+        return
+    with pytest.raises(SystemExit) as info:
+        usable_device(parser, value)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2
+    assert err[-1].startswith(f"tool: error: argument --device: {value!r} ") and says in err[-1]
+
+
+@pytest.mark.parametrize("command", ["train", "diagnose", "predict", "demo"])
+def test_every_command_refuses_an_unusable_device_before_it_starts(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """No demo set written, no run folder made, no checkpoint read: one line, status 2."""
+    monkeypatch.setenv("DAGNET_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    argv = {"train": ["--output-dir", str(out)],
+            "diagnose": ["--output-dir", str(out)],
+            "predict": ["--checkpoint", str(tmp_path), "--output-dir", str(out), "x.jpg"],
+            "demo": ["--checkpoint", str(tmp_path)]}[command]  # fmt: skip
+    if command == "predict":  # it reads the checkpoint first: give it a real one
+        from dagnet_layers import create_model
+
+        create_model("test_dagnet").save_pretrained(tmp_path)
+        (tmp_path / "x.jpg").touch()
+        monkeypatch.chdir(tmp_path)
+    if command == "demo":
+        pytest.importorskip("gradio")
+    module = importlib.import_module(f"dagnet_layers.commands.{command}")
+    with pytest.raises(SystemExit) as info:
+        module.main([*argv, "--device", "gpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2
+    assert err[-1].endswith("error: argument --device: 'gpu' is not a torch device; give cpu, "
+                            "cuda, cuda:N (the N-th GPU) or another torch device type such as mps")
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
 def test_examples_are_thin_wrappers() -> None:
     for script, entry in (("train_emotic.py", "train_entry"), ("predict.py", "predict_entry")):
         text = (ROOT / "examples" / script).read_text()

@@ -66,6 +66,7 @@ def test_demo_outputs_show_every_person(predictor: Predictor, photo: Path) -> No
     (["--top-k", "0"], "--top-k"),
     (["--port", "70000"], "--port"),
     (["--example", "nowhere.jpg"], "--example"),
+    (["--device", "gpu"], "--device"),
 ])
 def test_demo_arguments_are_checked_before_anything_loads(
     tmp_path: Path, capsys, extra: list[str], flag: str

@@ -105,6 +105,7 @@ def build_demo(predictor: Predictor, *, top_k: int = 3,
 
 def main(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
     """Build the predictor from the checkpoint and serve the page until Ctrl-C."""
+    from dagnet_layers.commands.devices import usable_device
     from dagnet_layers.commands.predict import _check_checkpoint, _check_numbers, _detector
 
     parser = build_demo_parser(prog)
@@ -115,6 +116,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
     for example in args.example:
         if not example.is_file():
             parser.error(f"argument --example: {example}: no such file")
+    usable_device(parser, args.device)
     _check_checkpoint(parser, args.checkpoint)
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device,
                                           detector=_detector(parser, args), top_k=args.top_k)

@@ -515,6 +515,10 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-diagnose") -> int:
         parser.error("argument --scene-size must be at least 64")
     if not 0.0 <= args.corrupt_fraction <= 1.0:
         parser.error("argument --corrupt-fraction must be in [0, 1]")
+    if args.device is not None:
+        from dagnet_layers.commands.devices import usable_device
+
+        usable_device(parser, args.device)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ import torch
 
 from dagnet_layers import EMOTIC_CATEGORIES
 from dagnet_layers.commands.args import AUTO_DETECTORS, build_predict_parser, predict_entry
+from dagnet_layers.commands.devices import usable_device
 from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS, clamp_bbox, load_image_rgb
 from dagnet_layers.errors import DAGNetError
 from dagnet_layers.inference import (
@@ -155,11 +156,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
     raw_inputs = [*args.image, *args.inputs]
     if not raw_inputs:
         _fail(parser, "INPUT", "give at least one photo, folder, glob or video")
-    try:
-        device = torch.device(args.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as err:
-        _fail(parser, "--device", f"{args.device!r} is not usable here: {err}")
+    device = usable_device(parser, args.device)
     try:
         paths = expand_inputs(raw_inputs, recursive=args.recursive)
     except DAGNetError as err:

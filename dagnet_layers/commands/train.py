@@ -63,6 +63,7 @@ from dagnet_layers.commands.args import (
     build_train_parser,
     cache_home,
 )
+from dagnet_layers.commands.devices import usable_device
 from dagnet_layers.emotic.data import (
     EmoticDataset,
     EmoticJpegDataset,
@@ -497,6 +498,8 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
     parser = build_train_parser(prog)
     args = parser.parse_args(argv)
     _check_names(parser, args)
+    if args.device is not None:
+        usable_device(parser, args.device)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     device, rank, world = setup_distributed(args)
     if rank != 0:

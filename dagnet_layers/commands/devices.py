@@ -1,0 +1,75 @@
+"""The ``--device`` check the command-line tools share.
+
+A device string is checked when the command starts, before any data set is read or
+model built: a name torch does not know, a GPU this machine lacks or a CPU-only torch
+build is one ``argument --device: ...`` line with exit status 2, instead of torch's
+error (or a silent fall back to the CPU) minutes later.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+import torch
+
+__all__ = ["usable_device"]
+
+
+def _one_line(err: BaseException) -> str:
+    # torch's CUDA errors run over several lines, with advice on CUDA_LAUNCH_BLOCKING
+    return " ".join(str(err).split("\n")[0].split()) or type(err).__name__
+
+
+def _why_not(device: torch.device) -> str | None:
+    """Why ``device`` cannot hold a tensor on this machine, or ``None`` if it can."""
+    if device.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            return (f"this torch ({torch.__version__}) is a CPU-only build; install a "
+                    "CUDA build of torch, or give --device cpu")  # fmt: skip
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return ("torch finds no CUDA GPU (no driver or no device, or "
+                    "CUDA_VISIBLE_DEVICES hides them)")  # fmt: skip
+        if device.index is not None and device.index >= count:
+            return f"this machine has {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}"
+        # no tensor made: that would open a context on the GPU in every torchrun process
+        return None
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return "torch finds no MPS (Apple GPU) device"
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        return _one_line(err)
+    return None
+
+
+def usable_device(parser: argparse.ArgumentParser, value: str,
+                  flag: str = "--device") -> torch.device:  # fmt: skip
+    """The torch device ``value`` names, after checking it can hold a tensor here.
+
+    Args:
+        parser: The command's parser; its ``error`` reports the problem and exits with 2.
+        value: The device string the user gave (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        flag: The option, as the message names it.
+
+    Returns:
+        ``torch.device(value)``.
+
+    Example:
+        >>> usable_device(argparse.ArgumentParser(), "cpu")
+        device(type='cpu')
+    """
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        _fail(parser, flag, f"{value!r} is not a torch device; give cpu, cuda, cuda:N "
+              "(the N-th GPU) or another torch device type such as mps")
+    problem = _why_not(device)
+    if problem is not None:
+        _fail(parser, flag, f"{value!r} is not usable here: {problem}")
+    return device
+
+
+def _fail(parser: argparse.ArgumentParser, flag: str, message: str) -> NoReturn:
+    parser.error(f"argument {flag}: {message}")  # exits with status 2
