@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -165,6 +166,60 @@ def test_every_command_refuses_an_unusable_device_before_it_starts(
     assert err[-1].endswith("error: argument --device: 'gpu' is not a torch device; give cpu, "
                             "cuda, cuda:N (the N-th GPU) or another torch device type such as mps")
     assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(("argv", "flag", "says"), [
+    (["--epochs", "0"], "--epochs", "must be >= 1, got 0"),
+    (["--batch-size", "0"], "--batch-size", "must be >= 1, got 0"),
+    (["--partition", "0"], "--partition", "must be >= 1, got 0"),  # was a ZeroDivisionError
+    (["--max-steps", "0"], "--max-steps", "must be >= 1, got 0"),  # trained nothing, then saved
+    (["--workers", "-1"], "--workers", "must be >= 0, got -1"),
+    (["--lr", "0"], "--lr", "must be finite and > 0, got 0.0"),
+    (["--lr", "nan"], "--lr", "must be finite and > 0, got nan"),
+    (["--grad-clip", "0"], "--grad-clip", "> 0 (0 would zero every gradient), got 0.0"),
+    (["--weight-decay", "-1"], "--weight-decay", "must be finite and >= 0, got -1.0"),
+    (["--vad-weight", "inf"], "--vad-weight", "must be finite and >= 0, got inf"),
+    (["--flip", "1.5"], "--flip", "must be finite and in [0, 1], got 1.5"),
+    (["--jitter", "1"], "--jitter", "must be finite and in [0, 1), got 1.0"),
+    (["--demo-images", "11"], "--demo-images", "must be >= 12"),
+    (["--data-root", "{tmp}/nowhere"], "--data-root", "{tmp}/nowhere: no such folder"),
+    (["--preprocessed", "{tmp}/a_file"], "--preprocessed", "{tmp}/a_file is a file, not a folder"),
+    (["--output-dir", "{tmp}/a_file"], "--output-dir", "{tmp}/a_file is a file, not a folder"),
+    (["--cache-dir", "{tmp}/a_file"], "--cache-dir", "{tmp}/a_file is a file, not a folder"),
+])
+def test_training_values_are_checked_before_anything_is_written(
+    argv: list[str], flag: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from dagnet_layers.commands import train
+
+    monkeypatch.setenv("DAGNET_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "a_file").write_text("")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    if "--output-dir" not in argv:
+        argv += ["--output-dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as info:
+        train.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2
+    assert err.startswith(f"dagnet-train: error: argument {flag}: ")
+    assert says.format(tmp=tmp_path) in err, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--partition", "100", "--partition-policy", "pad"], "partition=...) must be at most 32"),
+    (["--body-backbone", "resnet5"], "'resnet5' is not a timm model name"),
+])
+def test_a_model_the_flags_cannot_build_fails_before_the_data_is_written(
+    argv: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from dagnet_layers.commands import train
+
+    monkeypatch.setenv("DAGNET_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match=re.escape(says)):
+        train.main([*argv, "--output-dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
 def test_examples_are_thin_wrappers() -> None:

@@ -305,6 +305,31 @@ def test_every_registered_variant_builds_and_runs(name: str) -> None:
     assert cfg["num_classes"] == 26
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_variant_builds_on_the_meta_device(name: str) -> None:
+    """``with torch.device("meta")`` builds a model without memory (large-model loading,
+    FSDP, and the training command's check of its flags). LSAM's grid adjacency used
+    boolean indexing, which has no meta kernel, and failed there."""
+    rng = torch.random.get_rng_state()
+    with torch.device("meta"):
+        model = create_model(name)
+    assert all(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    assert torch.equal(torch.random.get_rng_state(), rng)  # and it draws nothing
+
+
+def test_a_model_built_on_meta_then_loaded_predicts_as_the_original() -> None:
+    torch.manual_seed(0)
+    reference = create_model("test_dagnet").eval()
+    with torch.device("meta"):
+        model = create_model("test_dagnet")
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(reference.state_dict(), strict=True)
+    body, context = images(2, 64)
+    with torch.no_grad():
+        assert torch.equal(model.eval().forward_logits(body, context),
+                           reference.forward_logits(body, context))
+
+
 @pytest.mark.slow
 def test_torch_compile_matches_eager() -> None:
     model = create_model("test_dagnet").eval()

@@ -49,7 +49,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -79,6 +79,7 @@ from dagnet_layers.emotic.data import (
     read_emotic_annotations,
     synthetic_marker,
 )
+from dagnet_layers.emotic.data.synthetic import MIN_IMAGES
 from dagnet_layers.emotic.engine import (
     EpochSampler,
     NonFiniteLossError,
@@ -292,6 +293,17 @@ def make_loader(dataset: EmoticDataset, args: argparse.Namespace, train: bool) -
     )
 
 
+def check_model(args: argparse.Namespace) -> None:
+    """Before any data is read: build the model on the meta device, where it takes no
+    memory, loads no weights and draws no random number, so that a configuration it
+    refuses (``--partition 100``, an unknown ``--body-backbone``) fails in a second
+    instead of after the demo set and the caches are written."""
+    probe = argparse.Namespace(**{**vars(args), "pretrained": False, "body_weights": None,
+                                  "context_weights": None})  # fmt: skip
+    with torch.device("meta"):
+        build_model(probe)
+
+
 def check_weights(args: argparse.Namespace) -> None:
     """Before any data is read: fail in seconds if the pretrained weights cannot be had."""
     if not args.pretrained:
@@ -493,11 +505,55 @@ def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
                          "--cache-dir reads them decoded once: give one of the two")
 
 
+#: Integer flags and the least value each takes (``None``: the preset's default).
+_AT_LEAST = (("--epochs", "epochs", 1), ("--batch-size", "batch_size", 1),
+             ("--image-size", "image_size", 1), ("--partition", "partition", 1),
+             ("--max-steps", "max_steps", 1), ("--workers", "workers", 0),
+             ("--max-pixels", "max_pixels", 1))  # fmt: skip
+#: Float flags, what each must be, and that rule in words (all must be finite too).
+_FLOATS = (("--lr", "lr", lambda v: v > 0, "> 0"),
+           ("--weight-decay", "weight_decay", lambda v: v >= 0, ">= 0"),
+           ("--grad-clip", "grad_clip", lambda v: v > 0, "> 0 (0 would zero every gradient)"),
+           ("--aux-weight", "aux_weight", lambda v: v >= 0, ">= 0"),
+           ("--vad-weight", "vad_weight", lambda v: v >= 0, ">= 0"),
+           ("--flip", "flip", lambda v: 0 <= v <= 1, "in [0, 1]"),
+           ("--jitter", "jitter", lambda v: 0 <= v < 1, "in [0, 1)"))  # fmt: skip
+
+
+def _check_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The numbers and folders, before anything is read, written or built: each refusal
+    is one ``argument --flag: ...`` line with exit status 2, not a failure minutes later
+    (or a run that trains nothing, as ``--max-steps 0`` did)."""
+    def refuse(flag: str, message: str) -> NoReturn:
+        parser.error(f"argument {flag}: {message}")
+
+    for flag, name, least in _AT_LEAST:
+        value = getattr(args, name)
+        if value is not None and value < least:
+            refuse(flag, f"must be >= {least}, got {value}")
+    if args.data_root is None and args.preprocessed is None and args.demo_images < MIN_IMAGES:
+        refuse("--demo-images", f"must be >= {MIN_IMAGES} (each split needs room for the "
+               f"demo set's planted quirks), got {args.demo_images}")
+    for flag, name, rule, words in _FLOATS:
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and rule(value)):
+            refuse(flag, f"must be finite and {words}, got {value}")
+    for flag, path in (("--data-root", args.data_root), ("--preprocessed", args.preprocessed)):
+        if path is not None and not path.expanduser().is_dir():
+            refuse(flag, f"{path} is a file, not a folder" if path.expanduser().exists()
+                   else f"{path}: no such folder")
+    for flag, path in (("--output-dir", args.output_dir), ("--cache-dir", args.cache_dir),
+                       ("--demo-dir", args.demo_dir)):
+        if path is not None and path.expanduser().exists() and not path.expanduser().is_dir():
+            refuse(flag, f"{path} is a file, not a folder")
+
+
 def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
     """Run the training command line (see ``dagnet-train --help``); returns the exit status."""
     parser = build_train_parser(prog)
     args = parser.parse_args(argv)
     _check_names(parser, args)
+    _check_values(parser, args)
     if args.device is not None:
         usable_device(parser, args.device)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -512,6 +568,7 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
     if data["synthetic"] and not demo:
         logger.warning("%s is marked synthetic (%s): every output will say %s", args.data_root,
                        data.get("writer"), SYNTHETIC_NOTE)
+    check_model(args)
     check_weights(args)
     lock = open_run(args, rank)
     try:

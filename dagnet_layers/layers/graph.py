@@ -66,7 +66,7 @@ def grid_adjacency(n: int, *, self_loops: bool = True, dtype: torch.dtype | None
         dtype: Floating dtype of the result (default: the current default dtype).
 
     Returns:
-        Tensor of shape (n*n, n*n) with entries 0 or 1, symmetric.
+        Tensor of shape (n*n, n*n) with entries 0 or 1, symmetric, on the CPU.
 
     Example:
         >>> grid_adjacency(2, self_loops=False)
@@ -78,7 +78,9 @@ def grid_adjacency(n: int, *, self_loops: bool = True, dtype: torch.dtype | None
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"grid_adjacency(n=...) needs an integer n >= 1, got {n!r}")
     pyg = _pyg_utils()
-    edge_index, _ = pyg.grid(n, n)
+    # on the CPU whatever the default device: under ``with torch.device("meta")`` (a
+    # model built without memory) the grid's boolean indexing has no meta kernel
+    edge_index, _ = pyg.grid(n, n, device=torch.device("cpu"))
     adj = pyg.to_dense_adj(edge_index, max_num_nodes=n * n)[0]
     adj = (adj > 0).to(dtype or torch.get_default_dtype())
     if not self_loops:

@@ -290,6 +290,11 @@ def _sorted(cats: set[str]) -> tuple[str, ...]:
     return tuple(sorted(cats, key=CATEGORY_TO_INDEX.__getitem__))
 
 
+#: The fewest images :func:`make_synthetic_emotic` writes: each split needs room for
+#: its planted quirks.
+MIN_IMAGES = 12
+
+
 def make_synthetic_emotic(
     out_dir: str | os.PathLike[str],
     n_images: int = 300,
@@ -335,8 +340,9 @@ def make_synthetic_emotic(
     scipy_io = require("scipy.io", "writing the synthetic Annotations.mat")
 
     w, h = (image_size, image_size) if isinstance(image_size, int) else map(int, image_size)
-    if n_images < 12:
-        raise ValueError(f"n_images must be at least 12 (room for every quirk), got {n_images}")
+    if n_images < MIN_IMAGES:
+        raise ValueError(f"n_images must be at least {MIN_IMAGES} (room for every quirk), "
+                         f"got {n_images}")
     if w < 48 or h < 48:
         raise ValueError(f"image_size must be at least 48x48, got {w}x{h}")
     if len(split_fractions) != 3 or not math.isclose(sum(split_fractions), 1.0):
