@@ -205,6 +205,32 @@ def test_predict_argument_errors_name_the_argument(
     assert f"argument {argument}" in err and message in err
 
 
+@pytest.mark.parametrize(("extra", "argument", "message"), [
+    (["--output", "{tmp}/a_file/fig.png"], "--output", "{tmp}/a_file is a file, not a folder"),
+    (["--output", "{tmp}/fig.txt"], "--output", "{tmp}/fig.txt: the figure's suffix says its "
+     "format; give one of .avif, .eps"),
+    (["--output", "{tmp}/fig"], "--output", "{tmp}/fig: the figure's suffix says its format"),
+    (["--output", "{tmp}"], "--output", "{tmp} is a folder; give a file name"),
+    (["--json", "{tmp}/a_file/deeper/x.json"], "--json", "{tmp}/a_file is a file, not a folder"),
+    (["--csv", "{tmp}/a_file/x.csv"], "--csv", "{tmp}/a_file is a file, not a folder"),
+    (["--output-dir", "{tmp}/a_file"], "--output-dir", "{tmp}/a_file is a file, not a folder"),
+])
+def test_predict_output_errors_come_before_the_model_loads(
+    predict: ModuleType, checkpoint: Path, photo: Path, tmp_path: Path, capsys,
+    monkeypatch: pytest.MonkeyPatch, extra: list[str], argument: str, message: str,
+) -> None:  # fmt: skip
+    (tmp_path / "a_file").write_text("")
+    loaded = []
+    monkeypatch.setattr(predict.Predictor, "from_checkpoint",
+                        lambda *a, **k: loaded.append(1))  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        predict.main(["--checkpoint", str(checkpoint), "--image", str(photo),
+                      "--box", "1", "2", "30", "40", *[e.format(tmp=tmp_path) for e in extra]])
+    assert exc.value.code == 2 and not loaded
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {argument}: {message.format(tmp=tmp_path)}" in err, err
+
+
 def test_predict_file_errors_name_the_argument(
     predict: ModuleType, checkpoint: Path, photo: Path, tmp_path: Path, capsys
 ) -> None:

@@ -117,6 +117,39 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         _fail(parser, "--det-threshold", f"must be in [0, 1], got {args.det_threshold}")
 
 
+def _file_in_the_way(path: Path, folder: bool) -> Path | None:
+    """The existing file that stands where ``path``'s folders (and ``path`` itself, for a
+    folder) would be made, if any: the nearest existing one decides."""
+    for candidate in ([path] if folder else []) + list(path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The files and folders ``dagnet-predict`` writes, before any model is loaded: a file
+    standing where a folder must be, or a figure suffix matplotlib cannot write, is one
+    ``argument --flag: ...`` line instead of an OS error after the predictions."""
+    for flag, path, folder in (("--output", args.output, False), ("--json", args.json, False),
+                               ("--jsonl", args.jsonl, False), ("--csv", args.csv, False),
+                               ("--output-dir", args.output_dir, True)):  # fmt: skip
+        if path is None:
+            continue
+        blocking = _file_in_the_way(path, folder)
+        if blocking is not None:
+            _fail(parser, flag, f"{blocking} is a file, not a folder")
+        if not folder and path.is_dir():
+            _fail(parser, flag, f"{path} is a folder; give a file name")
+    if args.output is not None and not args.no_plot:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        kinds = sorted(FigureCanvasBase.get_supported_filetypes())
+        suffix = args.output.suffix.lower().lstrip(".")
+        if suffix not in kinds:
+            _fail(parser, "--output", f"{args.output}: the figure's suffix says its format; "
+                  f"give one of .{', .'.join(kinds)}")
+
+
 def _check_checkpoint(parser: argparse.ArgumentParser, checkpoint: Path) -> tuple[dict, bool]:
     if not checkpoint.is_dir():
         _fail(parser, "--checkpoint", f"{checkpoint} is not a folder")
@@ -152,6 +185,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
     parser = build_predict_parser(prog)
     args = parser.parse_args(argv)
     _check_numbers(parser, args)
+    _check_outputs(parser, args)
     inference, has_inference = _check_checkpoint(parser, args.checkpoint)
     raw_inputs = [*args.image, *args.inputs]
     if not raw_inputs:
