@@ -286,9 +286,12 @@ class FolderLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
+            # the nearest existing path decides: a file there stands where a folder must be
+            blocking = next((p for p in (self.folder, *self.folder.parents) if p.exists()), None)
+            why = (f"{blocking} is a file, not a folder"
+                   if blocking is not None and not blocking.is_dir() else _describe(err))
             raise StorageError(
-                err.errno, f"cannot create the lock file {self.folder / LOCK_NAME}: "
-                f"{_describe(err)}"
+                err.errno, f"cannot create the lock file {self.folder / LOCK_NAME}: {why}"
             ) from err
         lib = _locking()
         try:

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -616,6 +617,28 @@ def test_cache_build_is_locked(syn, tmp_path: Path) -> None:
         with pytest.raises(FolderLockedError, match=f"in use by process {os.getpid()}"):
             build_emotic_cache(syn, out, splits=("val",), size=16, progress=False)
     build_emotic_cache(syn, out, splits=("val",), size=16, progress=False)  # free again
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_file_where_the_locked_folder_must_be_is_named(tmp_path: Path, below: str) -> None:
+    in_the_way = tmp_path / "a_file"
+    in_the_way.write_text("")
+    folder = in_the_way / below if below else in_the_way
+    with pytest.raises(StorageError, match=f"{re.escape(str(in_the_way))} is a file, not a "
+                       "folder"):  # fmt: skip
+        FolderLock(folder, purpose="test").acquire()
+
+
+@pytest.mark.parametrize(("flag", "value", "least"), [
+    ("--size", "0", 1), ("--workers", "-1", 0), ("--max-pixels", "0", 1)])
+def test_cache_cli_refuses_numbers_below_their_least(
+    syn, tmp_path: Path, capsys, flag: str, value: str, least: int
+) -> None:  # fmt: skip
+    with pytest.raises(SystemExit) as info:
+        cache_mod.main([str(syn.root), str(tmp_path / "cache"), flag, value])
+    assert info.value.code == 2 and not (tmp_path / "cache").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"dagnet-emotic-cache: error: argument {flag}: must be >= {least}, got {value}")
 
 
 def test_cache_full_disk_is_an_error_before_decoding(

@@ -672,6 +672,10 @@ def _main(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     args = parser.parse_args(argv)
+    for flag, value, least in (("--size", args.size, 1), ("--workers", args.workers, 0),
+                               ("--max-pixels", args.max_pixels, 1)):  # fmt: skip
+        if value < least:
+            parser.error(f"argument {flag}: must be >= {least}, got {value}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.verify:
         if len(args.paths) != 1:
