@@ -115,7 +115,7 @@ def test_a_device_is_checked_against_this_machine(
 
     import torch
 
-    from dagnet_layers.commands.devices import usable_device
+    from dagnet_layers.commands.checks import usable_device
 
     monkeypatch.setattr(torch.version, "cuda", build)
     monkeypatch.setattr(torch.version, "hip", None)
@@ -185,6 +185,8 @@ def test_every_command_refuses_an_unusable_device_before_it_starts(
     (["--data-root", "{tmp}/nowhere"], "--data-root", "{tmp}/nowhere: no such folder"),
     (["--preprocessed", "{tmp}/a_file"], "--preprocessed", "{tmp}/a_file is a file, not a folder"),
     (["--output-dir", "{tmp}/a_file"], "--output-dir", "{tmp}/a_file is a file, not a folder"),
+    (["--output-dir", "{tmp}/a_file/run"], "--output-dir", "{tmp}/a_file is a file, not a "
+     "folder"),
     (["--cache-dir", "{tmp}/a_file"], "--cache-dir", "{tmp}/a_file is a file, not a folder"),
 ])
 def test_training_values_are_checked_before_anything_is_written(

@@ -78,9 +78,19 @@ def test_an_interrupted_run_is_continued_not_restarted(tmp_path: Path) -> None:
     (["--model", "nope"], "unknown 'nope'"),
     (["--corrupt-fraction", "2"], "corrupt-fraction"),
     (["--", "--seed", "3"], "--seed after '--'"),
+    # the training runs' arguments, checked as dagnet-train checks them, before any scene
+    (["--workers", "-1"], "dagnet-diagnose: error: argument --workers: must be >= 0, got -1"),
+    (["--lr", "0"], "dagnet-diagnose: error: argument --lr: must be finite and > 0, got 0.0"),
+    (["--", "--max-steps", "0"], "argument --max-steps: must be >= 1, got 0"),
+    (["--", "--loss", "focall"], "argument --loss: unknown 'focall'"),
+    (["--", "--bogus"], "unrecognized arguments: --bogus"),
+    (["--report-dir", "{tmp}/a_file/r"], "argument --report-dir: {tmp}/a_file is a file"),
 ])
 def test_bad_arguments_are_named(tmp_path: Path, argv, message, capsys) -> None:
+    (tmp_path / "a_file").write_text("")
     with pytest.raises(SystemExit) as exc:
-        diagnose.main(["--output-dir", str(tmp_path / "x"), *argv])
+        diagnose.main(["--output-dir", str(tmp_path / "x"),
+                       *[a.format(tmp=tmp_path) for a in argv]])
     assert exc.value.code == 2
-    assert message in capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before any scene or run

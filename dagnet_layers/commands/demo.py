@@ -105,7 +105,7 @@ def build_demo(predictor: Predictor, *, top_k: int = 3,
 
 def main(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
     """Build the predictor from the checkpoint and serve the page until Ctrl-C."""
-    from dagnet_layers.commands.devices import usable_device
+    from dagnet_layers.commands.checks import usable_device
     from dagnet_layers.commands.predict import _check_checkpoint, _check_numbers, _detector
 
     parser = build_demo_parser(prog)

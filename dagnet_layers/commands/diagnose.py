@@ -515,10 +515,21 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-diagnose") -> int:
         parser.error("argument --scene-size must be at least 64")
     if not 0.0 <= args.corrupt_fraction <= 1.0:
         parser.error("argument --corrupt-fraction must be in [0, 1]")
-    if args.device is not None:
-        from dagnet_layers.commands.devices import usable_device
+    from dagnet_layers.commands import train
+    from dagnet_layers.commands.args import build_train_parser
+    from dagnet_layers.commands.checks import file_in_the_way, refuse
 
-        usable_device(parser, args.device)
+    for flag, path in (("--output-dir", args.output_dir), ("--report-dir", args.report_dir)):
+        blocking = None if path is None else file_in_the_way(path, folder=True)
+        if blocking is not None:
+            refuse(parser, flag, f"{blocking} is a file, not a folder")
+    # the training runs' own arguments (with those after '--'), as dagnet-train checks
+    # them, before any scene is written: the first run's stand for every run's
+    probe = train_args_for(args.output_dir / "runs" / args.presets[0] / "probe",
+                           args.output_dir / "scenes", args.output_dir / "cache",
+                           args.presets[0], args.seeds[0], args)  # fmt: skip
+    train_parser = build_train_parser(prog)
+    train.check_arguments(train_parser, train_parser.parse_args(probe), folders=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)

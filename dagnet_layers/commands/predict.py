@@ -39,7 +39,7 @@ import torch
 
 from dagnet_layers import EMOTIC_CATEGORIES
 from dagnet_layers.commands.args import AUTO_DETECTORS, build_predict_parser, predict_entry
-from dagnet_layers.commands.devices import usable_device
+from dagnet_layers.commands.checks import file_in_the_way, usable_device
 from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS, clamp_bbox, load_image_rgb
 from dagnet_layers.errors import DAGNetError
 from dagnet_layers.inference import (
@@ -117,15 +117,6 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         _fail(parser, "--det-threshold", f"must be in [0, 1], got {args.det_threshold}")
 
 
-def _file_in_the_way(path: Path, folder: bool) -> Path | None:
-    """The existing file that stands where ``path``'s folders (and ``path`` itself, for a
-    folder) would be made, if any: the nearest existing one decides."""
-    for candidate in ([path] if folder else []) + list(path.parents):
-        if candidate.exists():
-            return None if candidate.is_dir() else candidate
-    return None
-
-
 def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The files and folders ``dagnet-predict`` writes, before any model is loaded: a file
     standing where a folder must be, or a figure suffix matplotlib cannot write, is one
@@ -135,7 +126,7 @@ def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                                ("--output-dir", args.output_dir, True)):  # fmt: skip
         if path is None:
             continue
-        blocking = _file_in_the_way(path, folder)
+        blocking = file_in_the_way(path, folder)
         if blocking is not None:
             _fail(parser, flag, f"{blocking} is a file, not a folder")
         if not folder and path.is_dir():

@@ -49,7 +49,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -63,7 +63,7 @@ from dagnet_layers.commands.args import (
     build_train_parser,
     cache_home,
 )
-from dagnet_layers.commands.devices import usable_device
+from dagnet_layers.commands.checks import file_in_the_way, refuse, usable_device
 from dagnet_layers.emotic.data import (
     EmoticDataset,
     EmoticJpegDataset,
@@ -520,42 +520,48 @@ _FLOATS = (("--lr", "lr", lambda v: v > 0, "> 0"),
            ("--jitter", "jitter", lambda v: 0 <= v < 1, "in [0, 1)"))  # fmt: skip
 
 
-def _check_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The numbers and folders, before anything is read, written or built: each refusal
-    is one ``argument --flag: ...`` line with exit status 2, not a failure minutes later
-    (or a run that trains nothing, as ``--max-steps 0`` did)."""
-    def refuse(flag: str, message: str) -> NoReturn:
-        parser.error(f"argument {flag}: {message}")
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    folders: bool = True) -> None:  # fmt: skip
+    """The names, numbers, device and (with ``folders``) folders of a parsed command
+    line, before anything is read, written or built.
 
+    Each refusal is one ``argument --flag: ...`` line through ``parser`` with exit
+    status 2, not a failure minutes later (or a run that trains nothing, as
+    ``--max-steps 0`` did). ``dagnet-diagnose`` checks its training runs' arguments
+    with ``folders=False``: their data does not exist yet.
+    """
+    _check_names(parser, args)
     for flag, name, least in _AT_LEAST:
         value = getattr(args, name)
         if value is not None and value < least:
-            refuse(flag, f"must be >= {least}, got {value}")
+            refuse(parser, flag, f"must be >= {least}, got {value}")
     if args.data_root is None and args.preprocessed is None and args.demo_images < MIN_IMAGES:
-        refuse("--demo-images", f"must be >= {MIN_IMAGES} (each split needs room for the "
-               f"demo set's planted quirks), got {args.demo_images}")
+        refuse(parser, "--demo-images", f"must be >= {MIN_IMAGES} (each split needs room "
+               f"for the demo set's planted quirks), got {args.demo_images}")
     for flag, name, rule, words in _FLOATS:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and rule(value)):
-            refuse(flag, f"must be finite and {words}, got {value}")
+            refuse(parser, flag, f"must be finite and {words}, got {value}")
+    if args.device is not None:
+        usable_device(parser, args.device)
+    if not folders:
+        return
     for flag, path in (("--data-root", args.data_root), ("--preprocessed", args.preprocessed)):
         if path is not None and not path.expanduser().is_dir():
-            refuse(flag, f"{path} is a file, not a folder" if path.expanduser().exists()
-                   else f"{path}: no such folder")
+            refuse(parser, flag, f"{path} is a file, not a folder"
+                   if path.expanduser().exists() else f"{path}: no such folder")
     for flag, path in (("--output-dir", args.output_dir), ("--cache-dir", args.cache_dir),
                        ("--demo-dir", args.demo_dir)):
-        if path is not None and path.expanduser().exists() and not path.expanduser().is_dir():
-            refuse(flag, f"{path} is a file, not a folder")
+        blocking = None if path is None else file_in_the_way(path.expanduser(), folder=True)
+        if blocking is not None:
+            refuse(parser, flag, f"{blocking} is a file, not a folder")
 
 
 def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
     """Run the training command line (see ``dagnet-train --help``); returns the exit status."""
     parser = build_train_parser(prog)
     args = parser.parse_args(argv)
-    _check_names(parser, args)
-    _check_values(parser, args)
-    if args.device is not None:
-        usable_device(parser, args.device)
+    check_arguments(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     device, rank, world = setup_distributed(args)
     if rank != 0:

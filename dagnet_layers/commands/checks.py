@@ -1,19 +1,28 @@
-"""The ``--device`` check the command-line tools share.
+"""Checks the command-line tools share, made when a command starts.
 
-A device string is checked when the command starts, before any data set is read or
-model built: a name torch does not know, a GPU this machine lacks or a CPU-only torch
-build is one ``argument --device: ...`` line with exit status 2, instead of torch's
-error (or a silent fall back to the CPU) minutes later.
+Each runs before any data set is read, model built or file written, and a refusal is
+one ``argument --flag: ...`` line with exit status 2 (``parser.error``), instead of
+torch's or the OS's error, or a silent fallback, minutes later:
+
+- :func:`usable_device`: a ``--device`` torch does not know, a GPU this machine
+  lacks, or a CPU-only torch build;
+- :func:`file_in_the_way`: a file standing where an output folder must be made.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import NoReturn
 
 import torch
 
-__all__ = ["usable_device"]
+__all__ = ["file_in_the_way", "refuse", "usable_device"]
+
+
+def refuse(parser: argparse.ArgumentParser, flag: str, message: str) -> NoReturn:
+    """Report ``argument <flag>: <message>`` through ``parser`` and exit with status 2."""
+    parser.error(f"argument {flag}: {message}")
 
 
 def _one_line(err: BaseException) -> str:
@@ -63,13 +72,28 @@ def usable_device(parser: argparse.ArgumentParser, value: str,
     try:
         device = torch.device(value)
     except (RuntimeError, ValueError):
-        _fail(parser, flag, f"{value!r} is not a torch device; give cpu, cuda, cuda:N "
-              "(the N-th GPU) or another torch device type such as mps")
+        refuse(parser, flag, f"{value!r} is not a torch device; give cpu, cuda, cuda:N "
+               "(the N-th GPU) or another torch device type such as mps")
     problem = _why_not(device)
     if problem is not None:
-        _fail(parser, flag, f"{value!r} is not usable here: {problem}")
+        refuse(parser, flag, f"{value!r} is not usable here: {problem}")
     return device
 
 
-def _fail(parser: argparse.ArgumentParser, flag: str, message: str) -> NoReturn:
-    parser.error(f"argument {flag}: {message}")  # exits with status 2
+def file_in_the_way(path: Path, folder: bool) -> Path | None:
+    """The existing file that stands where ``path``'s folders (and ``path`` itself, when
+    it is to be a ``folder``) would be made, or ``None``: the nearest existing path
+    among them decides.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     (Path(d) / "notes").write_text("")
+        ...     file_in_the_way(Path(d) / "notes" / "run", folder=True) == Path(d) / "notes"
+        0
+        True
+    """
+    for candidate in ([path] if folder else []) + list(path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
