@@ -183,6 +183,8 @@ def test_every_command_refuses_an_unusable_device_before_it_starts(
     (["--jitter", "1"], "--jitter", "must be finite and in [0, 1), got 1.0"),
     (["--demo-images", "11"], "--demo-images", "must be >= 12"),
     (["--data-root", "{tmp}/nowhere"], "--data-root", "{tmp}/nowhere: no such folder"),
+    (["--body-weights", "{tmp}/r50.pth"], "--body-weights", "{tmp}/r50.pth: no such file"),
+    (["--context-weights", "{tmp}"], "--context-weights", "{tmp} is a folder, not a file"),
     (["--preprocessed", "{tmp}/a_file"], "--preprocessed", "{tmp}/a_file is a file, not a folder"),
     (["--output-dir", "{tmp}/a_file"], "--output-dir", "{tmp}/a_file is a file, not a folder"),
     (["--output-dir", "{tmp}/a_file/run"], "--output-dir", "{tmp}/a_file is a file, not a "

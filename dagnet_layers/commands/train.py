@@ -544,6 +544,11 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
             refuse(parser, flag, f"must be finite and {words}, got {value}")
     if args.device is not None:
         usable_device(parser, args.device)
+    for flag, path in (("--body-weights", args.body_weights),
+                       ("--context-weights", args.context_weights)):
+        if path is not None and not path.expanduser().is_file():
+            refuse(parser, flag, f"{path} is a folder, not a file"
+                   if path.expanduser().exists() else f"{path}: no such file")
     if not folders:
         return
     for flag, path in (("--data-root", args.data_root), ("--preprocessed", args.preprocessed)):
