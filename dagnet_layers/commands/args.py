@@ -200,7 +200,9 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
     train.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None,
                        help="autocast dtype (default: bf16 on CUDA, none on CPU)")
     train.add_argument("--channels-last", action="store_true", help="channels-last on CUDA")
-    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--compile", action="store_true",
+                       help="torch.compile the model: faster steps after a compile of a "
+                       "minute or so, which pays on long runs only")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-steps", type=int, help="stop each epoch after this many steps")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
