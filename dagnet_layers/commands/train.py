@@ -579,8 +579,8 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
     if data["synthetic"] and not demo:
         logger.warning("%s is marked synthetic (%s): every output will say %s", args.data_root,
                        data.get("writer"), SYNTHETIC_NOTE)
+    check_weights(args)  # first: its message names the ways out of a missing download
     check_model(args)
-    check_weights(args)
     lock = open_run(args, rank)
     try:
         return _train(args, data, demo, device, rank, world)
