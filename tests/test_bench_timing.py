@@ -228,6 +228,8 @@ def test_the_decoders_fallbacks_add_up_over_a_train_benchmarks_rounds(bench_trai
     assert decoder.pop_fallbacks() == (0, {})
 
 
+# three workers on a 2-core machine is the point of the last case, not a mistake
+@pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
 @pytest.mark.parametrize("workers,prefetch,ready", [(0, None, 0), (2, None, 4), (3, 4, 12)])
 def test_a_loaders_prefetched_batches_come_from_the_loader(common, workers, prefetch,
                                                            ready) -> None:
