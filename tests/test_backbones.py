@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,11 @@ def test_the_list_covers_at_least_30_families_and_matches_the_table() -> None:
 @pytest.mark.parametrize(("family", "name", "kwargs", "size"), SUPPORT.FAMILIES,
                          ids=[m for _, m, *_ in SUPPORT.FAMILIES])  # fmt: skip
 def test_backbone_family(family: str, name: str, kwargs: dict, size: int) -> None:
-    seen = SUPPORT.check(name, kwargs, size)
+    with warnings.catch_warnings(record=True) as warned:  # the fallbacks, asserted below
+        warnings.simplefilter("always")
+        seen = SUPPORT.check(name, kwargs, size)
+    fell_back = any("light block is used instead" in str(w.message) for w in warned)
+    assert fell_back == (seen["gsam_block"] == "light"), f"{name}: a fallback said nothing"
     row = TABLE[name]
     assert row["family"] == family and row["kwargs"] == kwargs and row["size"] == size
     for key in ("body_width", "gsam_stage", "gsam_block", "attention_channels", "logits"):

@@ -119,9 +119,25 @@ def test_uncuttable_context_backbone_falls_back_with_warning() -> None:
         model = tiny("test_resnet", "test_vit")
     assert model.context_backbone.split == "last"
     assert isinstance(model.context_attention.attention_block, ResidualConvBlock)
+    assert model.config.gsam_block == "light"  # the config says what was built
     assert model(*images()).logits.shape == (2, 26)
     with pytest.raises(ValueError, match=r"cannot be cut.*attention_stage='auto' or 'last'"):
         tiny("test_resnet", "test_vit", gsam_stage="penultimate")
+
+
+def test_a_model_that_fell_back_to_the_light_block_reloads_as_one(tmp_path: Path) -> None:
+    config = DAGNetConfig(body_backbone="test_resnet", context_backbone="test_vit", **TINY)
+    with pytest.warns(UserWarning, match="cannot be cut"), \
+            pytest.warns(UserWarning, match="light block is used instead"):
+        model = DAGNet(config).eval()
+    assert config.gsam_block == "abn"  # the caller's object is left as it was given
+    model.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match="cannot be cut") as seen:  # gsam_stage="auto"
+        loaded = DAGNet.from_pretrained(tmp_path).eval()
+    assert not [w for w in seen if "light block" in str(w.message)]
+    assert loaded.config.gsam_block == "light"
+    body, context = images()
+    torch.testing.assert_close(loaded(body, context).logits, model(body, context).logits)
 
 
 def test_unsupported_backbones_raise_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:

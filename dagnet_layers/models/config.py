@@ -67,8 +67,9 @@ class DAGNetConfig:
             for ResNet-18 about as many FLOPs as the rest of the context
             stream). ``"light"``: one width-preserving residual block
             (:class:`~dagnet_layers.layers.ResidualConvBlock`). A backbone
-            that cannot be cut before its last stage gets the light block,
-            with a warning.
+            that cannot be cut before its last stage, or whose last stage cannot
+            run at stride 1, gets the light block, with a warning, and the
+            model's ``config.gsam_block`` then says ``"light"``.
         gsam_block_init: Initialisation of the ``"abn"`` block: ``"abn"``
             (ABN's: Kaiming-normal fan-out, BatchNorm 1/0) or ``"copy"`` (the
             last stage's own weights, e.g. pretrained ones).

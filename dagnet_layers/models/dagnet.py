@@ -229,6 +229,9 @@ class DAGNet(nn.Module):
                     UserWarning,
                     stacklevel=3,
                 )
+                # the config says what was built (the caller's own object is left alone):
+                # a saved model reloads as the light block without the detour
+                self.config = dataclasses.replace(self.config, gsam_block="light")
         return AttentionBranch(
             backbone.attention_channels,
             config.num_classes,
