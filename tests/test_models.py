@@ -218,6 +218,15 @@ def test_reset_classifier() -> None:
         model.reset_classifier(0)
 
 
+def test_models_built_from_one_config_do_not_share_it(tmp_path: Path) -> None:
+    config = DAGNetConfig(body_backbone="test_resnet", context_backbone="test_resnet", **TINY)
+    a, b = DAGNet(config), DAGNet(config)
+    a.reset_classifier(5)
+    assert (config.num_classes, b.config.num_classes, a.config.num_classes) == (26, 26, 5)
+    b.save_pretrained(tmp_path)  # used to record a's 5 classes beside b's 26 weights
+    assert DAGNet.from_pretrained(tmp_path).num_classes == 26
+
+
 def test_save_and_load_pretrained_round_trip(tmp_path: Path) -> None:
     model = tiny(partition=2, gcn_normalization="symmetric").eval()
     with torch.no_grad():

@@ -148,7 +148,9 @@ class DAGNet(nn.Module):
         super().__init__()
         self.grad_checkpointing = False
         self._body_checkpointed_by_timm = False  # timm's own checkpointing covers the body
-        config = DAGNetConfig() if config is None else config
+        # a copy: reset_classifier and the light-block fallback change the model's config,
+        # never the caller's object (two models built from one config stay apart)
+        config = DAGNetConfig() if config is None else dataclasses.replace(config)
         self.config = config
         # Per-backbone options win over the shared ``pretrained`` switch, so one
         # stream can load a local weight file while the other starts from scratch.
@@ -229,9 +231,9 @@ class DAGNet(nn.Module):
                     UserWarning,
                     stacklevel=3,
                 )
-                # the config says what was built (the caller's own object is left alone):
-                # a saved model reloads as the light block without the detour
-                self.config = dataclasses.replace(self.config, gsam_block="light")
+                # the config says what was built: a saved model reloads as the light
+                # block without the detour
+                self.config.gsam_block = "light"
         return AttentionBranch(
             backbone.attention_channels,
             config.num_classes,
