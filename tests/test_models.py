@@ -214,8 +214,14 @@ def test_reset_classifier() -> None:
     out = model(*images())
     assert model.num_classes == 7 and model.config.num_classes == 7
     assert out.logits.shape == (2, 7) and out.aux_logits.shape == (2, 7)
-    with pytest.raises(ValueError, match="num_classes"):
-        model.reset_classifier(0)
+    with pytest.raises(ValueError, match=r"num_classes.*forward_head\(x, pre_logits=True\)"):
+        model.reset_classifier(0)  # timm's way to drop a head; GSAM needs its classes
+    model.reset_classifier(3, None)  # timm's signature, as its fine-tuning scripts call it
+    assert model(*images()).logits.shape == (2, 3)
+    with pytest.raises(ValueError, match="global_pool='avg'"):
+        model.reset_classifier(3, "avg")
+    feats = model.forward_features(*images())  # what the message points to
+    assert model.forward_head(feats, pre_logits=True).shape == (2, model.head_hidden_size)
 
 
 def test_models_built_from_one_config_do_not_share_it(tmp_path: Path) -> None:

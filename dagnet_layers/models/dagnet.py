@@ -371,14 +371,28 @@ class DAGNet(nn.Module):
         """The final linear layer (timm API)."""
         return self.classifier
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier (and the attention branch's class layers) for ``num_classes``.
 
         The new layers are freshly initialised; the backbones, BAM, LSAM and
-        the fusion layer keep their weights.
+        the fusion layer keep their weights. Unlike a timm model, DAG-Net cannot drop
+        its head with ``num_classes=0``: GSAM's attention map is made from its class
+        maps. For features, use :meth:`forward_features` or
+        ``forward_head(x, pre_logits=True)``.
+
+        Args:
+            num_classes: Categories of the new head (>= 1).
+            global_pool: timm's argument, accepted for its callers; each stream's
+                pooling is the paper's, so only ``None`` is taken.
         """
+        if global_pool is not None:
+            raise ValueError(f"reset_classifier(global_pool={global_pool!r}): DAG-Net's pooling "
+                             "is fixed by the paper; pass None")  # fmt: skip
         if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"reset_classifier(num_classes=...) must be >= 1, got {num_classes!r}")
+            raise ValueError(f"reset_classifier(num_classes=...) must be >= 1, got "
+                             f"{num_classes!r}: GSAM's attention map is made from its class "
+                             "maps, so DAG-Net keeps a head; for features use "
+                             "forward_features() or forward_head(x, pre_logits=True)")
         device = self.classifier.weight.device
         self.classifier = nn.Linear(self.head_hidden_size, num_classes).to(device)
         if self.context_attention is not None:
