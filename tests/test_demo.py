@@ -61,6 +61,31 @@ def test_demo_outputs_show_every_person(predictor: Predictor, photo: Path) -> No
     assert demo_outputs(predictor, None)[1] == "Upload a photo first."
 
 
+def test_the_page_says_how_many_persons_the_detector_left_out(predictor: Predictor,
+                                                              photo: Path) -> None:  # fmt: skip
+    from collections import Counter
+
+    from dagnet_layers.commands.demo import demo_outputs
+
+    class Crowded:  # finds the two persons, and says it left out three more
+        def __init__(self) -> None:
+            self.skipped: Counter[str] = Counter()
+
+        def __call__(self, images):
+            self.skipped.update(person_over_max_persons=2, person_too_small=1)
+            return [(BOXES, [0.9, 0.8]) for _ in images]
+
+    before = predictor.detector
+    predictor.detector = Crowded()
+    try:
+        for _ in range(2):  # each photo's own counts, not a running total
+            _, summary, rows, _ = demo_outputs(predictor, Image.open(photo))
+            assert len(rows) == 2 and "**2 persons found.** 2 more left out" in summary
+            assert "1 too small to read left out" in summary
+    finally:
+        predictor.detector = before
+
+
 @pytest.mark.parametrize(("extra", "flag"), [
     (["--det-threshold", "1.5"], "--det-threshold"),
     (["--top-k", "0"], "--top-k"),

@@ -163,6 +163,29 @@ def test_torchvision_detector_keeps_confident_persons_best_first() -> None:
     # the car and the 2-pixel-wide box are dropped; the best two persons remain
     assert scores.tolist() == pytest.approx([0.95, 0.8])
     assert boxes.tolist() == [[5, 5, 40, 40], [3, 3, 30, 33]]
+    # the two persons left out are counted, the car is not a person
+    assert detector.skipped == {"person_too_small": 1, "person_over_max_persons": 1}
+
+
+def test_persons_the_detector_leaves_out_are_counted_in_the_summary(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    from dagnet_layers.inference import predict_files
+
+    detector = TorchvisionPersonDetector("ssdlite320_mobilenet_v3_large", weights=None,
+                                         max_persons=1)  # fmt: skip
+    detector.model = lambda images: [{  # three persons, one of them 2 pixels wide
+        "boxes": torch.tensor([[2, 2, 30, 40], [20, 5, 60, 44], [1, 1, 3, 40]],
+                              dtype=torch.float32),
+        "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.tensor([1, 1, 1])}
+        for _ in images]  # fmt: skip
+    predictor = Predictor.from_checkpoint(checkpoint, detector=detector)
+    paths = [photo(tmp_path / "a.png"), photo(tmp_path / "b.png")]
+    summary = predict_files(predictor, paths, output_dir=None, progress=False)
+    assert summary.persons == 2
+    assert summary.skipped == {"person_over_max_persons": 2, "person_too_small": 2}
+    assert "person_over_max_persons=2" in summary.line()
+    assert not detector.skipped and not predictor.skipped  # moved, not counted twice
 
 
 def test_detector_arguments_are_checked(tmp_path: Path) -> None:

@@ -179,6 +179,30 @@ def test_predict_without_inference_json_falls_back_to_top_k(
     assert len(CELL.findall(row[7])) == 3 and "*" not in row[7]
 
 
+def test_persons_the_detector_leaves_out_are_said_for_one_photo(
+    predict: ModuleType, checkpoint: Path, photo: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # fmt: skip
+    from dagnet_layers.inference import TorchvisionPersonDetector
+
+    def detector(parser, args):  # the CLI's own detector class, on a stand-in network
+        args.detector = "ssdlite320_mobilenet_v3_large"  # as the real one resolves "auto"
+        found = TorchvisionPersonDetector("ssdlite320_mobilenet_v3_large", weights=None,
+                                          max_persons=args.max_persons)  # fmt: skip
+        found.model = lambda images: [{  # three persons, one of them 2 pixels wide
+            "boxes": torch.tensor([[2, 2, 60, 70], [50, 5, 110, 78], [1, 1, 3, 40]],
+                                  dtype=torch.float32),
+            "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.tensor([1, 1, 1])}
+            for _ in images]  # fmt: skip
+        return found
+
+    monkeypatch.setattr(predict, "_detector", detector)
+    assert predict.main(["--checkpoint", str(checkpoint), str(photo), "--max-persons", "1",
+                         "--no-plot"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert ("persons: 1 found by ssdlite320_mobilenet_v3_large (confidence >= 0.5); 1 more "
+            "left out by --max-persons 1; 1 left out as smaller than 8.0 px") in out, out
+
+
 @pytest.mark.parametrize(
     ("extra", "argument", "message"),
     [

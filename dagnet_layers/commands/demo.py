@@ -67,6 +67,12 @@ def demo_outputs(predictor: Predictor, image: Any, top_k: int = 3) -> tuple[Any,
     note = SYNTHETIC_WARNING if predictor.synthetic else None
     annotated = annotate_image(image, persons, note="SYNTHETIC demo checkpoint" if note else None)
     found = f"**{len(persons)} person{'s' if len(persons) != 1 else ''} found.**"
+    over = predictor.skipped.pop("person_over_max_persons", 0)  # the detector's, this photo's
+    small = predictor.skipped.pop("person_too_small", 0)
+    if over:
+        found += f" {over} more left out: only the most confident are kept (--max-persons)."
+    if small:
+        found += f" {small} too small to read left out."
     if not persons:
         found += " Try a photo with people in it, or lower --det-threshold."
     how = (f"Scores: {predictor.score} of the logits; * marks the categories at or above "

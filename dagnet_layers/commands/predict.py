@@ -262,8 +262,12 @@ def _one_photo(
     print(f"image: {path}  {width}x{height}, model input {predictor.image_size}x"
           f"{predictor.image_size}, body masked in context: {predictor.mask_body}")
     if given is None:
+        left_out = summary.skipped if summary is not None else predictor.skipped
+        over, small = (left_out.get(f"person_{k}", 0) for k in ("over_max_persons", "too_small"))
         print(f"persons: {len(persons)} found by {args.detector} (confidence >= "
-              f"{args.det_threshold})")
+              f"{args.det_threshold})" + (f"; {over} more left out by --max-persons "
+              f"{args.max_persons}" if over else "") + (f"; {small} left out as smaller than "
+              f"{getattr(predictor.detector, 'min_size', '?')} px" if small else ""))
     if not has_inference:
         print(f"note: no {INFERENCE_NAME} in the checkpoint: using image_size 224, a masked "
               f"body and {DEFAULT_SCORE} scores (the training defaults)")

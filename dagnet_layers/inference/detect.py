@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,13 @@ class TorchvisionPersonDetector:
         max_persons: At most this many persons per image, the most confident.
         min_size: Boxes narrower or lower than this many pixels are dropped.
         device: Where the detector runs.
+
+    Attributes:
+        skipped: Persons found (at or above ``score_threshold``) but not returned, by
+            reason: ``person_over_max_persons`` (past the ``max_persons`` most
+            confident of their image) and ``person_too_small`` (under ``min_size``).
+            :class:`~dagnet_layers.inference.Predictor` moves these counts into its
+            own ``skipped``, so a crowd cut to ``max_persons`` is reported, not silent.
 
     Example:
         >>> from PIL import Image
@@ -96,6 +104,7 @@ class TorchvisionPersonDetector:
                 raise ConfigError(f"{name} weights {chosen} are not COCO's: no 'person' label")
             model = builder(weights=chosen)
         self.model = model.to(self.device).eval()
+        self.skipped: Counter[str] = Counter()
 
     @torch.no_grad()
     def __call__(self, images: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -110,8 +119,11 @@ class TorchvisionPersonDetector:
             boxes, scores, labels = (out[k].float().cpu() for k in ("boxes", "scores", "labels"))
             wide = (boxes[:, 2] - boxes[:, 0] >= self.min_size) & (
                 boxes[:, 3] - boxes[:, 1] >= self.min_size)
-            keep = (labels == _COCO_PERSON) & (scores >= self.score_threshold) & wide
+            person = (labels == _COCO_PERSON) & (scores >= self.score_threshold)
+            self.skipped["person_too_small"] += int((person & ~wide).sum())
+            keep = person & wide
             boxes, scores = boxes[keep], scores[keep]
+            self.skipped["person_over_max_persons"] += max(0, len(scores) - self.max_persons)
             order = torch.argsort(scores, descending=True, stable=True)[: self.max_persons]
             results.append((boxes[order].numpy(), scores[order].numpy()))
         return results

@@ -367,6 +367,10 @@ class Predictor:
     def _detect(self, images: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
         assert self.detector is not None
         found = list(self.detector(images))
+        dropped = getattr(self.detector, "skipped", None)  # persons it found but left out
+        if isinstance(dropped, Counter):
+            self.skipped.update(+dropped)  # (+: only the reasons that counted)
+            dropped.clear()
         if len(found) != len(images):
             raise ConfigError(f"the detector returned {len(found)} results for {len(images)} "
                               "images; it must return one (boxes, scores) pair per image")
