@@ -120,6 +120,8 @@ def _browser() -> tuple[str, str]:
 
 
 @pytest.mark.slow
+# gradio's queue calls pandas options that pandas 3 deprecates: its code, not ours
+@pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 def test_the_page_in_a_headless_browser(predictor: Predictor, photo: Path,
                                         tmp_path: Path) -> None:  # fmt: skip
     pytest.importorskip("gradio", reason="the demo extra (gradio) is not installed")
