@@ -376,8 +376,8 @@ class DAGNet(nn.Module):
 
         The new layers are freshly initialised; the backbones, BAM, LSAM and
         the fusion layer keep their weights. Unlike a timm model, DAG-Net cannot drop
-        its head with ``num_classes=0``: GSAM's attention map is made from its class
-        maps. For features, use :meth:`forward_features` or
+        its head with ``num_classes=0``: its outputs, and GSAM's attention map, are
+        made from class maps. For features, use :meth:`forward_features` or
         ``forward_head(x, pre_logits=True)``.
 
         Args:
@@ -390,9 +390,9 @@ class DAGNet(nn.Module):
                              "is fixed by the paper; pass None")  # fmt: skip
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"reset_classifier(num_classes=...) must be >= 1, got "
-                             f"{num_classes!r}: GSAM's attention map is made from its class "
-                             "maps, so DAG-Net keeps a head; for features use "
-                             "forward_features() or forward_head(x, pre_logits=True)")
+                             f"{num_classes!r}: DAG-Net always keeps a head (its outputs and "
+                             "GSAM's attention map are made from class maps); for features "
+                             "use forward_features() or forward_head(x, pre_logits=True)")
         device = self.classifier.weight.device
         self.classifier = nn.Linear(self.head_hidden_size, num_classes).to(device)
         if self.context_attention is not None:
