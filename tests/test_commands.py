@@ -248,9 +248,10 @@ def test_a_dataset_gets_the_decoded_cache_by_default_when_there_is_room(
 
     root = Path(make_synthetic_emotic(tmp_path / "emotic", n_images=12, image_size=(64, 48)))
     monkeypatch.setenv("DAGNET_CACHE", str(tmp_path / "home-cache"))
-    folder = train.default_cache_dir(root)
+    folder = train.default_cache_dir(root, 32)
     assert folder.parent == tmp_path / "home-cache" / "emotic-cache"
-    assert folder.name.startswith("emotic-") and folder != train.default_cache_dir(tmp_path)
+    assert folder.name.startswith("emotic-") and folder.name.endswith("-32px")
+    assert folder not in (train.default_cache_dir(tmp_path, 32), train.default_cache_dir(root, 64))
     with caplog.at_level("INFO"):
         assert train.choose_cache(root, 32) == folder
     assert "decoding the images once into the cache" in caplog.text
@@ -276,6 +277,24 @@ def test_a_dataset_gets_the_decoded_cache_by_default_when_there_is_room(
     with caplog.at_level("WARNING"):
         assert train.choose_cache(root, 32) is None
     assert "no room for the decoded-image cache" in caplog.text
+
+
+def test_a_cache_folder_is_named_by_its_size_unless_an_older_one_holds_it(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    import json
+
+    from dagnet_layers.commands import train
+    from dagnet_layers.emotic.data import CACHE_MANIFEST
+
+    folder = tmp_path / "emotic-0a1b2c3d"
+    assert train.sized_cache_dir(folder, 224) == tmp_path / "emotic-0a1b2c3d-224px"
+    folder.mkdir()
+    (folder / CACHE_MANIFEST).write_text(json.dumps({"size": 224}))  # an earlier version's
+    assert train.sized_cache_dir(folder, 224) == folder  # reused, not decoded again
+    assert train.sized_cache_dir(folder, 112) == tmp_path / "emotic-0a1b2c3d-112px"
+    (folder / CACHE_MANIFEST).write_text("{not json")
+    assert train.sized_cache_dir(folder, 224) == tmp_path / "emotic-0a1b2c3d-224px"
 
 
 def test_default_workers_share_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -307,9 +326,15 @@ def test_training_on_a_dataset_reads_it_through_the_default_cache(
             "--batch-size", "4", "--epochs", "1", "--no-pretrained", "--no-progress",
             "--workers", "0", "--output-dir", str(tmp_path / "run")]  # fmt: skip
     assert train.run_cli(argv) == 0
-    folder = train.default_cache_dir(root)
+    folder = train.default_cache_dir(root, 32)
     assert all(cache_is_complete(folder, s, size=32) for s in ("train", "val", "test"))
     assert train.run_cli([*argv[:-1], str(tmp_path / "run2"), "--no-cache"]) == 0
+    # another size gets a cache of its own (one folder for both refused the second size)
+    sized = [*argv[:-1], str(tmp_path / "run4")]
+    sized[sized.index("--image-size") + 1] = "48"
+    assert train.run_cli(sized) == 0
+    assert cache_is_complete(train.default_cache_dir(root, 48), "train", size=48)
+    assert cache_is_complete(folder, "train", size=32)  # the first one untouched
     # the cache itself given as the data root is read as it is, not cached again
     argv[1] = str(folder)
     assert train.run_cli([*argv[:-1], str(tmp_path / "run3")]) == 0

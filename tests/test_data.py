@@ -382,9 +382,12 @@ def test_cache_equals_jpeg_path(syn, cache_dir: Path, split: str) -> None:
         assert torch.equal(torch.isnan(a["vad"]), torch.isnan(b["vad"]))
 
 
-def test_cache_dir_argument_builds_transparently(syn, tmp_path: Path) -> None:
-    ds = EmoticDataset(syn, "val", size=24, cache_dir=tmp_path / "c")
+def test_cache_dir_argument_builds_transparently(syn, tmp_path: Path, capsys) -> None:
+    ds = EmoticDataset(syn, "val", size=24, cache_dir=tmp_path / "c", progress=False)
+    assert "EMOTIC val cache" not in capsys.readouterr().err  # dagnet-train --no-progress
     assert ds.layout == "cache" and cache_is_complete(tmp_path / "c", "val", size=24)
+    EmoticDataset(syn, "test", size=24, cache_dir=tmp_path / "c")
+    assert "EMOTIC test cache" in capsys.readouterr().err  # a bar by default
     assert not cache_is_complete(tmp_path / "c", "train")
     again = EmoticDataset(syn, "val", size=24, cache_dir=tmp_path / "c")
     assert torch.equal(again[0]["body"], ds[0]["body"])

@@ -65,6 +65,7 @@ from dagnet_layers.commands.args import (
 )
 from dagnet_layers.commands.checks import file_in_the_way, refuse, usable_device
 from dagnet_layers.emotic.data import (
+    CACHE_MANIFEST,
     EmoticDataset,
     EmoticJpegDataset,
     JpegBatchDecoder,
@@ -160,12 +161,24 @@ def prepare_demo_data(args: argparse.Namespace, rank: int) -> Path:
 CACHE_HEADROOM = 1 << 30
 
 
-def default_cache_dir(source: Path) -> Path:
-    """Where a dataset's cache goes unless ``--cache-dir`` says: under ``DAGNET_CACHE``
-    (default ``~/.cache/dagnet_layers``), named by the dataset's folder and path."""
+def sized_cache_dir(folder: Path, size: int) -> Path:
+    """``folder`` named by ``size`` (``<folder>-<size>px``): one cache holds one image
+    size, so a run at another ``--image-size`` gets its own instead of a refusal. A
+    cache an earlier version built in ``folder`` itself at this size is reused."""
+    try:
+        built = json.loads((folder / CACHE_MANIFEST).read_text(encoding="utf-8")).get("size")
+    except (OSError, ValueError, AttributeError):
+        built = None
+    return folder if built == size else folder.with_name(f"{folder.name}-{size}px")
+
+
+def default_cache_dir(source: Path, size: int) -> Path:
+    """Where a dataset's cache at ``size`` px goes unless ``--cache-dir`` says: under
+    ``DAGNET_CACHE`` (default ``~/.cache/dagnet_layers``), named by the dataset's folder,
+    its path and the size (:func:`sized_cache_dir`)."""
     resolved = source.expanduser().resolve()
     tag = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
-    return cache_home() / "emotic-cache" / f"{resolved.name}-{tag}"
+    return sized_cache_dir(cache_home() / "emotic-cache" / f"{resolved.name}-{tag}", size)
 
 
 def choose_cache(source: Path, size: int) -> Path | None:
@@ -174,7 +187,7 @@ def choose_cache(source: Path, size: int) -> Path | None:
     The reading cost is the official annotations only (no image is opened); the
     estimate is :func:`~dagnet_layers.emotic.data.estimate_cache_bytes` per split.
     """
-    folder = default_cache_dir(source)
+    folder = default_cache_dir(source, size)
     needed, mat = 0, None
     for split in ("train", "val", "test"):
         if cache_is_complete(folder, split, size=size):
@@ -218,7 +231,7 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int,
                              f"{source} is in the {layout} layout")
         # --jpeg-decode device reads the JPEGs (and came without --cache-dir: refused)
         cache = None if mode == "device" else args.cache_dir or (
-            source / "cache" if demo else None)
+            sized_cache_dir(source / "cache", args.image_size) if demo else None)
         if cache is None and mode != "device" and not args.no_cache and layout == "official":
             # (a folder that is already a cache, given as --data-root, is read as it is)
             cache = _broadcast(choose_cache(source, args.image_size) if rank == 0 else None, rank)
@@ -238,7 +251,8 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int,
         if cache is not None and rank != 0 and dist.is_initialized():
             dist.barrier()  # let rank 0 build the cache first
         options: dict[str, Any] = {} if on_device else {
-            "cache_dir": cache, "mask_body": not args.no_mask_body}
+            "cache_dir": cache, "mask_body": not args.no_mask_body,
+            "progress": not args.no_progress}
         datasets[split] = kind(
             source, split, size=args.image_size, max_pixels=args.max_pixels,
             on_bad_record="error" if args.strict_data else "skip", **options,

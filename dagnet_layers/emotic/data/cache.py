@@ -445,7 +445,8 @@ def _build(
             raise CorruptFileError(
                 out / CACHE_MANIFEST, f"the cache holds size {manifest.get('size')} (format "
                 f"version {manifest.get('version')}), not size {size} (version "
-                f"{CACHE_FORMAT_VERSION}); use another folder or overwrite=True"
+                f"{CACHE_FORMAT_VERSION}); use another folder (dagnet-train --cache-dir) or "
+                "rebuild this one (overwrite=True, dagnet-emotic-cache --overwrite)"
             )
         manifest = None
     if manifest is None:

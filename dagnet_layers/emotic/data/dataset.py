@@ -182,6 +182,7 @@ class EmoticDataset(Dataset):
         max_pixels: Largest image (``width * height``) decoded, see
             :func:`load_image_rgb`; ``None`` for no bound.
         records: Records to use instead of reading the annotations (official layout).
+        progress: Show a progress bar while ``cache_dir`` is built.
 
     Sample dict (``dataset[i]``):
         - ``body``: ``(3, S, S)`` uint8 crop of the box, or float32 after a transform.
@@ -221,6 +222,7 @@ class EmoticDataset(Dataset):
         on_bad_record: BadRecordPolicy = "skip",
         max_pixels: int | None = MAX_IMAGE_PIXELS,
         records: EmoticRecords | None = None,
+        progress: bool = True,
     ) -> None:
         if split not in EMOTIC_SPLITS:
             raise ValueError(f"split must be one of {EMOTIC_SPLITS}, got {split!r}")
@@ -246,7 +248,7 @@ class EmoticDataset(Dataset):
                 build_emotic_cache(
                     self.source, cache_dir, splits=(split,), size=want,
                     on_missing_image=on_missing_image, on_bad_record=on_bad_record,
-                    max_pixels=max_pixels,
+                    max_pixels=max_pixels, progress=progress,
                     records={split: records} if records is not None else None,
                 )  # fmt: skip
             self.source, self.layout = cache_dir, "cache"
