@@ -127,7 +127,7 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
     data.add_argument("--cache-dir", type=Path,
                       help="decode JPEGs once into memory-mapped arrays here (official layout; "
                       "default: under $DAGNET_CACHE or ~/.cache/dagnet_layers, named by the "
-                      "dataset, when its disk has room)")
+                      "dataset and the image size, when its disk has room)")
     data.add_argument("--no-cache", action="store_true",
                       help="decode the JPEGs every epoch instead of once into the cache")
     data.add_argument("--jpeg-decode", choices=("auto", "workers", "device"), default="auto",
