@@ -226,6 +226,32 @@ def test_a_model_the_flags_cannot_build_fails_before_the_data_is_written(
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
+def test_a_resume_with_flags_for_another_model_fails_before_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """It used to fail after the data, as a state-dict size mismatch in the weights."""
+    import json
+
+    from dagnet_layers import create_model
+    from dagnet_layers.commands import train
+
+    monkeypatch.setenv("DAGNET_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    saved = {**create_model("test_dagnet").config.to_dict(), "image_size": 64}  # the demo's
+    (out / "checkpoints" / "last").mkdir(parents=True)
+    (out / "checkpoints" / "last" / "config.json").write_text(json.dumps({"config": saved}))
+    argv = ["--output-dir", str(out), "--resume"]
+    with pytest.raises(SystemExit, match=r"holds another model than these flags build "
+                       r"\(partition 4 there, 2 now; use_lsam True there, False now\)"):
+        train.main([*argv, "--partition", "2", "--ablation", "bam_gsam"])
+    assert not (tmp_path / "cache").exists()  # no demo set written, no cache built
+    # gsam_block is no flag's: an older run recorded "abn" where the light block was built
+    args = train.build_train_parser().parse_args(argv)
+    train.check_resume(args, {**saved, "gsam_block": "light"})
+    (out / "checkpoints" / "last" / "config.json").write_text("{torn")  # the load's to judge
+    train.check_resume(args, {**saved, "partition": 2})
+
+
 def test_examples_are_thin_wrappers() -> None:
     for script, entry in (("train_emotic.py", "train_entry"), ("predict.py", "predict_entry")):
         text = (ROOT / "examples" / script).read_text()

@@ -311,11 +311,44 @@ def check_model(args: argparse.Namespace) -> None:
     """Before any data is read: build the model on the meta device, where it takes no
     memory, loads no weights and draws no random number, so that a configuration it
     refuses (``--partition 100``, an unknown ``--body-backbone``) fails in a second
-    instead of after the demo set and the caches are written."""
+    instead of after the demo set and the caches are written. With ``--resume``, the
+    model must also be the checkpoint's (:func:`check_resume`)."""
     probe = argparse.Namespace(**{**vars(args), "pretrained": False, "body_weights": None,
                                   "context_weights": None})  # fmt: skip
     with torch.device("meta"):
-        build_model(probe)
+        model = build_model(probe)
+    check_resume(args, model.config.to_dict())
+
+
+def check_resume(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    """A ``--resume`` whose flags build another model than the checkpoint holds fails
+    before any data is read, naming the fields that differ; the weights would otherwise
+    be refused after the data, as a size mismatch deep in the state dict.
+
+    ``config`` is what the flags build (:meth:`DAGNetConfig.to_dict`). The checkpoint is
+    ``--output-dir``'s ``checkpoints/last`` or the folder ``--resume`` names; without a
+    readable ``config.json`` there is nothing to compare (the load says what is wrong).
+    ``gsam_block`` is left out: no flag sets it, and older versions recorded ``"abn"``
+    for a backbone that fell back to the light block.
+    """
+    if not args.resume:
+        return
+    folder = (args.output_dir / "checkpoints" / "last" if args.resume == "auto"
+              else Path(args.resume))  # fmt: skip
+    try:
+        saved = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(saved, dict):
+        return
+    ours = json.loads(json.dumps(config))  # tuples as the saved lists
+    differ = [f"{k} {saved[k]!r} there, {ours[k]!r} now" for k in sorted(ours)
+              if k in saved and k != "gsam_block" and saved[k] != ours[k]]  # fmt: skip
+    if differ:
+        raise SystemExit(f"--resume: the checkpoint in {folder} holds another model than "
+                         f"these flags build ({'; '.join(differ)}); resume with the flags "
+                         f"the run started with ({args.output_dir / 'args.json'}), or give "
+                         "another --output-dir")
 
 
 def check_weights(args: argparse.Namespace) -> None:
