@@ -190,6 +190,7 @@ def test_every_command_refuses_an_unusable_device_before_it_starts(
     (["--output-dir", "{tmp}/a_file/run"], "--output-dir", "{tmp}/a_file is a file, not a "
      "folder"),
     (["--cache-dir", "{tmp}/a_file"], "--cache-dir", "{tmp}/a_file is a file, not a folder"),
+    (["--resume", "{tmp}"], "--resume", "{tmp} is not a checkpoint folder (no model.safetensors)"),
 ])
 def test_training_values_are_checked_before_anything_is_written(
     argv: list[str], flag: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

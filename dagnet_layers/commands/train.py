@@ -607,6 +607,12 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
         blocking = None if path is None else file_in_the_way(path.expanduser(), folder=True)
         if blocking is not None:
             refuse(parser, flag, f"{blocking} is a file, not a folder")
+    if args.resume not in (None, "auto"):
+        given = Path(args.resume).expanduser()
+        if not (given / "model.safetensors").is_file():
+            refuse(parser, "--resume", f"{given} is not a checkpoint folder (no "
+                   "model.safetensors): give one a run wrote (RUN/checkpoints/last or "
+                   "epoch-NNNN), or --resume alone to continue the run in --output-dir")
 
 
 def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
