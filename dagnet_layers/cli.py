@@ -6,8 +6,9 @@ given (or ``DAGNET_DEBUG=1`` is set):
 
 * a library error (:class:`~dagnet_layers.errors.DAGNetError`: a bad file, record,
   config or argument, each naming what is wrong), an OS error (a missing file,
-  a full disk, a refused permission) or a ``ValueError`` (how the library rejects a
-  bad argument value) prints ``<prog>: error: <message>`` and exits with status 2;
+  a full disk, a refused permission), a ``ValueError`` (how the library rejects a
+  bad argument value) or a program's own refusal in words (``SystemExit("...")``)
+  prints ``<prog>: error: <message>`` and exits with status 2;
 * anything else is a defect of the program or the library: it prints the
   exception's type and message, asks for ``--debug`` and a report, and exits 1;
 * Ctrl-C prints ``<prog>: interrupted`` and exits 130.
@@ -56,8 +57,8 @@ def run_cli(
         prog: Program name for the message (default: ``sys.argv[0]``'s name).
 
     Returns:
-        The exit status: ``main``'s, 2 for a library or OS error, 1 for an
-        unexpected error, 130 for Ctrl-C.
+        The exit status: ``main``'s, 2 for a library or OS error or a refusal in
+        words, 1 for an unexpected error, 130 for Ctrl-C.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get("DAGNET_DEBUG", "") not in ("", "0")
@@ -65,8 +66,11 @@ def run_cli(
     name = prog or os.path.basename(sys.argv[0] or "dagnet")
     try:
         code = main(args)
-    except SystemExit:
-        raise
+    except SystemExit as stop:
+        if not isinstance(stop.code, str):  # an exit status (argparse's 2 included)
+            raise
+        print(f"{name}: error: {_one_line(stop.code)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if debug:
             raise

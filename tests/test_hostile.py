@@ -660,6 +660,26 @@ def test_train_cli_prints_one_line(syn, tmp_path: Path, capsys) -> None:
     assert not any("Traceback" in line for line in err)
 
 
+def test_a_refusal_in_words_is_one_line_with_status_2(capsys) -> None:
+    """A program's ``SystemExit("...")`` (an existing run folder, flags for another model
+    on --resume...) reads like every other refusal; an exit status passes through."""
+    from dagnet_layers.cli import run_cli
+
+    def refuse(argv):
+        raise SystemExit("/runs/x already holds a training run;\npass --resume")
+
+    assert run_cli(refuse, [], prog="dagnet-train") == 2
+    assert capsys.readouterr().err == ("dagnet-train: error: /runs/x already holds a "
+                                       "training run; pass --resume\n")
+    for code in (0, 2, None):
+        def leave(argv, code=code):
+            raise SystemExit(code)
+
+        with pytest.raises(SystemExit) as info:
+            run_cli(leave, [], prog="dagnet-train")
+        assert info.value.code == code
+
+
 def test_predict_cli_prints_one_line(model_dir: Path, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "m"
     shutil.copytree(model_dir, folder)
