@@ -49,6 +49,7 @@ __all__ = [
     "FolderLockedError",
     "IntegrityError",
     "StorageError",
+    "file_in_the_way",
     "fsync_dir",
     "read_json_object",
     "sha256_file",
@@ -172,6 +173,26 @@ def read_json_object(path: str | os.PathLike[str], what: str = "JSON file") -> d
     return payload
 
 
+def file_in_the_way(path: str | os.PathLike[str], folder: bool) -> Path | None:
+    """The existing file that stands where ``path``'s folders (and ``path`` itself, when
+    it is to be a ``folder``) would be made, or ``None``: the nearest existing path
+    among them decides.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     (Path(d) / "notes").write_text("")
+        ...     file_in_the_way(Path(d) / "notes" / "run", folder=True) == Path(d) / "notes"
+        0
+        True
+    """
+    path = Path(path)
+    for candidate in ([path] if folder else []) + list(path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a file, read in 4 MiB chunks (constant memory).
 
@@ -286,10 +307,8 @@ class FolderLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            # the nearest existing path decides: a file there stands where a folder must be
-            blocking = next((p for p in (self.folder, *self.folder.parents) if p.exists()), None)
-            why = (f"{blocking} is a file, not a folder"
-                   if blocking is not None and not blocking.is_dir() else _describe(err))
+            blocking = file_in_the_way(self.folder, folder=True)
+            why = _describe(err) if blocking is None else f"{blocking} is a file, not a folder"
             raise StorageError(
                 err.errno, f"cannot create the lock file {self.folder / LOCK_NAME}: {why}"
             ) from err

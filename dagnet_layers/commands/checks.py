@@ -6,18 +6,18 @@ torch's or the OS's error, or a silent fallback, minutes later:
 
 - :func:`usable_device`: a ``--device`` torch does not know, a GPU this machine
   lacks, or a CPU-only torch build;
-- :func:`file_in_the_way`: a file standing where an output folder must be made.
+- :func:`~dagnet_layers.storage.file_in_the_way`: a file standing where an output
+  folder must be made (the storage helper a folder lock names it with, too).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import NoReturn
 
 import torch
 
-__all__ = ["file_in_the_way", "refuse", "usable_device"]
+__all__ = ["refuse", "usable_device"]
 
 
 def refuse(parser: argparse.ArgumentParser, flag: str, message: str) -> NoReturn:
@@ -78,22 +78,3 @@ def usable_device(parser: argparse.ArgumentParser, value: str,
     if problem is not None:
         refuse(parser, flag, f"{value!r} is not usable here: {problem}")
     return device
-
-
-def file_in_the_way(path: Path, folder: bool) -> Path | None:
-    """The existing file that stands where ``path``'s folders (and ``path`` itself, when
-    it is to be a ``folder``) would be made, or ``None``: the nearest existing path
-    among them decides.
-
-    Example:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as d:
-        ...     (Path(d) / "notes").write_text("")
-        ...     file_in_the_way(Path(d) / "notes" / "run", folder=True) == Path(d) / "notes"
-        0
-        True
-    """
-    for candidate in ([path] if folder else []) + list(path.parents):
-        if candidate.exists():
-            return None if candidate.is_dir() else candidate
-    return None

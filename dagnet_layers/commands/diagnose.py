@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from dagnet_layers.commands.args import DIAGNOSE_DEFAULTS, build_diagnose_parser
-from dagnet_layers.storage import FolderLock, write_bytes_atomic
+from dagnet_layers.storage import FolderLock, file_in_the_way, write_bytes_atomic
 
 logger = logging.getLogger("dagnet_diagnose")
 
@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-diagnose") -> int:
         parser.error("argument --corrupt-fraction must be in [0, 1]")
     from dagnet_layers.commands import train
     from dagnet_layers.commands.args import build_train_parser
-    from dagnet_layers.commands.checks import file_in_the_way, refuse
+    from dagnet_layers.commands.checks import refuse
 
     for flag, path in (("--output-dir", args.output_dir), ("--report-dir", args.report_dir)):
         blocking = None if path is None else file_in_the_way(path, folder=True)

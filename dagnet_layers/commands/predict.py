@@ -39,7 +39,7 @@ import torch
 
 from dagnet_layers import EMOTIC_CATEGORIES
 from dagnet_layers.commands.args import AUTO_DETECTORS, build_predict_parser, predict_entry
-from dagnet_layers.commands.checks import file_in_the_way, usable_device
+from dagnet_layers.commands.checks import usable_device
 from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS, clamp_bbox, load_image_rgb
 from dagnet_layers.errors import DAGNetError
 from dagnet_layers.inference import (
@@ -56,6 +56,7 @@ from dagnet_layers.inference import (
 )
 from dagnet_layers.inference.checkpoint import DEFAULT_SCORE, LEGACY_SCORE
 from dagnet_layers.inference.media import is_video
+from dagnet_layers.storage import file_in_the_way
 
 
 def _fail(parser: argparse.ArgumentParser, argument: str, message: str) -> NoReturn:

@@ -63,7 +63,7 @@ from dagnet_layers.commands.args import (
     build_train_parser,
     cache_home,
 )
-from dagnet_layers.commands.checks import file_in_the_way, refuse, usable_device
+from dagnet_layers.commands.checks import refuse, usable_device
 from dagnet_layers.emotic.data import (
     CACHE_MANIFEST,
     EmoticDataset,
@@ -104,6 +104,8 @@ from dagnet_layers.storage import (
     FolderLock,
     FolderLockedError,
     StorageError,
+    file_in_the_way,
+    read_json_object,
     write_bytes_atomic,
 )
 
@@ -136,9 +138,6 @@ def resolve_defaults(args: argparse.Namespace) -> bool:
         raise SystemExit("give either --data-root or --preprocessed, not both")
     if args.pretrained is None:
         args.pretrained = not demo  # a real dataset deserves ImageNet features
-    for name in ("epochs", "batch_size", "image_size"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if (args.partition is not None and args.image_size % args.partition
             and args.partition_policy == "error"):
         raise SystemExit(f"--image-size {args.image_size} must be divisible by --partition "
@@ -166,8 +165,8 @@ def sized_cache_dir(folder: Path, size: int) -> Path:
     size, so a run at another ``--image-size`` gets its own instead of a refusal. A
     cache an earlier version built in ``folder`` itself at this size is reused."""
     try:
-        built = json.loads((folder / CACHE_MANIFEST).read_text(encoding="utf-8")).get("size")
-    except (OSError, ValueError, AttributeError):
+        built = read_json_object(folder / CACHE_MANIFEST, "EMOTIC cache manifest").get("size")
+    except (OSError, ValueError):  # none, or unreadable: not this size's
         built = None
     return folder if built == size else folder.with_name(f"{folder.name}-{size}px")
 
@@ -336,8 +335,8 @@ def check_resume(args: argparse.Namespace, config: dict[str, Any]) -> None:
     folder = (args.output_dir / "checkpoints" / "last" if args.resume == "auto"
               else Path(args.resume))  # fmt: skip
     try:
-        saved = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("config")
-    except (OSError, ValueError, AttributeError):
+        saved = read_json_object(folder / "config.json", "checkpoint config").get("config")
+    except (OSError, ValueError):
         return
     if not isinstance(saved, dict):
         return
