@@ -333,10 +333,17 @@ def _scene(split: str, serial: int, size: int, corrupt_fraction: float, clutter:
         taken.append(box)
 
     if corrupted is not None:
-        x1, y1, x2, y2 = (int(v) for v in bbox)
-        torso = (x1, y1 + int(0.2 * (y2 - y1)), x2, y1 + int(0.72 * (y2 - y1)))
+        # the pixels _draw_person filled for the torso: a rectangle includes both its
+        # ends, a crop box leaves out its right column and bottom row, so the region is
+        # the drawn torso's own bounding box, not the torso box passed to crop()
+        x1, y1, x2, y2 = bbox
+        mask = Image.new("L", img.size)
+        ImageDraw.Draw(mask).rectangle((x1, y1 + 0.2 * (y2 - y1), x2, y1 + 0.72 * (y2 - y1)),
+                                       fill=255)  # fmt: skip
+        torso = mask.getbbox()  # (left, top, right, bottom), right and bottom excluded
+        assert torso is not None
         if corrupted == "occluded":
-            ImageDraw.Draw(img).rectangle(torso, fill=(128, 128, 128))
+            img.paste((128, 128, 128), torso)
         else:
             region = img.crop(torso).filter(ImageFilter.GaussianBlur(radius=0.2 * (x2 - x1)))
             # a blur keeps the mean colour: desaturate it too, so the cue is unreliable
