@@ -637,3 +637,62 @@ def test_configs_written_with_the_old_extra_field_still_load(tmp_path: Path) -> 
     meta["config"]["extra"] = {}  # as 0.1.x wrote it
     (tmp_path / "config.json").write_text(json.dumps(meta))
     assert isinstance(DAGNet.from_pretrained(tmp_path), DAGNet)
+
+
+# ------------------------------------------------------------ initialisation paired by part
+def _context_values(model):
+    return [p.detach().clone() for p in model.context_backbone.parameters()]
+
+
+def test_switching_a_module_leaves_every_other_part_initialised_as_it_was() -> None:
+    """Each part draws from its own stream: under one seed, every preset's body backbone,
+    context backbone, attention branch, patch encoder, graph, classifier are the same
+    tensors whatever else is switched on (the fusion layer only where its width agrees)."""
+    from dagnet_layers import ABLATIONS, build_dagnet
+
+    def build(preset):
+        torch.manual_seed(3)
+        return build_dagnet("test_resnet", "test_resnet", ablation=preset, bam_hidden=4,
+                            patch_channels=(8, 8), patch_pool=2, gcn_hidden=(32, 16),
+                            fusion_hidden=32)  # fmt: skip
+
+    models = {p: build(p) for p in ABLATIONS}
+    full = models["full"]
+    for preset, m in models.items():
+        assert m.init_seed == full.init_seed, preset
+        pairs = {"body_backbone": m.body_backbone, "body_attention": m.body_attention,
+                 "context_attention": m.context_attention, "patch_encoder": m.patch_encoder,
+                 "local_graph": m.local_graph if m.config.lsam_gcn else None,
+                 "classifier": m.classifier}  # fmt: skip
+        for name, part in pairs.items():
+            if part is None:
+                continue
+            mine, theirs = part.state_dict(), getattr(full, name).state_dict()
+            assert mine.keys() == theirs.keys(), (preset, name)
+            for key in mine:
+                assert torch.equal(mine[key], theirs[key]), (preset, name, key)
+        if m.context_backbone is not None:  # the split differs with GSAM: same tensors in order
+            for a, b in zip(_context_values(m), _context_values(full), strict=True):
+                assert torch.equal(a, b), preset
+        if m.num_features == full.num_features:
+            assert torch.equal(m.fusion[0].weight, full.fusion[0].weight), preset
+    # the streams are the model's own: another seed, other weights
+    torch.manual_seed(4)
+    other = build_dagnet("test_resnet", "test_resnet", bam_hidden=4, patch_channels=(8, 8),
+                         patch_pool=2, gcn_hidden=(32, 16), fusion_hidden=32)  # fmt: skip
+    assert not torch.equal(other.classifier.weight, full.classifier.weight)
+
+
+def test_building_a_model_draws_once_from_the_global_generator() -> None:
+    """The caller's random stream moves by one draw, whatever the model's size."""
+    from dagnet_layers import build_dagnet
+
+    torch.manual_seed(0)
+    build_dagnet("test_resnet", "test_resnet", ablation="full")
+    after_full = torch.rand(1)
+    torch.manual_seed(0)
+    build_dagnet("test_resnet", "test_resnet", ablation="body_only")
+    after_small = torch.rand(1)
+    torch.manual_seed(0)
+    torch.randint(0, 2**62, ())
+    assert torch.equal(after_full, after_small) and torch.equal(after_full, torch.rand(1))

@@ -8,7 +8,13 @@ from dagnet_layers.models.backbones import (
     pooled_width,
 )
 from dagnet_layers.models.config import ABLATIONS, DAGNetConfig
-from dagnet_layers.models.dagnet import DAGNet, DAGNetOutput, build_dagnet
+from dagnet_layers.models.dagnet import (
+    COMPONENTS,
+    DAGNet,
+    DAGNetOutput,
+    build_dagnet,
+    component_seed,
+)
 from dagnet_layers.models.export import export_onnx
 from dagnet_layers.models.hub import (
     load_pretrained_weights,
@@ -19,6 +25,7 @@ from dagnet_layers.models.registry import create_model, list_models, model_confi
 
 __all__ = [
     "ABLATIONS",
+    "COMPONENTS",
     "DAGNet",
     "DAGNetConfig",
     "DAGNetOutput",
@@ -26,6 +33,7 @@ __all__ = [
     "SplitBackbone",
     "build_dagnet",
     "check_pretrained_weights",
+    "component_seed",
     "create_body_backbone",
     "create_model",
     "export_onnx",

@@ -18,12 +18,15 @@ in the Wild" (Fig. 1 of the paper):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import hashlib
 import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,7 +59,7 @@ from dagnet_layers.storage import (
     write_bytes_atomic,
 )
 
-__all__ = ["DAGNet", "DAGNetOutput", "build_dagnet"]
+__all__ = ["COMPONENTS", "DAGNet", "DAGNetOutput", "build_dagnet", "component_seed"]
 
 
 
@@ -80,6 +83,33 @@ def _output_layer(layer: nn.Linear, x: Tensor) -> Tensor:
         return layer(x)
     with torch.autocast(x.device.type, enabled=False):
         return layer(x.to(layer.weight.dtype))
+
+#: The parts of a DAG-Net that draw their initial weights from a stream of their own.
+COMPONENTS: tuple[str, ...] = (
+    "body_backbone", "body_attention", "context_backbone", "context_attention",
+    "patch_encoder", "local_graph", "fusion", "classifier", "vad_head",
+)  # fmt: skip
+
+
+def component_seed(base: int, name: str) -> int:
+    """The seed of one component's initialisation stream: a hash of the model's base seed
+    and the component's name, so that each part's initial weights depend on nothing else.
+
+    Example:
+        >>> component_seed(0, "fusion") == component_seed(0, "fusion") != component_seed(1, "fusion")
+        True
+    """
+    digest = hashlib.sha256(f"dagnet-init:{base}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # below 2**63: any generator takes it
+
+
+@contextlib.contextmanager
+def _own_stream(base: int, name: str) -> Iterator[None]:
+    """Build one component from its own seeded stream of the CPU generator, then restore it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(component_seed(base, name))
+        yield
+
 
 class DAGNetOutput(NamedTuple):
     """Everything one DAG-Net forward pass produces.
@@ -117,6 +147,14 @@ class DAGNet(nn.Module):
     returns a :class:`DAGNetOutput` with the attention maps for inspection and
     the auxiliary logits for training; :meth:`forward_logits` returns logits
     only (the path to give ``torch.compile`` or ``torch.export``).
+
+    Initialisation is paired across ablations: the model takes one draw from the
+    global CPU generator (:attr:`init_seed`, so ``torch.manual_seed`` still fixes
+    everything), and each part of :data:`COMPONENTS` draws its initial weights
+    from a stream of its own, seeded by :func:`component_seed`. Switching BAM,
+    GSAM or LSAM on or off therefore leaves every other part's initial weights as
+    they were; only the fusion layer's change when its input width does (a local
+    stream adds features).
 
     Args:
         config: The architecture.
@@ -157,65 +195,84 @@ class DAGNet(nn.Module):
         body_kwargs = {"pretrained": pretrained, **(body_backbone_kwargs or {})}
         context_kwargs = {"pretrained": pretrained, **(context_backbone_kwargs or {})}
 
-        self.body_backbone = create_body_backbone(
-            config.body_backbone, in_chans=config.in_chans, **body_kwargs
-        )
+        # One draw from the global generator; every component then initialises from its
+        # own stream (component_seed), so switching a module on or off leaves the others'
+        # initial weights as they were: ablations are paired at initialisation.
+        # (Built on the meta device, nothing is initialised: no draw, as before.)
+        meta = torch.empty(0).device.type == "meta"
+        self.init_seed = 0 if meta else int(torch.randint(0, 2**62, (), device="cpu"))
+        base = self.init_seed
+
+        with _own_stream(base, "body_backbone"):
+            self.body_backbone = create_body_backbone(
+                config.body_backbone, in_chans=config.in_chans, **body_kwargs
+            )
         feature_dims = [pooled_width(self.body_backbone)]
-        self.body_attention = (
-            BodyAttention(config.in_chans, config.bam_hidden) if config.use_bam else None
-        )
+        self.body_attention = None
+        if config.use_bam:
+            with _own_stream(base, "body_attention"):
+                self.body_attention = BodyAttention(config.in_chans, config.bam_hidden)
 
         self.context_backbone: SplitBackbone | None = None
         self.context_attention: AttentionBranch | None = None
         if config.use_context:
-            self.context_backbone = SplitBackbone(
-                config.context_backbone,
-                attention_stage=config.gsam_stage if config.use_gsam else "last",
-                in_chans=config.in_chans,
-                **context_kwargs,
-            )
+            with _own_stream(base, "context_backbone"):
+                self.context_backbone = SplitBackbone(
+                    config.context_backbone,
+                    attention_stage=config.gsam_stage if config.use_gsam else "last",
+                    in_chans=config.in_chans,
+                    **context_kwargs,
+                )
             feature_dims.append(self.context_backbone.num_features)
             if config.use_gsam:
-                self.context_attention = self._build_attention(config)
+                with _own_stream(base, "context_attention"):
+                    self.context_attention = self._build_attention(config)
 
         self.patch_encoder: PatchEncoder | None = None
         self.local_graph: LearnedAdjacencyGCN | PatchSumReadout | None = None
         if config.use_lsam:
-            self.patch_encoder = PatchEncoder(
-                config.in_chans,
-                n=config.partition,
-                hidden_channels=config.patch_channels[0],
-                out_channels=config.patch_channels[1],
-                pool_size=config.patch_pool,
-                stride=config.patch_stride,
-                size_policy=config.patch_size_policy,
-            )
+            with _own_stream(base, "patch_encoder"):
+                self.patch_encoder = PatchEncoder(
+                    config.in_chans,
+                    n=config.partition,
+                    hidden_channels=config.patch_channels[0],
+                    out_channels=config.patch_channels[1],
+                    pool_size=config.patch_pool,
+                    stride=config.patch_stride,
+                    size_policy=config.patch_size_policy,
+                )
             nodes = self.patch_encoder.num_patches
             node_dim = self.patch_encoder.out_features
-            if config.lsam_gcn:
-                self.local_graph = LearnedAdjacencyGCN(
-                    node_dim,
-                    config.gcn_hidden,
-                    num_nodes=nodes,
-                    adjacency_init=config.gcn_adjacency_init,
-                    normalization=config.gcn_normalization,
-                    readout=config.gcn_readout,
-                )
-            else:
-                self.local_graph = PatchSumReadout(node_dim, config.gcn_hidden[-1], nodes)
+            with _own_stream(base, "local_graph"):
+                if config.lsam_gcn:
+                    self.local_graph = LearnedAdjacencyGCN(
+                        node_dim,
+                        config.gcn_hidden,
+                        num_nodes=nodes,
+                        adjacency_init=config.gcn_adjacency_init,
+                        normalization=config.gcn_normalization,
+                        readout=config.gcn_readout,
+                    )
+                else:
+                    self.local_graph = PatchSumReadout(node_dim, config.gcn_hidden[-1], nodes)
             feature_dims.append(self.local_graph.out_features)
 
         self.feature_dims = tuple(feature_dims)
         self.num_features = sum(feature_dims)
         self.head_hidden_size = config.fusion_hidden
-        self.fusion = nn.Sequential(
-            nn.Linear(self.num_features, config.fusion_hidden),
-            nn.BatchNorm1d(config.fusion_hidden),
-            nn.ReLU(inplace=True),
-        )
+        with _own_stream(base, "fusion"):
+            self.fusion = nn.Sequential(
+                nn.Linear(self.num_features, config.fusion_hidden),
+                nn.BatchNorm1d(config.fusion_hidden),
+                nn.ReLU(inplace=True),
+            )
         self.head_drop = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.fusion_hidden, config.num_classes)
-        self.vad_head = nn.Linear(config.fusion_hidden, 3) if config.vad_head else None
+        with _own_stream(base, "classifier"):
+            self.classifier = nn.Linear(config.fusion_hidden, config.num_classes)
+        self.vad_head = None
+        if config.vad_head:
+            with _own_stream(base, "vad_head"):
+                self.vad_head = nn.Linear(config.fusion_hidden, 3)
 
     def _build_attention(self, config: DAGNetConfig) -> AttentionBranch:
         backbone = self.context_backbone
