@@ -405,6 +405,16 @@ def test_gcn_flags_reach_the_model_config() -> None:
         "mean", "grid", "none")
     with pytest.raises(SystemExit):
         parser.parse_args(["--gcn-readout", "flatten"])  # the model has one output width
+    beyond = parser.parse_args(["--lsam-graph", "attention", "--bam-target", "confidnet",
+                                "--gsam-map", "softmax", "--no-gsam-aux"])  # fmt: skip
+    module.resolve_defaults(beyond)
+    config = module.build_model(beyond).config
+    assert (config.lsam_graph, config.bam_target, config.gsam_map, config.gsam_aux) == (
+        "attention", "confidnet", "softmax", False)
+    fixed = parser.parse_args(["--fixed-adjacency"])
+    module.resolve_defaults(fixed)
+    assert module.build_model(fixed).config.gcn_learn_adjacency is False
+    assert default.bam_weight == 1.0 and module.build_model(default).config.bam_target == "none"
 
 
 def test_example_offline_pretrained_is_one_line(

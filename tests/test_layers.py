@@ -562,3 +562,118 @@ def test_patch_sum_readout_is_fc_per_patch_summed(shared: bool) -> None:
     torch.testing.assert_close(readout(x), expected)
     readout(x).sum().backward()
     assert_all_params_get_grad(readout)
+
+
+# ------------------------------------------------------- interventions and beyond the paper
+def test_body_attention_override_replaces_the_weights_it_uses_and_returns() -> None:
+    from dagnet_layers.layers import BodyAttention
+
+    bam = BodyAttention(3, 4)
+    image, feats = torch.randn(4, 3, 8, 8), torch.randn(4, 5)
+    computed = bam.credibility(image)
+    oracle = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    seen = {}
+
+    def override(img, weights):
+        seen["args"] = (img, weights)
+        return oracle
+
+    bam.weight_override = override
+    out = bam(image, feats)
+    assert torch.equal(out.weights, oracle)
+    assert torch.equal(out.features, feats * oracle[:, None])
+    assert seen["args"][0] is image and torch.allclose(seen["args"][1], computed)
+    bam.weight_override = lambda img, w: w[:2]
+    with pytest.raises(ValueError, match=r"weight_override must return weights of shape \(4,\)"):
+        bam(image, feats)
+    bam.weight_override = None
+    assert torch.allclose(bam(image, feats).weights, computed)
+    assert "weight_override" not in dict(bam.state_dict())
+
+
+@pytest.mark.parametrize("mode", ["residual", "multiply"])
+def test_attention_branch_override_and_softmax_map(mode: str) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 8, 4, 4)
+    branch = AttentionBranch(8, 5, mode=mode).eval()
+    fixed = torch.zeros(3, 1, 4, 4)
+    fixed[:, :, 1, 2] = 1.0
+    branch.map_override = lambda feats, m: fixed
+    out = branch(x)
+    assert torch.equal(out.attention_map, fixed)
+    want = x * (1 + fixed) if mode == "residual" else x * fixed
+    assert torch.allclose(out.features, want)
+    branch.map_override = lambda feats, m: m[:, :, :2]
+    with pytest.raises(ValueError, match="map_override must return a map of shape"):
+        branch(x)
+
+    soft = AttentionBranch(8, 5, mode=mode, map_activation="softmax").eval()
+    out = soft(x)
+    assert torch.allclose(out.attention_map.sum(dim=(1, 2, 3)), torch.ones(3))
+    weight = out.attention_map * 16  # H W M: mean 1 over the 4 x 4 positions
+    want = x * (1 + weight) if mode == "residual" else x * weight
+    assert torch.allclose(out.features, want, atol=1e-6)
+    # a flat softmax map leaves multiply mode's features as they are
+    soft.map_override = lambda feats, m: torch.full_like(m, 1 / 16)
+    flat = soft(x).features
+    assert torch.allclose(flat, x * 2 if mode == "residual" else x)
+
+
+def test_attention_branch_without_aux_head_has_no_logits_and_no_logit_layer() -> None:
+    branch = AttentionBranch(8, 5, aux_head=False)
+    out = branch(torch.randn(2, 8, 4, 4))
+    assert out.logits is None and branch.logit_conv is None
+    assert not any("logit_conv" in name for name, _ in branch.named_parameters())
+    assert "aux_head=False" in repr(branch)
+    with pytest.raises(ValueError, match="map_activation"):
+        AttentionBranch(8, 5, map_activation="tanh")
+
+
+def test_residual_patch_gcn_starts_as_the_identity_and_knows_positions() -> None:
+    from dagnet_layers.layers import ResidualPatchGCN
+
+    torch.manual_seed(0)
+    gcn = ResidualPatchGCN(6, 8, 4, n=3, depth=2)
+    x = torch.randn(2, 9, 6)
+    before = gcn(x)
+    with torch.no_grad():  # the update is zero at initialisation: the graph plays no part yet
+        gcn.adjacency.copy_(torch.randn(9, 9))
+    assert torch.allclose(gcn(x), before)
+    # the positions are added before the per-node layer: moving a patch changes the output
+    perm = torch.tensor([1, 0, 2, 3, 4, 5, 6, 7, 8])
+    assert not torch.allclose(gcn(x[:, perm]), before)
+    with torch.no_grad():  # without positions, a sum readout of per-node states is a bag
+        gcn.positions.row.zero_()
+        gcn.positions.col.zero_()
+    assert torch.allclose(gcn(x[:, perm]), gcn(x), atol=1e-6)
+    # one step moves the zero-initialised update
+    gcn.reset_parameters()
+    opt = torch.optim.SGD(gcn.parameters(), lr=0.1)
+    gcn(x).square().sum().backward()
+    opt.step()
+    assert any(u.weight.abs().sum() > 0 for u in gcn.update)
+    fixed = ResidualPatchGCN(6, 8, 4, n=3, learn_adjacency=False)
+    assert "adjacency" in dict(fixed.named_buffers()) and not fixed.learn_adjacency
+
+
+def test_patch_self_attention_bias_follows_the_relative_offsets() -> None:
+    from dagnet_layers.layers import PatchSelfAttention
+
+    torch.manual_seed(0)
+    att = PatchSelfAttention(6, 8, 4, n=3, heads=2)
+    with torch.no_grad():
+        att.relative_bias.copy_(torch.randn_like(att.relative_bias))
+    bias = att.position_bias()
+    for p in range(9):
+        for q in range(9):
+            (rp, cp), (rq, cq) = divmod(p, 3), divmod(q, 3)
+            assert torch.equal(bias[0, :, p, q], att.relative_bias[0, :, rp - rq + 2, cp - cq + 2])
+    x = torch.randn(2, 9, 6)
+    perm = torch.tensor([3, 1, 2, 0, 4, 5, 6, 7, 8])
+    assert not torch.allclose(att(x[:, perm]), att(x))  # the bias tells positions apart
+    att.reset_parameters()  # zero bias: a set function of the patches, blind to positions
+    assert torch.allclose(att(x[:, perm]), att(x), atol=1e-5)
+    with pytest.raises(ValueError, match="divisible by heads"):
+        PatchSelfAttention(6, 9, 4, heads=2)
+    with pytest.raises(ValueError, match=r"\(B, 9, 6\)"):
+        att(torch.randn(2, 8, 6))

@@ -378,3 +378,53 @@ def test_criterion_errors():
         DAGNetCriterion(KLDivergenceLoss(), gamma=2.0)
     with pytest.raises(TypeError, match="category_loss must be a loss name"):
         DAGNetCriterion(category_loss=3)  # type: ignore[arg-type]
+
+
+def test_true_class_probability_by_hand():
+    from dagnet_layers.emotic.losses import true_class_probability
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    target = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    p = torch.tensor([2.0, 0.0, -1.0]).exp()
+    p = p / p.sum()
+    got = true_class_probability(logits, target, "softmax")
+    assert torch.allclose(got, torch.tensor([float(p[0] + p[2]), 0.0]))
+    s = torch.sigmoid(torch.tensor([2.0, -1.0]))
+    got = true_class_probability(logits, target, "sigmoid")
+    assert torch.allclose(got, torch.tensor([float(s.mean()), 0.0]))
+    got = true_class_probability(logits, target, "identity")
+    assert torch.allclose(got, torch.tensor([0.5, 0.0]))  # (clamp(2) + clamp(-1)) / 2
+    with pytest.raises(ValueError, match="score must be one of"):
+        true_class_probability(logits, target, "tanh")
+
+
+def test_criterion_reliability_term_by_hand():
+    """With body_logits, the loss adds the body classifier's own loss and the squared
+    distance of BAM's weight to that classifier's (detached) true-class probability."""
+    from types import SimpleNamespace
+
+    from dagnet_layers.emotic.losses import KLDivergenceLoss
+
+    torch.manual_seed(0)
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    out = SimpleNamespace(logits=torch.randn(2, 3), aux_logits=None, vad=None,
+                          body_logits=torch.randn(2, 3, requires_grad=True),
+                          body_weights=torch.tensor([0.9, 0.2], requires_grad=True))
+    criterion = DAGNetCriterion("kl", bam_weight=0.5)
+    total, parts = criterion(out, {"categories": y})
+    kl = KLDivergenceLoss()
+    target = (out.body_logits.detach().softmax(1) * y).sum(1)  # mass on the true categories
+    gate = ((out.body_weights.detach() - target) ** 2).mean()
+    body = kl(out.body_logits.detach(), y)
+    assert parts["bam"] == pytest.approx(float(gate), rel=1e-6)
+    assert parts["body"] == pytest.approx(float(body), rel=1e-6)
+    assert float(total.detach()) == pytest.approx(float(kl(out.logits, y) + 0.5 * (body + gate)),
+                                                  rel=1e-6)
+    total.backward()  # the target is detached: the weights' gradient is 0.5 * 2 (w - t) / B
+    want = 0.5 * 2 * (out.body_weights.detach() - target) / 2
+    assert torch.allclose(out.body_weights.grad, want, atol=1e-6)
+    off = DAGNetCriterion("kl", bam_weight=0.0)(out, {"categories": y})[1]
+    assert "bam" not in off and "body" not in off
+    out.body_weights = None
+    with pytest.raises(ValueError, match=r"body_logits needs output\.body_weights"):
+        criterion(out, {"categories": y})

@@ -696,3 +696,64 @@ def test_building_a_model_draws_once_from_the_global_generator() -> None:
     torch.manual_seed(0)
     torch.randint(0, 2**62, ())
     assert torch.equal(after_full, after_small) and torch.equal(after_full, torch.rand(1))
+
+
+# ------------------------------------------------------------- the options beyond the paper
+_SMALL = dict(bam_hidden=4, patch_channels=(8, 8), patch_pool=2, gcn_hidden=(32, 32, 16),
+              fusion_hidden=32)
+
+
+@pytest.mark.parametrize(("options", "check"), [
+    (dict(bam_target="confidnet"), "body_logits"),
+    (dict(gsam_aux=False), "no_aux"),
+    (dict(gsam_map="softmax"), "softmax"),
+    (dict(lsam_graph="residual_gcn"), "residual"),
+    (dict(lsam_graph="attention"), "attention"),
+    (dict(gcn_learn_adjacency=False), "fixed"),
+])
+def test_options_beyond_the_paper_build_run_and_reload(options, check, tmp_path) -> None:
+    from dagnet_layers import build_dagnet
+    from dagnet_layers.layers import PatchSelfAttention, ResidualPatchGCN
+    from dagnet_layers.models import DAGNet
+
+    model = build_dagnet("test_resnet", "test_resnet", **_SMALL, **options)
+    out = model(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64))
+    assert out.logits.shape == (2, 26)
+    if check == "body_logits":
+        assert out.body_logits.shape == (2, 26) and out.body_weights.shape == (2,)
+        model.reset_classifier(7)
+        assert model.body_head.out_features == 7
+    else:
+        assert out.body_logits is None
+    if check == "no_aux":
+        assert out.aux_logits is None and out.attention_map is not None
+    if check == "softmax":
+        assert torch.allclose(out.attention_map.sum(dim=(1, 2, 3)), torch.ones(2))
+    if check == "residual":
+        assert isinstance(model.local_graph, ResidualPatchGCN) and out.adjacency.shape == (16, 16)
+        assert "local_graph.positions.row" in model.no_weight_decay()
+    if check == "attention":
+        assert isinstance(model.local_graph, PatchSelfAttention) and out.adjacency is None
+        assert model.no_weight_decay() == {"local_graph.relative_bias"}
+    if check == "fixed":
+        assert "local_graph.adjacency" in dict(model.named_buffers())
+        assert model.no_weight_decay() == set()
+    model.eval().save_pretrained(tmp_path / "m")
+    again = DAGNet.from_pretrained(tmp_path / "m")
+    assert again.config == model.config
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(again.forward_logits(x, x), model.forward_logits(x, x))
+
+
+def test_options_beyond_the_paper_refuse_what_they_cannot_do() -> None:
+    from dagnet_layers.errors import ConfigError
+    from dagnet_layers.models import DAGNetConfig
+
+    with pytest.raises(ConfigError, match=r"bam_target=.confidnet.\) needs use_bam=True"):
+        DAGNetConfig(use_bam=False, bam_target="confidnet")
+    with pytest.raises(ConfigError, match=r"lsam_graph=.attention.\) needs lsam_gcn=True"):
+        DAGNetConfig(lsam_gcn=False, lsam_graph="attention")
+    with pytest.raises(ConfigError, match="gsam_map"):
+        DAGNetConfig(gsam_map="tanh")
+    with pytest.raises(ConfigError, match="gsam_aux"):
+        DAGNetConfig(gsam_aux="no")

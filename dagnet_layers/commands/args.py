@@ -172,6 +172,22 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
                        help="LSAM's adjacency initialisation (default: the model's, grid)")
     model.add_argument("--gcn-readout", choices=["mean", "sum", "max"], default=None,
                        help="LSAM's pooling of the patch nodes (default: the model's, mean)")
+    model.add_argument("--fixed-adjacency", action="store_true",
+                       help="keep LSAM's adjacency at its initialisation instead of learning "
+                       "it (the paper learns it)")
+    model.add_argument("--lsam-graph", choices=["gcn", "residual_gcn", "attention"], default=None,
+                       help="what runs over the patches: the paper's gcn, or beyond the paper "
+                       "residual_gcn (position embeddings, zero-initialised residual update) "
+                       "or attention (relative-position bias); default: the model's")
+    model.add_argument("--bam-target", choices=["none", "confidnet"], default=None,
+                       help="what trains BAM's weight: the main loss alone (none, the paper) "
+                       "or, beyond the paper, a body-only classifier's true-class probability "
+                       "(confidnet); default: the model's")
+    model.add_argument("--gsam-map", choices=["sigmoid", "softmax"], default=None,
+                       help="GSAM map activation: sigmoid (ABN, the paper) or a spatial softmax "
+                       "(beyond the paper); default: the model's")
+    model.add_argument("--gsam-aux", action=argparse.BooleanOptionalAction, default=None,
+                       help="GSAM's auxiliary head and loss (ABN's; default: the model's, on)")
     model.add_argument("--vad", action="store_true", help="also regress valence/arousal/dominance")
     model.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                        help="ImageNet backbone weights through timm (default: on with a "
@@ -195,6 +211,8 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
     train.add_argument("--loss", default="kl", metavar="NAME",
                        help="category loss, one of dagnet_layers.emotic.losses.list_losses()")
     train.add_argument("--aux-weight", type=float, default=1.0, help="ABN auxiliary loss weight")
+    train.add_argument("--bam-weight", type=float, default=1.0,
+                       help="weight of BAM's reliability term with --bam-target confidnet")
     train.add_argument("--vad-weight", type=float, default=0.5, help="VAD loss weight (--vad)")
     train.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
     train.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None,

@@ -375,9 +375,13 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
     if args.partition_policy != "error":
         overrides["patch_size_policy"] = args.partition_policy
     for flag, field in (("gcn_normalization", "gcn_normalization"),
-                        ("gcn_init", "gcn_adjacency_init"), ("gcn_readout", "gcn_readout")):
+                        ("gcn_init", "gcn_adjacency_init"), ("gcn_readout", "gcn_readout"),
+                        ("lsam_graph", "lsam_graph"), ("bam_target", "bam_target"),
+                        ("gsam_map", "gsam_map"), ("gsam_aux", "gsam_aux")):
         if getattr(args, flag, None) is not None:
             overrides[field] = getattr(args, flag)
+    if getattr(args, "fixed_adjacency", False):
+        overrides["gcn_learn_adjacency"] = False
     if args.vad:
         overrides["vad_head"] = True
     for stream, path in (("body", args.body_weights), ("context", args.context_weights)):
@@ -561,6 +565,7 @@ _FLOATS = (("--lr", "lr", lambda v: v > 0, "> 0"),
            ("--weight-decay", "weight_decay", lambda v: v >= 0, ">= 0"),
            ("--grad-clip", "grad_clip", lambda v: v > 0, "> 0 (0 would zero every gradient)"),
            ("--aux-weight", "aux_weight", lambda v: v >= 0, ">= 0"),
+           ("--bam-weight", "bam_weight", lambda v: v >= 0, ">= 0"),
            ("--vad-weight", "vad_weight", lambda v: v >= 0, ">= 0"),
            ("--flip", "flip", lambda v: 0 <= v <= 1, "in [0, 1]"),
            ("--jitter", "jitter", lambda v: 0 <= v < 1, "in [0, 1)"))  # fmt: skip
@@ -672,7 +677,8 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = DAGNetCriterion(args.loss, aux_weight=args.aux_weight,
-                                vad_weight=args.vad_weight if args.vad else 0.0)
+                                vad_weight=args.vad_weight if args.vad else 0.0,
+                                bam_weight=args.bam_weight)
     score = criterion.score  # how this loss's logits become scores (softmax for KL)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = len(loaders["train"]) if args.max_steps is None else min(
@@ -708,7 +714,8 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
 
     net: torch.nn.Module = model
     if world > 1:
-        unused = bool(model.context_attention is not None and args.aux_weight == 0)
+        unused = bool((model.context_attention is not None and args.aux_weight == 0)
+                      or (model.body_head is not None and args.bam_weight == 0))
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=unused)

@@ -83,6 +83,7 @@ __all__ = [
     "list_losses",
     "loss_score",
     "scores_from_logits",
+    "true_class_probability",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -164,6 +165,43 @@ def scores_from_logits(logits: Tensor, score: ScoreKind) -> Tensor:
     if score == "sigmoid":
         return x.sigmoid()
     return x
+
+
+def true_class_probability(logits: Tensor, target: Tensor, score: ScoreKind) -> Tensor:
+    r"""How much a classifier believes the true categories: ConfidNet's target, per sample.
+
+    Corbière et al. (NeurIPS 2019) train a confidence estimate to regress the
+    probability the classifier gives the true class. For a multi-label target, and
+    for each score kind of this module:
+
+    - ``"softmax"``: the probability mass on the true categories, :math:`\sum_k y_k p_k`;
+    - ``"sigmoid"``: the mean of :math:`\sigma(x_k)` over the true categories;
+    - ``"identity"``: the mean of the scores clamped to [0, 1] over the true categories.
+
+    A sample without a true category gets 0.
+
+    Args:
+        logits: (B, K) logits.
+        target: (B, K) multi-hot (or soft) targets in [0, 1].
+        score: the category loss's score kind (:func:`loss_score`).
+
+    Returns:
+        (B,) values in [0, 1], in the logits' float dtype, detached.
+
+    Example:
+        >>> logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+        >>> true_class_probability(logits, torch.tensor([[0.0, 1.0, 1.0]]), "softmax")
+        tensor([0.3000])
+    """
+    if score not in SCORE_KINDS:
+        raise ValueError(f"true_class_probability: score must be one of {SCORE_KINDS}, "
+                         f"got {score!r}")  # fmt: skip
+    x = logits.detach().float()
+    y = target.detach().to(x.dtype)
+    if score == "softmax":
+        return (x.softmax(dim=-1) * y).sum(dim=-1).clamp(0.0, 1.0)
+    p = x.sigmoid() if score == "sigmoid" else x.clamp(0.0, 1.0)
+    return (p * y).sum(dim=-1) / y.sum(dim=-1).clamp_min(1e-12)
 
 
 def loss_score(loss: Any) -> ScoreKind:
@@ -728,6 +766,7 @@ class DAGNetCriterion(nn.Module):
     .. math::
         L = \lambda_{cat}\, L_{cat}(x, y) + \lambda_{aux}\, L_{cat}(x^{att}, y)
             + \lambda_{vad}\, L_{vad}(\hat v, v)
+            + \lambda_{bam}\big[L_{cat}(x^{body}, y) + \operatorname{mean}(\lambda - t)^2\big]
 
     The attention branch of ABN (Fukui et al.) has its own classifier; as in
     ABN (:math:`L = L_{att} + L_{per}`) it is trained with the same loss as the
@@ -744,6 +783,13 @@ class DAGNetCriterion(nn.Module):
     ``aux_weight == 0``; the VAD term when ``vad_weight == 0``. A VAD term that
     is on but lacks ``output.vad`` or ``batch["vad"]`` is an error.
 
+    The last term (beyond the paper) trains BAM's weight on a reliability target
+    when the model has one (``DAGNetConfig(bam_target="confidnet")``: ``output``
+    then has ``body_logits`` and ``body_weights``): the body-only classifier learns
+    the categories, and the weight :math:`\lambda` regresses that classifier's
+    :func:`true_class_probability` :math:`t` (detached). It is skipped when
+    ``body_logits`` is ``None`` or ``bam_weight == 0``.
+
     Args:
         category_loss: a name for :func:`build_loss` or a loss module taking
             ``(logits, target)``.
@@ -751,6 +797,7 @@ class DAGNetCriterion(nn.Module):
         vad_weight: weight :math:`\lambda_{vad}` of the VAD loss (0: off).
         category_weight: weight :math:`\lambda_{cat}` of the main category loss.
         vad_loss: the VAD loss; default :class:`MaskedVADLoss` (Smooth-L1).
+        bam_weight: weight :math:`\lambda_{bam}` of the reliability term.
         **loss_kwargs: forwarded to :func:`build_loss` when ``category_loss`` is a name.
 
     Returns:
@@ -758,7 +805,7 @@ class DAGNetCriterion(nn.Module):
         backpropagate and a dict of detached 0-d tensors (on the loss's device,
         so that logging them forces no host-device synchronisation) with
         ``"total"`` and each active term among ``"category"``, ``"aux"``,
-        ``"vad"`` (unweighted).
+        ``"vad"``, ``"body"`` and ``"bam"`` (unweighted).
 
     Example:
         >>> from types import SimpleNamespace
@@ -777,6 +824,7 @@ class DAGNetCriterion(nn.Module):
         *,
         category_weight: float = 1.0,
         vad_loss: nn.Module | None = None,
+        bam_weight: float = 1.0,
         **loss_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -785,6 +833,7 @@ class DAGNetCriterion(nn.Module):
             ("aux_weight", aux_weight),
             ("vad_weight", vad_weight),
             ("category_weight", category_weight),
+            ("bam_weight", bam_weight),
         ):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: {arg} must be finite and >= 0, got {value}")
@@ -806,6 +855,7 @@ class DAGNetCriterion(nn.Module):
         self.aux_weight = float(aux_weight)
         self.vad_weight = float(vad_weight)
         self.category_weight = float(category_weight)
+        self.bam_weight = float(bam_weight)
 
     def forward(
         self, output: Any, batch: Mapping[str, Tensor]
@@ -848,6 +898,23 @@ class DAGNetCriterion(nn.Module):
             total = total + self.vad_weight * vad
             components["vad"] = vad.detach()
 
+        body_logits = _field(output, "body_logits")
+        if body_logits is not None and self.bam_weight > 0:
+            weights = _field(output, "body_weights")
+            if body_logits.shape != logits.shape:
+                raise ValueError(f"{name}: output.body_logits must have the shape of "
+                                 f"output.logits {_shape(logits)}, got {_shape(body_logits)}")
+            if weights is None or weights.shape != logits.shape[:1]:
+                raise ValueError(f"{name}: output.body_logits needs output.body_weights of "
+                                 f"shape ({logits.shape[0]},), got "
+                                 f"{None if weights is None else _shape(weights)}")
+            body = self.category_loss(body_logits, target)
+            reliability = true_class_probability(body_logits, target, self.score)
+            gate = F.mse_loss(weights.float(), reliability)
+            total = total + self.bam_weight * (body + gate)
+            components["body"] = body.detach()
+            components["bam"] = gate.detach()
+
         components["total"] = total.detach()
         return total, components
 
@@ -859,5 +926,5 @@ class DAGNetCriterion(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"category_weight={self.category_weight}, aux_weight={self.aux_weight}, "
-            f"vad_weight={self.vad_weight}"
+            f"vad_weight={self.vad_weight}, bam_weight={self.bam_weight}"
         )

@@ -16,6 +16,7 @@ from dagnet_layers.layers.graph import (
     normalize_adjacency,
 )
 from dagnet_layers.layers.patch_partition import PatchEncoder, PatchPartition
+from dagnet_layers.layers.relational import PatchSelfAttention, ResidualPatchGCN
 
 __all__ = [
     "AttentionBranch",
@@ -25,8 +26,10 @@ __all__ = [
     "LearnedAdjacencyGCN",
     "PatchEncoder",
     "PatchPartition",
+    "PatchSelfAttention",
     "PatchSumReadout",
     "ResidualConvBlock",
+    "ResidualPatchGCN",
     "abn_init_",
     "adjacency_to_edge_index",
     "grid_adjacency",

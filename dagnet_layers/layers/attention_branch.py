@@ -18,6 +18,7 @@ is a lighter, width-preserving stand-in.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import torch
@@ -133,13 +134,15 @@ class AttentionBranchOutput(NamedTuple):
 
     Attributes:
         features: Attended features, shape (B, C, H, W).
-        attention_map: Spatial attention :math:`M`, shape (B, 1, H, W), in (0, 1).
-        logits: Attention-branch class logits for the auxiliary loss, shape (B, K).
+        attention_map: Spatial attention :math:`M`, shape (B, 1, H, W), in (0, 1)
+            (with ``map_activation="softmax"``, each map sums to 1).
+        logits: Attention-branch class logits for the auxiliary loss, shape (B, K),
+            or ``None`` without the auxiliary head (``aux_head=False``).
     """
 
     features: Tensor
     attention_map: Tensor
-    logits: Tensor
+    logits: Tensor | None
 
 
 class ResidualConvBlock(nn.Module):
@@ -199,6 +202,23 @@ class AttentionBranch(nn.Module):
     form, ``mode="residual"``, the default) or the paper's literal
     :math:`M \odot g` (``mode="multiply"``, DAG-Net eq. 3).
 
+    Two options go beyond ABN (both off by default):
+
+    - ``map_activation="softmax"``: a spatial softmax instead of the sigmoid, so
+      each map is a distribution over the :math:`H W` positions (it sums to 1) and
+      the positions compete for the weight, as in attention pooling. The features
+      are re-weighted by :math:`H W \cdot M`, whose mean over the positions is 1:
+      :math:`(1 + HW M) \odot g` or :math:`HW M \odot g`;
+    - ``aux_head=False``: no auxiliary logits (ABN's attention loss then has
+      nothing to train), so the map learns from the main loss alone.
+
+    **Interventions.** :attr:`map_override`, when set, is called as
+    ``map_override(x, attention_map)`` with the computed map (B, 1, H, W) and returns
+    the map used to re-weight the features and returned instead: an oracle map, a
+    constant map, or a test-time swap (a flat or shuffled map) that measures whether
+    the model *uses* the map. ``None`` (the default) restores the module; it is not
+    saved with the weights.
+
     Args:
         in_channels: Channels :math:`C` of the feature map.
         num_classes: Classes :math:`K` of the auxiliary logits (26 for EMOTIC).
@@ -208,11 +228,15 @@ class AttentionBranch(nn.Module):
         mode: ``"residual"`` for :math:`(1+M) g`, ``"multiply"`` for :math:`M g`.
         norm_layer: Normalisation class for the branch.
         act_layer: Activation class for the branch.
+        block_channels: Output width of ``attention_block`` (default ``in_channels``;
+            ABN's stride-1 copy of a ResNet's last stage widens it).
+        map_activation: ``"sigmoid"`` (ABN) or ``"softmax"`` (a spatial softmax).
+        aux_head: Build the auxiliary logits (ABN). ``False`` leaves them out.
 
     Shape:
         - Input: :math:`(B, C, H, W)`
         - Output: features :math:`(B, C, H, W)`, attention map :math:`(B, 1, H, W)`,
-          logits :math:`(B, K)`
+          logits :math:`(B, K)` (or ``None``)
 
     Example:
         >>> abn = AttentionBranch(32, num_classes=26)
@@ -230,8 +254,16 @@ class AttentionBranch(nn.Module):
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         act_layer: type[nn.Module] = nn.ReLU,
         block_channels: int | None = None,
+        map_activation: Literal["sigmoid", "softmax"] = "sigmoid",
+        aux_head: bool = True,
     ) -> None:
         super().__init__()
+        if map_activation not in ("sigmoid", "softmax"):
+            raise ValueError("AttentionBranch(map_activation=...) must be 'sigmoid' or "
+                             f"'softmax', got {map_activation!r}")
+        if not isinstance(aux_head, bool):
+            raise ValueError(f"AttentionBranch(aux_head=...) must be True or False, got "
+                             f"{aux_head!r}")
         if block_channels is None:
             block_channels = in_channels
         check_positive_ints("AttentionBranch", in_channels=in_channels, num_classes=num_classes,
@@ -248,6 +280,10 @@ class AttentionBranch(nn.Module):
         self.in_channels = in_channels
         self.block_channels = block_channels
         self.mode = mode
+        self.map_activation = map_activation
+        self.aux_head = aux_head
+        #: ``(x, attention_map) -> attention_map`` used instead of the computed map, or ``None``.
+        self.map_override: Callable[[Tensor, Tensor], Tensor] | None = None
         self._norm_layer = norm_layer
         self._act_layer = act_layer
         if attention_block is None:
@@ -261,12 +297,14 @@ class AttentionBranch(nn.Module):
         self.class_conv = nn.Conv2d(self.block_channels, num_classes, 1, bias=False)
         self.class_norm = self._norm_layer(num_classes)
         self.class_act = self._act_layer()
-        self.logit_conv = nn.Conv2d(num_classes, num_classes, 1, bias=False)
+        self.logit_conv = (nn.Conv2d(num_classes, num_classes, 1, bias=False)
+                           if self.aux_head else None)  # fmt: skip
         self.map_conv = nn.Conv2d(num_classes, 1, 3, padding=1, bias=False)
         self.map_norm = self._norm_layer(1)
         for layer in (self.class_conv, self.class_norm, self.logit_conv, self.map_conv,
                       self.map_norm):
-            abn_init_(layer)
+            if layer is not None:
+                abn_init_(layer)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Rebuild the K-dependent layers for ``num_classes`` classes (fresh weights)."""
@@ -285,16 +323,31 @@ class AttentionBranch(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         a = self.class_act(self.class_norm(self.class_conv(self.norm(self.attention_block(x)))))
-        logits = self.logit_conv(a).mean(dim=(2, 3))
-        attention_map = self.map_norm(self.map_conv(a)).sigmoid()
-        if self.mode == "residual":
-            features = x * (1.0 + attention_map)  # (1 + M) is (B, 1, H, W): one full-size product
+        logits = self.logit_conv(a).mean(dim=(2, 3)) if self.logit_conv is not None else None
+        score = self.map_norm(self.map_conv(a))
+        if self.map_activation == "sigmoid":
+            attention_map = score.sigmoid()
         else:
-            features = x * attention_map
+            attention_map = score.flatten(1).softmax(dim=1).view_as(score)
+        if self.map_override is not None:
+            attention_map = self.map_override(x, attention_map)
+            if attention_map.shape != score.shape:
+                raise ValueError(f"AttentionBranch.map_override must return a map of shape "
+                                 f"{tuple(score.shape)}, got {tuple(attention_map.shape)}")
+        weight = attention_map
+        if self.map_activation == "softmax":  # mean weight 1, as the positions compete
+            weight = attention_map * (attention_map.shape[-2] * attention_map.shape[-1])
+        if self.mode == "residual":
+            features = x * (1.0 + weight)  # (1 + M) is (B, 1, H, W): one full-size product
+        else:
+            features = x * weight
         return AttentionBranchOutput(features, attention_map, logits)
 
     def extra_repr(self) -> str:
         width = (f", block_channels={self.block_channels}"
                  if self.block_channels != self.in_channels else "")
+        options = "".join(
+            [f", map_activation={self.map_activation!r}" if self.map_activation != "sigmoid"
+             else "", ", aux_head=False" if not self.aux_head else ""])  # fmt: skip
         return (f"in_channels={self.in_channels}{width}, num_classes={self.num_classes}, "
-                f"mode={self.mode!r}")
+                f"mode={self.mode!r}{options}")

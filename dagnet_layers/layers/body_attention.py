@@ -13,6 +13,7 @@ and a sigmoid, and scales the body stream's features by that weight:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from torch import Tensor, nn
@@ -86,6 +87,8 @@ class BodyAttention(nn.Module):
         self.act = act_layer()
         self.conv2 = nn.Conv2d(hidden_channels, 1, kernel_size=1)
         self.feature_extractor = feature_extractor
+        #: ``(image, weights) -> weights`` used instead of the computed ones, or ``None``.
+        self.weight_override: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def credibility(self, image: Tensor) -> Tensor:
         """Credibility weights :math:`\\lambda` (B,) of a batch of body images."""
@@ -110,6 +113,11 @@ class BodyAttention(nn.Module):
             and the weights.
         """
         weights = self.credibility(image)
+        if self.weight_override is not None:
+            weights = self.weight_override(image, weights)
+            if weights.shape != (image.shape[0],):
+                raise ValueError(f"BodyAttention.weight_override must return weights of shape "
+                                 f"({image.shape[0]},), got {tuple(weights.shape)}")
         if features is None and self.feature_extractor is not None:
             features = self.feature_extractor(image)
         if features is None:

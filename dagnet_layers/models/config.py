@@ -57,7 +57,16 @@ class DAGNetConfig:
         lsam_gcn: Local stream with the GCN (True) or per-patch FC summed (False).
         use_context: Context stream at all (False gives a body-only model;
             the local stream also reads the context image, so it needs this).
-        bam_hidden: Width of BAM's first 1x1 convolution.
+        bam_hidden: Width of BAM's first 1x1 convolution (the paper does not give
+            it; 16 is ours).
+        bam_target: What trains BAM's weight. ``"none"`` (the paper): the main
+            loss alone, through the weighted features. ``"confidnet"`` (beyond the
+            paper, after Corbière et al., NeurIPS 2019): a body-only classifier on
+            the unweighted body features (``DAGNetOutput.body_logits``) learns the
+            categories, and the weight regresses the probability that classifier
+            gives the true categories (its true-class probability, detached): a
+            reliability target, which :class:`~dagnet_layers.emotic.losses.DAGNetCriterion`
+            adds when the output has ``body_logits``.
         gsam_mode: ``"residual"`` ((1 + M) g, ABN) or ``"multiply"`` (M g, eq. 3).
         gsam_stage: Where the attention branch goes: ``"auto"``,
             ``"penultimate"`` or ``"last"`` (see :class:`SplitBackbone`).
@@ -73,6 +82,11 @@ class DAGNetConfig:
         gsam_block_init: Initialisation of the ``"abn"`` block: ``"abn"``
             (ABN's: Kaiming-normal fan-out, BatchNorm 1/0) or ``"copy"`` (the
             last stage's own weights, e.g. pretrained ones).
+        gsam_map: The map's activation: ``"sigmoid"`` (ABN, the paper) or
+            ``"softmax"`` (beyond the paper: a spatial softmax, positions compete;
+            see :class:`~dagnet_layers.layers.AttentionBranch`).
+        gsam_aux: The attention branch's auxiliary logits and loss (ABN: on).
+            ``False`` trains the map from the main loss alone.
         patch_channels: Widths of the patch encoder's two 3x3 convolutions.
         patch_pool: Side of the patch encoder's mean-pooled grid (4 -> 64*16 = 1024).
         patch_stride: Stride of the patch encoder's first convolution. At 1 (the
@@ -82,10 +96,24 @@ class DAGNetConfig:
         patch_size_policy: What the partition does with a context size not
             divisible by N: ``"error"``, ``"resize"`` (to the nearest smaller
             multiple) or ``"pad"`` (see :class:`~dagnet_layers.layers.PatchPartition`).
-        gcn_hidden: Output widths of the GCN layers (paper: 1024, 1024, 512).
-        gcn_adjacency_init: ``"grid"``, ``"identity"`` or ``"uniform"``.
+        gcn_hidden: Output widths of the GCN layers (paper: 1024, 1024, 512). The
+            other ``lsam_graph`` choices use ``gcn_hidden[0]`` as their width,
+            ``gcn_hidden[-1]`` as their output and ``len(gcn_hidden) - 1`` blocks
+            (at least 1).
+        gcn_adjacency_init: ``"grid"``, ``"identity"`` or ``"uniform"`` (the paper
+            does not say; the grid is ours).
         gcn_normalization: ``"none"`` (paper), ``"symmetric"`` or ``"softmax"``.
-        gcn_readout: Node pooling of the local stream (``"mean"``, ``"sum"``, ``"max"``).
+        gcn_readout: Node pooling of the local stream (``"mean"``, ``"sum"``,
+            ``"max"``; the paper does not say, the mean is ours).
+        gcn_learn_adjacency: Learn the adjacency (the paper) or keep its
+            initialisation fixed.
+        lsam_graph: What runs over the patches when ``lsam_gcn`` is on: ``"gcn"``
+            (the paper's :class:`~dagnet_layers.layers.LearnedAdjacencyGCN`), or, beyond
+            the paper, ``"residual_gcn"``
+            (:class:`~dagnet_layers.layers.ResidualPatchGCN`: 2-D position embeddings,
+            a zero-initialised residual update) or ``"attention"``
+            (:class:`~dagnet_layers.layers.PatchSelfAttention`: a relative-position
+            bias).
         fusion_hidden: Width of the fusion MLP's hidden layer.
         dropout: Dropout before the classifier.
         vad_head: Also predict valence, arousal and dominance.
@@ -105,10 +133,13 @@ class DAGNetConfig:
     lsam_gcn: bool = True
     use_context: bool = True
     bam_hidden: int = 16
+    bam_target: Literal["none", "confidnet"] = "none"
     gsam_mode: Literal["residual", "multiply"] = "residual"
     gsam_stage: Literal["auto", "penultimate", "last"] = "auto"
     gsam_block: Literal["abn", "light"] = "abn"
     gsam_block_init: Literal["abn", "copy"] = "abn"
+    gsam_map: Literal["sigmoid", "softmax"] = "sigmoid"
+    gsam_aux: bool = True
     patch_channels: tuple[int, int] = (64, 64)
     patch_pool: int = 4
     patch_stride: int = 1
@@ -117,6 +148,8 @@ class DAGNetConfig:
     gcn_adjacency_init: Literal["grid", "identity", "uniform"] = "grid"
     gcn_normalization: Literal["none", "symmetric", "softmax"] = "none"
     gcn_readout: Literal["mean", "sum", "max"] = "mean"
+    gcn_learn_adjacency: bool = True
+    lsam_graph: Literal["gcn", "residual_gcn", "attention"] = "gcn"
     fusion_hidden: int = 256
     dropout: float = 0.5
     vad_head: bool = False
@@ -134,7 +167,8 @@ class DAGNetConfig:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(f"DAGNetConfig({name}=...) must be a timm model name, "
                                   f"got {getattr(self, name)!r}")
-        for name in ("use_bam", "use_gsam", "use_lsam", "lsam_gcn", "use_context", "vad_head"):
+        for name in ("use_bam", "use_gsam", "use_lsam", "lsam_gcn", "use_context", "vad_head",
+                     "gsam_aux", "gcn_learn_adjacency"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"DAGNetConfig({name}=...) must be True or False, "
                                   f"got {getattr(self, name)!r}")
@@ -174,11 +208,20 @@ class DAGNetConfig:
                               ("patch_size_policy", ("error", "resize", "pad")),
                               ("gcn_adjacency_init", ("grid", "identity", "uniform")),
                               ("gcn_normalization", ("none", "symmetric", "softmax")),
-                              ("gcn_readout", ("mean", "sum", "max"))):
+                              ("gcn_readout", ("mean", "sum", "max")),
+                              ("bam_target", ("none", "confidnet")),
+                              ("gsam_map", ("sigmoid", "softmax")),
+                              ("lsam_graph", ("gcn", "residual_gcn", "attention"))):
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"DAGNetConfig({name}=...) must be one of {allowed}, "
                                   f"got {value!r}")
+        if self.bam_target != "none" and not self.use_bam:
+            raise ConfigError(f"DAGNetConfig(bam_target={self.bam_target!r}) needs use_bam=True: "
+                              "it trains BAM's weight")
+        if self.lsam_graph != "gcn" and not self.lsam_gcn:
+            raise ConfigError(f"DAGNetConfig(lsam_graph={self.lsam_graph!r}) needs lsam_gcn=True: "
+                              "lsam_gcn=False is the paper's per-patch sum, which has no graph")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict of every field."""

@@ -42,7 +42,9 @@ from dagnet_layers.layers import (
     BodyAttention,
     LearnedAdjacencyGCN,
     PatchEncoder,
+    PatchSelfAttention,
     PatchSumReadout,
+    ResidualPatchGCN,
 )
 from dagnet_layers.models.backbones import SplitBackbone, create_body_backbone, pooled_width
 from dagnet_layers.models.config import ABLATIONS, DAGNetConfig
@@ -59,7 +61,8 @@ from dagnet_layers.storage import (
     write_bytes_atomic,
 )
 
-__all__ = ["COMPONENTS", "DAGNet", "DAGNetOutput", "build_dagnet", "component_seed"]
+__all__ = ["COMPONENTS", "DAGNet", "DAGNetOutput", "build_dagnet", "build_local_graph",
+           "component_seed"]
 
 
 
@@ -86,7 +89,7 @@ def _output_layer(layer: nn.Linear, x: Tensor) -> Tensor:
 
 #: The parts of a DAG-Net that draw their initial weights from a stream of their own.
 COMPONENTS: tuple[str, ...] = (
-    "body_backbone", "body_attention", "context_backbone", "context_attention",
+    "body_backbone", "body_attention", "body_head", "context_backbone", "context_attention",
     "patch_encoder", "local_graph", "fusion", "classifier", "vad_head",
 )  # fmt: skip
 
@@ -96,7 +99,8 @@ def component_seed(base: int, name: str) -> int:
     and the component's name, so that each part's initial weights depend on nothing else.
 
     Example:
-        >>> component_seed(0, "fusion") == component_seed(0, "fusion") != component_seed(1, "fusion")
+        >>> a, b = component_seed(0, "fusion"), component_seed(1, "fusion")
+        >>> a == component_seed(0, "fusion") != b
         True
     """
     digest = hashlib.sha256(f"dagnet-init:{base}:{name}".encode()).digest()
@@ -111,6 +115,46 @@ def _own_stream(base: int, name: str) -> Iterator[None]:
         yield
 
 
+def build_local_graph(config: DAGNetConfig, node_features: int, n: int) -> nn.Module:
+    """The module that reads the patch features of the local stream, as ``config`` says.
+
+    The paper's per-patch sum (``lsam_gcn=False``), its learned-adjacency GCN
+    (``lsam_graph="gcn"``) or one of the position-aware variants beyond the paper
+    (``"residual_gcn"``, ``"attention"``), each taking (B, n*n, node_features) and
+    returning (B, ``out_features``). :class:`DAGNet` builds its local stream with it.
+
+    Example:
+        >>> from dagnet_layers.models import DAGNetConfig
+        >>> cfg = DAGNetConfig(gcn_hidden=(32, 16), lsam_graph="attention")
+        >>> build_local_graph(cfg, 64, 4)(torch.randn(2, 16, 64)).shape
+        torch.Size([2, 16])
+    """
+    nodes = n * n
+    if not config.lsam_gcn:
+        return PatchSumReadout(node_features, config.gcn_hidden[-1], nodes)
+    dim, out = config.gcn_hidden[0], config.gcn_hidden[-1]
+    depth = max(1, len(config.gcn_hidden) - 1)
+    if config.lsam_graph == "residual_gcn":
+        return ResidualPatchGCN(node_features, dim, out, n=n, depth=depth,
+                                adjacency_init=config.gcn_adjacency_init,
+                                normalization=config.gcn_normalization,
+                                learn_adjacency=config.gcn_learn_adjacency,
+                                readout=config.gcn_readout)  # fmt: skip
+    if config.lsam_graph == "attention":
+        heads = 4 if dim % 4 == 0 and dim >= 64 else 1
+        return PatchSelfAttention(node_features, dim, out, n=n, depth=depth, heads=heads,
+                                  readout=config.gcn_readout)  # fmt: skip
+    return LearnedAdjacencyGCN(
+        node_features,
+        config.gcn_hidden,
+        num_nodes=nodes,
+        adjacency_init=config.gcn_adjacency_init,
+        normalization=config.gcn_normalization,
+        learn_adjacency=config.gcn_learn_adjacency,
+        readout=config.gcn_readout,
+    )
+
+
 class DAGNetOutput(NamedTuple):
     """Everything one DAG-Net forward pass produces.
 
@@ -120,8 +164,11 @@ class DAGNetOutput(NamedTuple):
             auxiliary loss, or ``None`` without GSAM.
         attention_map: GSAM attention map (B, 1, h, w) in (0, 1), or ``None``.
         body_weights: BAM credibility weights (B,) in (0, 1), or ``None``.
-        adjacency: LSAM propagation matrix (N*N, N*N), or ``None``.
+        adjacency: LSAM propagation matrix (N*N, N*N), or ``None`` (no graph, or
+            a graph without one: ``lsam_graph="attention"``).
         vad: Valence/arousal/dominance predictions (B, 3), or ``None``.
+        body_logits: The body-only classifier's logits (B, num_classes) that
+            ``bam_target="confidnet"`` trains BAM's weight against, or ``None``.
     """
 
     logits: Tensor
@@ -130,6 +177,7 @@ class DAGNetOutput(NamedTuple):
     body_weights: Tensor | None = None
     adjacency: Tensor | None = None
     vad: Tensor | None = None
+    body_logits: Tensor | None = None
 
 
 class DAGNet(nn.Module):
@@ -209,9 +257,13 @@ class DAGNet(nn.Module):
             )
         feature_dims = [pooled_width(self.body_backbone)]
         self.body_attention = None
+        self.body_head: nn.Linear | None = None
         if config.use_bam:
             with _own_stream(base, "body_attention"):
                 self.body_attention = BodyAttention(config.in_chans, config.bam_hidden)
+            if config.bam_target == "confidnet":
+                with _own_stream(base, "body_head"):
+                    self.body_head = nn.Linear(feature_dims[0], config.num_classes)
 
         self.context_backbone: SplitBackbone | None = None
         self.context_attention: AttentionBranch | None = None
@@ -229,7 +281,7 @@ class DAGNet(nn.Module):
                     self.context_attention = self._build_attention(config)
 
         self.patch_encoder: PatchEncoder | None = None
-        self.local_graph: LearnedAdjacencyGCN | PatchSumReadout | None = None
+        self.local_graph: nn.Module | None = None
         if config.use_lsam:
             with _own_stream(base, "patch_encoder"):
                 self.patch_encoder = PatchEncoder(
@@ -241,20 +293,9 @@ class DAGNet(nn.Module):
                     stride=config.patch_stride,
                     size_policy=config.patch_size_policy,
                 )
-            nodes = self.patch_encoder.num_patches
             node_dim = self.patch_encoder.out_features
             with _own_stream(base, "local_graph"):
-                if config.lsam_gcn:
-                    self.local_graph = LearnedAdjacencyGCN(
-                        node_dim,
-                        config.gcn_hidden,
-                        num_nodes=nodes,
-                        adjacency_init=config.gcn_adjacency_init,
-                        normalization=config.gcn_normalization,
-                        readout=config.gcn_readout,
-                    )
-                else:
-                    self.local_graph = PatchSumReadout(node_dim, config.gcn_hidden[-1], nodes)
+                self.local_graph = build_local_graph(config, node_dim, self.patch_encoder.n)
             feature_dims.append(self.local_graph.out_features)
 
         self.feature_dims = tuple(feature_dims)
@@ -297,6 +338,8 @@ class DAGNet(nn.Module):
             attention_block=block,
             mode=config.gsam_mode,
             block_channels=width,
+            map_activation=config.gsam_map,
+            aux_head=config.gsam_aux,
         )
 
     # ------------------------------------------------------------------ info
@@ -316,16 +359,23 @@ class DAGNet(nn.Module):
         The learned patch adjacency is a graph, not a filter: decaying it pulls
         the learned edges towards an empty graph. timm's
         :func:`~timm.optim.create_optimizer_v2` already skips 1-D parameters
-        (biases, norms); this names the 2-D one it would otherwise decay.
+        (biases, norms); this names the 2-D ones it would otherwise decay (the
+        adjacency, and the position embeddings and relative-position bias of the
+        variants beyond the paper).
 
         Example:
             >>> build_dagnet("test_resnet", "test_resnet").no_weight_decay()
             {'local_graph.adjacency'}
         """
         graph = self.local_graph
-        if isinstance(graph, LearnedAdjacencyGCN) and graph.learn_adjacency:
-            return {"local_graph.adjacency"}
-        return set()
+        names = set()
+        if isinstance(graph, LearnedAdjacencyGCN | ResidualPatchGCN) and graph.learn_adjacency:
+            names.add("local_graph.adjacency")
+        if isinstance(graph, ResidualPatchGCN):
+            names |= {"local_graph.positions.row", "local_graph.positions.col"}
+        if isinstance(graph, PatchSelfAttention):
+            names.add("local_graph.relative_bias")
+        return names
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
@@ -390,7 +440,7 @@ class DAGNet(nn.Module):
         stem = r"^(?:body_backbone|context_backbone\.stem)\."
         blocks = [
             r"^context_backbone\.last_stage\.",
-            r"^(?:body_attention|context_attention|patch_encoder|local_graph)\.",
+            r"^(?:body_attention|body_head|context_attention|patch_encoder|local_graph)\.",
             r"^fusion\.",
         ]
         if coarse:
@@ -452,6 +502,8 @@ class DAGNet(nn.Module):
                              "use forward_features() or forward_head(x, pre_logits=True)")
         device = self.classifier.weight.device
         self.classifier = nn.Linear(self.head_hidden_size, num_classes).to(device)
+        if self.body_head is not None:
+            self.body_head = nn.Linear(self.body_head.in_features, num_classes).to(device)
         if self.context_attention is not None:
             self.context_attention.reset_classifier(num_classes)
         self.config.num_classes = num_classes
@@ -504,13 +556,15 @@ class DAGNet(nn.Module):
 
     def _forward_streams(
         self, body: Tensor, context: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
         body, context = self._check_inputs(body, context)
         if self._body_checkpointed_by_timm:
             body_features = self.body_backbone(body)
         else:
             body_features = self._maybe_checkpoint(self.body_backbone, body)
-        body_weights = None
+        body_weights = body_logits = None
+        if self.body_head is not None:
+            body_logits = _output_layer(self.body_head, body_features)
         if self.body_attention is not None:
             body_features, body_weights = self.body_attention(body, body_features)
         parts = [body_features]
@@ -523,7 +577,7 @@ class DAGNet(nn.Module):
             parts.append(g.mean(dim=(2, 3)))
         if self.patch_encoder is not None and self.local_graph is not None:
             parts.append(self.local_graph(self._maybe_checkpoint(self.patch_encoder, context)))
-        return torch.cat(parts, dim=1), aux_logits, attention_map, body_weights
+        return torch.cat(parts, dim=1), aux_logits, attention_map, body_weights, body_logits
 
     def forward_features(self, body: Tensor, context: Tensor | None = None) -> Tensor:
         """Concatenated body, context and local stream features (B, :attr:`num_features`)."""
@@ -542,10 +596,11 @@ class DAGNet(nn.Module):
 
     def forward(self, body: Tensor, context: Tensor | None = None) -> DAGNetOutput:
         """Run all streams: logits plus every attention output (a :class:`DAGNetOutput`)."""
-        features, aux_logits, attention_map, body_weights = self._forward_streams(body, context)
+        features, aux_logits, attention_map, body_weights, body_logits = self._forward_streams(
+            body, context)
         hidden = self.forward_head(features, pre_logits=True)
         adjacency = None
-        if isinstance(self.local_graph, LearnedAdjacencyGCN):
+        if isinstance(self.local_graph, LearnedAdjacencyGCN | ResidualPatchGCN):
             adjacency = self.local_graph.propagation_matrix()
         return DAGNetOutput(
             logits=_output_layer(self.classifier, hidden),
@@ -554,6 +609,7 @@ class DAGNet(nn.Module):
             body_weights=body_weights,
             adjacency=adjacency,
             vad=_output_layer(self.vad_head, hidden) if self.vad_head is not None else None,
+            body_logits=body_logits,
         )
 
     def forward_logits(self, body: Tensor, context: Tensor | None = None) -> Tensor:
