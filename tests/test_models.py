@@ -757,3 +757,14 @@ def test_options_beyond_the_paper_refuse_what_they_cannot_do() -> None:
         DAGNetConfig(gsam_map="tanh")
     with pytest.raises(ConfigError, match="gsam_aux"):
         DAGNetConfig(gsam_aux="no")
+
+
+def test_create_model_names_the_options_beyond_the_paper() -> None:
+    from dagnet_layers import create_model
+    from dagnet_layers.layers import PatchSelfAttention
+
+    model = create_model("test_dagnet", lsam_graph="attention", bam_target="confidnet",
+                         gsam_map="softmax", gsam_aux=False)  # fmt: skip
+    assert isinstance(model.local_graph, PatchSelfAttention) and model.body_head is not None
+    assert model.context_attention.map_activation == "softmax"
+    assert model.context_attention.logit_conv is None

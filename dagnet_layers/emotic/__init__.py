@@ -12,9 +12,10 @@ and is never imported by it. Its rooms, in the order data flows through them:
   ``eval.m`` computes it;
 - :mod:`dagnet_layers.emotic.engine`: training, evaluation and crash-safe
   checkpoints for any model of the zoo;
-- :mod:`dagnet_layers.emotic.diagnostic`: metrics that read a module's behaviour
-  against known ground truth (attention mass on a cue, body weight against
-  corruption, adjacency between cue patches);
+- :mod:`dagnet_layers.emotic.diagnostic`: the diagnostic benchmark: one SYNTHETIC
+  set per module, the arms that span its effect (floor, paper, oracle, controls,
+  options beyond the paper), the metrics that read a module against known ground
+  truth, and the statistics of the verdicts;
 - :mod:`dagnet_layers.emotic.paper`: the published numbers the figures compare with.
 
 Importing this package imports none of them; it needs the ``emotic`` extra

@@ -15,8 +15,9 @@ One module per figure family: :mod:`~dagnet_layers.figures.ap`,
 :mod:`~dagnet_layers.figures.curves`, :mod:`~dagnet_layers.figures.prediction`
 (with :mod:`~dagnet_layers.figures.graph` for its patch-graph panel),
 :mod:`~dagnet_layers.figures.sweeps`, :mod:`~dagnet_layers.figures.diagnostic` (the
-diagnostic scene benchmark: AP per cue family, BAM weights by kind of body, GSAM maps
-on the cue regions, learned adjacencies), and for in-the-wild prediction
+diagnostic benchmark: each module's arms against floor and ceiling, example scenes,
+BAM weights by kind of body, GSAM maps on the cue regions, learned adjacencies), and
+for in-the-wild prediction
 :mod:`~dagnet_layers.figures.annotate` (Pillow only, for every video frame) and
 :mod:`~dagnet_layers.figures.timeline`; every name is importable from here.
 
@@ -38,6 +39,8 @@ from dagnet_layers.figures.diagnostic import (
     plot_attention_on_cues,
     plot_body_weights,
     plot_family_ap,
+    plot_image_grid,
+    plot_module_arms,
 )
 from dagnet_layers.figures.prediction import attention_overlay, plot_prediction
 from dagnet_layers.figures.sweeps import plot_partition_sweep
@@ -52,6 +55,8 @@ __all__ = [
     "plot_attention_on_cues",
     "plot_body_weights",
     "plot_family_ap",
+    "plot_image_grid",
+    "plot_module_arms",
     "plot_partition_sweep",
     "plot_prediction",
     "plot_timeline",

@@ -1,5 +1,9 @@
-"""Figures of the diagnostic scene benchmark: each module read against known cues.
+"""Figures of the diagnostic benchmark: each module read against known cues.
 
+- :func:`plot_module_arms`: one panel per module, the primary metric of every arm
+  (mean and 95% CI over seeds, a dot per seed), coloured by role (floor, paper,
+  oracle...), with the chance level;
+- :func:`plot_image_grid`: example scenes in rows with captions;
 - :func:`plot_family_ap`: AP per cue family (body, global, local) for each preset,
   the mean over seeds with every seed's value as a dot;
 - :func:`plot_body_weights`: BAM's body weights, one histogram per kind of body
@@ -33,16 +37,146 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "ROLE_COLOURS",
     "plot_adjacency_matrices",
     "plot_attention_on_cues",
     "plot_body_weights",
     "plot_family_ap",
+    "plot_image_grid",
+    "plot_module_arms",
 ]
 
 _FAMILY_COLOURS = (OKABE_ITO["vermillion"], OKABE_ITO["sky_blue"], OKABE_ITO["bluish_green"],
                    OKABE_ITO["orange"], OKABE_ITO["reddish_purple"])  # fmt: skip
 _REGION_COLOURS = {"echo": OKABE_ITO["orange"], "local": OKABE_ITO["sky_blue"],
-                   "sky": OKABE_ITO["bluish_green"]}  # fmt: skip
+                   "sky": OKABE_ITO["bluish_green"], "target": OKABE_ITO["bluish_green"],
+                   "candidates": OKABE_ITO["sky_blue"]}  # fmt: skip
+#: The colour of each arm role in :func:`plot_module_arms`.
+ROLE_COLOURS: dict[str, str] = {
+    "floor": OKABE_ITO["black"], "paper": OKABE_ITO["vermillion"],
+    "oracle": OKABE_ITO["bluish_green"], "control": OKABE_ITO["sky_blue"],
+    "ablation": OKABE_ITO["orange"], "variant": OKABE_ITO["blue"],
+}  # fmt: skip
+
+
+def plot_module_arms(
+    panels: Mapping[str, Mapping[str, Any]],
+    path: PathLike | None = None,
+    *,
+    title: str = "SYNTHETIC diagnostic scenes (not EMOTIC): each module's arms",
+    panel_inches: tuple[float, float] = (4.2, 3.6),
+    dpi: float = 100,
+) -> Figure:
+    """One panel per module: every arm's primary metric, mean and 95% CI, a dot per seed.
+
+    Args:
+        panels: ``{panel title: {"arms": [{"name", "role", "values" (per seed,
+            fractions; ``None`` left out), "ci" ([low, high] or ``None``)}],
+            "chance": float or None, "ylabel": str}}``.
+        path: Also save the figure as PNG here.
+        title: Figure title.
+        panel_inches: Inches (width, height) of one panel.
+        dpi: Pixels per inch of the saved PNG.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> fig = plot_module_arms({"BAM": {"arms": [
+        ...     {"name": "none", "role": "floor", "values": [0.8, 0.9], "ci": [0.2, 1.5]},
+        ...     {"name": "oracle", "role": "oracle", "values": [1.0, 1.0], "ci": None}],
+        ...     "chance": 1 / 6, "ylabel": "accuracy (%)"}})
+        >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        ['none', 'oracle']
+    """
+    if not panels:
+        raise ValueError("plot_module_arms(panels=...) needs at least one panel")
+    from matplotlib.lines import Line2D
+
+    fig = _new_figure((panel_inches[0] * len(panels), panel_inches[1] + 0.9), dpi)
+    axes = np.atleast_1d(fig.subplots(1, len(panels))).reshape(-1)
+    roles: dict[str, str] = {}
+    for ax, (label, panel) in zip(axes, panels.items(), strict=True):
+        arms = list(panel.get("arms", ()))
+        for i, a in enumerate(arms):
+            colour = ROLE_COLOURS.get(a["role"], OKABE_ITO["black"])
+            roles[a["role"]] = colour
+            values = np.array([np.nan if v is None else 100 * float(v) for v in a["values"]])
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                ax.text(i, 2, "n/a", ha="center", fontsize=6, rotation=90)
+                continue
+            ax.bar(i, values.mean(), 0.7, color=colour, alpha=0.35)
+            if a.get("ci"):
+                lo, hi = (100 * float(v) for v in a["ci"])
+                ax.errorbar(i, values.mean(), yerr=[[values.mean() - lo], [hi - values.mean()]],
+                            color=colour, linewidth=1.2, capsize=3)  # fmt: skip
+            ax.scatter(np.full(values.size, i), values, s=9, color=colour, zorder=3)
+        if panel.get("chance") is not None:
+            ax.axhline(100 * float(panel["chance"]), color="0.4", linestyle=":", linewidth=1)
+            ax.text(len(arms) - 0.5, 100 * float(panel["chance"]), "chance", fontsize=6,
+                    ha="right", va="bottom", color="0.3")  # fmt: skip
+        ax.set_xticks(range(len(arms)), [a["name"] for a in arms], rotation=40, ha="right",
+                      fontsize=7)  # fmt: skip
+        ax.set_ylim(0, 105)
+        ax.set_ylabel(panel.get("ylabel", "primary metric (%)"), fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.grid(axis="y", color="0.9", linewidth=0.6)
+        ax.set_axisbelow(True)
+    handles = [Line2D([], [], color=c, marker="s", linestyle="", label=r) for r, c in
+               roles.items()]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7,
+               frameon=False, title="bars: mean over seeds, whiskers: 95% CI, dots: seeds",
+               title_fontsize=7)  # fmt: skip
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    return fig
+
+
+def plot_image_grid(
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: PathLike | None = None,
+    *,
+    title: str = "SYNTHETIC diagnostic scenes (not EMOTIC)",
+    panel_inches: float = 1.3,
+    dpi: float = 100,
+) -> Figure:
+    """Images in labelled rows, each with a caption (e.g. a few scenes of each set).
+
+    Args:
+        rows: ``{row label: [{"image": (H, W, 3) uint8 or float, "caption": str}]}``.
+        path: Also save the figure as PNG here.
+        title: Figure title.
+        panel_inches: Side of one image.
+        dpi: Pixels per inch of the saved PNG.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> fig = plot_image_grid({"a": [{"image": np.zeros((8, 8, 3)), "caption": "x"}]})
+        >>> fig.axes[0].get_title()
+        'x'
+    """
+    if not rows or not any(rows.values()):
+        raise ValueError("plot_image_grid(rows=...) needs at least one image")
+    columns = max(len(v) for v in rows.values())
+    fig = _new_figure((panel_inches * columns + 0.8, panel_inches * len(rows) + 0.7), dpi)
+    axes = np.atleast_2d(fig.subplots(len(rows), columns, squeeze=False))
+    for r, (label, items) in enumerate(rows.items()):
+        for c in range(columns):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(items):
+                ax.set_axis_off()
+                continue
+            ax.imshow(_image_to_float(items[c]["image"]), interpolation="nearest")
+            ax.set_title(items[c].get("caption", ""), fontsize=6)
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+    return fig
 
 
 def plot_family_ap(

@@ -13,6 +13,7 @@ from dagnet_layers.models.dagnet import (
     DAGNet,
     DAGNetOutput,
     build_dagnet,
+    build_local_graph,
     component_seed,
 )
 from dagnet_layers.models.export import export_onnx
@@ -32,6 +33,7 @@ __all__ = [
     "PretrainedWeightsUnavailableError",
     "SplitBackbone",
     "build_dagnet",
+    "build_local_graph",
     "check_pretrained_weights",
     "component_seed",
     "create_body_backbone",

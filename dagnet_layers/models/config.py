@@ -62,7 +62,8 @@ class DAGNetConfig:
         bam_target: What trains BAM's weight. ``"none"`` (the paper): the main
             loss alone, through the weighted features. ``"confidnet"`` (beyond the
             paper, after Corbière et al., NeurIPS 2019): a body-only classifier on
-            the unweighted body features (``DAGNetOutput.body_logits``) learns the
+            the unweighted body features (``DAGNetOutput.body_logits``; it reads them
+            detached, so it does not change what the body stream learns) learns the
             categories, and the weight regresses the probability that classifier
             gives the true categories (its true-class probability, detached): a
             reliability target, which :class:`~dagnet_layers.emotic.losses.DAGNetCriterion`
@@ -113,7 +114,7 @@ class DAGNetConfig:
             (:class:`~dagnet_layers.layers.ResidualPatchGCN`: 2-D position embeddings,
             a zero-initialised residual update) or ``"attention"``
             (:class:`~dagnet_layers.layers.PatchSelfAttention`: a relative-position
-            bias).
+            bias; 4 heads where the width allows).
         fusion_hidden: Width of the fusion MLP's hidden layer.
         dropout: Dropout before the classifier.
         vad_head: Also predict valence, arousal and dominance.

@@ -141,7 +141,7 @@ def build_local_graph(config: DAGNetConfig, node_features: int, n: int) -> nn.Mo
                                 learn_adjacency=config.gcn_learn_adjacency,
                                 readout=config.gcn_readout)  # fmt: skip
     if config.lsam_graph == "attention":
-        heads = 4 if dim % 4 == 0 and dim >= 64 else 1
+        heads = next(h for h in (4, 2, 1) if dim % h == 0)
         return PatchSelfAttention(node_features, dim, out, n=n, depth=depth, heads=heads,
                                   readout=config.gcn_readout)  # fmt: skip
     return LearnedAdjacencyGCN(
@@ -563,8 +563,8 @@ class DAGNet(nn.Module):
         else:
             body_features = self._maybe_checkpoint(self.body_backbone, body)
         body_weights = body_logits = None
-        if self.body_head is not None:
-            body_logits = _output_layer(self.body_head, body_features)
+        if self.body_head is not None:  # a probe of the body features: it does not train them
+            body_logits = _output_layer(self.body_head, body_features.detach())
         if self.body_attention is not None:
             body_features, body_weights = self.body_attention(body, body_features)
         parts = [body_features]
