@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""The diagnostic scene benchmark: does each DAG-Net module do its job on scenes built for it?
+"""The diagnostic benchmark: does each DAG-Net module do the job the paper gives it?
 
 The same program as the installed ``dagnet-diagnose`` command
 (:mod:`dagnet_layers.commands.diagnose`); ``--help`` lists every option. Examples::
 
-    python examples/diagnose.py                       # 3 seeds x 8 presets, about 30 min on 2 cores
-    python examples/diagnose.py --presets baseline bam full --seeds 0 1 2 3 4
-    python examples/diagnose.py --presets full --output-dir runs/gcn_max -- --gcn-readout max
+    python examples/diagnose.py                       # 3 modules x 6 seeds (docs: its time)
+    python examples/diagnose.py --modules lsam --seeds 0 1 2 3 4 5 6 7
+    python examples/diagnose.py --arms bam/oracle bam/none --output-dir runs/bam_headroom
 
 Everything it writes says SYNTHETIC: the scenes are not EMOTIC.
 """

@@ -59,12 +59,12 @@ def test_the_commands_are_declared_and_resolve() -> None:
 
 
 def test_restated_constants_match_the_library() -> None:
-    from dagnet_layers import ABLATIONS
     from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS
+    from dagnet_layers.emotic.diagnostic import SET_MODULES
 
     assert cmd_args.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
-    # dagnet-diagnose trains every Table 2 preset, in the registry's order
-    assert cmd_args.DIAGNOSE_PRESETS == tuple(ABLATIONS)
+    # dagnet-diagnose runs every module's set, in the report's order
+    assert cmd_args.DIAGNOSE_MODULES == SET_MODULES == cmd_args.DIAGNOSE_DEFAULTS["modules"]
 
 
 @pytest.mark.parametrize(("flag", "value", "hint"), [

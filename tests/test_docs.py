@@ -198,15 +198,16 @@ def test_link_checker_finds_broken_links_and_cdn_assets(tmp_path: Path) -> None:
 
 
 def test_diagnostic_page_renders_the_committed_report(tmp_path: Path) -> None:
-    """The page's tables are the report's cells (``report_tables``), |A| escaped for reST,
-    and a report that does not say it is synthetic is refused."""
+    """The page's tables are the report's cells (``report_tables``), escaped for reST; its
+    verdicts and metric checks are the report's; a report that does not say it is
+    synthetic is refused."""
     import json
 
-    from dagnet_layers.commands.diagnose import report_tables
+    from dagnet_layers.emotic.diagnostic.report import report_tables
 
     gen_pages = _load_gen_pages()
     committed = ROOT / "docs" / "results" / "diagnostic" / "report.json"
-    text = gen_pages.diagnostic_report_rst(committed)
+    text = gen_pages.diagnostic_report_rst(committed, "tables")
     record = json.loads(committed.read_text())
     tables = report_tables(record)
     assert text.count(".. list-table:: SYNTHETIC: ") == len(tables)
@@ -214,11 +215,49 @@ def test_diagnostic_page_renders_the_committed_report(tmp_path: Path) -> None:
         for row in table["rows"]:
             for cell in row:
                 assert f"- {cell.replace('|', chr(92) + '|')}" in text, cell
-    assert "cue \\|A\\|" in text and " |A|" not in text
-    only = gen_pages.diagnostic_report_rst(committed, only=("GSAM",))
-    assert only.count(".. list-table::") == 1
+    verdicts = gen_pages.diagnostic_report_rst(committed, "verdicts")
+    for module, v in record["verdicts"].items():
+        assert f"the paper's module is *{v['paper_module']}*" in verdicts, module
+    checks = gen_pages.diagnostic_report_rst(committed, "checks")
+    assert checks.count("   * - ") == 1 + sum(len(c) for c in record["metric_checks"].values())
+    timing = gen_pages.diagnostic_report_rst(committed, "timing")
+    assert f"{record['timing']['run_cpu_seconds']:,.0f} CPU-seconds" in timing
     record["synthetic"] = False
     (tmp_path / "r.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="synthetic"):
         gen_pages.diagnostic_report_rst(tmp_path / "r.json")
     assert "No diagnostic report" in gen_pages.diagnostic_report_rst(tmp_path / "none.json")
+    with pytest.raises(ValueError, match="unknown part"):
+        gen_pages.diagnostic_report_rst(committed, "everything")
+
+
+def test_readme_and_page_quote_the_committed_diagnostic_report() -> None:
+    """The README's numbers and verdicts on the diagnostic benchmark are the report's."""
+    import json
+
+    record = json.loads((ROOT / "docs" / "results" / "diagnostic" / "report.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+
+    def contrast(module, a, b):
+        c = next(c for c in record["contrasts"] if (c["module"], c["a"], c["b"]) == (module, a, b))
+        lo, hi = c["ci"]
+        return f"{100 * c['mean']:+.1f}", f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+    def arm(module, name):
+        return record["arms"][module][name]
+
+    for module, word in (("lsam", "LSAM"), ("gsam", "GSAM"), ("bam", "BAM")):
+        assert f"- {word}: **{record['verdicts'][module]['paper_module']}**" in readme, module
+    mean, ci = contrast("lsam", "gcn", "patch_sum")
+    assert f"by {mean} points of mAP\n  {ci}" in readme
+    assert set(arm("lsam", "gcn_paper_widths")["primary"]["values"]) == {1.0}  # "every seed"
+    assert f"adds {contrast('gsam', 'oracle', 'none')[0]} points" in readme
+    assert "branch\n  {} {}".format(*contrast("gsam", "gsam", "none")) in readme
+    pointing = arm("gsam", "gsam")["secondary"]["pointing among candidates"]["mean"]
+    assert f"target in {100 * pointing:.0f}% of the scenes" in readme
+    assert f"gets {100 * arm('bam', 'none')['primary']['mean']:.1f}% of the contested" in readme
+    assert f"oracle gate {100 * arm('bam', 'oracle')['primary']['mean']:.1f}%" in readme
+    timing = record["timing"]
+    assert f"took {timing['run_seconds'] / 60:.0f} min ({timing['run_cpu_seconds']:,.0f} " \
+           "CPU-seconds)" in readme and timing["date"] in readme
+    assert f"over {len(record['seeds'])} seeds" in readme

@@ -1,565 +1,488 @@
 #!/usr/bin/env python
-"""The diagnostic scene benchmark: does each DAG-Net module do its job on scenes built for it?
+"""The diagnostic benchmark: does each DAG-Net module do the job the paper gives it?
 
-For each seed, ``dagnet-diagnose`` writes diagnostic scenes
-(:func:`~dagnet_layers.emotic.data.make_diagnostic_emotic`: body, whole-scene and
-local-object cues apart, a share of the bodies corrupted), trains every preset
-of the paper's Table 2 on them with ``dagnet-train``, runs each best checkpoint
-over the test split (:func:`~dagnet_layers.emotic.diagnostic.collect_outputs`) and
-reads every module against the scenes' ground truth
-(:func:`~dagnet_layers.emotic.diagnostic.diagnose`). The report compares each
-module with the ablation without it, per seed, and gives the spread over seeds.
+For each module (BAM, GSAM, LSAM) and seed, ``dagnet-diagnose`` makes the module's
+SYNTHETIC set (:mod:`dagnet_layers.emotic.diagnostic.sets`), trains every arm of
+:data:`~dagnet_layers.emotic.diagnostic.ARMS` on it (the paper's module, its floor,
+an oracle ceiling, controls, the options beyond the paper;
+:func:`~dagnet_layers.emotic.diagnostic.run_arm`), and writes the report: every
+arm over the seeds, the paired contrasts with Holm's correction, the test-time
+swaps, a verdict per module, and the figures.
 
 Examples::
 
-    dagnet-diagnose                                   # 3 seeds x 8 presets, CPU-sized
-    dagnet-diagnose --seeds 0 1 2 3 4 --output-dir runs/diag5
-    dagnet-diagnose --presets baseline bam full -- --amp bf16   # after --: dagnet-train flags
+    dagnet-diagnose                                   # 3 sets x 6 seeds, CPU-sized
+    dagnet-diagnose --modules lsam --seeds 0 1 2 3 4 5 6 7
+    dagnet-diagnose --arms bam/oracle bam/none --output-dir runs/bam_headroom
 
-Resumable: a scene set, a training run or a diagnosis that is complete is not
-done again, an interrupted training run continues from its last checkpoint, and
-the output folder is locked while a process works in it. The settings are
-recorded in ``settings.json``; a later call with other settings is refused (seeds
-and presets may be added). Outputs under ``--output-dir``: ``scenes/seed<S>/``,
-``cache/seed<S>/``, ``runs/<preset>/seed<S>/`` (a ``dagnet-train`` run plus
-``diagnostic.json`` and ``diagnostic_outputs.npz``) and ``report/`` (``report.md``,
-``report.json`` and the figures). Everything says SYNTHETIC: the scenes are not
-EMOTIC.
+Resumable: each run (module, arm, seed) is one JSON file under
+``OUTPUT_DIR/runs/<module>/<arm>/seed<S>.json``, written when it is complete and
+never repeated; the output folder is locked while a process works in it. The
+settings are recorded in ``settings.json``; a later call with other sizes or epochs
+is refused (seeds, modules and arms may be added). The report (``report.md``,
+``report.json``, the figures) covers the modules, arms and seeds of the call.
+Everything says SYNTHETIC: the scenes are not EMOTIC.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import datetime
 import json
 import logging
 import math
+import os
+import platform
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dagnet_layers.commands.args import DIAGNOSE_DEFAULTS, build_diagnose_parser
+from dagnet_layers.commands.args import DIAGNOSE_MODULES, build_diagnose_parser
 from dagnet_layers.storage import FolderLock, file_in_the_way, write_bytes_atomic
 
 logger = logging.getLogger("dagnet_diagnose")
 
-#: Each module against the ablation without it: (module, preset with, preset without).
-CONTRASTS: tuple[tuple[str, str, str], ...] = (
-    ("BAM", "bam", "baseline"),
-    ("BAM", "bam_gsam", "gsam"),
-    ("GSAM", "gsam", "baseline"),
-    ("GSAM", "bam_gsam", "bam"),
-    ("LSAM (GCN)", "lsam", "baseline"),
-    ("LSAM (GCN)", "full", "bam_gsam"),
-    ("GCN vs per-patch sum", "full", "bam_gsam_lsam_nogcn"),
-    ("context streams", "baseline", "body_only"),
-)
-#: The numbers of each preset's table, as (label, path into diagnose()'s dict).
-METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("cue mAP", ("map",)),
-    ("body", ("family_map", "body")),
-    ("global", ("family_map", "global")),
-    ("local", ("family_map", "local")),
-    ("body, corrupted", ("body", "corrupted")),
-    ("body, clean", ("body", "clean")),
-)
-SYNTHETIC = "SYNTHETIC diagnostic scenes, not EMOTIC"
+
+# ------------------------------------------------------------------ settings and runs
+def set_sizes(module: str, scale: float) -> dict[str, int]:
+    """The train and test sizes of one module's set at ``scale`` (at least 32 and 16)."""
+    from dagnet_layers.emotic.diagnostic import SET_SIZES
+
+    base = SET_SIZES[module]
+    return {"n_train": max(32, round(base["n_train"] * scale)),
+            "n_test": max(16, round(base["n_test"] * scale))}  # fmt: skip
 
 
-# ------------------------------------------------------------------ settings and steps
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {"images": args.images, "scene_size": args.scene_size, "image_size": args.image_size,
-            "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-            "model": args.model, "corrupt_fraction": args.corrupt_fraction,
-            "train_args": list(args.train_args)}  # fmt: skip
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """What decides a run's result, besides its module, arm and seed."""
+    from dagnet_layers._version import __version__
+    from dagnet_layers.emotic.diagnostic import BASE_MODEL, EPOCHS, TRAINING
+
+    return {
+        "sizes": {m: set_sizes(m, args.scale) for m in DIAGNOSE_MODULES},
+        "epochs": {m: args.epochs or EPOCHS[m] for m in DIAGNOSE_MODULES},
+        "training": dict(TRAINING),
+        "base_model": {k: list(v) if isinstance(v, tuple) else v for k, v in BASE_MODEL.items()},
+        "version": __version__,
+    }
 
 
-def check_settings(out: Path, args: argparse.Namespace) -> dict[str, Any]:
+def check_settings(out: Path, wanted: dict[str, Any]) -> dict[str, Any]:
     """Record the settings of a new output folder, or refuse other settings for an old one."""
+    from dagnet_layers.emotic.diagnostic.report import SYNTHETIC_NOTE
     from dagnet_layers.storage import read_json_object
 
-    wanted = _settings(args)
     path = out / "settings.json"
     if path.exists():
         recorded = read_json_object(path, "diagnostic settings")
-        differ = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
+        differ = [k for k in ("sizes", "epochs", "training", "base_model")
+                  if recorded.get(k) != wanted[k]]  # fmt: skip
         if differ:
-            what = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in differ.items())
-            raise SystemExit(f"{out} holds a diagnostic run with other settings ({what}); pass "
-                             "the same settings, or another --output-dir")
+            what = "; ".join(f"{k}: {recorded.get(k)!r} there, {wanted[k]!r} now" for k in differ)
+            raise SystemExit(f"{out} holds diagnostic runs made with other settings ({what}); "
+                             "pass the same --scale and --epochs, or another --output-dir")
         return recorded
-    write_bytes_atomic(path, (json.dumps({"synthetic": True, "note": SYNTHETIC, **wanted},
+    write_bytes_atomic(path, (json.dumps({"synthetic": True, "note": SYNTHETIC_NOTE, **wanted},
                                          indent=1) + "\n").encode())  # fmt: skip
     return wanted
 
 
-def check_scenes(scenes: Any, args: argparse.Namespace, seed: int) -> None:
-    """Refuse complete scenes written with other settings than this call's."""
-    from dagnet_layers.emotic.data.scenes import DIAGNOSTIC_JSON
+def selected_arms(parser: argparse.ArgumentParser, args: argparse.Namespace
+                  ) -> dict[str, list[str]]:  # fmt: skip
+    """``{module: [arm names]}`` this call runs, checked against the declared arms."""
+    from dagnet_layers.commands.checks import refuse
+    from dagnet_layers.emotic.diagnostic import ARMS
 
-    wanted = {"n_images": args.images, "seed": seed, "image_size": args.scene_size,
-              "corrupt_fraction": args.corrupt_fraction,
-              "split_fractions": list(DIAGNOSE_DEFAULTS["split_fractions"])}  # fmt: skip
-    differ = [f"{k}={scenes.settings.get(k)!r} there, {v!r} now" for k, v in wanted.items()
-              if scenes.settings.get(k) != v]  # fmt: skip
-    if differ:
-        raise SystemExit(f"{scenes.root / DIAGNOSTIC_JSON} holds other scenes "
-                         f"({', '.join(differ)}); use another --output-dir")
-
-
-def ensure_scenes(root: Path, args: argparse.Namespace, seed: int) -> Any:
-    """The scenes of one seed, written unless complete (their ground truth is written last)."""
-    from dagnet_layers.emotic.data import make_diagnostic_emotic, read_diagnostic_scenes
-    from dagnet_layers.emotic.data.scenes import DIAGNOSTIC_JSON
-
-    if (root / DIAGNOSTIC_JSON).is_file():
-        scenes = read_diagnostic_scenes(root)
-        check_scenes(scenes, args, seed)
-        return scenes
-    logger.info("writing the diagnostic scenes of seed %d to %s", seed, root)
-    return make_diagnostic_emotic(
-        root, n_images=args.images, seed=seed, image_size=args.scene_size,
-        corrupt_fraction=args.corrupt_fraction,
-        split_fractions=DIAGNOSE_DEFAULTS["split_fractions"],
-    )  # fmt: skip
+    for module in args.modules:
+        if module not in DIAGNOSE_MODULES:
+            refuse(parser, "--modules", f"unknown module {module!r}; choose from "
+                   f"{', '.join(DIAGNOSE_MODULES)}")
+    modules = [m for m in DIAGNOSE_MODULES if m in args.modules]
+    if args.arms is None:
+        return {m: [a.name for a in ARMS[m]] for m in modules}
+    chosen: dict[str, list[str]] = {m: [] for m in modules}
+    for item in args.arms:
+        module, _, name = item.partition("/")
+        if module not in chosen:
+            refuse(parser, "--arms", f"{item!r} is not MODULE/ARM with MODULE among --modules "
+                   f"({', '.join(modules)})")
+        names = [a.name for a in ARMS[module]]
+        if name not in names:
+            refuse(parser, "--arms", f"{module} has no arm {name!r}; its arms: {', '.join(names)}")
+        if name not in chosen[module]:
+            chosen[module].append(name)
+    return {m: [a.name for a in ARMS[m] if a.name in v] for m, v in chosen.items() if v}
 
 
-def train_args_for(run: Path, scenes: Path, cache: Path, preset: str, seed: int,
-                   args: argparse.Namespace) -> list[str]:  # fmt: skip
-    """The ``dagnet-train`` arguments of one preset and seed (``--resume`` once it started)."""
-    from dagnet_layers.commands.train import RUN_ARTIFACTS
-
-    argv = ["--data-root", str(scenes), "--cache-dir", str(cache), "--model", args.model,
-            "--ablation", preset, "--image-size", str(args.image_size),
-            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-            "--lr", str(args.lr), "--no-pretrained", "--seed", str(seed),
-            "--output-dir", str(run)]  # fmt: skip
-    if args.workers is not None:
-        argv += ["--workers", str(args.workers)]
-    if args.device is not None:
-        argv += ["--device", args.device]
-    if args.no_progress:
-        argv.append("--no-progress")
-    if any((run / name).exists() for name in RUN_ARTIFACTS):
-        argv.append("--resume")  # an interrupted run continues from its last checkpoint
-    return argv + list(args.train_args)
+def _run_path(out: Path, module: str, name: str, seed: int) -> Path:
+    return out / "runs" / module / name / f"seed{seed}.json"
 
 
-def ensure_trained(run: Path, argv: list[str]) -> dict[str, Any]:
-    """Train one run unless its test report exists; returns the test report."""
-    from dagnet_layers.commands import train
+def ensure_run(out: Path, module: str, name: str, seed: int, data: Any, settings: dict[str, Any],
+               device: str, progress: bool) -> dict[str, Any]:  # fmt: skip
+    """One arm on one seed, trained and tested unless its result is on disk."""
+    from dagnet_layers.emotic.diagnostic import arm, run_arm
+    from dagnet_layers.emotic.diagnostic.report import SYNTHETIC_NOTE
     from dagnet_layers.storage import read_json_object
 
-    report = run / "test_report.json"
-    if not report.is_file():
-        code = train.main(argv)
-        if code != 0:
-            raise SystemExit(f"the training run in {run} failed (exit status {code})")
-    return read_json_object(report, "test report")
+    path = _run_path(out, module, name, seed)
+    if path.is_file():
+        return read_json_object(path, "diagnostic run")
+    epochs = settings["epochs"][module]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
 
+        bar = tqdm(total=epochs, desc=f"{module}/{name} seed {seed}", unit="epoch", leave=False,
+                   dynamic_ncols=True)  # fmt: skip
 
-def ensure_diagnosed(run: Path, scenes: Any, cache: Path, args: argparse.Namespace,
-                     test_report: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """Run the best checkpoint over the test split and diagnose it, unless done."""
-    from dagnet_layers.storage import read_json_object
+    def step(epoch: int, loss: float) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
 
-    done = run / "diagnostic.json"
-    if done.is_file():
-        return read_json_object(done, "diagnosis")
-    import torch
-
-    from dagnet_layers.emotic.data import EmoticDataset, emotic_batch_transform, normalization_of
-    from dagnet_layers.emotic.diagnostic import collect_outputs, diagnose
-    from dagnet_layers.models import DAGNet
-
-    # the report names the checkpoint as the run was called (maybe relative to another
-    # working folder); it is the folder of that name under this run's checkpoints
-    checkpoint = run / "checkpoints" / Path(test_report["checkpoint"]).name
-    inference = read_json_object(checkpoint / "inference.json", "inference settings")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = DAGNet.from_pretrained(checkpoint, map_location=device)
-    dataset = EmoticDataset(scenes.root, "test", size=args.image_size, cache_dir=cache)
-    transform = emotic_batch_transform(False, size=args.image_size,
-                                       **normalization_of(model)).to(device)  # fmt: skip
-    outputs = collect_outputs(model, dataset, score=inference["score"],
-                              batch_transform=transform, device=device)  # fmt: skip
-    result = diagnose(outputs, scenes, protocol=test_report.get("protocol", "emotic"),
-                      ties=test_report.get("ties") or "octave")  # fmt: skip
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **outputs.to_arrays())
-    write_bytes_atomic(run / "diagnostic_outputs.npz", buffer.getvalue())
-    record = {"synthetic": True, "note": SYNTHETIC, "checkpoint": str(checkpoint), **result}
-    write_bytes_atomic(done, (json.dumps(_json_safe(record), indent=1) + "\n").encode())
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        result = run_arm(arm(module, name), data, seed, epochs=epochs,
+                         batch_size=settings["training"]["batch_size"],
+                         lr=settings["training"]["lr"], device=device, progress=step)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    result.update(run_seconds=round(time.perf_counter() - start, 3),
+                  run_cpu_seconds=round(time.process_time() - cpu, 3))
+    record = {"synthetic": True, "note": SYNTHETIC_NOTE, **result}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, (json.dumps(_json_safe(record)) + "\n").encode())
+    logger.info("%s/%s seed %d: primary %s (%.0f s)", module, name, seed,
+                _primary_text(record), result["run_seconds"])  # fmt: skip
     return _json_safe(record)
 
 
+def _primary_text(record: dict[str, Any]) -> str:
+    from dagnet_layers.emotic.diagnostic import primary_value
+
+    value = primary_value(record)
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
 def _json_safe(value: Any) -> Any:
-    """NaN and infinities as ``None`` (JSON has none), recursively."""
+    """NaN and infinities as ``None`` (JSON has none), recursively; numpy as Python."""
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
-# ----------------------------------------------------------------------------- report
-def _get(record: dict[str, Any] | None, path: Sequence[str]) -> float | None:
-    value: Any = record
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+# ------------------------------------------------------------------------- the report
+def metric_checks(sets: dict[str, Any]) -> dict[str, Any]:
+    """Each metric on an oracle and on a null, on the report's first seed's test splits.
 
-
-def _stats(values: Sequence[float | None]) -> dict[str, Any]:
-    v = np.array([x for x in values if x is not None], dtype=np.float64)
-    return {"mean": float(v.mean()) if v.size else None,
-            "sd": float(v.std(ddof=1)) if v.size > 1 else None,
-            "n": int(v.size), "values": list(values)}  # fmt: skip
-
-
-def _pct(s: dict[str, Any], signed: bool = False) -> str:
-    if s["mean"] is None:
-        return "n/a"
-    text = f"{100 * s['mean']:+.1f}" if signed else f"{100 * s['mean']:.1f}"
-    return text + (f" ± {100 * s['sd']:.1f}" if s["sd"] is not None else "")
-
-
-def _num(s: dict[str, Any], digits: int = 3) -> str:
-    if s["mean"] is None:
-        return "n/a"
-    return f"{s['mean']:.{digits}f}" + (f" ± {s['sd']:.{digits}f}" if s["sd"] is not None else "")
-
-
-def summarise(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
-    """Mean, sd and per-seed values of every number, and the paired module contrasts."""
-    seeds = sorted({s for per_seed in results.values() for s in per_seed})
-    presets: dict[str, Any] = {}
-    for preset, per_seed in results.items():
-        row = {label: _stats([_get(per_seed.get(s), path) for s in seeds])
-               for label, path in METRICS}  # fmt: skip
-        row["bam point_biserial"] = _stats(
-            [_get(per_seed.get(s), ("bam", "point_biserial")) for s in seeds])
-        for kind in ("clean", "occluded", "blurred", "no_body_cue"):
-            row[f"bam weight {kind}"] = _stats(
-                [_get(per_seed.get(s), ("bam", "mean_weight", kind)) for s in seeds])
-        for region in ("echo", "local", "sky"):
-            for key in ("mass", "chance", "pointing"):
-                row[f"gsam {region} {key}"] = _stats(
-                    [_get(per_seed.get(s), ("gsam", region, key)) for s in seeds])
-        row["gsam range"] = _stats([_get(per_seed.get(s), ("gsam", "range")) for s in seeds])
-        for key in ("ratio", "ratio_initial", "cue", "rest"):
-            row[f"lsam {key}"] = _stats([_get(per_seed.get(s), ("lsam", key)) for s in seeds])
-        presets[preset] = row
-    contrasts = []
-    for module, with_, without in CONTRASTS:
-        if with_ not in results or without not in results:
-            continue
-        row = {"module": module, "with": with_, "without": without}
-        for label, path in METRICS:
-            diffs = []
-            for s in seeds:
-                a, b = _get(results[with_].get(s), path), _get(results[without].get(s), path)
-                diffs.append(None if a is None or b is None else a - b)
-            row[label] = _stats(diffs)
-        contrasts.append(row)
-    return {"seeds": seeds, "presets": presets, "contrasts": contrasts}
-
-
-def report_tables(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The report's tables, each ``{"title", "text", "header", "rows"}`` (cells as text).
-
-    One source for ``report.md`` (:func:`report_markdown`) and the documentation page,
-    which renders the committed ``report.json`` through this function.
+    What a metric gives a perfect answer (its ceiling) and one that knows nothing (its
+    chance level), computed on the very scenes it judges: a metric that could not
+    tell the two apart would not be used.
     """
-    presets = summary["presets"]
-    labels = [label for label, _ in METRICS]
-    tables = [{
-        "title": "Test mAP per cue family", "text": "",
-        "header": ["preset", *labels],
-        "rows": [[p, *(_pct(r[label]) for label in labels)] for p, r in presets.items()],
-    }]  # fmt: skip
-    rows = []
-    for row in summary["contrasts"]:
-        cells = []
-        for label in labels:
-            s = row[label]
-            wins = sum(1 for v in s["values"] if v is not None and v > 0)
-            cells.append(_pct(s, signed=True) + (f" ({wins}/{s['n']})" if s["n"] else ""))
-        rows.append([row["module"], row["with"], row["without"], *cells])
-    if rows:  # only where both presets of a contrast were trained
-        tables.append({
-            "title": "Each module against the ablation without it",
-            "text": "Paired by seed (same scenes, same training seed): the difference in "
-                    "percentage points, mean ± sd, and in how many seeds it is positive.",
-            "header": ["module", "with", "without", *labels], "rows": rows,
-        })  # fmt: skip
-    kinds = ("clean", "occluded", "blurred", "no_body_cue")
-    with_bam = [p for p, r in presets.items() if r["bam point_biserial"]["n"]]
-    if with_bam:
-        tables.append({
-            "title": "BAM: the body weight against corruption",
-            "text": "Point-biserial r between the weight and 'this body is corrupted' "
-                    "(persons with a body cue; negative when corrupted bodies weigh less), "
-                    "and the mean weight per kind of body.",
-            "header": ["preset", "r", "clean", "occluded", "blurred", "no body cue"],
-            "rows": [[p, _num(presets[p]["bam point_biserial"]),
-                      *(_num(presets[p][f"bam weight {k}"]) for k in kinds)]
-                     for p in with_bam],
-        })  # fmt: skip
-    with_gsam = [p for p, r in presets.items() if r["gsam echo mass"]["n"]]
-    if with_gsam:
-        tables.append({
-            "title": "GSAM: attention on the cue regions",
-            "text": "Share of the map's mass on each region against its area (what a "
-                    "uniform map scores), and how often the map's peak falls on it "
-                    "(pointing game; a random peak hits as often as the area); the last "
-                    "column is the maps' mean max - min (near 0: the map is uniform).",
-            "header": ["preset", "region", "mass (%)", "area = chance (%)", "pointing (%)",
-                       "map range"],
-            "rows": [[p, region, _pct(presets[p][f"gsam {region} mass"]),
-                      _pct(presets[p][f"gsam {region} chance"]),
-                      _pct(presets[p][f"gsam {region} pointing"]),
-                      _num(presets[p]["gsam range"])]
-                     for p in with_gsam for region in ("echo", "local", "sky")],
-        })  # fmt: skip
-    with_gcn = [p for p, r in presets.items() if r["lsam ratio"]["n"]]
-    if with_gcn:
-        tables.append({
-            "title": "LSAM: the learned adjacency between cue patches",
-            "text": "Mean |A_ij| between the patches a person's local objects lie in, over "
-                    "the mean of the other pairs (1 = no preference), learned and at "
-                    "initialisation (the grid's neighbours already link adjacent patches).",
-            "header": ["preset", "learned ratio", "initial ratio", "cue |A|", "rest |A|"],
-            "rows": [[p, _num(presets[p]["lsam ratio"], 2),
-                      _num(presets[p]["lsam ratio_initial"], 2), _num(presets[p]["lsam cue"]),
-                      _num(presets[p]["lsam rest"])] for p in with_gcn],
-        })  # fmt: skip
-    return tables
+    from dagnet_layers.emotic.diagnostic import (
+        accuracy,
+        candidate_pointing,
+        candidate_share,
+        oracle_adjacency,
+        relation_contrast,
+        roc_auc,
+    )
+    from dagnet_layers.emotic.metrics import average_precision
+    from dagnet_layers.layers import grid_adjacency
+
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    for module, data in sets.items():
+        rows = data.indices("test")
+        y = data.labels[rows].astype(np.float64)
+        task = list(data.task)
+        noise = rng.random(y.shape)
+        checks: dict[str, Any] = {}
+        if module == "bam":
+            kind, decoy = data.truth["kind"][rows], data.truth["decoy"][rows]
+            contested = (kind == 1) | decoy
+            checks["contested accuracy"] = {
+                "oracle": accuracy(y[contested], y[contested], task),
+                "null": accuracy(noise[contested], y[contested], task), "chance": 1 / len(task)}
+            bodies = kind < 2
+            checks["weight AUC"] = {"oracle": roc_auc((kind == 0)[bodies], kind[bodies] == 0),
+                                    "null": roc_auc(rng.random(int(bodies.sum())),
+                                                    kind[bodies] == 0), "chance": 0.5}
+        if module == "gsam":
+            checks["accuracy"] = {"oracle": accuracy(y, y, task), "null": accuracy(noise, y, task),
+                                  "chance": 1 / len(task)}  # fmt: skip
+            cand, target = data.truth["candidate_cells"][rows], data.truth["target_cell"][rows]
+            perfect = np.zeros((rows.size, data.grid, data.grid))
+            perfect.reshape(rows.size, -1)[np.arange(rows.size), target] = 1.0
+            flat = np.ones_like(perfect)
+            chance = 1 / cand.shape[1]
+            for name, fn in (("pointing", candidate_pointing), ("target share", candidate_share)):
+                checks[name] = {"oracle": float(np.mean(fn(perfect, cand, target, data.grid))),
+                                "null": float(np.mean(fn(flat, cand, target, data.grid))),
+                                "chance": chance}  # fmt: skip
+        if module == "lsam":
+            ap_null = average_precision(noise[:, task], y[:, task])
+            checks["relation mAP"] = {
+                "oracle": float(np.nanmean(average_precision(y[:, task], y[:, task]))),
+                "null": float(np.nanmean(ap_null)),
+                "chance": float(y[:, task].mean(0).mean())}  # fmt: skip
+            grid = grid_adjacency(data.grid).numpy()
+            checks["relation contrast"] = {
+                "oracle": relation_contrast(oracle_adjacency(data.grid).numpy(), data.grid),
+                "null": relation_contrast(grid, data.grid), "chance": 0.0}  # fmt: skip
+        out[module] = checks
+    return out
 
 
-def settings_text(settings: dict[str, Any], seeds: Sequence[int]) -> str:
-    """One sentence of what was run."""
-    extra = (f", extra training flags `{' '.join(settings['train_args'])}`"
-             if settings["train_args"] else "")  # fmt: skip
-    return (f"Settings: {settings['images']} images of {settings['scene_size']} px "
-            f"({settings['corrupt_fraction']:.0%} of the bodies corrupted), model "
-            f"`{settings['model']}` at {settings['image_size']} px, {settings['epochs']} "
-            f"epochs, batch {settings['batch_size']}, Adam lr {settings['lr']:g}{extra}; "
-            f"seeds {', '.join(map(str, seeds))} (scenes and training). Values: mean ± sd "
-            "over the seeds (official `eval.m` AP, in %).")
+def _panel(module: str, summary: dict[str, Any], sets: dict[str, Any]) -> dict[str, Any]:
+    from dagnet_layers.emotic.diagnostic import PRIMARY_METRIC
+
+    arms = [{"name": name, "role": row["role"], "values": row["primary"]["values"],
+             "ci": row["primary"].get("ci")} for name, row in summary["arms"][module].items()]
+    data = sets[module]
+    task_labels = data.labels[data.indices("test")][:, list(data.task)]
+    chance = (1 / len(data.task) if PRIMARY_METRIC[module][1].startswith("accuracy")
+              else float(task_labels.mean(0).mean()))  # fmt: skip
+    return {"arms": arms, "chance": chance, "ylabel": _SHORT[module]}
 
 
-def report_markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
-    """The report's tables as Markdown (every number a percentage unless said)."""
-    lines = [f"# Diagnostic scene benchmark: {SYNTHETIC}", "",
-             f"{SYNTHETIC}: these numbers say what each module does on scenes built for it, "
-             "nothing about EMOTIC, and are not comparable with the paper's.", "",
-             settings_text(settings, summary["seeds"])]  # fmt: skip
-    for table in report_tables(summary):
-        lines += ["", f"## {table['title']}", ""]
-        if table["text"]:
-            lines += [table["text"], ""]
-        lines += ["| " + " | ".join(table["header"]) + " |",
-                  "|" + "---|" * len(table["header"])]  # fmt: skip
-        lines += ["| " + " | ".join(row) + " |" for row in table["rows"]]
-    return "\n".join(lines) + "\n"
+_SHORT = {"bam": "accuracy, contested persons (%)", "gsam": "accuracy (%)",
+          "lsam": "relation mAP (%)"}  # fmt: skip
 
 
-def write_figures(out: Path, report: Path, results: dict[str, dict[int, dict[str, Any]]],
-                  scenes: dict[int, Any], args: argparse.Namespace) -> list[str]:  # fmt: skip
-    """The report's figures; returns their file names."""
-    from dagnet_layers.emotic.diagnostic import DiagnosticOutputs, body_kind, cue_boxes
+def write_figures(report: Path, summary: dict[str, Any], runs: dict[str, Any],
+                  sets: dict[str, Any]) -> list[str]:  # fmt: skip
+    """The report's figures (PNG) from the runs of the first seed; returns their names."""
     from dagnet_layers.figures.diagnostic import (
         plot_adjacency_matrices,
         plot_attention_on_cues,
         plot_body_weights,
-        plot_family_ap,
+        plot_image_grid,
+        plot_module_arms,
     )
 
-    seeds = sorted({s for per_seed in results.values() for s in per_seed})
+    title = "SYNTHETIC diagnostic scenes (not EMOTIC)"
+    seed = summary["seeds"][0]
     names = []
-    family = {p: {label: [_get(per_seed.get(s), path) for s in seeds]
-                  for label, path in METRICS[1:5]} for p, per_seed in results.items()}  # fmt: skip
-    plot_family_ap(family, report / "family_ap.png")
-    names.append("family_ap.png")
+    titles = {"bam": "BAM set", "gsam": "GSAM set", "lsam": "LSAM set"}
+    panels = {titles[m]: _panel(m, summary, sets) for m in summary["arms"]}
+    plot_module_arms(panels, report / "arms.png",
+                     title=f"{title}: every arm's primary metric, {len(summary['seeds'])} seeds")
+    names.append("arms.png")
 
-    def outputs(preset: str, seed: int) -> DiagnosticOutputs:
-        with np.load(out / "runs" / preset / f"seed{seed}" / "diagnostic_outputs.npz") as f:
-            return DiagnosticOutputs.from_arrays(dict(f))
-
-    for preset in ("bam", "full"):
-        if preset not in results:
-            continue
-        kinds: dict[str, list[float]] = {"clean": [], "occluded": [], "blurred": [],
-                                         "no body cue": []}  # fmt: skip
-        # one seed: each run's weights sit at their own level, which pooling would mix
-        o, truth = outputs(preset, seeds[0]), scenes[seeds[0]].by_filename()
-        for f, w in zip(o.filenames, o.body_weights, strict=True):
-            kinds[body_kind(truth[f]).replace("_", " ")].append(float(w))
-        name = f"body_weights_{preset}.png"
-        plot_body_weights(kinds, report / name,
-                          title=f"SYNTHETIC diagnostic scenes (not EMOTIC):\nBAM weight, "
-                          f"{preset}, seed {seeds[0]} (test persons)")  # fmt: skip
-        names.append(name)
-
-    from PIL import Image
-
-    from dagnet_layers.emotic.data import EmoticDataset
-
-    s = seeds[0]
-    shown = [p for p in scenes[s].persons if p.split == "test"][:8]
-    items = []
-    for p in shown:
-        tags = [*p.categories, *([f"body {p.corrupted}"] if p.corrupted else [])]
-        with Image.open(scenes[s].root / "emotic" / "diagnostic" / "images" / p.filename) as im:
-            image = np.asarray(im.convert("RGB"))
-        items.append({"image": image, "regions": cue_boxes(p), "body_box": p.bbox,
-                      "caption": ", ".join(tags)})  # fmt: skip
-    plot_attention_on_cues(items, report / "scenes.png",
-                           title=f"SYNTHETIC diagnostic scenes (not EMOTIC): test images of "
-                           f"seed {s}, cue regions outlined, body dashed")  # fmt: skip
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for module, data in sets.items():
+        test = data.indices("test")[:6]
+        if module == "bam":
+            kinds = ("reliable", "misleading", "neutral")
+            captions = [f"{kinds[data.truth['kind'][i]]}"
+                        f"{', decoy' if data.truth['decoy'][i] else ''}\n"
+                        f"true {data.classes[data.truth['y'][i]]}" for i in test]
+            rows["BAM: body"] = [{"image": data.body[i], "caption": c}
+                                 for i, c in zip(test, captions, strict=True)]  # fmt: skip
+            rows["BAM: context"] = [{"image": data.context[i], "caption": ""} for i in test]
+        elif module == "gsam":
+            rows["GSAM: context"] = [{"image": data.context[i],
+                                      "caption": f"framed: {data.classes[data.truth['y'][i]]}"}
+                                     for i in test]  # fmt: skip
+        else:
+            rows["LSAM: context"] = [{"image": data.context[i], "caption": ", ".join(
+                data.classes[k] for k in np.nonzero(data.labels[i])[0])} for i in test]
+    plot_image_grid(rows, report / "scenes.png",
+                    title=f"{title}: test scenes, seed {seed}")
     names.append("scenes.png")
 
-    for preset in ("gsam", "full"):
-        if preset not in results:
-            continue
-        s = seeds[0]
-        o, truth = outputs(preset, s), scenes[s].by_filename()
-        dataset = EmoticDataset(scenes[s].root, "test", size=args.image_size,
-                                cache_dir=out / "cache" / f"seed{s}")  # fmt: skip
-        scale = o.size / int(scenes[s].settings["image_size"])
-        items = []
-        for i, f in enumerate(o.filenames):
-            p = truth[f]
-            if not (p.local or p.echo_box is not None) or len(items) >= 8:
-                continue
-            regions = {k: [tuple(v * scale for v in b) for b in boxes]
-                       for k, boxes in cue_boxes(p).items() if k != "sky"}  # fmt: skip
-            cues = ", ".join(p.categories)
-            items.append({"image": dataset[i]["context"], "attention": o.attention[i],
-                          "regions": regions, "caption": cues,
-                          "body_box": tuple(v * scale for v in p.bbox)})  # fmt: skip
-        name = f"attention_{preset}.png"
-        plot_attention_on_cues(items, report / name,
-                               title=f"SYNTHETIC diagnostic scenes (not EMOTIC): GSAM maps, "
-                               f"{preset}, seed {s}")  # fmt: skip
-        names.append(name)
+    bam = runs.get("bam", {})
+    for name in ("bam", "confidnet"):
+        samples = bam.get(name, {}).get(seed, {}).get("samples", {})
+        if samples.get("weights"):
+            w, k = np.asarray(samples["weights"]), np.asarray(samples["kinds"])
+            plot_body_weights({kind: w[k == i] for i, kind in
+                               enumerate(("reliable", "misleading", "neutral"))},
+                              report / f"bam_weights_{name}.png",
+                              title=f"{title}:\nBAM weight, arm {name}, seed {seed} "
+                              "(test persons)")  # fmt: skip
+            names.append(f"bam_weights_{name}.png")
 
+    gsam, data = runs.get("gsam", {}), sets.get("gsam")
+    if data is not None:
+        items = []
+        cell = data.context.shape[1] / data.grid
+        for name in ("gsam", "no_aux", "softmax"):
+            samples = gsam.get(name, {}).get(seed, {}).get("samples", {})
+            for row, att in list(zip(samples.get("rows", []), samples.get("maps", []),
+                                     strict=False))[:4]:  # fmt: skip
+                def box(c: int) -> tuple[float, float, float, float]:
+                    r, col = divmod(int(c), data.grid)
+                    return (col * cell, r * cell, (col + 1) * cell - 1, (r + 1) * cell - 1)
+
+                target = int(data.truth["target_cell"][row])
+                others = [box(c) for c in data.truth["candidate_cells"][row] if c != target]
+                items.append({"image": data.context[row], "attention": np.asarray(att),
+                              "regions": {"target": [box(target)], "candidates": others},
+                              "caption": f"{name}"})  # fmt: skip
+        if items:
+            plot_attention_on_cues(items, report / "gsam_maps.png", columns=4,
+                                   title=f"{title}: GSAM maps, seed {seed}\ngreen: the "
+                                   "framed target; blue: the look-alikes")
+            names.append("gsam_maps.png")
+
+    lsam = runs.get("lsam", {})
     matrices: dict[str, Any] = {}
-    for preset in ("lsam", "full"):
-        if preset not in results:
-            continue
-        o = outputs(preset, seeds[0])
-        if o.initial_adjacency is not None and not matrices:
-            matrices["initial"] = o.initial_adjacency
-        matrices[f"{preset}, seed {seeds[0]}"] = o.adjacency
-    if matrices:
-        plot_adjacency_matrices(matrices, report / "adjacency.png")
-        names.append("adjacency.png")
+    from dagnet_layers.emotic.diagnostic import oracle_adjacency
+    from dagnet_layers.layers import grid_adjacency
+
+    if lsam:
+        g = grid_adjacency(4).numpy()
+        matrices["initial (grid)"] = g / g.sum(1, keepdims=True)
+        matrices["oracle (fixed)"] = oracle_adjacency(4).numpy()
+    for name in ("gcn", "gcn_paper_widths", "residual_gcn"):
+        samples = lsam.get(name, {}).get(seed, {}).get("samples", {})
+        if samples.get("adjacency"):
+            matrices[f"{name}, learned"] = np.asarray(samples["adjacency"])
+    if len(matrices) > 2:
+        plot_adjacency_matrices(matrices, report / "lsam_graphs.png",
+                                title=f"{title}: LSAM adjacency, seed {seed}")
+        names.append("lsam_graphs.png")
     return names
 
 
-def write_report(out: Path, results: dict[str, dict[int, dict[str, Any]]], scenes: dict[int, Any],
-                 settings: dict[str, Any], args: argparse.Namespace
-                 ) -> tuple[Path, str]:  # fmt: skip
-    """``report/report.{md,json}`` and the figures; returns the folder and the tables."""
-    report = args.report_dir or out / "report"
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` where there is one), for the timing's record."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def settings_text(settings: dict[str, Any], seeds: Sequence[int]) -> str:
+    """One paragraph of what was run."""
+    sizes = "; ".join(f"{m.upper()} {s['n_train']} train / {s['n_test']} test scenes, "
+                      f"{settings['epochs'][m]} epochs" for m, s in settings["sizes"].items())
+    t = settings["training"]
+    return (f"Settings: {sizes}. Every arm: {t['optimizer']} at lr {t['lr']:g}, batches of "
+            f"{t['batch_size']}, the paper's KL-divergence loss (with ABN's auxiliary term "
+            "where the arm has it), the last epoch tested; timm's `test_resnet` backbones "
+            "trained from scratch (not the paper's ResNet-50/18), widths of `BASE_MODEL`. "
+            f"Seeds {', '.join(map(str, seeds))} (each: the scenes, the initial weights and "
+            "the batch order; arms share them).")
+
+
+def torch_threads() -> int:
+    """The intra-op threads torch trains with."""
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def write_report(report: Path, results: dict[str, Any], sets: dict[str, Any],
+                 settings: dict[str, Any], seeds: list[int], device: str = "cpu") -> str:
+    """``report.json``, ``report.md`` and the figures; returns the Markdown.
+
+    The timing it records is the sum over the runs it reports (each run's wall and CPU
+    time as measured when it ran), whichever call trained them.
+    """
+    from dagnet_layers.emotic.diagnostic import (
+        ARMS,
+        PRIMARY_METRIC,
+        SMALLEST_EFFECT,
+        describe_arm,
+    )
+    from dagnet_layers.emotic.diagnostic.report import SYNTHETIC_NOTE, report_markdown, summarise
+
     report.mkdir(parents=True, exist_ok=True)
-    summary = summarise(results)
-    figures = write_figures(out, report, results, scenes, args)
-    tables = report_markdown(summary, settings)
-    text = tables + "\n## Figures\n\n" + "\n".join(f"![{n}]({n})" for n in figures) + "\n"
+    summary = summarise(results, seeds)
+    text = report_markdown(summary, settings_text(settings, seeds))
+    figures = write_figures(report, summary, results, sets)
+    text += "\n## Figures\n\n" + "\n".join(f"![{n}]({n})" for n in figures) + "\n"
+    run_seconds = [r.get("run_seconds") or 0.0 for m in results.values()
+                   for a in m.values() for r in a.values()]  # fmt: skip
+    run_cpu = [r.get("run_cpu_seconds") or 0.0 for m in results.values()
+               for a in m.values() for r in a.values()]  # fmt: skip
+    record = {
+        "synthetic": True, "note": SYNTHETIC_NOTE, "settings": settings,
+        "primary_metric": {m: {"split": s, "key": k, "what": w}
+                           for m, (s, k, w) in PRIMARY_METRIC.items() if m in results},
+        "smallest_effect": SMALLEST_EFFECT,
+        "arms_declared": {m: [describe_arm(a) for a in ARMS[m]] for m in results},
+        **summary,
+        "metric_checks": metric_checks(sets),
+        "timing": {"runs": len(run_seconds), "run_seconds": round(sum(run_seconds), 1),
+                   "run_cpu_seconds": round(sum(run_cpu), 1),
+                   "machine": cpu_model(), "device": str(device),
+                   "cores": os.cpu_count(), "torch_threads": torch_threads(),
+                   "date": datetime.date.today().isoformat()},
+        "runs": {m: {a: {str(s): {k: v for k, v in r.items() if k != "samples"}
+                         for s, r in per_seed.items()} for a, per_seed in arms.items()}
+                 for m, arms in results.items()},
+    }
     write_bytes_atomic(report / "report.md", text.encode())
-    record = {"synthetic": True, "note": SYNTHETIC, "settings": settings, **summary,
-              "runs": {p: {str(s): r for s, r in per_seed.items()}
-                       for p, per_seed in results.items()}}  # fmt: skip
     write_bytes_atomic(report / "report.json",
-                       (json.dumps(_json_safe(record), indent=1) + "\n").encode())  # fmt: skip
-    return report, tables
+                       (json.dumps(_json_safe(record), indent=1) + "\n").encode())
+    return text
 
 
 # ------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None, prog: str = "dagnet-diagnose") -> int:
     """Run the diagnostic benchmark (see ``dagnet-diagnose --help``); returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    train_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, train_args = argv[:cut], argv[cut + 1:]
     parser = build_diagnose_parser(prog)
-    args = parser.parse_args(argv)
-    args.train_args = train_args
-    from dagnet_layers import ABLATIONS, list_models
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    from dagnet_layers.commands.checks import refuse, usable_device
 
-    for preset in args.presets:
-        if preset not in ABLATIONS:
-            parser.error(f"argument --presets: unknown {preset!r}; choose from "
-                         f"{', '.join(ABLATIONS)}")
-    if args.model not in list_models():
-        parser.error(f"argument --model: unknown {args.model!r}; see dagnet_layers.list_models()")
-    for flag in ("--output-dir", "--data-root", "--ablation", "--seed", "--resume",
-                 "--overwrite", "--preprocessed"):  # fmt: skip
-        if flag in train_args:
-            parser.error(f"{flag} after '--' is set by dagnet-diagnose for each run")
-    for name in ("images", "scene_size", "image_size", "epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"argument --{name.replace('_', '-')} must be >= 1")
-    if args.scene_size < 64:
-        parser.error("argument --scene-size must be at least 64")
-    if not 0.0 <= args.corrupt_fraction <= 1.0:
-        parser.error("argument --corrupt-fraction must be in [0, 1]")
-    from dagnet_layers.commands import train
-    from dagnet_layers.commands.args import build_train_parser
-    from dagnet_layers.commands.checks import refuse
-
+    chosen = selected_arms(parser, args)
+    if not (args.scale > 0 and math.isfinite(args.scale)):
+        refuse(parser, "--scale", f"must be a finite number > 0, got {args.scale}")
+    if args.epochs is not None and args.epochs < 1:
+        refuse(parser, "--epochs", f"must be >= 1, got {args.epochs}")
+    if len(set(args.seeds)) != len(args.seeds):
+        refuse(parser, "--seeds", f"repeats a seed: {args.seeds}")
     for flag, path in (("--output-dir", args.output_dir), ("--report-dir", args.report_dir)):
         blocking = None if path is None else file_in_the_way(path, folder=True)
         if blocking is not None:
             refuse(parser, flag, f"{blocking} is a file, not a folder")
-    # the training runs' own arguments (with those after '--'), as dagnet-train checks
-    # them, before any scene is written: the first run's stand for every run's
-    probe = train_args_for(args.output_dir / "runs" / args.presets[0] / "probe",
-                           args.output_dir / "scenes", args.output_dir / "cache",
-                           args.presets[0], args.seeds[0], args)  # fmt: skip
-    train_parser = build_train_parser(prog)
-    train.check_arguments(train_parser, train_parser.parse_args(probe), folders=False)
+    device = str(usable_device(parser, args.device)) if args.device else "cpu"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out, purpose="dagnet-diagnose"):
-        from dagnet_layers.emotic.data import read_diagnostic_scenes
-        from dagnet_layers.emotic.data.scenes import DIAGNOSTIC_JSON
+        from dagnet_layers.emotic.diagnostic import make_set
 
-        scenes: dict[int, Any] = {}
-        for seed in args.seeds:  # before settings.json is written: nothing recorded wrongly
-            root = out / "scenes" / f"seed{seed}"
-            if (root / DIAGNOSTIC_JSON).is_file():
-                scenes[seed] = read_diagnostic_scenes(root)
-                check_scenes(scenes[seed], args, seed)
-        settings = check_settings(out, args)
-        results: dict[str, dict[int, dict[str, Any]]] = {p: {} for p in args.presets}
-        total, k = len(args.seeds) * len(args.presets), 0
+        settings = check_settings(out, settings_of(args))
+        results: dict[str, dict[str, dict[int, dict[str, Any]]]] = {
+            m: {a: {} for a in names} for m, names in chosen.items()}
+        first_sets: dict[str, Any] = {}
+        total = sum(len(v) for v in chosen.values()) * len(args.seeds)
+        k = 0
         for seed in args.seeds:
-            if seed not in scenes:
-                scenes[seed] = ensure_scenes(out / "scenes" / f"seed{seed}", args, seed)
-            cache = out / "cache" / f"seed{seed}"
-            for preset in args.presets:
-                k += 1
-                run = out / "runs" / preset / f"seed{seed}"
-                logger.info("[%d/%d] %s, seed %d (%s)", k, total, preset, seed, run)
-                argv_run = train_args_for(run, scenes[seed].root, cache, preset, seed, args)
-                test_report = ensure_trained(run, argv_run)
-                results[preset][seed] = ensure_diagnosed(run, scenes[seed], cache, args,
-                                                         test_report)  # fmt: skip
-        report, tables = write_report(out, results, scenes, settings, args)
-    print(tables)
+            for module, names in chosen.items():
+                data = None  # made only if a run needs it (or for the report's figures)
+                for name in names:
+                    k += 1
+                    if not _run_path(out, module, name, seed).is_file() and data is None:
+                        data = make_set(module, seed, **settings["sizes"][module])
+                    logger.info("[%d/%d] %s/%s, seed %d", k, total, module, name, seed)
+                    results[module][name][seed] = ensure_run(
+                        out, module, name, seed, data, settings, device, not args.no_progress)
+                if seed == args.seeds[0]:
+                    first_sets[module] = data or make_set(module, seed, **settings["sizes"][module])
+        report = args.report_dir or out / "report"
+        text = write_report(report, results, first_sets, settings, list(args.seeds), device)
+    print(text)
     print(f"report and figures in {report.resolve()}")
     return 0
 

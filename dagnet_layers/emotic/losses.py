@@ -1,9 +1,11 @@
 r"""Training losses for EMOTIC: the 26 categories and valence/arousal/dominance.
 
 DAG-Net (the paper this package implements) trains its category head with a
-Kullback-Leibler divergence "following Kosti et al." and adds the attention
-branch loss of ABN (Fukui et al., CVPR 2019). The other category losses are the
-ones of the published EMOTIC baselines, so that a comparison changes one name:
+Kullback-Leibler divergence and adds the attention branch loss of ABN (Fukui et
+al., CVPR 2019). The paper says the KL loss follows Kosti et al.; their published
+loss is a weighted L2 (:class:`WeightedL2Loss`), so the KL loss is the paper's own.
+The other category losses are the ones of the published EMOTIC baselines, so that a
+comparison changes one name:
 
 ================= =======================================  ==============================
 name              loss                                     reduction of ``"mean"``
@@ -239,7 +241,8 @@ class KLDivergenceLoss(nn.Module):
     r"""KL divergence between the label distribution and the softmax of the logits.
 
     DAG-Net's category loss ("we used Kullback-Leibler divergence for back
-    propagation", following Kosti et al.). Each sample's multi-hot target is
+    propagation"; the paper says "following Kosti et al.", whose published loss is
+    the weighted L2 of :class:`WeightedL2Loss`). Each sample's multi-hot target is
     normalised into a distribution over the K categories,
     :math:`p_i = y_i / \sum_j y_j`, the logits into :math:`q = \mathrm{softmax}(x)`,
     and the loss per sample is

@@ -40,6 +40,7 @@ PUBLIC_MODULES = (
 #: ``docs/_generated/api_<short>.inc`` -> the package whose members it documents.
 GENERATED_API_PAGES = {
     "data": "dagnet_layers.emotic.data",
+    "diagnostic": "dagnet_layers.emotic.diagnostic",
     "engine": "dagnet_layers.emotic.engine",
     "figures": "dagnet_layers.figures",
     "inference": "dagnet_layers.inference",
@@ -335,63 +336,137 @@ def synthetic_table2_rst(path: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def diagnostic_report_rst(path: Path, only: tuple[str, ...] | None = None) -> str:
-    """The diagnostic benchmark's tables, from the committed ``report.json``.
+def _rst_text(cell: str) -> str:
+    """A table cell or sentence made safe for reST (``|A|`` would be a substitution)."""
+    return cell.replace("|", "\\|").replace("`", "``")
 
-    Rendered by the command's own :func:`~dagnet_layers.commands.diagnose.report_tables`,
-    so the page and ``report.md`` show the same cells; ``only`` keeps the tables whose
-    title starts with one of its strings.
-    """
+
+def _list_table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    out = [f".. list-table:: {title}", "   :header-rows: 1", ""]
+    for row in [header, *rows]:
+        out.append(f"   * - {_rst_text(row[0])}")
+        out += [f"     - {_rst_text(cell)}" for cell in row[1:]]
+    return [*out, ""]
+
+
+def _diagnostic_record(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
-        return ".. note::\n\n   No diagnostic report is committed.\n"
-    from dagnet_layers.commands.diagnose import report_tables, settings_text
-
+        return None
     record = json.loads(path.read_text(encoding="utf-8"))
     if record.get("synthetic") is not True:
         raise ValueError(f"{path}: a diagnostic report must say it is synthetic")
+    return record
 
-    def text(cell: str) -> str:  # |A| would be a substitution reference in reST
-        return cell.replace("|", "\\|").replace("`", "``")
 
-    out = [text(settings_text(record["settings"], record["seeds"])), ""]
+#: Short names of the report's secondary numbers, for the page's substitutions.
+DIAGNOSTIC_SLUGS = {
+    "weight AUC (reliable vs misleading)": "auc", "mean weight: reliable": "w_reliable",
+    "mean weight: misleading": "w_misleading", "mean weight: neutral": "w_neutral",
+    "accuracy: misleading": "acc_misleading", "test_iid contested accuracy": "iid",
+    "pointing among candidates": "pointing", "target share of candidate mass": "share",
+    "map range": "range", "relation accuracy": "relacc", "marker AP (control)": "marker",
+    "relation contrast of the graph": "contrast", "test mAP": "map",
+}  # fmt: skip
+
+
+def _signed_points(d: dict[str, Any]) -> str:
+    lo, hi = d["ci"] if d.get("ci") else (d["mean"], d["mean"])
+    return f"{100 * d['mean']:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def diagnostic_numbers_rst(path: Path) -> str:
+    """reST substitutions of the report's numbers, so that the page's prose quotes them.
+
+    ``|bam.oracle|`` is an arm's primary mean in %, ``|bam.oracle.ci|`` its 95% CI,
+    ``|bam.oracle.values|`` its value per seed,
+    ``|bam.oracle-none|`` a contrast in points with its CI, ``|bam.oracle-none.p|`` its
+    Holm-adjusted (primary) or raw (exploratory) p, ``|bam.bam.auc|`` a secondary
+    number (:data:`DIAGNOSTIC_SLUGS`), ``|gsam.gsam.map_flat|`` a test-time swap, and
+    ``|bam.verdict|``, ``|seeds|`` what they say.
+    """
+    record = _diagnostic_record(path)
+    if record is None:
+        return ""
+    subs: dict[str, str] = {"seeds": str(len(record["seeds"]))}
+    percent_like = {"pointing", "share", "iid", "acc_misleading", "relacc", "marker", "map"}
+    for module, arms in record["arms"].items():
+        for name, row in arms.items():
+            p = row["primary"]
+            subs[f"{module}.{name}"] = f"{100 * p['mean']:.1f}"
+            if p.get("ci"):
+                subs[f"{module}.{name}.ci"] = f"[{100 * p['ci'][0]:.1f}, {100 * p['ci'][1]:.1f}]"
+            subs[f"{module}.{name}.values"] = ", ".join(
+                "n/a" if v is None else f"{100 * v:.1f}" for v in p["values"])
+            for label, stats in row["secondary"].items():
+                slug = DIAGNOSTIC_SLUGS.get(label)
+                if slug is None or stats.get("mean") is None:
+                    continue
+                value = stats["mean"]
+                subs[f"{module}.{name}.{slug}"] = (f"{100 * value:.1f}" if slug in percent_like
+                                                   else f"{value:.2f}")  # fmt: skip
+            for swap, d in row.get("interventions", {}).items():
+                subs[f"{module}.{name}.{swap}"] = _signed_points(d)
+    for c in record["contrasts"]:
+        key = f"{c['module']}.{c['a']}-{c['b']}"
+        subs[key] = _signed_points(c)
+        p = c.get("p_holm", c.get("p"))
+        if p is not None:
+            subs[f"{key}.p"] = "< 0.001" if p < 0.001 else f"{p:.3f}"
+    for module, v in record["verdicts"].items():
+        subs[f"{module}.verdict"] = v["paper_module"]
+        subs[f"{module}.headroom"] = v["headroom"]
+        for name, w in v["variants"].items():
+            subs[f"{module}.{name}.verdict"] = w
+    return "\n".join(f".. |{k}| replace:: {v}" for k, v in sorted(subs.items())) + "\n"
+
+
+def diagnostic_report_rst(path: Path, part: str = "tables") -> str:
+    """One part of the diagnostic benchmark's report, from the committed ``report.json``.
+
+    ``part`` is ``"settings"`` (what was run), ``"verdicts"`` (one line per module),
+    ``"tables"`` (every table of
+    :func:`~dagnet_layers.emotic.diagnostic.report.report_tables`, the cells of
+    ``report.md``), ``"checks"`` (each metric on an oracle and a null) or
+    ``"timing"`` (what the run took, where and when).
+    """
+    record = _diagnostic_record(path)
+    if record is None:
+        return ".. note::\n\n   No diagnostic report is committed.\n"
+    from dagnet_layers.commands.diagnose import settings_text
+    from dagnet_layers.emotic.diagnostic.report import report_tables
+
+    if part == "settings":
+        return _rst_text(settings_text(record["settings"], record["seeds"])) + "\n"
+    if part == "verdicts":
+        titles = {"bam": "BAM", "gsam": "GSAM", "lsam": "LSAM"}
+        out = []
+        for module, v in record["verdicts"].items():
+            variants = "; ".join(f"``{k}``: {w}" for k, w in v["variants"].items())
+            note = f" ({v['note']})" if v.get("note") else ""
+            out.append(f"- **{titles[module]}**: the paper's module is *{v['paper_module']}*"
+                       f"{note}; a perfect module's headroom over the floor is "
+                       f"*{v['headroom']}*; beyond the paper, {variants}.")
+        return "\n".join(out) + "\n"
+    if part == "checks":
+        rows = [[module, metric, f"{c['oracle']:.3f}", f"{c['null']:.3f}", f"{c['chance']:.3f}"]
+                for module, checks in record["metric_checks"].items()
+                for metric, c in checks.items()]
+        return "\n".join(_list_table(
+            "SYNTHETIC: each metric on an oracle and on a null (first seed's test split)",
+            ["set", "metric", "oracle", "null", "chance"], rows))
+    if part == "timing":
+        t = record["timing"]
+        return (f"The committed run trained and tested {t['runs']} arms x seeds in "
+                f"{t['run_seconds'] / 60:.0f} min ({t['run_cpu_seconds']:,.0f} CPU-seconds) on "
+                f"{t['cores']} cores of an {_rst_text(t['machine'])} ({t['device']}, "
+                f"{t['torch_threads']} torch threads), on {t['date']}.\n")
+    if part != "tables":
+        raise ValueError(f"diagnostic_report_rst: unknown part {part!r}")
+    out: list[str] = []
     for table in report_tables(record):
-        if only is not None and not table["title"].startswith(only):
-            continue
-        out += [f".. list-table:: SYNTHETIC: {table['title']}", "   :header-rows: 1", ""]
-        for row in [table["header"], *table["rows"]]:
-            out.append(f"   * - {text(row[0])}")
-            out += [f"     - {text(cell)}" for cell in row[1:]]
-        out.append("")
+        out += _list_table(f"SYNTHETIC: {table['title']}", table["header"], table["rows"])
         if table["text"]:
-            out += [text(table["text"]), ""]
-    return "\n".join(out) + "\n"
-
-
-def diagnostic_variants_rst(path: Path) -> str:
-    """The GCN variants against the paper's LSAM, from ``diagnostic_variants.py``'s JSON."""
-    if not path.is_file():
-        return ".. note::\n\n   No variant comparison is committed.\n"
-    from dagnet_layers.commands.diagnose import _pct
-
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if record.get("synthetic") is not True:
-        raise ValueError(f"{path}: a diagnostic comparison must say it is synthetic")
-    out = [f".. list-table:: SYNTHETIC: LSAM variants of ``{record['preset']}`` (test mAP %, "
-           f"mean ± sd over seeds {', '.join(map(str, record['seeds']))}; differences paired "
-           "by seed)", "   :header-rows: 1", "",
-           "   * - variant", "     - dagnet-train flags", "     - local", "     - cue mAP",
-           "     - local minus the paper's GCN", "     - local minus the per-patch sum",
-           "     - adjacency ratio"]  # fmt: skip
-    for row in record["rows"]:
-        v = row["values"]
-        ratio = v["LSAM ratio (learned)"]
-        ratio_text = "n/a" if ratio["mean"] is None else f"{ratio['mean']:.2f}"
-        out += [f"   * - {row['variant']}",
-                f"     - ``{' '.join(row.get('flags') or []) or '(none)'}``",
-                f"     - {_pct(v['local'])}", f"     - {_pct(v['cue mAP'])}",
-                f"     - {_pct(row['minus full']['local'], signed=True)}",
-                f"     - {_pct(row['minus per-patch sum']['local'], signed=True)}",
-                f"     - {ratio_text}"]  # fmt: skip
+            out += [_rst_text(table["text"]), ""]
     return "\n".join(out) + "\n"
 
 
@@ -599,13 +674,11 @@ def generate_all(docs: Path, have_myst: bool) -> None:
     _write(gen / "table2.inc", table2_rst())
     _write(gen / "synthetic_table2.inc",
            synthetic_table2_rst(docs / "results" / "synthetic" / "table2.json"))
-    _write(gen / "diagnostic_report.inc",
-           diagnostic_report_rst(docs / "results" / "diagnostic" / "report.json"))
-    _write(gen / "diagnostic_gsam128.inc",
-           diagnostic_report_rst(docs / "results" / "diagnostic" / "gsam128" / "report.json",
-                                 only=("Test mAP", "GSAM")))
-    _write(gen / "diagnostic_variants.inc",
-           diagnostic_variants_rst(docs / "results" / "diagnostic" / "variants.json"))
+    _write(gen / "diagnostic_numbers.inc",
+           diagnostic_numbers_rst(docs / "results" / "diagnostic" / "report.json"))
+    for part in ("settings", "verdicts", "tables", "checks", "timing"):
+        _write(gen / f"diagnostic_{part}.inc",
+               diagnostic_report_rst(docs / "results" / "diagnostic" / "report.json", part))
     _write(gen / "backbone_support.inc",
            backbone_support_rst(docs / "results" / "backbone_support.json"))
     _write(gen / "ablations.inc", ablations_rst())
