@@ -680,3 +680,19 @@ def test_patch_self_attention_bias_follows_the_relative_offsets() -> None:
         PatchSelfAttention(6, 9, 4, heads=2)
     with pytest.raises(ValueError, match=r"\(B, 9, 6\)"):
         att(torch.randn(2, 8, 6))
+
+
+def test_attention_branch_options_share_the_initial_weights_of_their_common_layers() -> None:
+    """With the auxiliary head or without, sigmoid or softmax map: under one seed every
+    layer the branches share starts from the same weights (the optional head is drawn last)."""
+    def build(**kw):
+        torch.manual_seed(0)
+        return AttentionBranch(16, 5, **kw).state_dict()
+
+    ref = build()
+    for kw in (dict(aux_head=False), dict(map_activation="softmax"), dict(mode="multiply")):
+        other = build(**kw)
+        shared = [k for k in other if k in ref]
+        assert len(shared) >= len(other) - 1
+        for key in shared:
+            assert torch.equal(other[key], ref[key]), (kw, key)

@@ -297,14 +297,15 @@ class AttentionBranch(nn.Module):
         self.class_conv = nn.Conv2d(self.block_channels, num_classes, 1, bias=False)
         self.class_norm = self._norm_layer(num_classes)
         self.class_act = self._act_layer()
-        self.logit_conv = (nn.Conv2d(num_classes, num_classes, 1, bias=False)
-                           if self.aux_head else None)  # fmt: skip
         self.map_conv = nn.Conv2d(num_classes, 1, 3, padding=1, bias=False)
         self.map_norm = self._norm_layer(1)
-        for layer in (self.class_conv, self.class_norm, self.logit_conv, self.map_conv,
-                      self.map_norm):
-            if layer is not None:
-                abn_init_(layer)
+        for layer in (self.class_conv, self.class_norm, self.map_conv, self.map_norm):
+            abn_init_(layer)
+        # the optional head last, so that a branch with and one without it draw the
+        # same initial weights for every layer they share
+        self.logit_conv = None
+        if self.aux_head:
+            self.logit_conv = abn_init_(nn.Conv2d(num_classes, num_classes, 1, bias=False))
 
     def reset_classifier(self, num_classes: int) -> None:
         """Rebuild the K-dependent layers for ``num_classes`` classes (fresh weights)."""
