@@ -258,6 +258,6 @@ def test_readme_and_page_quote_the_committed_diagnostic_report() -> None:
     assert f"gets {100 * arm('bam', 'none')['primary']['mean']:.1f}% of the contested" in readme
     assert f"oracle gate {100 * arm('bam', 'oracle')['primary']['mean']:.1f}%" in readme
     timing = record["timing"]
-    assert f"took {timing['run_seconds'] / 60:.0f} min ({timing['run_cpu_seconds']:,.0f} " \
+    assert f"took {timing['run_seconds'] / 60:.0f} min in all ({timing['run_cpu_seconds']:,.0f} " \
            "CPU-seconds)" in readme and timing["date"] in readme
     assert f"over {len(record['seeds'])} seeds" in readme

@@ -47,10 +47,10 @@ MAX_IMAGE_PIXELS = 64_000_000
 TRAIN_DESCRIPTION = ("Train and evaluate DAG-Net on EMOTIC with the paper's recipe, completed "
                      "where the paper is silent.")
 TRAIN_EPILOG = """The paper's settings: lr 1e-4, batch 32, N = 4, 224 x 224 body and context,
-ColorJitter 0.4 + horizontal flip, ResNet-50 body / ResNet-18 context, KL-divergence loss
-(plus ABN's auxiliary loss). Ours, where the paper is silent: Adam, 30 epochs (the best
-validation epoch kept), ImageNet backbone weights. AP is the official eval.m protocol,
-tie order included. With no dataset, the synthetic EMOTIC-format demo set
+ColorJitter 0.4 + horizontal flip, ResNet-50 body / ResNet-18 context, KL-divergence loss.
+ABN's: its auxiliary loss on the attention branch. Ours, where the paper is silent: Adam,
+30 epochs (the best validation epoch kept), ImageNet backbone weights. AP is the official
+eval.m protocol, tie order included. With no dataset, the synthetic EMOTIC-format demo set
 is written and a small configuration trained on it (a few minutes on a 2-core CPU);
 everything it outputs says SYNTHETIC. Examples:
   dagnet-train

@@ -377,8 +377,9 @@ def settings_text(settings: dict[str, Any], seeds: Sequence[int]) -> str:
     t = settings["training"]
     return (f"Settings: {sizes}. Every arm: {t['optimizer']} at lr {t['lr']:g}, batches of "
             f"{t['batch_size']}, the paper's KL-divergence loss (with ABN's auxiliary term "
-            "where the arm has it), the last epoch tested; timm's `test_resnet` backbones "
-            "trained from scratch (not the paper's ResNet-50/18), widths of `BASE_MODEL`. "
+            "where the arm has it), the last epoch tested. BAM and GSAM arms: timm's "
+            "`test_resnet` backbones trained from scratch (not the paper's ResNet-50/18); "
+            "LSAM arms: the local stream alone; widths of `BASE_MODEL`. "
             f"Seeds {', '.join(map(str, seeds))} (each: the scenes, the initial weights and "
             "the batch order; arms share them).")
 

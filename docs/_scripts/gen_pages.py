@@ -380,8 +380,10 @@ def diagnostic_numbers_rst(path: Path) -> str:
     ``|bam.oracle|`` is an arm's primary mean in %, ``|bam.oracle.ci|`` its 95% CI,
     ``|bam.oracle.values|`` its value per seed,
     ``|bam.oracle-none|`` a contrast in points with its CI, ``|bam.oracle-none.p|`` its
-    Holm-adjusted (primary) or raw (exploratory) p, ``|bam.bam.auc|`` a secondary
-    number (:data:`DIAGNOSTIC_SLUGS`), ``|gsam.gsam.map_flat|`` a test-time swap, and
+    Holm-adjusted (primary) or raw (exploratory) p and ``|bam.oracle-none.p_exact|``
+    its exact sign-flip p, ``|bam.bam.auc|`` a secondary number
+    (:data:`DIAGNOSTIC_SLUGS`) and ``|bam.bam.auc.range|`` its lowest to highest seed,
+    ``|gsam.gsam.map_flat|`` a test-time swap, and
     ``|bam.verdict|``, ``|seeds|`` what they say.
     """
     record = _diagnostic_record(path)
@@ -401,9 +403,12 @@ def diagnostic_numbers_rst(path: Path) -> str:
                 slug = DIAGNOSTIC_SLUGS.get(label)
                 if slug is None or stats.get("mean") is None:
                     continue
-                value = stats["mean"]
-                subs[f"{module}.{name}.{slug}"] = (f"{100 * value:.1f}" if slug in percent_like
-                                                   else f"{value:.2f}")  # fmt: skip
+                def show(value: float, slug: str = slug) -> str:
+                    return f"{100 * value:.1f}" if slug in percent_like else f"{value:.2f}"
+
+                subs[f"{module}.{name}.{slug}"] = show(stats["mean"])
+                seen = [v for v in stats["values"] if v is not None]
+                subs[f"{module}.{name}.{slug}.range"] = f"{show(min(seen))} to {show(max(seen))}"
             for swap, d in row.get("interventions", {}).items():
                 subs[f"{module}.{name}.{swap}"] = _signed_points(d)
     for c in record["contrasts"]:
@@ -412,6 +417,8 @@ def diagnostic_numbers_rst(path: Path) -> str:
         p = c.get("p_holm", c.get("p"))
         if p is not None:
             subs[f"{key}.p"] = "< 0.001" if p < 0.001 else f"{p:.3f}"
+        if c.get("p_exact") is not None:
+            subs[f"{key}.p_exact"] = f"{c['p_exact']:.3f}"
     for module, v in record["verdicts"].items():
         subs[f"{module}.verdict"] = v["paper_module"]
         subs[f"{module}.headroom"] = v["headroom"]
@@ -456,10 +463,12 @@ def diagnostic_report_rst(path: Path, part: str = "tables") -> str:
             ["set", "metric", "oracle", "null", "chance"], rows))
     if part == "timing":
         t = record["timing"]
-        return (f"The committed run trained and tested {t['runs']} arms x seeds in "
-                f"{t['run_seconds'] / 60:.0f} min ({t['run_cpu_seconds']:,.0f} CPU-seconds) on "
-                f"{t['cores']} cores of an {_rst_text(t['machine'])} ({t['device']}, "
-                f"{t['torch_threads']} torch threads), on {t['date']}.\n")
+        return (f"The {t['runs']} runs (arm x seed) of the committed report took "
+                f"{t['run_seconds'] / 60:.0f} min of wall time in all "
+                f"({t['run_cpu_seconds']:,.0f} CPU-seconds; making the sets and the figures "
+                f"is not counted) on {t['cores']} cores of an {_rst_text(t['machine'])} "
+                f"({t['device']}, {t['torch_threads']} torch threads); the report was written "
+                f"on {t['date']}.\n")
     if part != "tables":
         raise ValueError(f"diagnostic_report_rst: unknown part {part!r}")
     out: list[str] = []

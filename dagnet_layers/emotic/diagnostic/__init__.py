@@ -66,7 +66,7 @@ from dagnet_layers.emotic.diagnostic.sets import (
     make_lsam_set,
     make_set,
 )
-from dagnet_layers.emotic.diagnostic.stats import holm, paired_difference, verdict
+from dagnet_layers.emotic.diagnostic.stats import holm, paired_difference, sign_flip_p, verdict
 
 __all__ = [
     "ARMS",
@@ -115,5 +115,6 @@ __all__ = [
     "relation_contrast",
     "roc_auc",
     "run_arm",
+    "sign_flip_p",
     "verdict",
 ]

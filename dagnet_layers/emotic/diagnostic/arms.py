@@ -148,6 +148,8 @@ ARMS: dict[str, tuple[Arm, ...]] = {
             {"gsam_mode": "multiply"}),
         Arm("oracle", "gsam", "oracle", "M = 1 on the target's cell, 0 elsewhere, as M g",
             "ours (ground truth)", {"gsam_mode": "multiply"}, oracle="map"),
+        Arm("oracle_residual", "gsam", "control", "the same oracle map as ABN's (1 + M) g: "
+            "what a perfect map gives the paper's form", "ours (ground truth)", oracle="map"),
         Arm("softmax", "gsam", "variant", "a spatial-softmax map (positions compete), "
             "trained by the main loss alone", "ours, after attention pooling",
             {"gsam_map": "softmax", "gsam_aux": False}),

@@ -5,8 +5,11 @@
 secondary numbers over the seeds, the paired contrasts (the primary family of
 :data:`~dagnet_layers.emotic.diagnostic.arms.PRIMARY_CONTRASTS`, Holm-adjusted; the
 rest as exploratory), the test-time interventions against the intact model, and a
-verdict per module. :func:`report_tables` lays that out as tables (cells as text),
-the one source of ``report.md`` and of the documentation page.
+verdict per module: the paper's module against the floor, unless the oracle does not
+stand above the floor either, in which case anything short of "supported" is
+"inconclusive" (the set cannot show the module failing). :func:`report_tables` lays
+that out as tables (cells as text), the one source of ``report.md`` and of the
+documentation page.
 """
 
 from __future__ import annotations
@@ -273,14 +276,17 @@ def report_tables(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     tables.append({
         "title": "Primary contrasts (Holm-corrected together)",
         "text": "Paired by seed: the difference in the module's primary metric, in points "
-                f"(mean [95% CI]); p from a paired t-test, Holm-adjusted over these "
+                f"(mean [95% t CI]); p from a paired t-test, Holm-adjusted over these "
                 f"{len(primary)} contrasts. Supported: adjusted p < 0.05 and a positive "
-                f"difference; not supported: the CI lies below +{100 * SMALLEST_EFFECT:g} "
-                "points (or the difference is significantly negative); otherwise "
-                "inconclusive.",
-        "header": ["module", "arm", "against", "difference", "p", "p (Holm)", "verdict"],
+                f"difference; not supported: the (unadjusted) CI lies below "
+                f"+{100 * SMALLEST_EFFECT:g} points, or the difference is significantly "
+                "negative; otherwise inconclusive. The last p is exact, from sign flips "
+                "of the per-seed differences (no normality assumed); with n seeds it "
+                "cannot fall below 2 / 2^n.",
+        "header": ["module", "arm", "against", "difference", "p", "p (Holm)", "verdict",
+                   "p (sign flips)"],
         "rows": [[c["module"], c["a"], c["b"], _pct(c, signed=True, ci=True), _p(c["p"]),
-                  _p(c["p_holm"]), c["verdict"]] for c in primary],
+                  _p(c["p_holm"]), c["verdict"], _p(c.get("p_exact"))] for c in primary],
     })  # fmt: skip
     exploratory = [c for c in summary["contrasts"] if c["family"] == "exploratory"]
     if exploratory:

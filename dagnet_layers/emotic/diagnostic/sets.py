@@ -21,8 +21,9 @@ number made from them says SYNTHETIC.
 - :func:`make_gsam_set` (GSAM, "highlight the informative region of the context"):
   six look-alike squares, one of each colour, in six cells of a 4 x 4 grid; the
   label is the colour of the one with a white frame. The colours present are the
-  same in every scene, so pooled colour features carry nothing: the model has to
-  pick the framed square's cell.
+  same in every scene, so colour features pooled over the image carry nothing: the
+  model has to tie the frame to the colour inside it. A CNN can learn that tie
+  without a map given enough scenes; a map can make it quicker to learn.
 - :func:`make_lsam_set` (LSAM, "relations between patches"): two identical white
   disks in two of the 4 x 4 patches; the label is whether they share a row, a
   column, or neither (a third each). Any function of the *bag* of patches is at
@@ -30,8 +31,9 @@ number made from them says SYNTHETIC.
   magenta square in half of the scenes is a presence-only control label that a bag
   of patches reads perfectly.
 
-Cues are at least one cell of the 4 x 4 grid (the patch partition's, and GSAM's map
-at 64 px for a ResNet's stride 16) in size.
+Each cue fills most of one cell of a 4 x 4 grid (11 to 12 pixels of 16) and never
+straddles two: one patch of the partition, one cell of GSAM's map at 64 px (a ResNet's
+stride 16).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ they have in common, so they are compared seed by seed:
 
 - :func:`paired_difference`: the mean of the per-seed differences, its standard
   deviation, the two-sided paired t-test p-value and the 95% confidence interval
-  (Student's t with ``n - 1`` degrees of freedom);
+  (Student's t with ``n - 1`` degrees of freedom), and beside them the exact
+  sign-flip p-value (:func:`sign_flip_p`), which assumes no normality: with ``n``
+  seeds it cannot fall below ``2 / 2**n`` (1/32 for 6 seeds);
 - :func:`holm`: Holm's step-down adjustment of a family of p-values (Holm, 1979),
   which keeps the chance of any false "supported" in the family at 5%;
 - :func:`verdict`: "supported" (adjusted p < 0.05 and a positive effect), "not
@@ -24,7 +26,7 @@ import numpy as np
 
 from dagnet_layers._deps import require
 
-__all__ = ["holm", "paired_difference", "verdict"]
+__all__ = ["holm", "paired_difference", "sign_flip_p", "verdict"]
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = 0.95
@@ -37,9 +39,10 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = 
         level: Confidence level of the interval.
 
     Returns:
-        ``{"n", "mean", "sd", "t", "p", "ci": [low, high], "values"}``. With fewer than
-        two seeds, or differences without spread, ``t``, ``p`` and ``ci`` are ``None``
-        (all equal differences: ``p`` is 0 when they are not 0, 1 when they are).
+        ``{"n", "mean", "sd", "t", "p", "ci": [low, high], "p_exact", "values"}``
+        (``p_exact``: :func:`sign_flip_p`). With fewer than two seeds, or differences
+        without spread, ``t``, ``p`` and ``ci`` are ``None`` (all equal differences:
+        ``p`` is 0 when they are not 0, 1 when they are).
 
     Example:
         >>> r = paired_difference([0.9, 0.8, 0.85], [0.7, 0.7, 0.7])
@@ -55,7 +58,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = 
     d = x - y
     n = int(d.size)
     out: dict[str, Any] = {"n": n, "mean": float(d.mean()) if n else None, "sd": None,
-                           "t": None, "p": None, "ci": None, "values": d.tolist()}  # fmt: skip
+                           "t": None, "p": None, "ci": None, "p_exact": sign_flip_p(d),
+                           "values": d.tolist()}  # fmt: skip
     if n < 2:
         return out
     sd = float(d.std(ddof=1))
@@ -71,6 +75,27 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = 
     out.update(t=t, p=float(2 * stats.t.sf(abs(t), n - 1)),
                ci=[float(d.mean() - half), float(d.mean() + half)])
     return out
+
+
+def sign_flip_p(differences: Sequence[float]) -> float | None:
+    """Exact two-sided p-value of paired differences under random sign flips.
+
+    Under the null hypothesis that the two arms are exchangeable within each seed, each
+    difference is as likely negative as positive: the p-value is the share of the
+    ``2**n`` sign patterns whose mean is at least as far from 0 as the observed one.
+    ``None`` for no differences or more than 20 (2**20 patterns).
+
+    Example:
+        >>> sign_flip_p([0.1, 0.2, 0.3])  # all positive: 2 of the 8 patterns as extreme
+        0.25
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    if d.size == 0 or d.size > 20:
+        return None
+    signs = 1 - 2 * ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1)
+    means = np.abs(signs @ d) / d.size
+    observed = abs(d.mean())
+    return float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
