@@ -13,6 +13,7 @@ from dagnet_layers.layers.graph import (
     PatchSumReadout,
     adjacency_to_edge_index,
     grid_adjacency,
+    initial_adjacency_of,
     normalize_adjacency,
 )
 from dagnet_layers.layers.patch_partition import PatchEncoder, PatchPartition
@@ -33,6 +34,7 @@ __all__ = [
     "abn_init_",
     "adjacency_to_edge_index",
     "grid_adjacency",
+    "initial_adjacency_of",
     "normalize_adjacency",
     "stride_one_copy",
 ]

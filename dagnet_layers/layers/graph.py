@@ -32,6 +32,7 @@ __all__ = [
     "PatchSumReadout",
     "adjacency_to_edge_index",
     "grid_adjacency",
+    "initial_adjacency_of",
     "normalize_adjacency",
 ]
 
@@ -86,6 +87,28 @@ def grid_adjacency(n: int, *, self_loops: bool = True, dtype: torch.dtype | None
     if not self_loops:
         adj.fill_diagonal_(0)
     return adj
+
+
+def initial_adjacency_of(kind: AdjacencyInit, num_nodes: int) -> Tensor:
+    """The adjacency a learned graph over ``num_nodes`` patches starts from.
+
+    ``"grid"``: the row-normalised 8-neighbourhood of the patch grid with self-loops
+    (``num_nodes`` a square); ``"identity"``: :math:`I`; ``"uniform"``: every entry
+    :math:`1/M`.
+
+    Example:
+        >>> initial_adjacency_of("grid", 4)
+        tensor([[0.2500, 0.2500, 0.2500, 0.2500],
+                [0.2500, 0.2500, 0.2500, 0.2500],
+                [0.2500, 0.2500, 0.2500, 0.2500],
+                [0.2500, 0.2500, 0.2500, 0.2500]])
+    """
+    if kind == "identity":
+        return torch.eye(num_nodes)
+    if kind == "uniform":
+        return torch.full((num_nodes, num_nodes), 1.0 / num_nodes)
+    adj = grid_adjacency(math.isqrt(num_nodes))
+    return adj / adj.sum(dim=-1, keepdim=True)
 
 
 def normalize_adjacency(adj: Tensor, normalization: Normalization) -> Tensor:
@@ -278,13 +301,7 @@ class LearnedAdjacencyGCN(nn.Module):
 
     def initial_adjacency(self) -> Tensor:
         """The adjacency that :meth:`reset_parameters` starts from, shape (M, M)."""
-        m = self.num_nodes
-        if self.adjacency_init == "identity":
-            return torch.eye(m)
-        if self.adjacency_init == "uniform":
-            return torch.full((m, m), 1.0 / m)
-        adj = grid_adjacency(math.isqrt(m))
-        return adj / adj.sum(dim=-1, keepdim=True)
+        return initial_adjacency_of(self.adjacency_init, self.num_nodes)
 
     def reset_parameters(self) -> None:
         """Glorot-initialise the weights, zero the biases, reset the adjacency."""

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dagnet_layers.layers._checks import check_positive_ints
-from dagnet_layers.layers.graph import AdjacencyInit, Normalization, grid_adjacency
+from dagnet_layers.layers.graph import AdjacencyInit, Normalization, initial_adjacency_of
 from dagnet_layers.layers.graph import normalize_adjacency as _normalize
 
 __all__ = ["PatchSelfAttention", "ResidualPatchGCN"]
@@ -161,14 +161,8 @@ class ResidualPatchGCN(nn.Module):
         return isinstance(self.adjacency, nn.Parameter)
 
     def initial_adjacency(self) -> Tensor:
-        """The adjacency :meth:`reset_parameters` starts from (row-normalised grid...)."""
-        m = self.num_nodes
-        if self.adjacency_init == "identity":
-            return torch.eye(m)
-        if self.adjacency_init == "uniform":
-            return torch.full((m, m), 1.0 / m)
-        adj = grid_adjacency(self.n)
-        return adj / adj.sum(dim=-1, keepdim=True)
+        """The adjacency :meth:`reset_parameters` starts from, shape (M, M)."""
+        return initial_adjacency_of(self.adjacency_init, self.num_nodes)
 
     def reset_parameters(self) -> None:
         """Linear layers as torch initialises them, the updates at zero, the adjacency reset."""
