@@ -268,10 +268,10 @@ def build_diagnose_parser(prog: str = "dagnet-diagnose") -> argparse.ArgumentPar
         prog=prog,
         formatter_class=_Formatter,
         description="The diagnostic benchmark: for each module (BAM, GSAM, LSAM), SYNTHETIC "
-        "scenes built so that the module's job is needed; the paper's module trained on them "
+        "scenes where doing the module's job should pay; the paper's module trained on them "
         "beside its floor (no module), its ceiling (an oracle that knows the ground truth), "
         "controls and the options beyond the paper, over several seeds; test-time swaps of "
-        "what each module computes; paired 95%% confidence intervals, Holm's correction and "
+        "what each module computes; paired 95% confidence intervals, Holm's correction and "
         "a verdict per module. Resumable: a finished run is never repeated.",
         epilog="examples:\n  dagnet-diagnose\n  dagnet-diagnose --modules lsam --seeds 0 1 2 "
         "3 4 5 6 7\n  dagnet-diagnose --arms bam/oracle gsam/none --output-dir runs/two",

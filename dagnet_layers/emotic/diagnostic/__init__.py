@@ -1,7 +1,7 @@
 """Does each DAG-Net module do its job? Sets, metrics, arms and statistics that can tell.
 
 - :mod:`~dagnet_layers.emotic.diagnostic.sets`: one SYNTHETIC scene set per module,
-  built so that the module's job is needed, with the ground truth to check it;
+  where doing the module's job should pay, with the ground truth to check it;
 - :mod:`~dagnet_layers.emotic.diagnostic.metrics`: metrics, each shown to give an
   oracle its ceiling and a null its chance value;
 - :mod:`~dagnet_layers.emotic.diagnostic.arms`: per module, the paper's module, its

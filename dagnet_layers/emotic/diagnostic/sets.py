@@ -1,4 +1,4 @@
-"""One SYNTHETIC scene set per DAG-Net module, built so that the module's job is needed.
+"""One SYNTHETIC scene set per DAG-Net module, where doing the module's job should pay.
 
 Each set is a small K-way task whose label can only be read well by a model that
 does what the paper gives the module to do, with the ground truth that the
