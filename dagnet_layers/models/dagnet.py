@@ -382,8 +382,12 @@ class DAGNet(nn.Module):
         """Preprocessing config as timm defines it, read by :func:`timm.data.resolve_data_config`.
 
         ``input_size`` is ``(in_chans, image_size, image_size)``; resizing is
-        antialiased bilinear of the whole image with no crop (``crop_pct=1.0``),
-        which is what :func:`~dagnet_layers.emotic.data.emotic_eval_transform` does;
+        antialiased bilinear of the whole image to a square, whatever its aspect
+        ratio, with no crop (``crop_mode="squash"``, ``crop_pct=1.0``), which is what
+        :func:`~dagnet_layers.emotic.data.emotic_eval_transform` does, so that
+        ``timm.data.create_transform(**timm.data.resolve_data_config({}, model=m))``
+        feeds the model what our pipeline does (timm's default ``"center"`` would crop
+        a non-square image);
         ``mean``/``std`` are the body backbone's (timm's single-input view), and
         ``"body"``/``"context"`` hold each stream's own, which
         :func:`~dagnet_layers.emotic.data.normalization_of` passes to the transforms.
@@ -391,8 +395,8 @@ class DAGNet(nn.Module):
         Example:
             >>> m = build_dagnet("resnet18", "resnet18")
             >>> cfg = m.pretrained_cfg
-            >>> cfg["input_size"], cfg["interpolation"], cfg["crop_pct"], cfg["mean"]
-            ((3, 224, 224), 'bilinear', 1.0, (0.485, 0.456, 0.406))
+            >>> cfg["input_size"], cfg["interpolation"], cfg["crop_pct"], cfg["crop_mode"]
+            ((3, 224, 224), 'bilinear', 1.0, 'squash')
         """
         def norm(cfg: dict[str, Any]) -> dict[str, tuple[float, ...]]:
             return {"mean": tuple(cfg.get("mean") or (0.485, 0.456, 0.406)),
@@ -407,7 +411,7 @@ class DAGNet(nn.Module):
             "input_size": (self.config.in_chans, size, size),
             "interpolation": "bilinear",
             "crop_pct": 1.0,
-            "crop_mode": "center",
+            "crop_mode": "squash",
             "mean": body["mean"],
             "std": body["std"],
             "num_classes": self.num_classes,
