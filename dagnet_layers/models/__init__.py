@@ -14,7 +14,9 @@ from dagnet_layers.models.dagnet import (
     DAGNetOutput,
     build_dagnet,
     build_local_graph,
+    build_patch_encoder,
     component_seed,
+    component_stream,
 )
 from dagnet_layers.models.export import export_onnx
 from dagnet_layers.models.hub import (
@@ -34,8 +36,10 @@ __all__ = [
     "SplitBackbone",
     "build_dagnet",
     "build_local_graph",
+    "build_patch_encoder",
     "check_pretrained_weights",
     "component_seed",
+    "component_stream",
     "create_body_backbone",
     "create_model",
     "export_onnx",

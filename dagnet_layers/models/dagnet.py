@@ -62,7 +62,7 @@ from dagnet_layers.storage import (
 )
 
 __all__ = ["COMPONENTS", "DAGNet", "DAGNetOutput", "build_dagnet", "build_local_graph",
-           "component_seed"]
+           "build_patch_encoder", "component_seed", "component_stream"]
 
 
 
@@ -108,11 +108,43 @@ def component_seed(base: int, name: str) -> int:
 
 
 @contextlib.contextmanager
-def _own_stream(base: int, name: str) -> Iterator[None]:
-    """Build one component from its own seeded stream of the CPU generator, then restore it."""
+def component_stream(base: int, name: str) -> Iterator[None]:
+    """Build one component from its own seeded stream of the CPU generator, then restore it.
+
+    Inside the block the CPU generator is seeded with :func:`component_seed` of
+    ``base`` and ``name``; after it, the caller's stream continues where it was.
+
+    Example:
+        >>> with component_stream(0, "fusion"):
+        ...     a = torch.rand(1)
+        >>> with component_stream(0, "fusion"):
+        ...     b = torch.rand(1)
+        >>> bool(a == b)
+        True
+    """
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(component_seed(base, name))
         yield
+
+
+def build_patch_encoder(config: DAGNetConfig) -> PatchEncoder:
+    """The local stream's patch encoder, as ``config`` says (:class:`DAGNet` builds its own
+    with it).
+
+    Example:
+        >>> from dagnet_layers.models import DAGNetConfig
+        >>> build_patch_encoder(DAGNetConfig(patch_channels=(8, 8), patch_pool=2)).out_features
+        32
+    """
+    return PatchEncoder(
+        config.in_chans,
+        n=config.partition,
+        hidden_channels=config.patch_channels[0],
+        out_channels=config.patch_channels[1],
+        pool_size=config.patch_pool,
+        stride=config.patch_stride,
+        size_policy=config.patch_size_policy,
+    )
 
 
 def build_local_graph(config: DAGNetConfig, node_features: int, n: int) -> nn.Module:
@@ -251,7 +283,7 @@ class DAGNet(nn.Module):
         self.init_seed = 0 if meta else int(torch.randint(0, 2**62, (), device="cpu"))
         base = self.init_seed
 
-        with _own_stream(base, "body_backbone"):
+        with component_stream(base, "body_backbone"):
             self.body_backbone = create_body_backbone(
                 config.body_backbone, in_chans=config.in_chans, **body_kwargs
             )
@@ -259,16 +291,16 @@ class DAGNet(nn.Module):
         self.body_attention = None
         self.body_head: nn.Linear | None = None
         if config.use_bam:
-            with _own_stream(base, "body_attention"):
+            with component_stream(base, "body_attention"):
                 self.body_attention = BodyAttention(config.in_chans, config.bam_hidden)
             if config.bam_target == "confidnet":
-                with _own_stream(base, "body_head"):
+                with component_stream(base, "body_head"):
                     self.body_head = nn.Linear(feature_dims[0], config.num_classes)
 
         self.context_backbone: SplitBackbone | None = None
         self.context_attention: AttentionBranch | None = None
         if config.use_context:
-            with _own_stream(base, "context_backbone"):
+            with component_stream(base, "context_backbone"):
                 self.context_backbone = SplitBackbone(
                     config.context_backbone,
                     attention_stage=config.gsam_stage if config.use_gsam else "last",
@@ -277,42 +309,34 @@ class DAGNet(nn.Module):
                 )
             feature_dims.append(self.context_backbone.num_features)
             if config.use_gsam:
-                with _own_stream(base, "context_attention"):
+                with component_stream(base, "context_attention"):
                     self.context_attention = self._build_attention(config)
 
         self.patch_encoder: PatchEncoder | None = None
         self.local_graph: nn.Module | None = None
         if config.use_lsam:
-            with _own_stream(base, "patch_encoder"):
-                self.patch_encoder = PatchEncoder(
-                    config.in_chans,
-                    n=config.partition,
-                    hidden_channels=config.patch_channels[0],
-                    out_channels=config.patch_channels[1],
-                    pool_size=config.patch_pool,
-                    stride=config.patch_stride,
-                    size_policy=config.patch_size_policy,
-                )
+            with component_stream(base, "patch_encoder"):
+                self.patch_encoder = build_patch_encoder(config)
             node_dim = self.patch_encoder.out_features
-            with _own_stream(base, "local_graph"):
+            with component_stream(base, "local_graph"):
                 self.local_graph = build_local_graph(config, node_dim, self.patch_encoder.n)
             feature_dims.append(self.local_graph.out_features)
 
         self.feature_dims = tuple(feature_dims)
         self.num_features = sum(feature_dims)
         self.head_hidden_size = config.fusion_hidden
-        with _own_stream(base, "fusion"):
+        with component_stream(base, "fusion"):
             self.fusion = nn.Sequential(
                 nn.Linear(self.num_features, config.fusion_hidden),
                 nn.BatchNorm1d(config.fusion_hidden),
                 nn.ReLU(inplace=True),
             )
         self.head_drop = nn.Dropout(config.dropout)
-        with _own_stream(base, "classifier"):
+        with component_stream(base, "classifier"):
             self.classifier = nn.Linear(config.fusion_hidden, config.num_classes)
         self.vad_head = None
         if config.vad_head:
-            with _own_stream(base, "vad_head"):
+            with component_stream(base, "vad_head"):
                 self.vad_head = nn.Linear(config.fusion_hidden, 3)
 
     def _build_attention(self, config: DAGNetConfig) -> AttentionBranch:

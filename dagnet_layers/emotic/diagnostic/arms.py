@@ -26,21 +26,20 @@ setting says where it comes from (:attr:`Arm.source`).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from dagnet_layers.layers import PatchEncoder
 from dagnet_layers.models import (
     DAGNetConfig,
     DAGNetOutput,
     build_dagnet,
     build_local_graph,
-    component_seed,
+    build_patch_encoder,
+    component_stream,
 )
 
 __all__ = [
@@ -237,23 +236,16 @@ def oracle_adjacency(n: int = 4) -> Tensor:
     return a / a.sum(dim=1, keepdim=True)
 
 
-@contextlib.contextmanager
-def _stream(base: int, name: str) -> Iterator[None]:
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(component_seed(base, name))
-        yield
-
-
 class LocalStreamProbe(nn.Module):
     """DAG-Net's local stream alone, with DAG-Net's fusion layer and classifier.
 
     The LSAM set's label is a relation between patches; a context CNN beside the local
     stream could learn it too and hide what the graph does. This probe is the local
     stream of a :class:`~dagnet_layers.models.DAGNet` built from the same config
-    (:class:`~dagnet_layers.layers.PatchEncoder` and
+    (:func:`~dagnet_layers.models.build_patch_encoder` and
     :func:`~dagnet_layers.models.build_local_graph`), then the same fusion
     layer (linear, BatchNorm, ReLU), dropout and classifier, each part initialised
-    from its own stream as in DAG-Net (:func:`~dagnet_layers.models.component_seed`).
+    from its own stream as in DAG-Net (:func:`~dagnet_layers.models.component_stream`).
 
     ``forward(body, context)`` ignores ``body`` and returns a
     :class:`~dagnet_layers.models.DAGNetOutput` with the logits and the adjacency.
@@ -270,22 +262,18 @@ class LocalStreamProbe(nn.Module):
         super().__init__()
         self.config = config
         self.init_seed = int(torch.randint(0, 2**62, (), device="cpu"))
-        with _stream(self.init_seed, "patch_encoder"):
-            self.patch_encoder = PatchEncoder(
-                config.in_chans, n=config.partition, hidden_channels=config.patch_channels[0],
-                out_channels=config.patch_channels[1], pool_size=config.patch_pool,
-                stride=config.patch_stride, size_policy=config.patch_size_policy,
-            )  # fmt: skip
-        with _stream(self.init_seed, "local_graph"):
+        with component_stream(self.init_seed, "patch_encoder"):
+            self.patch_encoder = build_patch_encoder(config)
+        with component_stream(self.init_seed, "local_graph"):
             self.local_graph = build_local_graph(config, self.patch_encoder.out_features,
                                                  config.partition)  # fmt: skip
         width = self.local_graph.out_features
-        with _stream(self.init_seed, "fusion"):
+        with component_stream(self.init_seed, "fusion"):
             hidden = config.fusion_hidden
             self.fusion = nn.Sequential(nn.Linear(width, hidden), nn.BatchNorm1d(hidden),
                                         nn.ReLU())
         self.head_drop = nn.Dropout(config.dropout)
-        with _stream(self.init_seed, "classifier"):
+        with component_stream(self.init_seed, "classifier"):
             self.classifier = nn.Linear(config.fusion_hidden, config.num_classes)
 
     def forward(self, body: Tensor | None, context: Tensor) -> DAGNetOutput:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dagnet_layers.emotic.data.transforms import normalization_of
 from dagnet_layers.emotic.diagnostic.arms import Arm, build_arm_model
 from dagnet_layers.emotic.diagnostic.metrics import (
     accuracy,
@@ -57,21 +58,16 @@ EPOCHS: dict[str, int] = {"bam": 15, "gsam": 12, "lsam": 20}
 #: which trains pretrained backbones at 1e-4; batch 32 is the paper's).
 TRAINING: dict[str, Any] = {"optimizer": "Adam", "lr": 1e-3, "batch_size": 32, "loss": "kl"}
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
-
-
-def _normalise(images: np.ndarray, cfg: dict[str, Any] | None) -> Tensor:
-    mean = torch.tensor((cfg or {}).get("mean", _MEAN), dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor((cfg or {}).get("std", _STD), dtype=torch.float32).view(1, 3, 1, 1)
+def _normalise(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - mean) / std
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
 def _inputs(model: nn.Module, data: ModuleSet) -> tuple[Tensor | None, Tensor]:
-    cfg = getattr(model, "pretrained_cfg", None)
-    body = None if data.body is None else _normalise(data.body, cfg and cfg.get("body"))
-    return body, _normalise(data.context, cfg and cfg.get("context"))
+    """The set's images as the model's streams expect them (:func:`normalization_of`)."""
+    norm = normalization_of(model)
+    body = None if data.body is None else _normalise(data.body, norm["mean"], norm["std"])
+    return body, _normalise(data.context, norm["context_mean"], norm["context_std"])
 
 
 class _Overrides:
