@@ -177,7 +177,54 @@ def adjacency_to_edge_index(adj: Tensor, threshold: float = 0.0) -> tuple[Tensor
     return torch.stack([source, target]), adj[target, source]
 
 
-class LearnedAdjacencyGCN(nn.Module):
+class _GraphAdjacency(nn.Module):
+    """One (M, M) adjacency over a fixed node set: its options, storage, start and normalisation.
+
+    The base of the graph layers that keep a single adjacency (learned, or fixed as a
+    buffer); each calls :meth:`_init_adjacency` in its constructor.
+    """
+
+    adjacency: Tensor
+
+    def _init_adjacency(self, owner: str, num_nodes: int, adjacency_init: AdjacencyInit,
+                        normalization: Normalization, learn: bool) -> None:  # fmt: skip
+        if adjacency_init not in ("grid", "identity", "uniform"):
+            raise ValueError(f"{owner}(adjacency_init=...) must be 'grid', 'identity' or "
+                             f"'uniform', got {adjacency_init!r}")  # fmt: skip
+        if adjacency_init == "grid" and math.isqrt(num_nodes) ** 2 != num_nodes:
+            raise ValueError(f"{owner}(adjacency_init='grid') needs a square number of nodes "
+                             f"(N*N patches), got num_nodes={num_nodes}")  # fmt: skip
+        if normalization not in ("none", "symmetric", "softmax"):
+            raise ValueError(f"{owner}(normalization=...) must be 'none', 'symmetric' or "
+                             f"'softmax', got {normalization!r}")  # fmt: skip
+        self.num_nodes = num_nodes
+        self.adjacency_init = adjacency_init
+        self.normalization = normalization
+        adjacency = torch.empty(num_nodes, num_nodes)
+        if learn:
+            self.adjacency = nn.Parameter(adjacency)
+        else:
+            self.register_buffer("adjacency", adjacency)
+
+    @property
+    def learn_adjacency(self) -> bool:
+        """Whether the adjacency is a learned parameter."""
+        return isinstance(self.adjacency, nn.Parameter)
+
+    def initial_adjacency(self) -> Tensor:
+        """The adjacency that :meth:`reset_parameters` starts from, shape (M, M)."""
+        return initial_adjacency_of(self.adjacency_init, self.num_nodes)
+
+    def _reset_adjacency(self) -> None:
+        with torch.no_grad():
+            self.adjacency.copy_(self.initial_adjacency())
+
+    def propagation_matrix(self) -> Tensor:
+        r"""The normalised adjacency :math:`\hat{A}` (M, M) used in the forward pass."""
+        return normalize_adjacency(self.adjacency, self.normalization)
+
+
+class LearnedAdjacencyGCN(_GraphAdjacency):
     r"""Stacked graph convolutions over a fixed node set with one learned adjacency.
 
     .. math::
@@ -246,21 +293,6 @@ class LearnedAdjacencyGCN(nn.Module):
                 f"positive ints, got {hidden_features!r}"
             )
         check_positive_ints("LearnedAdjacencyGCN", num_nodes=num_nodes)
-        if adjacency_init not in ("grid", "identity", "uniform"):
-            raise ValueError(
-                "LearnedAdjacencyGCN(adjacency_init=...) must be 'grid', 'identity' or "
-                f"'uniform', got {adjacency_init!r}"
-            )
-        if adjacency_init == "grid" and math.isqrt(num_nodes) ** 2 != num_nodes:
-            raise ValueError(
-                f"LearnedAdjacencyGCN(adjacency_init='grid') needs a square number of nodes "
-                f"(N*N patches), got num_nodes={num_nodes}"
-            )
-        if normalization not in ("none", "symmetric", "softmax"):
-            raise ValueError(
-                "LearnedAdjacencyGCN(normalization=...) must be 'none', 'symmetric' or "
-                f"'softmax', got {normalization!r}"
-            )
         if readout not in ("mean", "sum", "max", "flatten", "none"):
             raise ValueError(
                 "LearnedAdjacencyGCN(readout=...) must be 'mean', 'sum', 'max', 'flatten' or "
@@ -268,9 +300,6 @@ class LearnedAdjacencyGCN(nn.Module):
             )
         self.in_features = in_features
         self.hidden_features = hidden_features
-        self.num_nodes = num_nodes
-        self.adjacency_init = adjacency_init
-        self.normalization = normalization
         self.readout = readout
         widths = (in_features, *hidden_features)
         self.weights = nn.ParameterList(
@@ -281,11 +310,8 @@ class LearnedAdjacencyGCN(nn.Module):
         else:
             self.register_parameter("biases", None)
         self.acts = nn.ModuleList(act_layer() for _ in hidden_features)
-        adjacency = torch.empty(num_nodes, num_nodes)
-        if learn_adjacency:
-            self.adjacency = nn.Parameter(adjacency)
-        else:
-            self.register_buffer("adjacency", adjacency)
+        self._init_adjacency("LearnedAdjacencyGCN", num_nodes, adjacency_init, normalization,
+                             learn_adjacency)  # fmt: skip
         self.reset_parameters()
 
     @property
@@ -294,15 +320,6 @@ class LearnedAdjacencyGCN(nn.Module):
         last = self.hidden_features[-1]
         return last * self.num_nodes if self.readout == "flatten" else last
 
-    @property
-    def learn_adjacency(self) -> bool:
-        """Whether the adjacency is a learned parameter."""
-        return isinstance(self.adjacency, nn.Parameter)
-
-    def initial_adjacency(self) -> Tensor:
-        """The adjacency that :meth:`reset_parameters` starts from, shape (M, M)."""
-        return initial_adjacency_of(self.adjacency_init, self.num_nodes)
-
     def reset_parameters(self) -> None:
         """Glorot-initialise the weights, zero the biases, reset the adjacency."""
         for weight in self.weights:
@@ -310,12 +327,7 @@ class LearnedAdjacencyGCN(nn.Module):
         if self.biases is not None:
             for b in self.biases:
                 nn.init.zeros_(b)
-        with torch.no_grad():
-            self.adjacency.copy_(self.initial_adjacency())
-
-    def propagation_matrix(self) -> Tensor:
-        r"""The normalised adjacency :math:`\hat{A}` (M, M) used in the forward pass."""
-        return normalize_adjacency(self.adjacency, self.normalization)
+        self._reset_adjacency()
 
     def to_edge_index(self, threshold: float = 0.0) -> tuple[Tensor, Tensor]:
         """The learned graph as PyG ``(edge_index, edge_weight)``, detached.

@@ -26,8 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dagnet_layers.layers._checks import check_positive_ints
-from dagnet_layers.layers.graph import AdjacencyInit, Normalization, initial_adjacency_of
-from dagnet_layers.layers.graph import normalize_adjacency as _normalize
+from dagnet_layers.layers.graph import AdjacencyInit, Normalization, _GraphAdjacency
 
 __all__ = ["PatchSelfAttention", "ResidualPatchGCN"]
 
@@ -75,7 +74,7 @@ class _PatchPositions(nn.Module):
         return (self.row[:, None, :] + self.col[None, :, :]).reshape(self.n * self.n, -1)
 
 
-class ResidualPatchGCN(nn.Module):
+class ResidualPatchGCN(_GraphAdjacency):
     r"""Residual GCN over the N x N patches with 2-D position embeddings and a sum readout.
 
     .. math::
@@ -132,37 +131,17 @@ class ResidualPatchGCN(nn.Module):
         super().__init__()
         check_positive_ints("ResidualPatchGCN", in_features=in_features, dim=dim,
                             out_features=out_features, n=n, depth=depth)  # fmt: skip
-        if adjacency_init not in ("grid", "identity", "uniform"):
-            raise ValueError("ResidualPatchGCN(adjacency_init=...) must be 'grid', 'identity' "
-                             f"or 'uniform', got {adjacency_init!r}")
-        if normalization not in ("none", "symmetric", "softmax"):
-            raise ValueError("ResidualPatchGCN(normalization=...) must be 'none', 'symmetric' "
-                             f"or 'softmax', got {normalization!r}")
         _check_readout("ResidualPatchGCN", readout)
         self.in_features, self.dim, self.out_features = in_features, dim, out_features
-        self.n, self.num_nodes, self.depth = n, n * n, depth
-        self.adjacency_init, self.normalization = adjacency_init, normalization
-        self.readout = readout
+        self.n, self.depth, self.readout = n, depth, readout
         self.input = nn.Linear(in_features, dim)
         self.positions = _PatchPositions(n, dim, position_std)
         self.gather = nn.ModuleList(nn.Linear(dim, dim) for _ in range(depth))
         self.update = nn.ModuleList(nn.Linear(dim, dim) for _ in range(depth))
         self.output = nn.Linear(dim, out_features)
-        adjacency = torch.empty(self.num_nodes, self.num_nodes)
-        if learn_adjacency:
-            self.adjacency = nn.Parameter(adjacency)
-        else:
-            self.register_buffer("adjacency", adjacency)
+        self._init_adjacency("ResidualPatchGCN", n * n, adjacency_init, normalization,
+                             learn_adjacency)  # fmt: skip
         self.reset_parameters()
-
-    @property
-    def learn_adjacency(self) -> bool:
-        """Whether the adjacency is a learned parameter."""
-        return isinstance(self.adjacency, nn.Parameter)
-
-    def initial_adjacency(self) -> Tensor:
-        """The adjacency :meth:`reset_parameters` starts from, shape (M, M)."""
-        return initial_adjacency_of(self.adjacency_init, self.num_nodes)
 
     def reset_parameters(self) -> None:
         """Linear layers as torch initialises them, the updates at zero, the adjacency reset."""
@@ -172,12 +151,7 @@ class ResidualPatchGCN(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.positions.reset_parameters()
-        with torch.no_grad():
-            self.adjacency.copy_(self.initial_adjacency())
-
-    def propagation_matrix(self) -> Tensor:
-        r"""The normalised adjacency :math:`\hat{A}` (M, M) used in the forward pass."""
-        return _normalize(self.adjacency, self.normalization)
+        self._reset_adjacency()
 
     def forward(self, x: Tensor) -> Tensor:
         """Node features (B, n*n, F) -> one vector per image (B, out_features)."""
