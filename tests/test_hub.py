@@ -1,9 +1,8 @@
-"""timm's registry contract and the Hugging Face Hub, offline.
+"""Our registry, saved models, and the Hugging Face Hub with no network.
 
-The Hub round trip goes through the real ``huggingface_hub`` code path
-(``snapshot_download`` with ``HF_HUB_OFFLINE=1``) on a cache laid out as
-huggingface_hub lays it out: ``models--org--name/refs/main`` naming a commit and
-``snapshots/<commit>/`` holding the files.
+The Hub round trip runs huggingface_hub's own client against a Hub served on
+127.0.0.1 (tests/_local_hub.py), then its own cache with ``HF_HUB_OFFLINE=1``:
+no function of huggingface_hub is replaced.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,6 @@ from dagnet_layers.errors import CorruptFileError, MissingFileError
 from dagnet_layers.models import registry
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def tiny(**kwargs) -> DAGNet:
@@ -33,10 +30,10 @@ def tiny(**kwargs) -> DAGNet:
 
 @pytest.fixture()
 def clean_registry():
-    saved = dict(registry._REGISTRY)
+    saved = set(registry._REGISTRY)
     yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
+    for name in set(registry._REGISTRY) - saved:  # here and in timm's registry
+        registry._unregister(name)
 
 
 def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,90 +98,142 @@ def test_create_model_checkpoint_path_loads_dagnet_weights(tmp_path: Path,
 def test_unknown_names_and_options_are_named() -> None:
     with pytest.raises(ValueError, match=r"unknown model 'dagnet_r50_r81'.*did you mean"):
         create_model("dagnet_r50_r81")
-    with pytest.raises(TypeError, match="takes only"):
-        create_model("local-dir:/tmp/x", num_classes=3)
+    with pytest.raises(TypeError, match="options of hf-hub: names"):
+        create_model("local-dir:/tmp/x", revision="main")
+    with pytest.raises(ValueError, match="no pretrained tags"):
+        create_model("test_dagnet.in1k")
 
 
-def test_local_dir_names(tmp_path: Path) -> None:
-    tiny().save_pretrained(tmp_path / "m")
-    model = create_model(f"local-dir:{tmp_path / 'm'}")
-    assert isinstance(model, DAGNet) and not model.training
+def test_local_dir_names_follow_timm(tmp_path: Path) -> None:
+    """As in timm: the saved config always, the weights only with pretrained=True."""
+    saved = tiny(num_classes=5).eval()
+    saved.save_pretrained(tmp_path / "m")
+    body, context = _inputs()
+    loaded = create_model(f"local-dir:{tmp_path / 'm'}", pretrained=True)
+    assert isinstance(loaded, DAGNet) and not loaded.training
+    assert torch.equal(loaded.forward_logits(body, context), saved.forward_logits(body, context))
+    fresh = create_model(f"local-dir:{tmp_path / 'm'}")
+    assert fresh.training and fresh.config == saved.config
+    assert not torch.equal(fresh.classifier.weight, saved.classifier.weight)
 
 
 # ------------------------------------------------------------------ Hub
-def _hub_cache(tmp_path: Path, model: DAGNet) -> Path:
-    cache = tmp_path / "hub"
-    repo = cache / "models--someone--dagnet-tiny"
-    model.save_pretrained(repo / "snapshots" / COMMIT)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
-    return cache
+# huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when it is imported, so each
+# phase runs in a fresh interpreter; tests/_local_hub.py serves the repositories.
+_PUSH_AND_FETCH = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from _local_hub import LocalHub
+hub = LocalHub().__enter__()
+os.environ["HF_ENDPOINT"] = hub.url
+import timm, torch
+from huggingface_hub import ModelCard
+from dagnet_layers import DAGNet, build_dagnet, create_model
+from dagnet_layers.errors import MissingFileError
+
+torch.manual_seed(0)
+model = build_dagnet("test_resnet", "test_resnet", partition=2, gcn_hidden=(8,),
+                     patch_channels=(4, 4), fusion_hidden=8).eval()
+card = {{"dataset": "demo", "synthetic": True, "metrics": {{"val mAP": 0.25}}, "epoch": 2}}
+model.save_pretrained({tmp!r} + "/saved", card=card, push_to_hub=True,
+                      repo_id="someone/dagnet-tiny", token="t")
+open({tmp!r} + "/inference.json", "w").write('{{"image_size": 32}}')
+url = model.push_to_hub("someone/dagnet-extra", token="t",
+                        extra_files={{"inference.json": {tmp!r} + "/inference.json"}})
+assert "/someone/dagnet-extra/commit/" in url, url
+assert sorted(hub.repos["someone/dagnet-extra"][hub.heads["someone/dagnet-extra"]]) == [
+    "README.md", "config.json", "inference.json", "model.safetensors"]
+head = hub.heads["someone/dagnet-tiny"]
+body, context = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+want = model.forward_logits(body, context)
+torch.save((body, context, want), {tmp!r} + "/want.pt")
+cache = {tmp!r} + "/cache"
+loaded = [DAGNet.from_pretrained("someone/dagnet-tiny", cache_dir=cache, token=False),
+          DAGNet.from_pretrained("hf-hub:someone/dagnet-tiny@" + head, cache_dir=cache),
+          create_model("hf-hub:someone/dagnet-tiny", pretrained=True, cache_dir=cache),
+          timm.create_model("hf-hub:someone/dagnet-tiny", pretrained=True, cache_dir=cache)]
+for m in loaded:
+    assert torch.equal(m.forward_logits(body, context), want)
+gets = sum(r.startswith("GET /someone/dagnet-tiny/resolve/") for r in hub.requests)
+DAGNet.from_pretrained("someone/dagnet-tiny", cache_dir=cache)  # cached: no download
+again = sum(r.startswith("GET /someone/dagnet-tiny/resolve/") for r in hub.requests)
+DAGNet.from_pretrained("someone/dagnet-tiny", cache_dir=cache, force_download=True)
+forced = sum(r.startswith("GET /someone/dagnet-tiny/resolve/") for r in hub.requests)
+assert gets == again < forced, (gets, again, forced)
+hub.__exit__()  # the Hub is gone: the cache alone
+m = DAGNet.from_pretrained("someone/dagnet-tiny", cache_dir=cache, local_files_only=True)
+assert torch.equal(m.forward_logits(body, context), want)
+try:
+    DAGNet.from_pretrained("someone/not-cached", cache_dir=cache, local_files_only=True)
+except MissingFileError as err:
+    assert "hf-hub:someone/not-cached" in str(err), err
+else:
+    raise AssertionError("an uncached repository loaded without the network")
+card = ModelCard.load(cache + "/models--someone--dagnet-tiny/snapshots/" + head + "/README.md")
+assert card.data.library_name == "dagnet-layers" and "SYNTHETIC" in card.text
+assert card.data.eval_results[0].metric_value == 0.25
+assert not hub.unknown, hub.unknown
+print("ok")
+"""
+
+_OFFLINE = """
+import torch, timm
+from dagnet_layers import DAGNet, create_model
+body, context, want = torch.load({tmp!r} + "/want.pt")
+cache = {tmp!r} + "/cache"
+for m in (DAGNet.from_pretrained("someone/dagnet-tiny", cache_dir=cache),
+          create_model("hf-hub:someone/dagnet-tiny", pretrained=True, cache_dir=cache),
+          timm.create_model("hf-hub:someone/dagnet-tiny", pretrained=True, cache_dir=cache)):
+    assert not m.training
+    torch.testing.assert_close(m.forward_logits(body, context), want, rtol=1e-5, atol=1e-6)
+print("ok")
+"""
 
 
 @pytest.mark.slow
-def test_hub_round_trip_offline(tmp_path: Path) -> None:
-    model = tiny().eval()
-    cache = _hub_cache(tmp_path, model)
-    body, context = _inputs()
-    torch.save((body, context, model.forward_logits(body, context)), tmp_path / "want.pt")
-    code = textwrap.dedent(f"""
-        import torch
-        from dagnet_layers import DAGNet, create_model
-        from dagnet_layers.errors import MissingFileError
-        body, context, want = torch.load({str(tmp_path / "want.pt")!r})
-        for m in (DAGNet.from_pretrained("someone/dagnet-tiny", cache_dir={str(cache)!r}),
-                  create_model("hf-hub:someone/dagnet-tiny", cache_dir={str(cache)!r}),
-                  DAGNet.from_pretrained("hf-hub:someone/dagnet-tiny@{COMMIT}",
-                                         cache_dir={str(cache)!r})):
-            assert not m.training
-            # equal up to summation order (this process may use other thread counts)
-            torch.testing.assert_close(m.forward_logits(body, context), want,
-                                       rtol=1e-5, atol=1e-6)
-        try:
-            DAGNet.from_pretrained("someone/not-cached", cache_dir={str(cache)!r})
-        except MissingFileError as err:
-            assert "hf-hub:someone/not-cached" in str(err) and "Hub" in str(err), err
-        else:
-            raise AssertionError("an uncached repository loaded offline")
-        print("ok")
-    """)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, cwd=ROOT, timeout=300)  # fmt: skip
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr
+def test_hub_round_trip_through_a_local_hub_then_offline(tmp_path: Path) -> None:
+    """save_pretrained(push_to_hub=True) and push_to_hub, then every loader, through
+    huggingface_hub's own client and cache; then the cache alone with HF_HUB_OFFLINE=1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    env["HF_HOME"] = str(tmp_path / "hf_home")  # no token or cache of the user's
+    for code, extra in ((_PUSH_AND_FETCH, {}), (_OFFLINE, {"HF_HUB_OFFLINE": "1"})):
+        result = subprocess.run(
+            [sys.executable, "-c", code.format(tests=str(ROOT / "tests"), tmp=str(tmp_path))],
+            capture_output=True, text=True, env={**env, **extra}, cwd=ROOT, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0 and result.stdout.strip().endswith("ok"), (
+            result.stdout[-2000:] + result.stderr[-4000:])
 
 
-def test_push_to_hub_uploads_what_from_pretrained_reads(tmp_path: Path, monkeypatch) -> None:
-    """No network: HfApi's two calls are replaced by ones that record what they get."""
-    import huggingface_hub
+def test_config_and_model_args_must_agree(tmp_path: Path) -> None:
+    import json
 
-    calls: dict = {}
+    tiny().save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["model_args"] == meta["config"] and meta["architecture"] == "dagnet"
+    meta["config"]["partition"] = 3  # edited in one place only
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError, match="model_args"):
+        DAGNet.from_pretrained(tmp_path)
 
-    class RecordingApi:
-        def __init__(self, token=None):
-            calls["token"] = token
 
-        def create_repo(self, repo_id, **kwargs):
-            calls["create"] = (repo_id, kwargs)
+def test_save_pretrained_writes_a_card_and_checks_its_arguments(tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
 
-        def upload_folder(self, *, repo_id, folder_path, **kwargs):
-            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
-            Path(tmp_path / "uploaded").mkdir()
-            for p in Path(folder_path).iterdir():
-                (tmp_path / "uploaded" / p.name).write_bytes(p.read_bytes())
-            return "https://huggingface.co/someone/dagnet-tiny/commit/abc"
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
-    model = tiny().eval()
-    (tmp_path / "inference.json").write_text('{"image_size": 32}')
-    url = model.push_to_hub("someone/dagnet-tiny", token="t",
-                            extra_files={"inference.json": tmp_path / "inference.json"})
-    assert url.endswith("/commit/abc")
-    assert calls["create"][0] == "someone/dagnet-tiny" and calls["create"][1]["exist_ok"]
-    assert calls["files"] == ["config.json", "inference.json", "model.safetensors"]
-    loaded = DAGNet.from_pretrained(tmp_path / "uploaded")
-    body, context = _inputs()
-    assert torch.equal(loaded.forward_logits(body, context), model.forward_logits(body, context))
+    model = tiny()
+    model.save_pretrained(tmp_path / "real", card={"dataset": "EMOTIC", "metrics": {"mAP": 0.3}},
+                          label_names=[f"c{i}" for i in range(26)])  # fmt: skip
+    card = ModelCard.load(tmp_path / "real" / "README.md")
+    assert card.data.library_name == "dagnet-layers" and "SYNTHETIC" not in card.content
+    model.save_pretrained(tmp_path / "demo", card={"dataset": "demo", "synthetic": True})
+    assert "SYNTHETIC" in ModelCard.load(tmp_path / "demo" / "README.md").data.model_name
+    with pytest.raises(ValueError, match="26 names"):
+        model.save_pretrained(tmp_path / "x", label_names=["a"])
+    with pytest.raises(ValueError, match="repo_id"):
+        model.save_pretrained(tmp_path / "x", push_to_hub=True)
+    with pytest.raises(TypeError, match="push_to_hub options"):
+        model.save_pretrained(tmp_path / "x", token="t")
 
 
 def test_a_missing_local_folder_is_not_sent_to_the_hub(tmp_path: Path) -> None:

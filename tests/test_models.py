@@ -239,7 +239,7 @@ def test_save_and_load_pretrained_round_trip(tmp_path: Path) -> None:
         model.local_graph.adjacency.add_(torch.rand_like(model.local_graph.adjacency))
     model.save_pretrained(tmp_path / "ckpt")
     written = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
-    assert written == ["config.json", "model.safetensors"]
+    assert written == ["README.md", "config.json", "model.safetensors"]
     loaded = DAGNet.from_pretrained(tmp_path / "ckpt").eval()
     assert loaded.config == model.config
     body, context = images()
@@ -523,6 +523,7 @@ def test_checkpoint_without_gsam_block_loads_as_the_light_block(tmp_path: Path) 
     old.save_pretrained(tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())
     del meta["config"]["gsam_block"], meta["config"]["gsam_block_init"]
+    del meta["model_args"]  # those files had no timm fields
     (tmp_path / "config.json").write_text(json.dumps(meta))
     loaded = DAGNet.from_pretrained(tmp_path).eval()
     assert loaded.config.gsam_block == "light"
@@ -635,6 +636,7 @@ def test_configs_written_with_the_old_extra_field_still_load(tmp_path: Path) -> 
     meta = json.loads((tmp_path / "config.json").read_text())
     assert "extra" not in meta["config"]  # no longer written
     meta["config"]["extra"] = {}  # as 0.1.x wrote it
+    del meta["model_args"]  # ... without timm's fields
     (tmp_path / "config.json").write_text(json.dumps(meta))
     assert isinstance(DAGNet.from_pretrained(tmp_path), DAGNet)
 

@@ -70,8 +70,10 @@ def abn_init_(module: nn.Module) -> nn.Module:
             if m.affine:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        elif hasattr(m, "reset_parameters") and any(True for _ in m.parameters(recurse=False)):
-            m.reset_parameters()
+        elif callable(reset := getattr(m, "reset_parameters", None)) and any(
+            True for _ in m.parameters(recurse=False)
+        ):
+            reset()
     return module
 
 
@@ -79,7 +81,7 @@ def _same_padding(conv: nn.Conv2d) -> tuple[int, int] | str:
     """Padding that keeps the spatial size of ``conv`` at stride 1."""
     kernel, dilation = conv.kernel_size, conv.dilation
     if all(k % 2 == 1 for k in kernel):
-        return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))
+        return (dilation[0] * (kernel[0] - 1) // 2, dilation[1] * (kernel[1] - 1) // 2)
     return "same"  # even kernels pad one side more; torch does that at stride 1
 
 
@@ -311,7 +313,8 @@ class AttentionBranch(nn.Module):
         """Rebuild the K-dependent layers for ``num_classes`` classes (fresh weights)."""
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"reset_classifier(num_classes=...) must be >= 1, got {num_classes!r}")
-        device = self.norm.weight.device if hasattr(self.norm, "weight") else None
+        weight = getattr(self.norm, "weight", None)
+        device = weight.device if isinstance(weight, Tensor) else None
         self._build_class_layers(num_classes)
         if device is not None:
             self.to(device)

@@ -72,7 +72,7 @@ class _ReluBlockMean(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: FunctionCtx, grad_pooled: Tensor | None, grad_x: Tensor | None
     ) -> tuple[Tensor | None, None]:
         (y,) = ctx.saved_tensors  # type: ignore[attr-defined]

@@ -148,6 +148,7 @@ class ResidualPatchGCN(_GraphAdjacency):
         for layer in (self.input, *self.gather, self.output):
             layer.reset_parameters()
         for layer in self.update:
+            assert isinstance(layer, nn.Linear)
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.positions.reset_parameters()
@@ -249,13 +250,15 @@ class PatchSelfAttention(nn.Module):
     def reset_parameters(self) -> None:
         """Every layer as torch initialises it; the relative-position bias drawn again."""
         for module in self.modules():
-            if module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+            reset = getattr(module, "reset_parameters", None)
+            if module is not self and callable(reset):
+                reset()
         nn.init.normal_(self.relative_bias, std=self.bias_std)
 
     def position_bias(self) -> Tensor:
         """The bias added to the attention logits, shape (depth, heads, n*n, n*n)."""
-        return self.relative_bias[:, :, self._dr, self._dc]
+        dr, dc = self.get_buffer("_dr"), self.get_buffer("_dc")
+        return self.relative_bias[:, :, dr, dc]
 
     def forward(self, x: Tensor) -> Tensor:
         """Node features (B, n*n, F) -> one vector per image (B, out_features)."""

@@ -17,6 +17,8 @@ from dagnet_layers.models.dagnet import (
     build_patch_encoder,
     component_seed,
     component_stream,
+    preprocessing_cfg,
+    resolve_config,
 )
 from dagnet_layers.models.export import export_onnx
 from dagnet_layers.models.hub import (
@@ -47,7 +49,9 @@ __all__ = [
     "load_pretrained_weights",
     "model_config",
     "pooled_width",
+    "preprocessing_cfg",
     "read_pretrained_config",
     "register_model",
+    "resolve_config",
     "resolve_pretrained_source",
 ]

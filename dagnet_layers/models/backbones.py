@@ -117,7 +117,7 @@ def check_pretrained_weights(name: str, role: str = "backbone", **kwargs: Any) -
         return "timm"
     from huggingface_hub import constants
 
-    hub_id, url = merged.get("hf_hub_id"), merged.get("url")
+    hub_id, url = str(merged.get("hf_hub_id") or ""), str(merged.get("url") or "")
     places = []
     if hub_id:
         found = _hf_cached(hub_id, merged.get("hf_hub_filename"))
@@ -171,7 +171,8 @@ def pooled_width(model: nn.Module) -> int:
         >>> pooled_width(timm.create_model("mobilenetv3_small_050", num_classes=0))
         1024
     """
-    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+    width = getattr(model, "head_hidden_size", None) or getattr(model, "num_features")  # noqa: B009
+    return int(width)
 
 
 def _create(name: str, role: str, **kwargs: Any) -> nn.Module:
@@ -218,7 +219,8 @@ def _ordered_ops(net: nn.Module) -> list[tuple[str, nn.Module]] | None:
         and hasattr(net, "conv_stem")
         and hasattr(net, "bn1")
     ):  # EfficientNetFeatures / MobileNetV3Features: conv_stem, bn1, then blocks
-        ops = [("conv_stem", net.conv_stem), ("bn1", net.bn1)]
+        ops: list[tuple[str, nn.Module]] = [("conv_stem", net.get_submodule("conv_stem")),
+                                            ("bn1", net.get_submodule("bn1"))]
         return ops + [(f"blocks_{i}", block) for i, block in enumerate(blocks)]
     return None
 
@@ -327,7 +329,7 @@ class SplitBackbone(nn.Module):
         self.name = name
         #: timm's preprocessing config of the backbone (mean, std, interpolation...).
         self.pretrained_cfg: dict[str, Any] = dict(getattr(net, "pretrained_cfg", None) or {})
-        info = net.feature_info
+        info: Any = net.feature_info  # timm's FeatureInfo
         channels = info.channels()
         modules = [re.sub(r"^model\.", "", m) for m in info.module_name()]
         ops = _ordered_ops(net) if attention_stage != "last" and len(channels) >= 2 else None
@@ -335,8 +337,8 @@ class SplitBackbone(nn.Module):
         if ops is not None:
             cut, end = _op_index(ops, modules[-2]), _op_index(ops, modules[-1])
         if ops is not None and cut is not None and end is not None and cut < end:
-            self.stem = nn.Sequential(OrderedDict(ops[: cut + 1]))
-            self.last_stage = nn.Sequential(OrderedDict(ops[cut + 1 : end + 1]))
+            self.stem: nn.Module = nn.Sequential(OrderedDict(ops[: cut + 1]))
+            self.last_stage: nn.Module = nn.Sequential(OrderedDict(ops[cut + 1 : end + 1]))
             self.split = "penultimate"
             self.attention_channels = channels[-2]
         else:

@@ -26,11 +26,13 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import timm
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor, nn
 
 from dagnet_layers._version import __version__
@@ -62,7 +64,8 @@ from dagnet_layers.storage import (
 )
 
 __all__ = ["COMPONENTS", "DAGNet", "DAGNetOutput", "build_dagnet", "build_local_graph",
-           "build_patch_encoder", "component_seed", "component_stream"]
+           "build_patch_encoder", "component_seed", "component_stream", "preprocessing_cfg",
+           "resolve_config"]
 
 
 
@@ -218,8 +221,9 @@ class DAGNet(nn.Module):
     Build it with :func:`build_dagnet` or
     :func:`~dagnet_layers.models.create_model`; the constructor takes a
     :class:`DAGNetConfig` and extra keyword arguments for
-    :func:`timm.create_model` (e.g. ``pretrained=True`` or
-    ``pretrained_cfg_overlay``), passed to both backbones.
+    :func:`timm.create_model` per backbone (``body_backbone_kwargs``,
+    ``context_backbone_kwargs``: e.g. ``pretrained_cfg_overlay`` for that backbone's
+    weights, the one place where the name means a backbone's and not DAG-Net's).
 
     The API follows timm: :meth:`forward_features` returns the concatenated
     stream features (B, :attr:`num_features`), :meth:`forward_head` maps them
@@ -320,7 +324,7 @@ class DAGNet(nn.Module):
             node_dim = self.patch_encoder.out_features
             with component_stream(base, "local_graph"):
                 self.local_graph = build_local_graph(config, node_dim, self.patch_encoder.n)
-            feature_dims.append(self.local_graph.out_features)
+            feature_dims.append(int(getattr(self.local_graph, "out_features")))  # noqa: B009
 
         self.feature_dims = tuple(feature_dims)
         self.num_features = sum(feature_dims)
@@ -422,27 +426,9 @@ class DAGNet(nn.Module):
             >>> cfg["input_size"], cfg["interpolation"], cfg["crop_pct"], cfg["crop_mode"]
             ((3, 224, 224), 'bilinear', 1.0, 'squash')
         """
-        def norm(cfg: dict[str, Any]) -> dict[str, tuple[float, ...]]:
-            return {"mean": tuple(cfg.get("mean") or (0.485, 0.456, 0.406)),
-                    "std": tuple(cfg.get("std") or (0.229, 0.224, 0.225))}
-
-        body = norm(dict(getattr(self.body_backbone, "pretrained_cfg", None) or {}))
-        context = (norm(self.context_backbone.pretrained_cfg)
-                   if self.context_backbone is not None else dict(body))
-        size = self.config.image_size
-        return {
-            "architecture": "dagnet",
-            "input_size": (self.config.in_chans, size, size),
-            "interpolation": "bilinear",
-            "crop_pct": 1.0,
-            "crop_mode": "squash",
-            "mean": body["mean"],
-            "std": body["std"],
-            "num_classes": self.num_classes,
-            "classifier": "classifier",
-            "body": {**body, "backbone": self.config.body_backbone},
-            "context": {**context, "backbone": self.config.context_backbone},
-        }
+        body = getattr(self.body_backbone, "pretrained_cfg", None)
+        context = None if self.context_backbone is None else self.context_backbone.pretrained_cfg
+        return preprocessing_cfg(self.config, body, context)
 
     @property
     def default_cfg(self) -> dict[str, Any]:
@@ -595,6 +581,8 @@ class DAGNet(nn.Module):
             body_logits = _output_layer(self.body_head, body_features.detach())
         if self.body_attention is not None:
             body_features, body_weights = self.body_attention(body, body_features)
+        if context is None:  # a body-only model (_check_inputs refuses None otherwise)
+            return body_features, None, None, body_weights, body_logits
         parts = [body_features]
         aux_logits = attention_map = None
         if self.context_backbone is not None:
@@ -645,14 +633,37 @@ class DAGNet(nn.Module):
         return self.forward_head(self.forward_features(body, context))
 
     # --------------------------------------------------------- persistence
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory``.
+    def save_pretrained(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        card: Mapping[str, Any] | None = None,
+        label_names: Sequence[str] | None = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        **hub_kwargs: Any,
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a model card into ``directory``.
 
         Tensors go to safetensors and the architecture to JSON, so loading
         never unpickles anything. Each file is written atomically and durably
         (:func:`~dagnet_layers.storage.write_bytes_atomic`), and
         ``config.json`` records the size and SHA-256 of the weights, which
-        :meth:`from_pretrained` checks.
+        :meth:`from_pretrained` checks. ``config.json`` also holds timm's fields
+        (``architecture``, ``num_classes``, ``pretrained_cfg``, ``model_args``), so
+        ``timm.create_model("local-dir:<directory>", pretrained=True)`` and
+        ``"hf-hub:<repo>"`` load the folder once ``dagnet_layers`` is imported.
+
+        Args:
+            directory: The folder (created if needed).
+            card: What the model card says about the weights (see
+                :func:`~dagnet_layers.models.card.model_card`: ``dataset``,
+                ``synthetic``, ``metrics``, ``split``, ``epoch``, ``notes``).
+            label_names: One name per class (timm's ``label_names``).
+            push_to_hub: Upload the folder afterwards with :meth:`push_to_hub`.
+            repo_id: The Hub repository (``"org/name"``), with ``push_to_hub``.
+            **hub_kwargs: :meth:`push_to_hub` options (``token``, ``private``,
+                ``revision``, ``commit_message``).
 
         Returns:
             The directory.
@@ -660,9 +671,20 @@ class DAGNet(nn.Module):
         Raises:
             StorageError: a file could not be written (full disk...); the
                 message names it. Files already in ``directory`` are untouched.
+            ValueError: ``label_names`` of another length than ``num_classes``,
+                or ``push_to_hub`` without ``repo_id``.
         """
         from safetensors.torch import save
 
+        from dagnet_layers.models.card import CARD_NAME, model_card
+
+        if push_to_hub and not repo_id:
+            raise ValueError("save_pretrained(push_to_hub=True) needs repo_id='org/name'")
+        if hub_kwargs and not push_to_hub:
+            raise TypeError(f"save_pretrained(): {sorted(hub_kwargs)} are push_to_hub options")
+        if label_names is not None and len(label_names) != self.num_classes:
+            raise ValueError(f"save_pretrained(label_names=...) needs {self.num_classes} names, "
+                             f"got {len(label_names)}")
         directory = Path(directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -671,9 +693,25 @@ class DAGNet(nn.Module):
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         weights = save(state, metadata={"format": "pt"})
         digest = write_bytes_atomic(directory / WEIGHTS_NAME, weights)
-        meta = {"format": "dagnet-layers", "version": __version__, "config": self.config.to_dict(),
-                "weights": {"size": len(weights), "sha256": digest}}
+        config = self.config.to_dict()
+        meta: dict[str, Any] = {
+            "format": "dagnet-layers", "version": __version__, "config": config,
+            "weights": {"size": len(weights), "sha256": digest},
+            # timm's fields (timm.create_model("local-dir:..." / "hf-hub:...")): the
+            # architecture is our generic variant, built from model_args (= config)
+            "architecture": "dagnet", "num_classes": self.num_classes,
+            "num_features": self.num_features, "model_args": config,
+            "pretrained_cfg": {k: v for k, v in self.pretrained_cfg.items()
+                               if k != "architecture"},
+        }  # fmt: skip
+        if label_names is not None:
+            meta["label_names"] = [str(name) for name in label_names]
         write_bytes_atomic(directory / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+        write_bytes_atomic(directory / CARD_NAME,
+                           model_card(self.config, card, repo_id=repo_id).encode())
+        if push_to_hub:
+            assert repo_id is not None
+            self._upload(directory, repo_id, **hub_kwargs)
         return directory
 
     @classmethod
@@ -684,15 +722,19 @@ class DAGNet(nn.Module):
         *,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
     ) -> DAGNet:
         """Rebuild a model saved by :meth:`save_pretrained` (no pickle), in eval mode.
 
         ``source`` is a local folder, or a Hugging Face Hub repository id
         (``"org/name"``, optionally ``"hf-hub:org/name"``) fetched through
         :func:`huggingface_hub.snapshot_download`: its cache, ``revision``,
-        ``HF_HUB_OFFLINE=1`` and authentication all work as in transformers and
-        timm. The weights are checked against the size and SHA-256 that
-        ``config.json`` records (folders written before 0.2 have none and are
+        ``token``, ``local_files_only``, ``force_download``, ``HF_HUB_OFFLINE=1``
+        and the logged-in token all work as in transformers and timm. The weights
+        are checked against the size and SHA-256 that ``config.json`` records
+        (folders written by 0.1.0 releases before the checksum have none and are
         loaded unchecked).
 
         Args:
@@ -700,6 +742,9 @@ class DAGNet(nn.Module):
             map_location: Device the weights are loaded to.
             revision: Hub branch, tag or commit (Hub sources only).
             cache_dir: Hub cache folder (default: huggingface_hub's).
+            token: Hub token (``None``: the logged-in one; ``False``: none).
+            local_files_only: Use the Hub cache only, never the network.
+            force_download: Download again even when cached.
 
         Raises:
             MissingFileError: ``source`` lacks ``config.json`` or
@@ -712,7 +757,10 @@ class DAGNet(nn.Module):
                 file (a ``ValueError``).
             IntegrityError: the weights differ from what was saved (names the file).
         """
-        directory = resolve_pretrained_source(source, revision=revision, cache_dir=cache_dir)
+        directory = resolve_pretrained_source(
+            source, revision=revision, cache_dir=cache_dir, token=token,
+            local_files_only=local_files_only, force_download=force_download,
+        )  # fmt: skip
         meta = _read_meta(directory / CONFIG_NAME)  # read once: the config and the checksum
         model = cls(_config_from_meta(meta, directory / CONFIG_NAME))
         _load_weights(model, directory / WEIGHTS_NAME, meta, map_location)
@@ -729,13 +777,14 @@ class DAGNet(nn.Module):
         token: str | None = None,
         revision: str | None = None,
         extra_files: dict[str, str | os.PathLike[str]] | None = None,
+        card: Mapping[str, Any] | None = None,
+        label_names: Sequence[str] | None = None,
     ) -> str:
-        """Upload ``config.json`` and ``model.safetensors`` to a Hub model repository.
+        """Upload what :meth:`save_pretrained` writes to a Hub model repository.
 
-        The repository is created if needed; the files are those
-        :meth:`save_pretrained` writes, so :meth:`from_pretrained` (and
-        :func:`~dagnet_layers.models.create_model` with ``"hf-hub:<repo_id>"``)
-        reads them back.
+        The repository is created if needed; :meth:`from_pretrained`,
+        :func:`~dagnet_layers.models.create_model` and :func:`timm.create_model`
+        with ``"hf-hub:<repo_id>"`` read it back.
 
         Args:
             repo_id: ``"org/name"``.
@@ -745,29 +794,85 @@ class DAGNet(nn.Module):
             revision: Branch to commit to.
             extra_files: Repository path -> local file, uploaded alongside (e.g.
                 ``{"inference.json": run / "checkpoints/best/inference.json"}``).
+            card: What the model card says (as :meth:`save_pretrained`).
+            label_names: One name per class (as :meth:`save_pretrained`).
 
         Returns:
             The URL of the commit.
         """
         import tempfile
 
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(tmp, card=card, label_names=label_names)
+            for name, path in (extra_files or {}).items():
+                shutil.copyfile(path, folder / name)
+            return self._upload(folder, repo_id, commit_message=commit_message,
+                                private=private, token=token, revision=revision)  # fmt: skip
+
+    @staticmethod
+    def _upload(folder: Path, repo_id: str, *, commit_message: str = "Upload DAG-Net",
+                private: bool | None = None, token: str | None = None,
+                revision: str | None = None) -> str:  # fmt: skip
+        """Create ``repo_id`` if needed and commit ``folder``'s files to it."""
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(tmp)
-            for name, path in (extra_files or {}).items():
-                shutil.copyfile(path, folder / name)
-            info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                                     commit_message=commit_message, repo_type="model")
+        info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
+                                 commit_message=commit_message, repo_type="model")
         return str(getattr(info, "commit_url", info))
+
+
+def preprocessing_cfg(
+    config: DAGNetConfig,
+    body_cfg: Any = None,
+    context_cfg: Any = None,
+) -> dict[str, Any]:
+    """The :attr:`DAGNet.pretrained_cfg` of a model of ``config``, without building it.
+
+    ``body_cfg`` and ``context_cfg`` are the backbones' own timm configs (their
+    ``mean`` and ``std`` are used); by default timm's registered config of each
+    backbone name, or ImageNet's statistics where timm has none.
+
+    Example:
+        >>> preprocessing_cfg(DAGNetConfig(image_size=256))["input_size"]
+        (3, 256, 256)
+    """
+
+    def norm(cfg: Any, name: str) -> dict[str, Any]:
+        if cfg is None:
+            try:
+                cfg = timm.models.get_pretrained_cfg(name)
+            except Exception:  # an hf-hub: or unregistered name
+                cfg = None
+        if cfg is not None and not isinstance(cfg, dict):
+            cfg = cfg.to_dict()
+        cfg = cfg or {}
+        return {"mean": tuple(cfg.get("mean") or IMAGENET_DEFAULT_MEAN),
+                "std": tuple(cfg.get("std") or IMAGENET_DEFAULT_STD)}
+
+    body = norm(body_cfg, config.body_backbone)
+    context = norm(context_cfg, config.context_backbone) if config.use_context else dict(body)
+    size = config.image_size
+    return {
+        "architecture": "dagnet",
+        "input_size": (config.in_chans, size, size),
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "crop_mode": "squash",
+        "mean": body["mean"],
+        "std": body["std"],
+        "num_classes": config.num_classes,
+        "classifier": "classifier",
+        "body": {**body, "backbone": config.body_backbone},
+        "context": {**context, "backbone": config.context_backbone},
+    }
 
 
 #: Options of :func:`timm.create_model` that are close to a config field's name but
 #: meant for timm (never reported as a misspelling).
 _TIMM_OPTIONS = frozenset({
-    "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir", "drop_rate",
+    "cache_dir", "drop_rate",
     "drop_path_rate", "drop_block_rate", "global_pool", "in_chans", "num_classes",
     "scriptable", "exportable", "no_jit", "output_stride", "img_size", "act_layer",
     "norm_layer", "bn_momentum", "bn_eps",
@@ -783,6 +888,7 @@ def build_dagnet(
     ablation: str | None = None,
     body_backbone_kwargs: dict[str, Any] | None = None,
     context_backbone_kwargs: dict[str, Any] | None = None,
+    backbone_weights: dict[str, str | os.PathLike[str]] | None = None,
     **kwargs: Any,
 ) -> DAGNet:
     """Build a DAG-Net; the defaults give the paper's configuration.
@@ -793,23 +899,91 @@ def build_dagnet(
         num_classes: Number of category logits.
         partition: Patches per side :math:`N` of the local stream.
         pretrained: Load pretrained backbone weights through timm (from timm's
-            cache; for a local file per backbone pass e.g.
-            ``body_backbone_kwargs=dict(pretrained=True,
-            pretrained_cfg_overlay=dict(file="resnet50.safetensors"))``).
+            cache, or the Hub through timm's own mechanism).
         ablation: A preset name of :data:`ABLATIONS` (a Table 2 row), applied
             before ``kwargs``.
         body_backbone_kwargs: Extra :func:`timm.create_model` options for the body backbone.
         context_backbone_kwargs: Extra options for the context backbone.
+        backbone_weights: Local weight files for the backbones, ``{"body": path,
+            "context": path}`` (either key alone is fine): that backbone loads the
+            file through timm (``pretrained=True`` with timm's
+            ``pretrained_cfg_overlay=dict(file=path)``), whatever ``pretrained`` says.
         **kwargs: Any other :class:`DAGNetConfig` field; anything else (e.g.
             ``drop_path_rate``) is forwarded to *both* backbones' :func:`timm.create_model`.
 
     Returns:
         The model, in training mode.
 
+    Raises:
+        UnknownOptionError: A misspelt field, an option the backbones refuse, or one
+            with a DAG-Net meaning that ``build_dagnet`` does not take:
+            ``pretrained_cfg_overlay`` and ``pretrained_cfg`` describe a *DAG-Net*
+            checkpoint everywhere in this package (give them to
+            :func:`~dagnet_layers.models.create_model` or :func:`timm.create_model`);
+            the backbones' files go in ``backbone_weights``. ``features_only`` has
+            no DAG-Net meaning (two inputs, one fused output).
+
     Example:
         >>> m = build_dagnet("test_resnet", "test_resnet", ablation="bam_gsam")
         >>> m.patch_encoder is None, m.body_attention is not None
         (True, True)
+    """
+    config, timm_kwargs = resolve_config(
+        body_backbone, context_backbone, num_classes, partition, ablation, **kwargs
+    )
+    body_kwargs = {**timm_kwargs, **(body_backbone_kwargs or {})}
+    context_kwargs = {**timm_kwargs, **(context_backbone_kwargs or {})}
+    unknown_streams = sorted(set(backbone_weights or {}) - {"body", "context"})
+    if unknown_streams:
+        raise UnknownOptionError(f"build_dagnet(backbone_weights=...): keys are 'body' and "
+                                 f"'context', got {unknown_streams}")
+    for stream, stream_kwargs in (("body", body_kwargs), ("context", context_kwargs)):
+        path = (backbone_weights or {}).get(stream)
+        if path is not None:
+            stream_kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=os.fspath(path)))
+    try:
+        return DAGNet(config, pretrained=pretrained, body_backbone_kwargs=body_kwargs,
+                      context_backbone_kwargs=context_kwargs)
+    except TypeError as err:
+        if not timm_kwargs or "unexpected keyword argument" not in str(err):
+            raise
+        raise UnknownOptionError(
+            f"build_dagnet(): {sorted(timm_kwargs)} are not DAGNetConfig fields, so they "
+            f"went to the timm backbones, which refused them ({err})"
+        ) from err
+
+
+#: Options with a DAG-Net meaning that build_dagnet refuses rather than pass to timm.
+_DAGNET_LEVEL = {
+    "pretrained_cfg_overlay": "it names a DAG-Net checkpoint (create_model(name, "
+                              "pretrained=True, pretrained_cfg_overlay=dict(file=FOLDER))); "
+                              "local backbone weights go in backbone_weights={'body': FILE}",
+    "pretrained_cfg": "it names a DAG-Net checkpoint (create_model / timm.create_model take it)",
+    "features_only": "DAG-Net takes two images and fuses them into one output; for its "
+                     "features use forward_features() or forward_head(x, pre_logits=True), "
+                     "for its attention maps forward()",
+    "checkpoint_path": "create_model(name, checkpoint_path=...) loads a DAG-Net checkpoint",
+}  # fmt: skip
+
+
+def resolve_config(
+    body_backbone: str = "resnet50",
+    context_backbone: str = "resnet18",
+    num_classes: int = 26,
+    partition: int = 4,
+    ablation: str | None = None,
+    **kwargs: Any,
+) -> tuple[DAGNetConfig, dict[str, Any]]:
+    """The :class:`DAGNetConfig` that :func:`build_dagnet` builds, and the options it
+    passes on to both timm backbones.
+
+    Raises:
+        UnknownOptionError: As :func:`build_dagnet`.
+
+    Example:
+        >>> config, timm_kwargs = resolve_config(ablation="baseline", drop_path_rate=0.1)
+        >>> config.use_bam, timm_kwargs
+        (False, {'drop_path_rate': 0.1})
     """
     fields = {f.name for f in dataclasses.fields(DAGNetConfig)}
     overrides: dict[str, Any] = {}
@@ -820,9 +994,12 @@ def build_dagnet(
             )
         overrides.update(ABLATIONS[ablation])
     timm_kwargs = {k: v for k, v in kwargs.items() if k not in fields}
-    # A misspelt config field would otherwise reach timm and come back as
-    # "ResNet.__init__() got an unexpected keyword argument"; say what was meant.
     for name in timm_kwargs:
+        if name in _DAGNET_LEVEL:
+            raise UnknownOptionError(f"build_dagnet() does not take {name}=...: "
+                                     f"{_DAGNET_LEVEL[name]}")
+        # A misspelt config field would otherwise reach timm and come back as
+        # "ResNet.__init__() got an unexpected keyword argument"; say what was meant.
         close = difflib.get_close_matches(name, fields, n=1, cutoff=0.8)
         if close and name not in _TIMM_OPTIONS:
             raise UnknownOptionError(
@@ -836,18 +1013,4 @@ def build_dagnet(
         partition=partition,
         **overrides,
     )
-    try:
-        return DAGNet(
-            config,
-            pretrained=pretrained,
-            body_backbone_kwargs={**timm_kwargs, **(body_backbone_kwargs or {})},
-            context_backbone_kwargs={**timm_kwargs, **(context_backbone_kwargs or {})},
-        )
-    except TypeError as err:
-        if not timm_kwargs or "unexpected keyword argument" not in str(err):
-            raise
-        raise UnknownOptionError(
-            f"build_dagnet(): {sorted(timm_kwargs)} are not DAGNetConfig fields, so they "
-            f"went to the timm backbones, which refused them ({err})"
-        ) from err
-
+    return config, timm_kwargs

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +27,7 @@ __all__ = ["export_onnx"]
 class _Logits(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a DAGNet (typed loosely: export imports no model code)
 
     def forward(self, body: Tensor, context: Tensor) -> Tensor:
         return self.model.forward_logits(body, context)

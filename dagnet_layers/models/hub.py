@@ -43,6 +43,9 @@ def resolve_pretrained_source(
     *,
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
 ) -> Path:
     """The local folder holding a saved model: ``source`` itself, or its Hub snapshot.
 
@@ -51,6 +54,9 @@ def resolve_pretrained_source(
             ``"hf-hub:org/name@revision"`` on the Hugging Face Hub.
         revision: Hub revision (overrides an ``@revision`` suffix).
         cache_dir: Hub cache folder.
+        token: Hub token (``None``: the logged-in one; ``False``: none).
+        local_files_only: The Hub cache only, never the network.
+        force_download: Download again even when cached.
 
     Returns:
         The folder (for the Hub: the snapshot in the local cache).
@@ -68,12 +74,14 @@ def resolve_pretrained_source(
     if "@" in text:
         text, suffix = text.split("@", 1)
         revision = revision or suffix
-    from huggingface_hub import snapshot_download
+    snapshot_download = _hub_function("snapshot_download")
 
     try:
         folder = snapshot_download(
-            text, revision=revision, cache_dir=cache_dir, repo_type="model",
-            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "inference.json"],
+            text, revision=revision, repo_type="model",
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            token=token, local_files_only=local_files_only, force_download=force_download,
+            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "inference.json", "README.md"],
         )  # fmt: skip
     except Exception as err:
         raise MissingFileError(
@@ -81,6 +89,16 @@ def resolve_pretrained_source(
             f"provide it ({type(err).__name__}: {' '.join(str(err).split())[:300]})"
         ) from err
     return Path(folder)
+
+
+def _hub_function(name: str) -> Any:
+    """A function of huggingface_hub (a dependency of timm and of ours), or a clear error."""
+    try:
+        import huggingface_hub
+    except ImportError as err:  # pragma: no cover - installed with timm
+        raise ImportError("loading from the Hugging Face Hub needs huggingface_hub: "
+                          "pip install 'huggingface_hub>=0.23'") from err
+    return getattr(huggingface_hub, name)
 
 
 def read_pretrained_config(directory: str | os.PathLike[str]) -> DAGNetConfig:
@@ -96,6 +114,9 @@ def read_pretrained_config(directory: str | os.PathLike[str]) -> DAGNetConfig:
 
 def _config_from_meta(meta: dict[str, Any], config_file: Path) -> DAGNetConfig:
     config = dict(meta["config"])
+    if "model_args" in meta and meta["model_args"] != meta["config"]:
+        raise CorruptFileError(config_file, "its 'model_args' (read by timm) differ from its "
+                               "'config' (read by dagnet-layers); one of them was edited")
     # Written before ABN's attention block existed (0.1.x): the light block it had.
     config.setdefault("gsam_block", "light")
     try:
