@@ -543,3 +543,22 @@ def test_reproduce_paper_sweeps_table2_and_fig3(
     mtime = (out / "fig3_full_n3" / "test_report.json").stat().st_mtime
     assert module.main(["fig3", "--partitions", "3", "--output-dir", str(out), "--", *train]) == 0
     assert (out / "fig3_full_n3" / "test_report.json").stat().st_mtime == mtime
+
+
+def test_weight_decay_spares_what_the_model_names_and_every_1d_parameter():
+    """timm's optimizer factory reads DAGNet.no_weight_decay(): the adjacency is not decayed."""
+    from dagnet_layers.commands.train import build_optimizer
+    from dagnet_layers.models import create_model as make
+
+    model = make("test_dagnet")
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed, spared = set(), set()
+    for group in build_optimizer(model, lr=1e-4, weight_decay=0.1).param_groups:
+        into = decayed if group["weight_decay"] > 0 else spared
+        into.update(names[id(p)] for p in group["params"])
+    assert "local_graph.adjacency" in spared and decayed and not decayed & spared
+    assert decayed | spared == set(names.values())
+    assert all(model.get_parameter(n).ndim > 1 for n in decayed)
+    assert {n for n in names.values() if model.get_parameter(n).ndim <= 1} <= spared
+    plain = build_optimizer(model, lr=1e-4).param_groups
+    assert len(plain) == 1 and plain[0]["weight_decay"] == 0.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch_geometric.nn import DenseGCNConv, SimpleConv
 
 from dagnet_layers.layers import (
     AttentionBranch,
@@ -426,6 +425,27 @@ def test_grid_adjacency_is_the_8_neighbourhood(n: int) -> None:
     assert torch.equal(grid_adjacency(n).diagonal(), torch.ones(n * n))
 
 
+@pytest.mark.parametrize("n", [1, 2, 4, 7])
+def test_grid_adjacency_is_pygs_grid_graph(n: int) -> None:
+    """The same graph as torch_geometric.utils.grid (what 0.1.0 built the grid with)."""
+    pyg = pytest.importorskip("torch_geometric.utils")
+    edge_index, _ = pyg.grid(n, n)
+    want = (pyg.to_dense_adj(edge_index, max_num_nodes=n * n)[0] > 0).float()
+    assert torch.equal(grid_adjacency(n, dtype=torch.float32), want)
+
+
+def test_building_a_model_imports_no_pyg() -> None:
+    code = ("import sys, torch; from dagnet_layers import build_dagnet; "
+            "build_dagnet('test_resnet', 'test_resnet'); "
+            "print(sorted(m for m in sys.modules if m.startswith('torch_geometric')))")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
 def test_symmetric_normalisation_matches_kipf_welling() -> None:
     a = torch.tensor([[0.0, 2.0, 0.0], [1.0, 0.0, -3.0], [0.0, 0.5, 0.0]])
     tilde = torch.tensor([[1.0, 2.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.5, 1.0]])
@@ -439,6 +459,7 @@ def test_symmetric_normalisation_matches_kipf_welling() -> None:
 
 @pytest.mark.parametrize("n", [2, 4])
 def test_gcn_layer_equals_pyg_dense_gcn_conv(n: int) -> None:
+    DenseGCNConv = pytest.importorskip("torch_geometric.nn").DenseGCNConv
     m = n * n
     adj = grid_adjacency(n, self_loops=False)
     adj[0, m - 1] = adj[m - 1, 0] = 0.5  # a weighted long edge too
@@ -529,6 +550,7 @@ def test_edge_index_export_propagates_like_the_dense_matrix() -> None:
     edge_index, edge_weight = gcn.to_edge_index()
     assert edge_index.shape == (2, 81)
     x = torch.randn(9, 5)
+    SimpleConv = pytest.importorskip("torch_geometric.nn").SimpleConv
     sparse = SimpleConv(aggr="sum")(x, edge_index, edge_weight)  # PyG message passing
     torch.testing.assert_close(sparse, gcn.propagation_matrix().detach() @ x)
     ei, ew = adjacency_to_edge_index(torch.tensor([[0.0, 0.2], [0.05, 0.0]]), threshold=0.1)

@@ -75,7 +75,7 @@ def _deps_of(prefix: str, top_level_only: bool = False) -> dict[str, set[str]]:
 
 SHARED = ("dagnet_layers.errors", "dagnet_layers.storage", "dagnet_layers._deps",
           "dagnet_layers._arrays", "dagnet_layers._version", "dagnet_layers._detectors")
-ZOO = ("dagnet_layers.layers", "dagnet_layers.models")
+ZOO = ("dagnet_layers.layers", "dagnet_layers.models", "dagnet_layers._timm")
 TOOLKIT = ("dagnet_layers.emotic",)
 
 

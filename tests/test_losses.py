@@ -428,3 +428,24 @@ def test_criterion_reliability_term_by_hand():
     out.body_weights = None
     with pytest.raises(ValueError, match=r"body_logits needs output\.body_weights"):
         criterion(out, {"categories": y})
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), gamma=st.floats(0.0, 4.0),
+       alpha=st.one_of(st.none(), st.floats(0.0, 1.0)))
+def test_focal_soft_extension_agrees_with_torchvision_on_multi_hot(seed, gamma, alpha):
+    """Two independent implementations (ours for soft targets, torchvision's) meet on 0/1."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, 26, generator=g, dtype=torch.float64) * 4
+    y = (torch.rand(6, 26, generator=g) > 0.7).double()
+    hard = MultiLabelFocalLoss(gamma=gamma, alpha=alpha, reduction="none")(x, y)
+    soft = MultiLabelFocalLoss(gamma=gamma, alpha=alpha, reduction="none", soft_targets=True)
+    torch.testing.assert_close(soft(x, y), hard, rtol=1e-9, atol=1e-12)
+
+
+def test_focal_soft_targets_interpolate_the_two_terms():
+    x, y = torch.tensor([[0.3]], dtype=torch.float64), torch.tensor([[0.25]], dtype=torch.float64)
+    loss = MultiLabelFocalLoss(gamma=2.0, reduction="none", soft_targets=True)
+    pos = loss(x, torch.ones_like(y))
+    neg = loss(x, torch.zeros_like(y))
+    torch.testing.assert_close(loss(x, y), 0.25 * pos + 0.75 * neg)

@@ -394,6 +394,22 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
     return create_model(args.model, pretrained=args.pretrained, **overrides)
 
 
+def build_optimizer(model: torch.nn.Module, *, lr: float,
+                    weight_decay: float = 0.0) -> torch.optim.Optimizer:  # fmt: skip
+    """Adam (the paper's optimiser) through timm's factory, which honours the model's contract.
+
+    With ``weight_decay > 0``, :func:`timm.optim.create_optimizer_v2` puts biases,
+    norms (every 1-D parameter) and what the model's ``no_weight_decay()`` names
+    (the learned adjacency) in a group without decay; with 0 it is one plain group,
+    as checkpoints written before this change hold.
+    """
+    from timm.optim import create_optimizer_v2
+
+    inner = model.module if hasattr(model, "module") else model  # DDP / compile wrappers
+    inner = getattr(inner, "_orig_mod", inner)
+    return create_optimizer_v2(inner, opt="adam", lr=lr, weight_decay=weight_decay)
+
+
 def print_table1(report: dict[str, Any], protocol: str, synthetic: bool = False) -> str:
     """Our per-category test AP (percent), next to the paper's Table 1 on EMOTIC runs only."""
     methods = [] if synthetic else list(PAPER_TABLE1)
@@ -680,7 +696,7 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
                                 vad_weight=args.vad_weight if args.vad else 0.0,
                                 bam_weight=args.bam_weight)
     score = criterion.score  # how this loss's logits become scores (softmax for KL)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = len(loaders["train"]) if args.max_steps is None else min(
         args.max_steps, len(loaders["train"]))
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(

@@ -483,11 +483,19 @@ class MultiLabelFocalLoss(nn.Module):
     negatives, or :math:`\alpha_t = 1` with ``alpha=None`` (the default: no
     class balancing; Lin et al. use ``alpha=0.25`` with ``gamma=2``). With
     ``gamma=0`` and ``alpha=None`` the loss is exactly binary cross-entropy with
-    logits. Computed from ``logsigmoid`` so large logits stay finite.
+    logits.
+
+    Multi-hot targets (EMOTIC's) go to :func:`torchvision.ops.sigmoid_focal_loss`,
+    the maintained implementation. ``soft_targets=True`` is our extension for
+    targets strictly between 0 and 1: each entry is the target-weighted sum of the
+    positive and the negative term above (torchvision instead mixes :math:`p_t`
+    inside one term, which is another loss for soft targets), computed from
+    ``logsigmoid`` so large logits stay finite; on 0/1 targets the two agree.
 
     Args:
         gamma: focusing exponent :math:`\gamma \ge 0`.
         alpha: weight of positives in ``[0, 1]``, or ``None`` for none.
+        soft_targets: the interpolated form above, for targets in ``(0, 1)``.
         reduction: ``"mean"`` over all :math:`B \times K` entries, ``"sum"``, or
             ``"none"`` (elementwise).
 
@@ -507,7 +515,11 @@ class MultiLabelFocalLoss(nn.Module):
     score: ClassVar[ScoreKind] = "sigmoid"
 
     def __init__(
-        self, gamma: float = 2.0, alpha: float | None = None, reduction: Reduction = "mean"
+        self,
+        gamma: float = 2.0,
+        alpha: float | None = None,
+        reduction: Reduction = "mean",
+        soft_targets: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -519,11 +531,18 @@ class MultiLabelFocalLoss(nn.Module):
         self.gamma = float(gamma)
         self.alpha = None if alpha is None else float(alpha)
         self.reduction = reduction
+        self.soft_targets = bool(soft_targets)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """Focal loss of the logits ``input`` against multi-hot ``target``."""
         _check_pair(type(self).__name__, input, target)
         target = target.to(dtype=input.dtype)
+        if not self.soft_targets:
+            from torchvision.ops import sigmoid_focal_loss
+
+            alpha = -1.0 if self.alpha is None else self.alpha  # torchvision's "no weighting"
+            return sigmoid_focal_loss(input, target, alpha=alpha, gamma=self.gamma,
+                                      reduction=self.reduction)  # fmt: skip
         log_p = F.logsigmoid(input)  # log p
         log_not_p = F.logsigmoid(-input)  # log (1 - p)
         pos = -target * log_p
@@ -537,7 +556,8 @@ class MultiLabelFocalLoss(nn.Module):
         return _reduce(pos + neg, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}"
+        soft = ", soft_targets=True" if self.soft_targets else ""
+        return f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}{soft}"
 
 
 class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):

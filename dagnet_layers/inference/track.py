@@ -19,21 +19,19 @@ __all__ = ["IoUTracker", "box_iou"]
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise intersection over union of ``(N, 4)`` and ``(M, 4)`` x1 y1 x2 y2 boxes.
 
+    :func:`torchvision.ops.box_iou` in float64 on NumPy arrays; a pair of empty
+    boxes (zero union) has IoU 0 rather than torchvision's NaN.
+
     Example:
         >>> box_iou(np.array([[0, 0, 2, 2]]), np.array([[1, 0, 3, 2], [5, 5, 6, 6]])).round(3)
         array([[0.333, 0.   ]])
     """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    import torch
+    from torchvision.ops import box_iou as torchvision_box_iou
+
+    a = torch.from_numpy(np.asarray(a, dtype=np.float64).reshape(-1, 4))
+    b = torch.from_numpy(np.asarray(b, dtype=np.float64).reshape(-1, 4))
+    return np.nan_to_num(torchvision_box_iou(a, b).numpy(), nan=0.0)
 
 
 class IoUTracker:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from collections.abc import Sequence
-from types import ModuleType
 from typing import Literal
 
 import torch
@@ -41,25 +39,13 @@ Normalization = Literal["none", "symmetric", "softmax"]
 Readout = Literal["mean", "sum", "max", "flatten", "none"]
 
 
-def _pyg_utils() -> ModuleType:
-    """``torch_geometric.utils``, imported on first use.
-
-    PyG takes over a second to import and, with recent torch, warns at import
-    time that ``torch.jit.script`` is deprecated: a notice about PyG's internals
-    that users of this package can do nothing about, so it is silenced here.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
-                                category=FutureWarning)
-        import torch_geometric.utils as pyg_utils
-    return pyg_utils
-
-
 def grid_adjacency(n: int, *, self_loops: bool = True, dtype: torch.dtype | None = None) -> Tensor:
     """Binary adjacency of an ``n x n`` patch grid (8-neighbourhood), row-major node order.
 
-    Built with :func:`torch_geometric.utils.grid`, whose node ``i * n + j`` is
-    grid row ``i``, column ``j`` — the order of :class:`PatchPartition`.
+    Node ``i * n + j`` is grid row ``i``, column ``j`` (the order of
+    :class:`PatchPartition` and of :func:`torch_geometric.utils.grid`, which gives
+    the same graph: the tests compare the two). Two patches are neighbours when
+    their rows and their columns each differ by at most one.
 
     Args:
         n: Patches per side.
@@ -76,14 +62,14 @@ def grid_adjacency(n: int, *, self_loops: bool = True, dtype: torch.dtype | None
                 [1., 1., 0., 1.],
                 [1., 1., 1., 0.]])
     """
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"grid_adjacency(n=...) needs an integer n >= 1, got {n!r}")
-    pyg = _pyg_utils()
-    # on the CPU whatever the default device: under ``with torch.device("meta")`` (a
-    # model built without memory) the grid's boolean indexing has no meta kernel
-    edge_index, _ = pyg.grid(n, n, device=torch.device("cpu"))
-    adj = pyg.to_dense_adj(edge_index, max_num_nodes=n * n)[0]
-    adj = (adj > 0).to(dtype or torch.get_default_dtype())
+    # on the CPU whatever the default device (a model built under ``torch.device("meta")``
+    # still needs the real grid to start from)
+    node = torch.arange(n * n, device="cpu")
+    row, col = node // n, node % n
+    near = ((row[:, None] - row[None, :]).abs() <= 1) & ((col[:, None] - col[None, :]).abs() <= 1)
+    adj = near.to(dtype or torch.get_default_dtype())
     if not self_loops:
         adj.fill_diagonal_(0)
     return adj

@@ -114,15 +114,16 @@ def read_pretrained_config(directory: str | os.PathLike[str]) -> DAGNetConfig:
 
 def _config_from_meta(meta: dict[str, Any], config_file: Path) -> DAGNetConfig:
     config = dict(meta["config"])
-    if "model_args" in meta and meta["model_args"] != meta["config"]:
-        raise CorruptFileError(config_file, "its 'model_args' (read by timm) differ from its "
-                               "'config' (read by dagnet-layers); one of them was edited")
     # Written before ABN's attention block existed (0.1.x): the light block it had.
     config.setdefault("gsam_block", "light")
     try:
-        return DAGNetConfig.from_dict(config)
+        checked = DAGNetConfig.from_dict(config)
     except (ConfigError, TypeError) as err:
         raise CorruptFileError(config_file, f"invalid model config: {err}") from err
+    if "model_args" in meta and meta["model_args"] != meta["config"]:
+        raise CorruptFileError(config_file, "its 'model_args' (read by timm) differ from its "
+                               "'config' (read by dagnet-layers); one of them was edited")
+    return checked
 
 
 def load_pretrained_weights(

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dagnet_layers.emotic.data.categories import EMOTIC_CATEGORIES
 from dagnet_layers.emotic.engine.runtime import unwrap_model
 from dagnet_layers.errors import CorruptFileError, MissingFileError
 from dagnet_layers.storage import (
@@ -197,7 +198,7 @@ def save_checkpoint(
         tmp.mkdir()
         # Each file's checksum is taken from the bytes as they are written (one pass),
         # the weights' from the record save_pretrained keeps in config.json.
-        inner.save_pretrained(tmp)
+        inner.save_pretrained(tmp, **_card_arguments(inner, extra))
         files: dict[str, dict[str, Any]] = {}
         weights_record = json.loads((tmp / "config.json").read_text()).get("weights")
         if isinstance(weights_record, dict):
@@ -225,6 +226,30 @@ def save_checkpoint(
     crash_point("checkpoint-committed", epoch)
     _roll_forward(tmp, directory, epoch)
     return directory
+
+
+def _card_arguments(model: nn.Module, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the model card of a training checkpoint says: the data, the epoch, val mAP."""
+    inference = dict((extra or {}).get("inference") or {})
+    progress = dict((extra or {}).get("progress") or {})
+    data = dict(inference.get("data") or {})
+    card: dict[str, Any] = {}
+    if data:
+        source = str(data.get("source") or "")
+        # the source's kind, never its local path (a card may be pushed to the Hub)
+        card["dataset"] = {"emotic": "EMOTIC", "emotic-preprocessed": "EMOTIC (preprocessed)",
+                           "synthetic": "generated EMOTIC-format data"}.get(source, source)
+        card["synthetic"] = bool(data.get("synthetic"))
+    val_map = inference.get("val_map")
+    if isinstance(val_map, int | float) and val_map == val_map:  # not NaN
+        card["metrics"] = {"val mAP": float(val_map)}
+        card["split"] = "validation"
+    if "epoch" in progress:
+        card["epoch"] = progress["epoch"]
+    labels = None
+    if getattr(model, "num_classes", None) == len(EMOTIC_CATEGORIES):
+        labels = list(EMOTIC_CATEGORIES)
+    return {"card": card or None, "label_names": labels}
 
 
 def _roll_forward(tmp: Path, directory: Path, epoch: int | str) -> None:
