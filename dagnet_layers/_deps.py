@@ -1,10 +1,11 @@
 """Optional dependencies, imported on first use with an error that says what to install.
 
-The core install is the model zoo (torch, timm, torch-geometric, einops, numpy and
-what they bring). The EMOTIC toolkit needs the ``emotic`` extra (scipy to read
-``Annotations.mat``, scikit-learn for the precision-recall thresholds), the figures
-the ``viz`` extra (matplotlib), ONNX export the ``onnx`` extra, video files the
-``video`` extra (PyAV), the web demo the ``demo`` extra (Gradio); ``all`` is all five.
+The core install is the model zoo (torch, timm, einops, numpy and what they bring,
+huggingface_hub among them). The EMOTIC toolkit needs the ``emotic`` extra (scipy to
+read ``Annotations.mat``, scikit-learn for the precision-recall thresholds), the
+figures the ``viz`` extra (matplotlib), ONNX export the ``onnx`` extra, video files
+the ``video`` extra (PyAV), the web demo the ``demo`` extra (Gradio), PyTorch
+Geometric the ``pyg`` extra; ``all`` is all six.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ EXTRAS: dict[str, str] = {
     "onnxruntime": "onnx",
     "av": "video",
     "gradio": "demo",
+    "torch_geometric": "pyg",
 }
 
 

@@ -15,7 +15,8 @@ from dagnet_layers.commands import args as cmd_args
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {"dagnet-train": "train_entry", "dagnet-predict": "predict_entry",
-            "dagnet-diagnose": "diagnose_entry"}
+            "dagnet-diagnose": "diagnose_entry", "dagnet-demo": "demo_entry",
+            "dagnet-emotic-cache": "cache_entry"}
 
 
 @pytest.mark.parametrize("entry", sorted(COMMANDS.values()))
@@ -51,6 +52,7 @@ def test_train_help_shows_the_real_defaults() -> None:
 def test_the_commands_are_declared_and_resolve() -> None:
     tomllib = pytest.importorskip("tomllib")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == set(COMMANDS)  # every installed command is tested above
     for command, function in COMMANDS.items():
         assert scripts[command] == f"dagnet_layers.commands.args:{function}"
     for target in scripts.values():
@@ -63,6 +65,9 @@ def test_restated_constants_match_the_library() -> None:
     from dagnet_layers.emotic.diagnostic import SET_MODULES
 
     assert cmd_args.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
+    from dagnet_layers.emotic.data import EMOTIC_SPLITS
+
+    assert cmd_args.EMOTIC_SPLITS == EMOTIC_SPLITS
     # dagnet-diagnose runs every module's set, in the report's order
     assert cmd_args.DIAGNOSE_MODULES == SET_MODULES == cmd_args.DIAGNOSE_DEFAULTS["modules"]
 
@@ -474,3 +479,17 @@ def test_what_the_device_decoder_refuses_is_logged_with_the_file(
     assert said and all(f"Pillow on the host: {path}" in s for s in said), said
     assert all(s.startswith(("epoch 0 train:", "epoch 0 val:", "test:")) for s in said), said
     assert all("refused 1 batch(es)" in s and "1 file(s)" in s for s in said), said
+
+
+@pytest.mark.parametrize("missing", ["scipy.io", "sklearn.metrics"])
+def test_train_names_the_missing_extra_before_touching_data(tmp_path: Path, monkeypatch,
+                                                            missing: str) -> None:  # fmt: skip
+    """A core install (no [emotic]): one line naming the extra, and no demo data written."""
+    from dagnet_layers.commands import train
+    from dagnet_layers.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, missing, None)  # import fails as if not installed
+    out = tmp_path / "run"
+    with pytest.raises(MissingDependencyError, match=r"dagnet-layers\[emotic\]"):
+        train.main(["--output-dir", str(out), "--epochs", "1"])
+    assert not out.exists() and not any(tmp_path.iterdir())

@@ -96,7 +96,8 @@ def test_extras_are_what_the_code_imports() -> None:
     assert any("scipy" in d for d in extras["emotic"])
     assert any("scikit-learn" in d for d in extras["emotic"])
     assert any("matplotlib" in d for d in extras["viz"])
-    assert "dagnet-layers[emotic,viz,onnx,video,demo]" in extras["all"]
+    assert "dagnet-layers[emotic,viz,onnx,video,demo,pyg]" in extras["all"]
+    assert "torch-geometric" not in core and any("torch-geometric" in d for d in extras["pyg"])
     assert any(d.startswith("av") for d in extras["video"])
     assert any("onnxruntime" in d for d in extras["onnx"])
     assert "dagnet-layers[all]" in extras["test"]
@@ -134,3 +135,53 @@ def test_sdist_holds_everything_its_tests_read(tmp_path: Path) -> None:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     missing = sorted(wanted - names)
     assert not missing, f"the sdist lacks {missing[:10]}"
+
+
+def _requirement_name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def test_every_imported_package_is_declared() -> None:
+    """Each third-party package the library imports is a core dependency or in an extra,
+    found through importlib.metadata's own module -> distribution map."""
+    import ast
+    import importlib.metadata as md
+
+    tomllib = pytest.importorskip("tomllib")
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_requirement_name(r) for r in meta["dependencies"]}
+    for requirements in meta["optional-dependencies"].values():
+        declared |= {_requirement_name(r) for r in requirements}
+    dists = md.packages_distributions()
+    imported: dict[str, str] = {}
+    for path in sorted((ROOT / "dagnet_layers").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0
+                     and node.module else [])  # fmt: skip
+            for name in names:
+                imported.setdefault(name.split(".")[0], path.name)
+    missing = {}
+    for top, where in imported.items():
+        if top in sys.stdlib_module_names or top == "dagnet_layers" or top not in dists:
+            continue
+        names = {d.lower().replace("_", "-") for d in dists[top]}
+        if not names & declared and top not in ("torch", "typing_extensions"):
+            missing[top] = (sorted(names), where)
+    assert not missing, f"imported but declared nowhere in pyproject.toml: {missing}"
+
+
+def test_setup_cfg_holds_only_tool_settings_equal_to_ruffs() -> None:
+    import configparser
+
+    tomllib = pytest.importorskip("tomllib")
+    ruff = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    assert set(cfg.sections()) == {"flake8", "pycodestyle"}  # no metadata to drift
+    for section in ("flake8", "pycodestyle"):
+        assert cfg.getint(section, "max-line-length") == ruff["line-length"]
+        excluded = {p.strip() for p in cfg.get(section, "exclude").split(",")}
+        assert set(ruff["extend-exclude"]) <= excluded, section

@@ -28,10 +28,12 @@ __all__ = [
     "PAPER_DEFAULTS",
     "PREDICT_DETECTORS",
     "SYNTHETIC_NOTE",
+    "build_cache_parser",
     "build_demo_parser",
     "build_diagnose_parser",
     "build_predict_parser",
     "build_train_parser",
+    "cache_entry",
     "cache_home",
     "default_workers",
     "demo_entry",
@@ -43,6 +45,9 @@ __all__ = [
 #: The default image-size bound of the readers (the same number as
 #: :data:`dagnet_layers.emotic.data.MAX_IMAGE_PIXELS`, restated so that ``--help`` needs no import).
 MAX_IMAGE_PIXELS = 64_000_000
+
+#: EMOTIC's splits (:data:`dagnet_layers.emotic.data.EMOTIC_SPLITS`, restated likewise).
+EMOTIC_SPLITS = ("train", "val", "test")
 
 TRAIN_DESCRIPTION = ("Train and evaluate DAG-Net on EMOTIC with the paper's recipe, completed "
                      "where the paper is silent.")
@@ -432,6 +437,58 @@ def train_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-train") -
     from dagnet_layers.commands import train
 
     return train.run_cli(args, prog=prog)
+
+
+def build_cache_parser(prog: str = "dagnet-emotic-cache") -> argparse.ArgumentParser:
+    """The parser of ``dagnet-emotic-cache`` (:func:`dagnet_layers.emotic.data.cache.main`)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Decode EMOTIC JPEGs once into a memory-mapped uint8 cache (resumable); "
+        "or check a cache with --verify CACHE_DIR.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="ROOT CACHE_DIR",
+                        help="EMOTIC root holding Annotations/ and emotic/, then the cache "
+                        "folder; with --verify, the cache folder alone")
+    parser.add_argument("--verify", action="store_true",
+                        help="check every file of the cache against its recorded SHA-256 "
+                        "(reads the whole cache) instead of building")
+    parser.add_argument("--splits", nargs="+", default=list(EMOTIC_SPLITS), choices=EMOTIC_SPLITS)
+    parser.add_argument("--size", type=int, default=224, help="side of body and context (224)")
+    parser.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes"
+    )
+    parser.add_argument(
+        "--skip-missing-images", action="store_true",
+        help="skip persons whose image file is missing instead of failing",
+    )  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="rebuild a mismatching cache")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail at the first bad record or unusable image instead of "
+                        "skipping and counting it")
+    parser.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                        help="largest image (width x height) decoded; larger ones are skipped "
+                        f"(default: {MAX_IMAGE_PIXELS:,})")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    return parser
+
+
+def cache_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-emotic-cache") -> int:
+    """``dagnet-emotic-cache``: answer ``--help`` at once, else build or verify the cache.
+
+    Args:
+        argv: Arguments (default: ``sys.argv[1:]``).
+        prog: Program name in messages.
+
+    Returns:
+        The exit status (failures print one line, see :mod:`dagnet_layers.cli`).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _wants_help(args):
+        build_cache_parser(prog).parse_args(args)  # prints the help and exits
+    from dagnet_layers.emotic.data.cache import main
+
+    return main(args)
 
 
 def _run_program(module: str, build_parser: Any, argv: Sequence[str] | None, prog: str) -> int:

@@ -56,6 +56,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dagnet_layers import ABLATIONS, EMOTIC_CATEGORIES, cli, create_model, list_models
+from dagnet_layers._deps import require
 from dagnet_layers.commands.args import (
     DEMO_DEFAULTS,
     PAPER_DEFAULTS,
@@ -640,6 +641,9 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
     parser = build_train_parser(prog)
     args = parser.parse_args(argv)
     check_arguments(parser, args)
+    # the EMOTIC toolkit's extra, before any data is read or written
+    require("scipy.io", "dagnet-train (reading and writing Annotations.mat)")
+    require("sklearn.metrics", "dagnet-train (the validation thresholds)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     device, rank, world = setup_distributed(args)
     if rank != 0:

@@ -36,7 +36,6 @@ cache checks the cheap part (sizes and array headers).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -643,35 +642,9 @@ def _commit(
 
 
 def _main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="dagnet-emotic-cache",
-        description="Decode EMOTIC JPEGs once into a memory-mapped uint8 cache (resumable); "
-        "or check a cache with --verify CACHE_DIR.",
-    )
-    parser.add_argument("paths", nargs="+", metavar="ROOT CACHE_DIR",
-                        help="EMOTIC root holding Annotations/ and emotic/, then the cache "
-                        "folder; with --verify, the cache folder alone")
-    parser.add_argument("--verify", action="store_true",
-                        help="check every file of the cache against its recorded SHA-256 "
-                        "(reads the whole cache) instead of building")
-    parser.add_argument("--splits", nargs="+", default=list(EMOTIC_SPLITS), choices=EMOTIC_SPLITS)
-    parser.add_argument("--size", type=int, default=224, help="side of body and context (224)")
-    parser.add_argument(
-        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes"
-    )
-    parser.add_argument(
-        "--skip-missing-images", action="store_true",
-        help="skip persons whose image file is missing instead of failing",
-    )  # fmt: skip
-    parser.add_argument("--overwrite", action="store_true", help="rebuild a mismatching cache")
-    parser.add_argument("--strict", action="store_true",
-                        help="fail at the first bad record or unusable image instead of "
-                        "skipping and counting it")
-    parser.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS,
-                        help="largest image (width x height) decoded; larger ones are skipped "
-                        f"(default: {MAX_IMAGE_PIXELS:,})")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    from dagnet_layers.commands.args import build_cache_parser
+
+    parser = build_cache_parser()
     args = parser.parse_args(argv)
     for flag, value, least in (("--size", args.size, 1), ("--workers", args.workers, 0),
                                ("--max-pixels", args.max_pixels, 1)):  # fmt: skip
