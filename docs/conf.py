@@ -80,11 +80,14 @@ napoleon_custom_sections = ["Shape", "Shapes"]
 
 # -- intersphinx: opt-in, because CI builds offline --------------------------
 # Set DAGNET_DOCS_INTERSPHINX=1 to fetch the inventories from the web, or drop
-# python.inv / torch.inv / numpy.inv into docs/_inventories to use local ones.
-# Without either, cross-references to Python, PyTorch and NumPy render as
-# plain code instead of links, and the offline build stays warning-free.
+# python.inv / torch.inv / torchvision.inv / numpy.inv / torch_geometric.inv into
+# docs/_inventories to use local ones. Without either, cross-references to those
+# render as plain code instead of links, and the offline build stays warning-free.
+# timm and huggingface_hub (documented by Hugging Face's doc-builder, which publishes
+# no inventory) are always linked, from inventories written here of the names we cite.
 intersphinx_mapping = gen_pages.intersphinx_mapping(
-    DOCS / "_inventories", online=os.environ.get("DAGNET_DOCS_INTERSPHINX") == "1"
+    DOCS / "_inventories", online=os.environ.get("DAGNET_DOCS_INTERSPHINX") == "1",
+    built_dir=DOCS / "_build" / "inventories",
 )
 intersphinx_timeout = 10
 

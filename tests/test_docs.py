@@ -261,3 +261,42 @@ def test_readme_and_page_quote_the_committed_diagnostic_report() -> None:
     assert f"took {timing['run_seconds'] / 60:.0f} min in all ({timing['run_cpu_seconds']:,.0f} " \
            "CPU-seconds)" in readme and timing["date"] in readme
     assert f"over {len(record['seeds'])} seeds" in readme
+
+
+def _gen_pages() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "docs" / "_scripts"))
+    try:
+        return importlib.import_module("gen_pages")
+    finally:
+        sys.path.pop(0)
+
+
+def test_hf_inventories_are_what_sphinx_reads(tmp_path: Path) -> None:
+    """The inventories we write for timm and huggingface_hub load through Sphinx's own
+    reader and give each cited name its doc-builder anchor (the full dotted name)."""
+    from sphinx.util.inventory import InventoryFile
+
+    gen = _gen_pages()
+    for project, path in gen.write_hf_inventories(tmp_path).items():
+        base, names = gen.HF_DOCS[project]
+        with open(path, "rb") as f:
+            inventory = InventoryFile.load(f, base, lambda b, u: f"{b}/{u}")
+        found = {}
+        for role, entries in (inventory.data if hasattr(inventory, "data")
+                              else inventory).items():  # fmt: skip
+            for name, item in entries.items():
+                found[name] = (role, item.uri if hasattr(item, "uri") else item[2])
+        for name, (role, page) in names.items():
+            assert found[name] == (role, f"{base}/{page}#{name}"), name
+
+
+def test_every_timm_and_hub_name_the_docs_cite_is_linked() -> None:
+    """A :func:`timm...` or :class:`huggingface_hub...` reference in a docstring or page
+    with no inventory entry would render as plain code, silently."""
+    gen = _gen_pages()
+    known = {n for _, names in gen.HF_DOCS.values() for n in names}
+    pattern = re.compile(r":(?:func|class|meth|data):`~?((?:timm|huggingface_hub)\.[\w.]+)`")
+    texts = [p.read_text() for p in (ROOT / "dagnet_layers").rglob("*.py")]
+    texts += [p.read_text() for p in (ROOT / "docs").rglob("*.rst") if "_build" not in p.parts]
+    cited = {m for text in texts for m in pattern.findall(text)}
+    assert cited and cited <= known, sorted(cited - known)

@@ -254,7 +254,7 @@ def test_from_pretrained_refuses_bad_folders(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="has 17 bytes"):  # caught by the recorded size first
         DAGNet.from_pretrained(tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())
-    del meta["weights"]  # as written before 0.2: no checksum, safetensors' own check
+    del meta["weights"]  # as pre-release builds wrote it: no checksum, safetensors' own check
     (tmp_path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         DAGNet.from_pretrained(tmp_path)
@@ -518,7 +518,7 @@ def test_light_block_and_copied_init_are_options() -> None:
 
 
 def test_checkpoint_without_gsam_block_loads_as_the_light_block(tmp_path: Path) -> None:
-    # Written by 0.1.x, before ABN's block: its config has no gsam_block field.
+    # Written by a pre-release build, before ABN's block: its config has no gsam_block field.
     old = tiny(gsam_block="light").eval()
     old.save_pretrained(tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())
@@ -635,7 +635,7 @@ def test_configs_written_with_the_old_extra_field_still_load(tmp_path: Path) -> 
     tiny().save_pretrained(tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())
     assert "extra" not in meta["config"]  # no longer written
-    meta["config"]["extra"] = {}  # as 0.1.x wrote it
+    meta["config"]["extra"] = {}  # as pre-release builds wrote it
     del meta["model_args"]  # ... without timm's fields
     (tmp_path / "config.json").write_text(json.dumps(meta))
     assert isinstance(DAGNet.from_pretrained(tmp_path), DAGNet)

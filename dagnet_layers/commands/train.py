@@ -542,7 +542,7 @@ def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _legacy_log(path: Path, upto: int) -> list[dict[str, Any]]:
-    """Rows of a 0.1 run's log.csv up to epoch ``upto`` (its checkpoints carried no log)."""
+    """Rows of a pre-release run's log.csv up to epoch ``upto`` (its checkpoints had no log)."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:
@@ -806,7 +806,7 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
             dist.barrier()  # the other ranks wait for rank 0's commit
 
     # Final report on the test split with the best validation checkpoint.
-    # The run knows its best epoch; only a resumed 0.1 run needs the store to find it.
+    # The run knows its best epoch; only a resumed pre-release run needs the store to find it.
     best_folder = None
     if rank == 0:
         best_folder = store.folder(best_epoch) if best_epoch is not None else store.best()

@@ -240,7 +240,7 @@ class DAGNetConfig:
                 the wrong type or beyond its bound.
         """
         data = dict(data)
-        data.pop("extra", None)  # a field of 0.1.x configs that nothing ever read
+        data.pop("extra", None)  # a field of pre-release configs that nothing ever read
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             check_keywords(data, known, "DAGNetConfig")

@@ -734,7 +734,7 @@ class DAGNet(nn.Module):
         ``token``, ``local_files_only``, ``force_download``, ``HF_HUB_OFFLINE=1``
         and the logged-in token all work as in transformers and timm. The weights
         are checked against the size and SHA-256 that ``config.json`` records
-        (folders written by 0.1.0 releases before the checksum have none and are
+        (folders written by pre-release builds, before the checksum, have none and are
         loaded unchecked).
 
         Args:

@@ -114,7 +114,8 @@ def read_pretrained_config(directory: str | os.PathLike[str]) -> DAGNetConfig:
 
 def _config_from_meta(meta: dict[str, Any], config_file: Path) -> DAGNetConfig:
     config = dict(meta["config"])
-    # Written before ABN's attention block existed (0.1.x): the light block it had.
+    # Written by a pre-release build, before ABN's attention block existed: the light
+    # block it had.
     config.setdefault("gsam_block", "light")
     try:
         checked = DAGNetConfig.from_dict(config)

@@ -344,11 +344,10 @@ def load_checkpoint(
     An interrupted save of ``directory`` is first completed or undone
     (:func:`recover_checkpoint`, without deleting anything). Every file is
     checked against the sizes and SHA-256 checksums of ``MANIFEST.json``
-    before anything is loaded (a
-    folder written before 0.2 has none and is loaded unchecked, with a
-    warning). The training state is read with
-    ``torch.load(weights_only=True)``: a file that carries arbitrary pickled
-    objects is refused, never executed.
+    before anything is loaded (a folder written by a pre-release build, before
+    checkpoints had a manifest, has none and is loaded unchecked, with a warning).
+    The training state is read with ``torch.load(weights_only=True)``: a file
+    that carries arbitrary pickled objects is refused, never executed.
 
     Raises:
         FileNotFoundError: the checkpoint or one of its files is missing.
@@ -373,7 +372,7 @@ def load_checkpoint(
         raise IntegrityError(directory / MANIFEST_NAME, "corrupted: it is not the "
                              "checksum list save_checkpoint wrote")
     else:
-        logger.warning("%s has no %s (written before 0.2): loading it without checksums",
+        logger.warning("%s has no %s (a pre-release checkpoint): loading it without checksums",
                        directory, MANIFEST_NAME)
     try:
         state = torch.load(state_file, map_location=map_location, weights_only=True)
@@ -508,7 +507,7 @@ class RunCheckpoints:
         try:
             tmp.unlink(missing_ok=True)
             tmp.symlink_to(target.name, target_is_directory=True)
-            if link.is_dir() and not link.is_symlink():  # a 0.1 run's real folder
+            if link.is_dir() and not link.is_symlink():  # a pre-release run's real folder
                 shutil.rmtree(link)
             os.replace(tmp, link)
         except (OSError, NotImplementedError) as err:
@@ -534,7 +533,8 @@ class RunCheckpoints:
 
         Returns:
             The newest complete ``epoch-*`` folder, or ``None`` when the run has
-            no checkpoint yet (a 0.1 run's ``last`` folder is returned as is).
+            no checkpoint yet (a pre-release run's ``last`` folder, a real
+            folder rather than a link, is returned as is).
         """
         if not self.directory.is_dir():
             return None
