@@ -6,6 +6,7 @@ not hide an import that the layers alone would trigger.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -185,3 +186,37 @@ def test_setup_cfg_holds_only_tool_settings_equal_to_ruffs() -> None:
         assert cfg.getint(section, "max-line-length") == ruff["line-length"]
         excluded = {p.strip() for p in cfg.get(section, "exclude").split(",")}
         assert set(ruff["extend-exclude"]) <= excluded, section
+
+
+def test_type_checkers_see_every_lazy_name_from_its_module() -> None:
+    """The ``if TYPE_CHECKING:`` imports in dagnet_layers/__init__.py are the lazy table."""
+    import ast
+
+    import dagnet_layers
+
+    tree = ast.parse((ROOT / "dagnet_layers" / "__init__.py").read_text())
+    block = next(node for node in ast.walk(tree) if isinstance(node, ast.If)
+                 and ast.unparse(node.test) == "TYPE_CHECKING")  # fmt: skip
+    seen = {alias.name: stmt.module for stmt in block.body if isinstance(stmt, ast.ImportFrom)
+            for alias in stmt.names}  # fmt: skip
+    assert seen == dagnet_layers._LAZY
+    assert set(seen) | {"__version__"} == set(dagnet_layers.__all__)
+
+
+def test_mypy_sees_real_types_at_the_top_level(tmp_path: Path) -> None:
+    """What the issue found: ``from dagnet_layers import create_model`` was ``Any``."""
+    pytest.importorskip("mypy")
+    (tmp_path / "user.py").write_text(textwrap.dedent("""
+        from dagnet_layers import DAGNetConfig, create_model, grid_adjacency
+        reveal_type(create_model("test_dagnet"))
+        reveal_type(grid_adjacency(4))
+        reveal_type(DAGNetConfig().partition)
+    """))
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--follow-imports=silent", "--no-incremental",
+         "--config-file", str(ROOT / "pyproject.toml"), str(tmp_path / "user.py")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    revealed = re.findall(r'Revealed type is "([^"]+)"', result.stdout)
+    assert revealed == ["dagnet_layers.models.dagnet.DAGNet", "torch._tensor.Tensor",
+                        "int"], result.stdout[-3000:]
