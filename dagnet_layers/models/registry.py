@@ -194,7 +194,7 @@ def create_model(
     pretrained: bool = False,
     *,
     checkpoint_path: str | os.PathLike[str] | None = None,
-    pretrained_cfg: dict[str, Any] | None = None,
+    pretrained_cfg: dict[str, Any] | str | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     **kwargs: Any,
