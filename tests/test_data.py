@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
+from dagnet_layers.commands.args import cache_entry
 from dagnet_layers.emotic.data import (
     CONTEXT_SHAPES,
     EMOTIC_CATEGORIES,
@@ -468,12 +469,12 @@ def test_cache_records_its_decoder_and_a_resume_under_another(
 
 
 def test_cache_cli(syn, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    rc = cache_mod.main([str(syn.root), str(tmp_path / "cli"), "--splits", "test",
+    rc = cache_entry([str(syn.root), str(tmp_path / "cli"), "--splits", "test",
                          "--size", "16", "--workers", "0", "--no-progress"])  # fmt: skip
     assert rc == 0
     assert "test:" in capsys.readouterr().out
     assert cache_is_complete(tmp_path / "cli", "test", size=16)
-    assert cache_mod.main([str(tmp_path / "nowhere"), str(tmp_path / "x"), "--workers", "0"]) == 2
+    assert cache_entry([str(tmp_path / "nowhere"), str(tmp_path / "x"), "--workers", "0"]) == 2
     assert "Annotations.mat" in capsys.readouterr().err
 
 
@@ -594,7 +595,7 @@ def test_cache_full_verify_names_a_flipped_byte(small_cache: Path, name: str) ->
     verify_emotic_cache(small_cache, full=False)  # the cheap check cannot see it...
     with pytest.raises(IntegrityError, match=rf"val_{name}\.npy: does not match"):
         verify_emotic_cache(small_cache)  # ...the checksum does
-    assert cache_mod.main(["--verify", str(small_cache)]) == 2
+    assert cache_entry(["--verify", str(small_cache)]) == 2
 
 
 def test_cache_cheap_check_on_open_names_a_truncated_array(small_cache: Path) -> None:
@@ -606,11 +607,11 @@ def test_cache_cheap_check_on_open_names_a_truncated_array(small_cache: Path) ->
 
 
 def test_cache_verify_cli(small_cache: Path, capsys: pytest.CaptureFixture) -> None:
-    assert cache_mod.main(["--verify", str(small_cache)]) == 0
+    assert cache_entry(["--verify", str(small_cache)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("val: ") and " MiB verified in " in out
     assert f"(written by Pillow {PIL.__version__}, libjpeg" in out
-    assert cache_mod.main(["--verify", str(small_cache.parent / "nowhere")]) == 2
+    assert cache_entry(["--verify", str(small_cache.parent / "nowhere")]) == 2
     assert "not an EMOTIC cache" in capsys.readouterr().err
 
 
@@ -638,7 +639,7 @@ def test_cache_cli_refuses_numbers_below_their_least(
     syn, tmp_path: Path, capsys, flag: str, value: str, least: int
 ) -> None:  # fmt: skip
     with pytest.raises(SystemExit) as info:
-        cache_mod.main([str(syn.root), str(tmp_path / "cache"), flag, value])
+        cache_entry([str(syn.root), str(tmp_path / "cache"), flag, value])
     assert info.value.code == 2 and not (tmp_path / "cache").exists()
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"dagnet-emotic-cache: error: argument {flag}: must be >= {least}, got {value}")
@@ -662,9 +663,9 @@ def test_cache_full_disk_is_an_error_before_decoding(
 
 BUILD_ON_TMPFS = """
 import sys
-from dagnet_layers.emotic.data import cache
-sys.exit(cache.main([sys.argv[1], sys.argv[2], "--splits", "train", "--size", "64",
-                     "--workers", "0", "--no-progress"]))
+from dagnet_layers.commands.args import cache_entry
+sys.exit(cache_entry([sys.argv[1], sys.argv[2], "--splits", "train", "--size", "64",
+                      "--workers", "0", "--no-progress"]))
 """
 
 

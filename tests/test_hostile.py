@@ -39,6 +39,7 @@ from PIL import Image
 from dagnet_layers import DAGNet, build_dagnet
 from dagnet_layers.commands import predict as predict_command
 from dagnet_layers.commands import train as train_command
+from dagnet_layers.commands.args import cache_entry
 from dagnet_layers.emotic.data import (
     EmoticDataset,
     build_emotic_cache,
@@ -638,13 +639,13 @@ def test_cache_cli_prints_one_line(syn, tmp_path: Path, capsys) -> None:
     root = tmp_path / "root"
     shutil.copytree(syn.root, root)
     _corrupt(root / "Annotations" / "Annotations.mat", "truncate")
-    code = cache_mod.main([str(root), str(tmp_path / "cache"), "--no-progress"])
+    code = cache_entry([str(root), str(tmp_path / "cache"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("dagnet-emotic-cache: error: ") and "Annotations.mat" in err
     assert "\n" not in err and "Traceback" not in err
     with pytest.raises(CorruptFileError):  # --debug shows the real exception
-        cache_mod.main([str(root), str(tmp_path / "cache"), "--no-progress", "--debug"])
+        cache_entry([str(root), str(tmp_path / "cache"), "--no-progress", "--debug"])
 
 
 def test_train_cli_prints_one_line(syn, tmp_path: Path, capsys) -> None:

@@ -440,7 +440,7 @@ def train_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-train") -
 
 
 def build_cache_parser(prog: str = "dagnet-emotic-cache") -> argparse.ArgumentParser:
-    """The parser of ``dagnet-emotic-cache`` (:func:`dagnet_layers.emotic.data.cache.main`)."""
+    """The parser of ``dagnet-emotic-cache`` (:func:`dagnet_layers.commands.cache.main`)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Decode EMOTIC JPEGs once into a memory-mapped uint8 cache (resumable); "
@@ -483,12 +483,7 @@ def cache_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-emotic-ca
     Returns:
         The exit status (failures print one line, see :mod:`dagnet_layers.cli`).
     """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if _wants_help(args):
-        build_cache_parser(prog).parse_args(args)  # prints the help and exits
-    from dagnet_layers.emotic.data.cache import main
-
-    return main(args)
+    return _run_program("cache", build_cache_parser, argv, prog)
 
 
 def _run_program(module: str, build_parser: Any, argv: Sequence[str] | None, prog: str) -> int:

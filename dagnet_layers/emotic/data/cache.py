@@ -48,12 +48,10 @@ from typing import Any
 import numpy as np
 import PIL
 import PIL.features
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from dagnet_layers.cli import run_cli
 from dagnet_layers.emotic.data.pixels import MAX_IMAGE_PIXELS, crop_body_and_context, load_image_rgb
 from dagnet_layers.emotic.data.records import (
     EMOTIC_SPLITS,
@@ -639,54 +637,3 @@ def _commit(
     arrays["done"].flush()
     arrays.clear()
     return reopen() if reopen is not None else None
-
-
-def _main(argv: Sequence[str]) -> int:
-    from dagnet_layers.commands.args import build_cache_parser
-
-    parser = build_cache_parser()
-    args = parser.parse_args(argv)
-    for flag, value, least in (("--size", args.size, 1), ("--workers", args.workers, 0),
-                               ("--max-pixels", args.max_pixels, 1)):  # fmt: skip
-        if value < least:
-            parser.error(f"argument {flag}: must be >= {least}, got {value}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.verify:
-        if len(args.paths) != 1:
-            parser.error("--verify takes one path: the cache folder")
-        checked = verify_emotic_cache(args.paths[0])
-        splits = (_read_manifest(Path(args.paths[0]).expanduser()) or {}).get("splits", {})
-        for split, n in checked.items():
-            by = " and ".join(splits.get(split, {}).get("decoders", [])) or "an unrecorded decoder"
-            print(f"{split}: {n / 2**20:.1f} MiB verified in {args.paths[0]} (written by {by})")
-        return 0
-    if len(args.paths) != 2:
-        parser.error("building takes two paths: ROOT CACHE_DIR")
-    args.root, args.cache_dir = args.paths
-    torch.set_num_threads(1)
-    counts = build_emotic_cache(
-        args.root, args.cache_dir, args.splits, size=args.size,
-        on_missing_image="skip" if args.skip_missing_images else "error",
-        on_bad_record="error" if args.strict else "skip", max_pixels=args.max_pixels,
-        num_workers=args.workers, progress=not args.no_progress, overwrite=args.overwrite,
-    )  # fmt: skip
-    for split, n in counts.items():
-        print(f"{split}: {n} persons cached in {args.cache_dir}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``dagnet-emotic-cache ROOT CACHE_DIR [--splits ...] [--size 224]``.
-
-    Args:
-        argv: Arguments (default: ``sys.argv[1:]``).
-
-    Returns:
-        Process exit status: 0 on success, 2 for a missing or invalid input (one
-        line on stderr naming the file or record; ``--debug`` shows the traceback).
-    """
-    return run_cli(_main, argv, prog="dagnet-emotic-cache")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
