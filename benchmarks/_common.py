@@ -17,6 +17,8 @@ import argparse
 import contextlib
 import datetime as _dt
 import gc
+import importlib
+import importlib.util
 import json
 import math
 import os
@@ -366,10 +368,17 @@ def _cpu_capability() -> str | None:
 
 
 def _package_version(name: str) -> str | None:
+    """The installed version of ``name``, read from its metadata (importing PyG alone
+    takes seconds); for a package run from a source tree, its ``__version__``."""
+    import importlib.metadata as md
+
     try:
-        module = __import__(name)
-    except ImportError:
+        return md.version(name.replace("_", "-"))
+    except md.PackageNotFoundError:
+        pass
+    if importlib.util.find_spec(name) is None:
         return None
+    module = importlib.import_module(name)
     return str(getattr(module, "__version__", "unknown"))
 
 

@@ -59,7 +59,12 @@ from _common import (
     time_group,
     write_outputs,
 )
-from torch_geometric.nn import DenseGCNConv, GCNConv
+
+try:  # the GCN rows compare with PyG's layers: the pyg extra (in [all] and [test])
+    from torch_geometric.nn import DenseGCNConv, GCNConv
+except ImportError as err:
+    raise SystemExit("bench_layers.py compares our GCN with PyTorch Geometric's layers: "
+                     f"pip install 'dagnet-layers[pyg]' ({err})") from err
 
 from dagnet_layers import (
     AttentionBranch,

@@ -119,10 +119,12 @@ def commands(out: Path, slug: str, n_gpus: int, short: bool = False,
              "--channels-last", "--compile", "--workers", workers,
              "--no-progress", "--overwrite"]  # fmt: skip
     cmds: dict[str, list[str] | None] = {
-        "env": [py, "-c", "import json, torch, timm, torch_geometric, einops; print(json.dumps({"
+        "env": [py, "-c", "import json, importlib.util, torch, timm, einops; "
+                "pyg = importlib.util.find_spec('torch_geometric'); print(json.dumps({"
                 "'torch': torch.__version__, 'cuda': torch.version.cuda, 'cudnn': "
                 "torch.backends.cudnn.version(), 'timm': timm.__version__, 'torch_geometric': "
-                "torch_geometric.__version__, 'einops': einops.__version__, 'devices': "
+                "__import__('torch_geometric').__version__ if pyg else None, "
+                "'einops': einops.__version__, 'devices': "
                 "[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}))"],
         "tests": [py, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
                   "--no-header", "tests"],

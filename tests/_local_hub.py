@@ -6,7 +6,13 @@ repository info, resolve a file) over HTTP on 127.0.0.1. The client code under t
 is huggingface_hub's own, unchanged: ``HfApi(endpoint=hub.url)`` for uploads and
 ``HF_ENDPOINT=hub.url`` for downloads, through its real cache. Anything else the
 client asks for is answered 404 and recorded in :attr:`LocalHub.unknown`, so a
-test can show that nothing went unanswered.
+test can show that nothing went unanswered; :attr:`LocalHub.tokens` records the
+token each request carried, :attr:`LocalHub.cards` the model cards the client asked
+to validate.
+
+Every upload is answered "regular" (the file's bytes in the commit): large-file
+storage (the Hub's Xet or LFS, where the real Hub puts ``model.safetensors``) is not
+served, so huggingface_hub's own large-file path is not exercised here.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ class LocalHub:
 
     def __init__(self) -> None:
         self.repos: dict[str, dict[str, dict[str, bytes]]] = {}
-        self.heads: dict[str, str] = {}  # repo_id -> commit of main
+        self.heads: dict[tuple[str, str], str] = {}  # (repo_id, branch) -> commit
+        self.tokens: list[str | None] = []  # the bearer token of each request
         self.unknown: list[str] = []
         self.requests: list[str] = []
         self.cards: list[str] = []  # README.md texts the client asked to validate
@@ -60,6 +67,8 @@ class LocalHub:
     def _serve(self, h: BaseHTTPRequestHandler, method: str) -> None:
         path = unquote(urlparse(h.path).path)
         self.requests.append(f"{method} {path}")
+        auth = h.headers.get("Authorization") or ""
+        self.tokens.append(auth[len("Bearer "):] if auth.startswith("Bearer ") else None)
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0)) if method == "POST" else b""
         parts = path.strip("/").split("/")
         try:
@@ -76,7 +85,12 @@ class LocalHub:
                 return self._json(h, {"files": [{"path": f["path"], "uploadMode": "regular",
                                                  "shouldIgnore": False} for f in files]})
             if method == "POST" and parts[:2] == ["api", "models"] and parts[4] == "commit":
-                return self._commit(h, f"{parts[2]}/{parts[3]}", body)
+                return self._commit(h, f"{parts[2]}/{parts[3]}", parts[5], body)
+            if method == "POST" and parts[:2] == ["api", "models"] and parts[4] == "branch":
+                repo_id = f"{parts[2]}/{parts[3]}"
+                if (repo_id, parts[5]) not in self.heads:
+                    self.heads[repo_id, parts[5]] = self.heads.get((repo_id, "main"), "")
+                return self._json(h, {})
             if method == "GET" and parts[:2] == ["api", "models"] and parts[4:5] == ["tree"]:
                 repo_id = f"{parts[2]}/{parts[3]}"
                 files = self.repos[repo_id][self._commit_of(repo_id, parts[5])]
@@ -105,8 +119,7 @@ class LocalHub:
                 return None
         except (KeyError, IndexError, ValueError):
             pass
-        if not (len(parts) >= 5 and parts[2] == "resolve") and not path.startswith("/api/models"):
-            self.unknown.append(f"{method} {path}")
+        self.unknown.append(f"{method} {path}")
         h.send_response(404)
         h.send_header("Content-Type", "application/json")
         h.send_header("X-Error-Code", "EntryNotFound" if "resolve" in parts else "RepoNotFound")
@@ -120,12 +133,16 @@ class LocalHub:
     def _commit_of(self, repo_id: str, revision: str) -> str:
         if revision in self.repos[repo_id]:
             return revision
-        if revision == "main":
-            return self.heads[repo_id]
-        raise KeyError(revision)
+        return self.heads[repo_id, revision]  # a branch; KeyError (404) if there is none
 
-    def _commit(self, h: BaseHTTPRequestHandler, repo_id: str, body: bytes) -> None:
-        files = dict(self.repos[repo_id].get(self.heads.get(repo_id, ""), {}))
+    def head(self, repo_id: str, branch: str = "main") -> dict[str, bytes]:
+        """The files at the tip of ``branch``."""
+        return self.repos[repo_id][self.heads[repo_id, branch]]
+
+    def _commit(self, h: BaseHTTPRequestHandler, repo_id: str, branch: str, body: bytes) -> None:
+        if branch != "main" and (repo_id, branch) not in self.heads:
+            raise KeyError(branch)  # the Hub commits only to a branch that exists
+        files = dict(self.repos[repo_id].get(self.heads.get((repo_id, branch), ""), {}))
         for line in body.decode().splitlines():
             item = json.loads(line)
             if item["key"] == "file":
@@ -134,7 +151,7 @@ class LocalHub:
         commit = hashlib.sha1(json.dumps(sorted((k, hashlib.sha1(v).hexdigest())
                                                 for k, v in files.items())).encode()).hexdigest()
         self.repos[repo_id][commit] = files
-        self.heads[repo_id] = commit
+        self.heads[repo_id, branch] = commit
         self._json(h, {"commitUrl": f"{self.url}/{repo_id}/commit/{commit}",
                        "commitOid": commit, "pullRequestUrl": None})
 

@@ -562,3 +562,23 @@ def test_weight_decay_spares_what_the_model_names_and_every_1d_parameter():
     assert {n for n in names.values() if model.get_parameter(n).ndim <= 1} <= spared
     plain = build_optimizer(model, lr=1e-4).param_groups
     assert len(plain) == 1 and plain[0]["weight_decay"] == 0.0
+
+
+def test_resuming_with_another_weight_decay_grouping_names_the_flag(tmp_path):
+    """A checkpoint of one plain Adam group (--weight-decay 0, or a pre-release build)
+    resumed with decay's two groups: one error naming the flag, not torch's ValueError."""
+    from dagnet_layers.commands.train import build_optimizer
+    from dagnet_layers.errors import CorruptFileError
+    from dagnet_layers.models import create_model as make
+
+    model = make("test_dagnet")
+    save_checkpoint(tmp_path / "ckpt", model, build_optimizer(model, lr=1e-4), epoch=0,
+                    extra={"inference": {"data": {"source": "synthetic", "synthetic": True},
+                                         "val_map": 0.25},
+                           "progress": {"epoch": 0}})  # fmt: skip
+    with pytest.raises(CorruptFileError, match="--weight-decay"):
+        load_checkpoint(tmp_path / "ckpt", model, build_optimizer(model, lr=1e-4,
+                                                                  weight_decay=0.1))  # fmt: skip
+    assert load_checkpoint(tmp_path / "ckpt", model, build_optimizer(model, lr=1e-4)) == 0
+    card = (tmp_path / "ckpt" / "README.md").read_text()
+    assert "1 epoch" in card and "SYNTHETIC" in card and str(tmp_path) not in card

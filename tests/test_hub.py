@@ -138,16 +138,27 @@ card = {{"dataset": "demo", "synthetic": True, "metrics": {{"val mAP": 0.25}}, "
 model.save_pretrained({tmp!r} + "/saved", card=card, push_to_hub=True,
                       repo_id="someone/dagnet-tiny", token="t")
 open({tmp!r} + "/inference.json", "w").write('{{"image_size": 32}}')
-url = model.push_to_hub("someone/dagnet-extra", token="t",
+assert set(hub.tokens) == {{"t"}}, hub.tokens  # every request carried the token given
+url = model.push_to_hub("someone/dagnet-extra", token="t2",
                         extra_files={{"inference.json": {tmp!r} + "/inference.json"}})
 assert "/someone/dagnet-extra/commit/" in url, url
-assert sorted(hub.repos["someone/dagnet-extra"][hub.heads["someone/dagnet-extra"]]) == [
+assert sorted(hub.head("someone/dagnet-extra")) == [
     "README.md", "config.json", "inference.json", "model.safetensors"]
-head = hub.heads["someone/dagnet-tiny"]
+assert b"hf-hub:someone/dagnet-extra" in hub.head("someone/dagnet-extra")["README.md"]
+main_before = hub.heads["someone/dagnet-extra", "main"]
+model.push_to_hub("someone/dagnet-extra", token="t2", revision="dev")  # a new branch
+assert hub.heads["someone/dagnet-extra", "main"] == main_before
+assert sorted(hub.head("someone/dagnet-extra", "dev")) == [
+    "README.md", "config.json", "inference.json", "model.safetensors"]
+assert any("SYNTHETIC" in text for text in hub.cards)  # the card the client validated
+head = hub.heads["someone/dagnet-tiny", "main"]
 body, context = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
 want = model.forward_logits(body, context)
 torch.save((body, context, want), {tmp!r} + "/want.pt")
 cache = {tmp!r} + "/cache"
+n = len(hub.tokens)
+DAGNet.from_pretrained("someone/dagnet-tiny", cache_dir={tmp!r} + "/c2", token="dl")
+assert set(hub.tokens[n:]) == {{"dl"}}, hub.tokens[n:]  # the token reaches the Hub
 loaded = [DAGNet.from_pretrained("someone/dagnet-tiny", cache_dir=cache, token=False),
           DAGNet.from_pretrained("hf-hub:someone/dagnet-tiny@" + head, cache_dir=cache),
           create_model("hf-hub:someone/dagnet-tiny", pretrained=True, cache_dir=cache),

@@ -427,7 +427,7 @@ def test_grid_adjacency_is_the_8_neighbourhood(n: int) -> None:
 
 @pytest.mark.parametrize("n", [1, 2, 4, 7])
 def test_grid_adjacency_is_pygs_grid_graph(n: int) -> None:
-    """The same graph as torch_geometric.utils.grid (what 0.1.0 built the grid with)."""
+    """The same graph as torch_geometric.utils.grid (pre-release builds used it)."""
     pyg = pytest.importorskip("torch_geometric.utils")
     edge_index, _ = pyg.grid(n, n)
     want = (pyg.to_dense_adj(edge_index, max_num_nodes=n * n)[0] > 0).float()

@@ -449,3 +449,14 @@ def test_focal_soft_targets_interpolate_the_two_terms():
     pos = loss(x, torch.ones_like(y))
     neg = loss(x, torch.zeros_like(y))
     torch.testing.assert_close(loss(x, y), 0.25 * pos + 0.75 * neg)
+
+
+@pytest.mark.parametrize("gamma", [0.25, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_focal_gradients_stay_finite_at_saturated_logits(gamma, dtype):
+    """torchvision's (1 - p_t)**gamma has an infinite slope at 0 for gamma < 1: those
+    gammas take the logsigmoid form."""
+    x = torch.tensor([[30.0, -30.0, 12.0, -12.0]], dtype=dtype, requires_grad=True)
+    y = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=dtype)
+    MultiLabelFocalLoss(gamma=gamma)(x, y).backward()
+    assert x.grad is not None and torch.isfinite(x.grad.float()).all(), (gamma, x.grad)

@@ -164,3 +164,60 @@ def test_features_only_is_refused_with_what_to_use() -> None:
 def test_pretrained_tags_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="no pretrained tags"):
         timm.create_model("test_dagnet.in1k")
+
+
+def test_a_missing_relative_local_dir_is_never_sent_to_the_hub(tmp_path: Path, monkeypatch) -> None:
+    """``runs/best`` looks like a Hub id; as ``local-dir:`` it is a folder, as in timm."""
+    from dagnet_layers.errors import MissingFileError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingFileError, match=r"runs/best/config\.json") as info:
+        create_model("local-dir:runs/best")
+    assert "hf-hub" not in str(info.value)
+
+
+def test_function_variants_register_their_own_preprocessing() -> None:
+    @register_model
+    def timm_test_small_images(pretrained: bool = False, **kwargs):
+        return build_dagnet(**{**TINY, "image_size": 96}, pretrained=pretrained, **kwargs)
+
+    try:
+        cfg = timm.models.get_pretrained_cfg("timm_test_small_images")
+        with torch.device("meta"):
+            model = timm.create_model("timm_test_small_images")
+        assert cfg.input_size == model.pretrained_cfg["input_size"] == (3, 96, 96)
+        assert cfg.mean == model.pretrained_cfg["mean"]
+    finally:
+        registry._unregister("timm_test_small_images")
+
+
+def test_pretrained_cfg_replaces_and_the_overlay_overlays(tmp_path: Path) -> None:
+    saved, folder = _trained(tmp_path)
+    register_model("timm_test_registered", pretrained_cfg={"hf_hub_id": "someone/unreachable"},
+                   **TINY)  # fmt: skip
+    try:
+        body, context = _inputs()
+        want = saved.forward_logits(body, context)
+        for create in (timm.create_model, create_model):
+            model = create("timm_test_registered", pretrained=True,
+                           pretrained_cfg={"file": str(folder)})  # replaces the Hub id
+            assert torch.equal(model.forward_logits(body, context), want), create
+        # a tag with a pretrained_cfg: the cfg wins, as in timm
+        tagged = create_model("timm_test_registered.sometag", pretrained=True,
+                              pretrained_cfg={"file": str(folder)})  # fmt: skip
+        assert torch.equal(tagged.forward_logits(body, context), want)
+    finally:
+        registry._unregister("timm_test_registered")
+
+
+@pytest.mark.parametrize("name", ["my.dotted", "hf-hub:x", "a/b", "has space"])
+def test_names_timm_cannot_address_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="identifier"):
+        register_model(name, **TINY)
+    assert name not in registry._REGISTRY
+
+
+def test_num_classes_zero_says_what_to_use_instead() -> None:
+    with pytest.raises(Exception, match=r"forward_features\(\)"):
+        create_model("test_dagnet", num_classes=0)

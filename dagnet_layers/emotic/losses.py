@@ -486,11 +486,14 @@ class MultiLabelFocalLoss(nn.Module):
     logits.
 
     Multi-hot targets (EMOTIC's) go to :func:`torchvision.ops.sigmoid_focal_loss`,
-    the maintained implementation. ``soft_targets=True`` is our extension for
-    targets strictly between 0 and 1: each entry is the target-weighted sum of the
-    positive and the negative term above (torchvision instead mixes :math:`p_t`
-    inside one term, which is another loss for soft targets), computed from
-    ``logsigmoid`` so large logits stay finite; on 0/1 targets the two agree.
+    the maintained implementation, for ``gamma = 0`` or ``gamma >= 1``. Our own form
+    computes the rest: each entry is the target-weighted sum of the positive and the
+    negative term above, from ``logsigmoid``, so that large logits stay finite. It is
+    used for ``0 < gamma < 1``, where torchvision's :math:`(1 - p_t)^\gamma` has an
+    infinite derivative at a saturated logit (NaN gradients), and with
+    ``soft_targets=True``, our extension for targets strictly between 0 and 1
+    (torchvision mixes :math:`p_t` inside one term, which is another loss for soft
+    targets). On 0/1 targets the two forms agree (tested).
 
     Args:
         gamma: focusing exponent :math:`\gamma \ge 0`.
@@ -537,7 +540,7 @@ class MultiLabelFocalLoss(nn.Module):
         """Focal loss of the logits ``input`` against multi-hot ``target``."""
         _check_pair(type(self).__name__, input, target)
         target = target.to(dtype=input.dtype)
-        if not self.soft_targets:
+        if not self.soft_targets and (self.gamma == 0.0 or self.gamma >= 1.0):
             from torchvision.ops import sigmoid_focal_loss
 
             alpha = -1.0 if self.alpha is None else self.alpha  # torchvision's "no weighting"

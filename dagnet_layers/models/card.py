@@ -86,7 +86,8 @@ def model_card(config: DAGNetConfig, card: Mapping[str, Any] | None = None,
         "",
         "## Training data",
         "",
-        f"{dataset}" + (f", {int(info['epoch'])} epochs" if info.get("epoch") is not None else ""),
+        f"{dataset}" + (f", {_epochs(int(info['epoch']))}" if info.get("epoch") is not None
+                        else ""),
         "",
         "## Results",
         "",
@@ -101,3 +102,7 @@ def model_card(config: DAGNetConfig, card: Mapping[str, Any] | None = None,
     lines += ["", "## Architecture", "", "```json",
               json.dumps(config.to_dict(), indent=2), "```", ""]  # fmt: skip
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")

@@ -173,6 +173,13 @@ class DAGNetConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"DAGNetConfig({name}=...) must be True or False, "
                                   f"got {getattr(self, name)!r}")
+        if isinstance(self.num_classes, int) and not isinstance(self.num_classes, bool) \
+                and self.num_classes < 1:
+            raise ConfigError(f"DAGNetConfig(num_classes=...) must be an int >= 1, got "
+                              f"{self.num_classes}: DAG-Net always keeps a head (its outputs "
+                              "and GSAM's attention map are made from class maps); for "
+                              "features use forward_features() or forward_head(x, "
+                              "pre_logits=True)")
         for name, bound in _SIZE_BOUNDS.items():
             values = getattr(self, name)
             for value in values if isinstance(values, tuple) else (values,):

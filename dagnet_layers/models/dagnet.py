@@ -793,7 +793,9 @@ class DAGNet(nn.Module):
             token: Hub token (default: the logged-in one).
             revision: Branch to commit to.
             extra_files: Repository path -> local file, uploaded alongside (e.g.
-                ``{"inference.json": run / "checkpoints/best/inference.json"}``).
+                ``{"inference.json": run / "checkpoints/best/inference.json"}``, which
+                records the training data's local path under ``data.path``: remove it
+                first if that path should stay private).
             card: What the model card says (as :meth:`save_pretrained`).
             label_names: One name per class (as :meth:`save_pretrained`).
 
@@ -803,7 +805,8 @@ class DAGNet(nn.Module):
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(tmp, card=card, label_names=label_names)
+            folder = self.save_pretrained(tmp, card=card, label_names=label_names,
+                                          repo_id=repo_id)
             for name, path in (extra_files or {}).items():
                 shutil.copyfile(path, folder / name)
             return self._upload(folder, repo_id, commit_message=commit_message,
@@ -818,6 +821,8 @@ class DAGNet(nn.Module):
 
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision is not None:  # the Hub commits only to a branch that exists
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
         info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
                                  commit_message=commit_message, repo_type="model")
         return str(getattr(info, "commit_url", info))

@@ -47,6 +47,10 @@ _REGISTRY: dict[str, _Entry] = {}
 def _add(name: str, entry: _Entry) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+    if not name.isidentifier():
+        raise ValueError(f"model name {name!r} must be a Python identifier (letters, digits, "
+                         "'_'): timm reads '.' as a pretrained tag and ':' as a source such "
+                         "as hf-hub:")
     if name in _REGISTRY:
         raise ValueError(f"model name {name!r} is already registered")
     import timm
@@ -201,9 +205,12 @@ def create_model(
 ) -> DAGNet:
     """Build a variant: what :func:`timm.create_model` does with our names, plus Hub options.
 
-    After ``import dagnet_layers``, ``timm.create_model(name, ...)`` runs this same
-    code for every name of :func:`list_models` and for ``local-dir:`` /
-    ``hf-hub:`` names of saved DAG-Nets, with timm's meaning of each argument:
+    After ``import dagnet_layers``, ``timm.create_model(name, ...)`` builds through the
+    same code for every name of :func:`list_models` and for ``local-dir:`` /
+    ``hf-hub:`` names of saved DAG-Nets, with timm's meaning of each argument (one
+    difference: timm loads its own ``checkpoint_path`` itself, after building: the
+    ``model.safetensors`` file only, strictly, without our checksum check, with the
+    checkpoint's ``num_classes``, and the model stays in training mode):
 
     * ``pretrained=False`` builds the architecture (backbones from scratch);
     * ``pretrained=True`` loads the DAG-Net checkpoint that the variant's
@@ -227,9 +234,11 @@ def create_model(
         pretrained_cfg: The variant's checkpoint source, replacing the registered one
             (``{"file": FOLDER}`` or ``{"hf_hub_id": "org/name"}``).
         pretrained_cfg_overlay: Entries laid over the registered ``pretrained_cfg``
-            (e.g. ``{"file": "/local/copy"}``). Everywhere in this package, as in
-            timm, this names the *DAG-Net* checkpoint; a backbone's local weight file
-            goes in ``backbone_weights={"body": FILE, "context": FILE}``.
+            (e.g. ``{"file": "/local/copy"}``). Here and in :func:`timm.create_model`,
+            as in timm, this names the checkpoint of the model created, DAG-Net's;
+            a backbone's local weight file goes in ``backbone_weights={"body": FILE,
+            "context": FILE}`` (inside ``body_backbone_kwargs`` the name keeps its
+            meaning for that backbone's own ``timm.create_model`` call).
         cache_dir: Hub cache folder (checkpoints and timm's backbone weights).
         **kwargs: Overrides for :func:`build_dagnet` (e.g. ``num_classes``,
             ``backbone_weights``); for ``hf-hub:`` names also ``revision``,
@@ -252,16 +261,20 @@ def create_model(
         if name.startswith("local-dir:") and hub:
             raise TypeError(f"create_model({name!r}) reads a local folder; {sorted(hub)} are "
                             "options of hf-hub: names")
-        source = name[len("local-dir:"):] if name.startswith("local-dir:") else name
-        folder = resolve_pretrained_source(source, cache_dir=cache_dir, **hub)
+        if name.startswith("local-dir:"):  # a folder, never a Hub name (as in timm)
+            folder = Path(name[len("local-dir:"):]).expanduser()
+        else:
+            folder = resolve_pretrained_source(name, cache_dir=cache_dir, **hub)
         saved = read_pretrained_config(folder).to_dict()
         return _create(GENERIC, pretrained, pretrained_cfg={"file": str(folder)},
                        pretrained_cfg_overlay=pretrained_cfg_overlay,
                        checkpoint_path=checkpoint_path, pretrained_model_args=saved,
                        **{**saved, **kwargs})  # fmt: skip
     base, _, tag = name.partition(".")
-    if tag and base in _REGISTRY and pretrained_cfg is None:  # timm's "name.tag"
-        name, pretrained_cfg = base, tag
+    if tag and base in _REGISTRY:  # timm's "name.tag"; a given pretrained_cfg wins, as in timm
+        name = base
+        if pretrained_cfg is None:
+            pretrained_cfg = tag
     if hub:
         raise TypeError(f"create_model({name!r}): {sorted(hub)} are options of hf-hub: names "
                         "(a registered variant's Hub checkpoint uses its pretrained_cfg)")
@@ -294,8 +307,8 @@ def _create(
                          "register_model(pretrained_cfg=...) or pass pretrained_cfg=dict(...)")
     if pretrained_cfg is not None and not isinstance(pretrained_cfg, dict):
         pretrained_cfg = pretrained_cfg.to_dict()  # timm's PretrainedCfg
-    cfg = {**(entry.pretrained_cfg or {}), **(pretrained_cfg or {}),
-           **(pretrained_cfg_overlay or {})}  # fmt: skip
+    base = entry.pretrained_cfg if pretrained_cfg is None else pretrained_cfg  # replaces
+    cfg = {**(base or {}), **(pretrained_cfg_overlay or {})}
     source: Path | None = None
     if checkpoint_path is not None:
         source = Path(checkpoint_path).expanduser()
@@ -343,10 +356,20 @@ def _saved_config(source: Path) -> DAGNetConfig | None:
 def _timm_cfg(entry: _Entry) -> dict[str, Any]:
     """timm's pretrained config of a variant: its preprocessing and its checkpoint."""
     try:
-        config = resolve_config(**entry.config)[0] if entry.builder is None else DAGNetConfig()
-    except Exception:  # registered now, refused when built: build_dagnet names the problem
-        config = DAGNetConfig()
-    cfg = preprocessing_cfg(config)
+        if entry.builder is None:
+            cfg = preprocessing_cfg(resolve_config(**entry.config)[0])
+        else:  # only the function knows its model: build one without memory to ask it
+            import torch
+
+            with torch.device("meta"):
+                cfg = dict(entry.builder(pretrained=False).pretrained_cfg)
+    except Exception as err:  # registered now, refused when built: building names it
+        import warnings
+
+        warnings.warn(f"could not read the preprocessing of the variant being registered "
+                      f"({type(err).__name__}: {err}); timm lists it with the paper's",
+                      RuntimeWarning, stacklevel=3)
+        cfg = preprocessing_cfg(DAGNetConfig())
     cfg.update({k: v for k, v in (entry.pretrained_cfg or {}).items()
                 if k in ("hf_hub_id", "file", "url")})  # fmt: skip
     return cfg

@@ -244,8 +244,8 @@ def _card_arguments(model: nn.Module, extra: Mapping[str, Any] | None) -> dict[s
     if isinstance(val_map, int | float) and val_map == val_map:  # not NaN
         card["metrics"] = {"val mAP": float(val_map)}
         card["split"] = "validation"
-    if "epoch" in progress:
-        card["epoch"] = progress["epoch"]
+    if "epoch" in progress:  # 0-based: the card counts the epochs trained
+        card["epoch"] = int(progress["epoch"]) + 1
     labels = None
     if getattr(model, "num_classes", None) == len(EMOTIC_CATEGORIES):
         labels = list(EMOTIC_CATEGORIES)
@@ -385,6 +385,14 @@ def load_checkpoint(
     # the weights file alone: the MANIFEST above has already checked its checksum
     load_pretrained_weights(unwrap_model(model), weights, map_location=map_location)
     if optimizer is not None and "optimizer" in state:
+        saved_groups = len(state["optimizer"].get("param_groups", []))
+        if saved_groups != len(optimizer.param_groups):
+            raise CorruptFileError(
+                state_file, f"its optimizer has {saved_groups} parameter group(s) and this "
+                f"run's has {len(optimizer.param_groups)}: weight decay splits the parameters "
+                "into a decayed and a spared group (a pre-release build, or a run with "
+                "--weight-decay 0, had one); resume with the run's own --weight-decay"
+            )
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and "scheduler" in state:
         scheduler.load_state_dict(state["scheduler"])
@@ -570,7 +578,7 @@ class RunCheckpoints:
 
     @staticmethod
     def progress(folder: str | os.PathLike[str]) -> dict[str, Any]:
-        """The progress record committed with a checkpoint (``{}`` for a 0.1 folder)."""
+        """The progress record committed with a checkpoint (``{}`` for a pre-release folder)."""
         path = Path(folder) / "progress.json"
         if not path.is_file():
             return {}
