@@ -134,19 +134,24 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | bytearray | m
     return hashlib.sha256(data).hexdigest()
 
 
-def read_json_object(path: str | os.PathLike[str], what: str = "JSON file") -> dict[str, Any]:
+def read_json_object(
+    path: str | os.PathLike[str], what: str = "JSON file", *, max_bytes: int | None = None
+) -> dict[str, Any]:
     """Read a JSON object from ``path``, or raise a library error naming the file.
 
     Args:
         path: The file.
         what: What the file is, for the messages (e.g. ``"EMOTIC cache manifest"``).
+        max_bytes: Refuse a larger file before reading it (settings files are a few KB;
+            a huge one is not what we wrote).
 
     Returns:
         The parsed object.
 
     Raises:
         MissingFileError: The file does not exist.
-        CorruptFileError: It is not a regular file, not UTF-8, not JSON, or not an object.
+        CorruptFileError: It is not a regular file, larger than ``max_bytes``, not
+            UTF-8, not JSON, nested too deeply to parse, or not an object.
 
     Example:
         >>> import tempfile, os
@@ -161,12 +166,18 @@ def read_json_object(path: str | os.PathLike[str], what: str = "JSON file") -> d
         raise MissingFileError(path, f"{what} not found")
     if not path.is_file():
         raise CorruptFileError(path, f"{what} exists but is not a regular file")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise CorruptFileError(path, f"{what} is {size:,} bytes, more than the {max_bytes:,} "
+                               "such a file can need; refusing to read it")
     try:
         payload = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise CorruptFileError(path, f"{what} is not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
         raise CorruptFileError(path, f"{what} is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise CorruptFileError(path, f"{what} is nested too deeply to be what we write") from exc
     if not isinstance(payload, dict):
         raise CorruptFileError(path, f"{what} must hold a JSON object, got "
                                f"{type(payload).__name__}")

@@ -697,3 +697,82 @@ def test_predict_cli_prints_one_line(model_dir: Path, tmp_path: Path, capsys) ->
     assert info.value.code == 2 and "config.json" in err[-1] and "partition" in err[-1]
     assert err[-1].startswith("dagnet-predict: error: argument --checkpoint: ")
     assert not any("Traceback" in line for line in err)
+
+
+# ============================================== saved settings: verified or bounded (issue 33)
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"thresholds": {"Peace": float("inf")}}, r"thresholds\['Peace'\] must be a finite"),
+        ({"thresholds": {"Peace": -0.1}}, r"thresholds\['Peace'\] must be a finite"),
+        ({"thresholds": {"Peace": 1.5}}, r"thresholds\['Peace'\] must be a finite"),
+        ({"thresholds": {"Peacefulness": 0.5}}, r"thresholds for unknown categories \['Peace"),
+        ({"thresholds": [0.5]}, "thresholds must be an object"),
+        ({"mask_fill": 1e9}, r"mask_fill must be a number in \[0, 255\]"),
+        ({"mask_fill": "x"}, r"mask_fill must be a number in \[0, 255\]"),
+        ({"mask_body": "no"}, "mask_body must be true or false"),
+        ({"image_size": 4096}, r"image_size must be an int in \[1, 1024\]"),
+        ({"junk": 1}, r"unknown field\(s\) \['junk'\]"),
+        ({"data": {"synthetic": "false"}}, "data.synthetic must be true or false"),
+        ({"val_map": "high"}, "val_map must be a number or null"),
+    ],
+)
+def test_hostile_inference_json_is_refused_naming_the_field(
+    model_dir: Path, tmp_path: Path, fields: dict, match: str
+) -> None:
+    from dagnet_layers.inference import Predictor, read_inference_config
+
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    settings = {**json.loads((folder / "inference.json").read_text()), **fields}
+    (folder / "inference.json").write_text(json.dumps(settings))
+    for load in (read_inference_config, Predictor.from_checkpoint):
+        with pytest.raises(CorruptFileError, match=r"inference\.json: " + match):
+            load(folder)
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "hf-hub:someone/backbone",
+                                  "local-dir:/tmp/elsewhere", "resnet5O"])
+def test_a_saved_backbone_name_is_checked_before_timm_sees_it(model_dir: Path, tmp_path: Path,
+                                                              name: str) -> None:  # fmt: skip
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    meta = json.loads((folder / "config.json").read_text())
+    meta["config"]["body_backbone"] = meta["model_args"]["body_backbone"] = name
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError, match=r"config\.json: body_backbone .* timm"):
+        DAGNet.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("what", ["nested", "huge"])
+def test_a_config_json_too_deep_or_too_big_is_refused(model_dir: Path, tmp_path: Path,
+                                                      what: str) -> None:  # fmt: skip
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    if what == "nested":
+        text, match = '{"config": ' + "[" * 200_000 + "]" * 200_000 + "}", "nested too deeply"
+    else:
+        meta = json.loads((folder / "config.json").read_text())
+        meta["padding"] = "x" * (2 << 20)
+        text, match = json.dumps(meta), "more than the 1,048,576"
+    (folder / "config.json").write_text(text)
+    with pytest.raises(CorruptFileError, match=r"config\.json: .*" + match):
+        DAGNet.from_pretrained(folder)
+
+
+def test_a_changed_digit_in_a_checkpoints_inference_json_is_caught(tmp_path: Path) -> None:
+    """The manifest's checksum covers inference.json: a predictor refuses the edited file."""
+    from dagnet_layers.emotic.engine import save_checkpoint
+    from dagnet_layers.inference import Predictor
+    from dagnet_layers.storage import IntegrityError
+
+    torch.manual_seed(0)
+    model = build_dagnet("test_resnet", "test_resnet", partition=2, gcn_hidden=(8,),
+                         patch_channels=(4, 4), fusion_hidden=8)  # fmt: skip
+    folder = save_checkpoint(tmp_path / "ckpt", model, epoch=0, extra={"inference": {
+        "image_size": 32, "score": "softmax", "thresholds": {"Peace": 0.25}}})
+    assert Predictor.from_checkpoint(folder).thresholds == {"Peace": 0.25}
+    path = folder / "inference.json"
+    path.write_text(path.read_text().replace("0.25", "0.35"))  # still valid, now wrong
+    with pytest.raises(IntegrityError, match=r"inference\.json"):
+        Predictor.from_checkpoint(folder)

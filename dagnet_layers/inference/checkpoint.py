@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dagnet_layers.emotic.data.categories import EMOTIC_CATEGORIES
 from dagnet_layers.emotic.losses import SCORE_KINDS
 from dagnet_layers.errors import CorruptFileError
 from dagnet_layers.storage import read_json_object
@@ -26,6 +27,8 @@ __all__ = [
     "DEFAULT_SCORE",
     "INFERENCE_NAME",
     "LEGACY_SCORE",
+    "MAX_IMAGE_SIZE",
+    "MAX_SETTINGS_BYTES",
     "SYNTHETIC_WARNING",
     "read_inference_config",
     "thresholds_of",
@@ -47,36 +50,100 @@ SYNTHETIC_WARNING = (
 )
 
 
+#: Largest ``inference.json`` / ``config.json`` read (ours are a few KB).
+MAX_SETTINGS_BYTES = 1 << 20
+#: Largest input side an ``inference.json`` may ask for: 1,024 is 21 times the
+#: paper's 224 in pixels; beyond it one ResNet-50 forward pass needs tens of GB.
+MAX_IMAGE_SIZE = 1024
+
+#: The fields ``inference.json`` may hold, and what each must be.
+_FIELDS = ("image_size", "mask_body", "mask_fill", "score", "loss", "protocol", "ties",
+           "val_map", "data", "thresholds")
+
+
 def read_inference_config(checkpoint: str | Path) -> tuple[dict[str, Any], bool]:
     """``inference.json`` of a checkpoint merged over the defaults, and whether it existed.
 
+    Every field is checked before use: its type, its range (``image_size`` in
+    [1, :data:`MAX_IMAGE_SIZE`], ``mask_fill`` in [0, 255], thresholds finite and in
+    [0, 1], each for a known EMOTIC category), and no field is unknown. In a training
+    checkpoint (a folder with ``MANIFEST.json``), the file must also match the
+    checksum recorded when it was written.
+
     Raises:
-        CorruptFileError: The file exists but is not a JSON object with sane values
-            (a ``ValueError`` naming the file and the field).
+        CorruptFileError: The file is not a JSON object with sane values (a
+            ``ValueError`` naming the file and the field).
+        IntegrityError: It differs from what the checkpoint's manifest records.
     """
     path = Path(checkpoint) / INFERENCE_NAME
     if not path.exists():
         return dict(DEFAULT_INFERENCE), False
-    data = read_json_object(path, INFERENCE_NAME)
+    _verify_against_manifest(Path(checkpoint), INFERENCE_NAME)
+    data = read_json_object(path, INFERENCE_NAME, max_bytes=MAX_SETTINGS_BYTES)
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise CorruptFileError(path, f"unknown field(s) {unknown[:5]}; an inference.json "
+                               f"holds only {list(_FIELDS)}")
     config = {**DEFAULT_INFERENCE, **data}
+
+    def bad(field: str, want: str) -> CorruptFileError:
+        return CorruptFileError(path, f"{field} must be {want}, got {str(config[field])[:80]!r}")
+
     size = config["image_size"]
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
-        raise CorruptFileError(path, f"image_size must be an int in [1, 4096], got {size!r}")
-    thresholds = config.get("thresholds")
-    if thresholds is not None and (
-        not isinstance(thresholds, dict)
-        or not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))
-                   for v in thresholds.values())
-    ):
-        raise CorruptFileError(path, f"thresholds must map category -> number, got "
-                               f"{str(thresholds)[:80]}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_IMAGE_SIZE:
+        raise bad("image_size", f"an int in [1, {MAX_IMAGE_SIZE}]")
+    if not isinstance(config["mask_body"], bool):
+        raise bad("mask_body", "true or false")
+    fill = config["mask_fill"]
+    if not _number(fill) or not 0 <= fill <= 255:
+        raise bad("mask_fill", "a number in [0, 255] (a pixel value)")
     if "score" in config and config["score"] not in SCORE_KINDS:
-        raise CorruptFileError(path, f"score must be one of {SCORE_KINDS}, got "
-                               f"{config['score']!r}")
+        raise bad("score", f"one of {SCORE_KINDS}")
+    for field in ("loss", "protocol", "ties"):
+        if config.get(field) is not None and not isinstance(config[field], str):
+            raise bad(field, "a string or null")
+    if config.get("val_map") is not None and not _number(config["val_map"], finite=False):
+        raise bad("val_map", "a number or null")
+    thresholds = config.get("thresholds")
+    if thresholds is not None:
+        if not isinstance(thresholds, dict):
+            raise bad("thresholds", "an object mapping category -> threshold")
+        strangers = sorted(set(thresholds) - set(EMOTIC_CATEGORIES))
+        if strangers:
+            raise CorruptFileError(path, f"thresholds for unknown categories {strangers[:5]}; "
+                                   "the categories are EMOTIC's 26")
+        for name, value in thresholds.items():
+            if value is not None and not (_number(value) and 0.0 <= value <= 1.0):
+                raise CorruptFileError(path, f"thresholds[{name!r}] must be a finite number "
+                                       f"in [0, 1] (a score) or null, got {value!r}")
     data = config.get("data")
-    if data is not None and not isinstance(data, dict):
-        raise CorruptFileError(path, f"data must be an object, got {data!r}")
+    if data is not None:
+        if not isinstance(data, dict):
+            raise bad("data", "an object")
+        if "synthetic" in data and not isinstance(data["synthetic"], bool):
+            raise CorruptFileError(path, f"data.synthetic must be true or false, got "
+                                   f"{data['synthetic']!r}")
     return config, True
+
+
+def _number(value: Any, finite: bool = True) -> bool:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) or not finite
+
+
+def _verify_against_manifest(folder: Path, name: str) -> None:
+    """Check ``name`` against the checksum a training checkpoint's manifest records."""
+    from dagnet_layers.emotic.engine.checkpoints import MANIFEST_NAME
+    from dagnet_layers.storage import verify_files
+
+    manifest_file = folder / MANIFEST_NAME
+    if not manifest_file.is_file():
+        return  # a save_pretrained folder: the file is bounded, not verified
+    manifest = read_json_object(manifest_file, MANIFEST_NAME, max_bytes=MAX_SETTINGS_BYTES)
+    files = manifest.get("files")
+    if isinstance(files, dict) and isinstance(files.get(name), dict):
+        verify_files(folder, {name: files[name]})
 
 
 def thresholds_of(config: dict[str, Any]) -> dict[str, float]:

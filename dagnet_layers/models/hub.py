@@ -35,6 +35,9 @@ CONFIG_NAME = "config.json"
 #: File name of a saved model's weights.
 WEIGHTS_NAME = "model.safetensors"
 
+#: Largest ``config.json`` read (ours are a few KB).
+MAX_CONFIG_BYTES = 1 << 20
+
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -121,10 +124,30 @@ def _config_from_meta(meta: dict[str, Any], config_file: Path) -> DAGNetConfig:
         checked = DAGNetConfig.from_dict(config)
     except (ConfigError, TypeError) as err:
         raise CorruptFileError(config_file, f"invalid model config: {err}") from err
+    for field in ("body_backbone", "context_backbone"):
+        _check_backbone_name(config_file, field, getattr(checked, field))
     if "model_args" in meta and meta["model_args"] != meta["config"]:
         raise CorruptFileError(config_file, "its 'model_args' (read by timm) differ from its "
                                "'config' (read by dagnet-layers); one of them was edited")
     return checked
+
+
+def _check_backbone_name(config_file: Path, field: str, name: str) -> None:
+    """A saved model may name only timm's registered models: a ``hf-hub:`` or
+    ``local-dir:`` name in a file would make loading a local folder reach the network or
+    read outside it, and a misspelt one would fail inside timm."""
+    import timm
+
+    if timm.is_model(name):
+        return
+    if ":" in name or "/" in name or "\\" in name:
+        raise CorruptFileError(
+            config_file, f"{field} {name[:80]!r} is not a timm model name; a saved model may "
+            "name only those (a hub or folder source in a file would be fetched or read "
+            "when it loads). To load such a model, build it yourself (build_dagnet(...)) "
+            "and fill it with load_pretrained_weights(model, folder)")
+    raise CorruptFileError(config_file, f"{field} {name[:80]!r} is not a model timm knows "
+                           f"(timm {timm.__version__}): written by another timm, or edited")
 
 
 def load_pretrained_weights(
@@ -191,7 +214,7 @@ def _load_weights(
 def _read_meta(config_file: Path) -> dict[str, Any]:
     if not config_file.exists():
         raise MissingFileError(config_file, "not found (written by save_pretrained)")
-    meta = read_json_object(config_file, "model config")
+    meta = read_json_object(config_file, "model config", max_bytes=MAX_CONFIG_BYTES)
     if meta.get("format") != "dagnet-layers" or not isinstance(meta.get("config"), dict):
         raise CorruptFileError(config_file, "not a dagnet-layers model config")
     return meta
