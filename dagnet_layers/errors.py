@@ -59,6 +59,7 @@ __all__ = [
     "StorageError",
     "UnknownOptionError",
     "UnsafePathError",
+    "WeightsUnavailableError",
     "check_keywords",
 ]
 
@@ -138,6 +139,10 @@ class StorageError(DAGNetError, OSError):
     Keeps the ``errno`` of the original error (``errno.ENOSPC`` for a full
     disk), so callers can still tell the causes apart.
     """
+
+
+class WeightsUnavailableError(DAGNetError, RuntimeError):
+    """Pretrained weights are not in their library's cache and could not be downloaded."""
 
 
 class FolderLockedError(DAGNetError, RuntimeError):

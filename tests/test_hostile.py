@@ -60,8 +60,10 @@ from dagnet_layers.errors import (
     CorruptFileError,
     DAGNetError,
     ImageTooLargeError,
+    MissingFileError,
     UnknownOptionError,
     UnsafePathError,
+    WeightsUnavailableError,
 )
 
 W, H = 64, 48
@@ -776,3 +778,61 @@ def test_a_changed_digit_in_a_checkpoints_inference_json_is_caught(tmp_path: Pat
     path.write_text(path.read_text().replace("0.25", "0.35"))  # still valid, now wrong
     with pytest.raises(IntegrityError, match=r"inference\.json"):
         Predictor.from_checkpoint(folder)
+
+
+# ============================================== offline detectors and inputs (issue 33)
+def _offline(monkeypatch, tmp_path: Path) -> None:
+    """No cached detector weights, and the download fails as it does with no network."""
+    import urllib.error
+
+    import torchvision.models._api as tv_api
+
+    def no_network(url, *args, **kwargs):
+        raise urllib.error.URLError(f"no network for {url}")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", no_network)
+
+
+def test_an_unavailable_detector_is_one_line_naming_the_commands_own_options(
+    model_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from dagnet_layers.commands import predict
+    from dagnet_layers.commands.args import build_demo_parser, predict_entry
+
+    _offline(monkeypatch, tmp_path)
+    for name in ("a.jpg", "b.jpg"):
+        Image.new("RGB", (40, 30)).save(tmp_path / name)
+    code = predict_entry(["--checkpoint", str(model_dir), "--detector",
+                          "ssdlite320_mobilenet_v3_large", "--no-progress",
+                          "--output-dir", str(tmp_path / "out"), str(tmp_path / "*.jpg")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err  # no usage block
+    assert err[0].startswith("dagnet-predict: error: person detector ssdlite320")
+    assert "could not be downloaded" in err[0] and "--boxes-file" in err[0]
+    assert "argument --detector" not in err[0]  # the user gave no wrong flag
+    args = build_demo_parser().parse_args(["--checkpoint", str(model_dir), "--detector",
+                                           "ssdlite320_mobilenet_v3_large"])
+    with pytest.raises(WeightsUnavailableError) as info:
+        predict._detector(build_demo_parser(), args, "demo")
+    assert "--detector-weights FILE.pth" in str(info.value) and "--box" not in str(info.value)
+
+
+def test_a_folder_and_a_glob_leave_out_the_same_non_images(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from dagnet_layers.inference import expand_inputs
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.jpg", "b.png"):
+        Image.new("RGB", (8, 8)).save(folder / name)
+    (folder / "notes.txt").write_text("x")
+    (folder / "sub").mkdir()
+    by_folder, by_glob = Counter(), Counter()
+    assert expand_inputs([folder], skipped=by_folder) == sorted(folder.glob("*.[jp][pn]g"))
+    assert expand_inputs([str(folder / "*")], skipped=by_glob) == expand_inputs([folder])
+    assert by_folder["not_a_photo_or_video"] == by_glob["not_a_photo_or_video"] == 1
+    assert by_glob["folder"] == 1
+    with pytest.raises(MissingFileError, match="matches no photo or video"):
+        expand_inputs([str(folder / "*.txt")])

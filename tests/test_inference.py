@@ -291,7 +291,7 @@ def test_folder_and_video_give_records_pictures_timeline_and_counted_skips(
 def test_inputs_that_do_not_exist_are_named(tmp_path: Path) -> None:
     with pytest.raises(MissingFileError, match=r"nowhere\.jpg: no such file or folder"):
         expand_inputs([tmp_path / "nowhere.jpg"])
-    with pytest.raises(MissingFileError, match="matches no file"):
+    with pytest.raises(MissingFileError, match="matches no photo or video"):
         expand_inputs([str(tmp_path / "*.png")])
 
 

@@ -125,7 +125,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
     usable_device(parser, args.device)
     _check_checkpoint(parser, args.checkpoint)
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device,
-                                          detector=_detector(parser, args), top_k=args.top_k)
+                                          detector=_detector(parser, args, "demo"),
+                                          top_k=args.top_k)
     demo = build_demo(predictor, top_k=args.top_k, examples=args.example)
     if predictor.synthetic:
         print(SYNTHETIC_WARNING)

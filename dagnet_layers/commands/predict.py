@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,7 +42,7 @@ from dagnet_layers import EMOTIC_CATEGORIES
 from dagnet_layers.commands.args import AUTO_DETECTORS, build_predict_parser, predict_entry
 from dagnet_layers.commands.checks import usable_device
 from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS, clamp_bbox, load_image_rgb
-from dagnet_layers.errors import DAGNetError
+from dagnet_layers.errors import DAGNetError, WeightsUnavailableError
 from dagnet_layers.inference import (
     INFERENCE_NAME,
     SYNTHETIC_WARNING,
@@ -155,7 +156,17 @@ def _check_checkpoint(parser: argparse.ArgumentParser, checkpoint: Path) -> tupl
         _fail(parser, "--checkpoint", str(err))
 
 
-def _detector(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+#: What each command can do instead of downloading the detector's weights.
+_DETECTOR_WAYS_OUT = {
+    "predict": "give the boxes yourself (--box X1 Y1 X2 Y2 for one photo, --boxes-file FILE "
+               "for many) or a local state dict (--detector-weights FILE.pth)",
+    "demo": "give a local state dict (--detector-weights FILE.pth)",
+}  # fmt: skip
+
+
+def _detector(parser: argparse.ArgumentParser, args: argparse.Namespace,
+              command: str = "predict") -> Any:  # fmt: skip
+    """The person detector, or one line saying how to do without a download."""
     weights: Any = args.detector_weights
     if str(weights).lower() == "none":
         weights = None
@@ -164,12 +175,10 @@ def _detector(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
     try:
         return TorchvisionPersonDetector(args.detector, weights, score_threshold=args.det_threshold,
                                          max_persons=args.max_persons, device=args.device)
+    except WeightsUnavailableError as err:  # not cached, and no network: not a flag's fault
+        raise WeightsUnavailableError(f"{err}; {_DETECTOR_WAYS_OUT[command]}") from err
     except (DAGNetError, ValueError) as err:
         _fail(parser, "--detector-weights", str(err))
-    except Exception as err:  # no cached weights and no network, most often
-        _fail(parser, "--detector", f"cannot load {args.detector} weights {weights!r} "
-              f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); give boxes "
-              "(--box, --boxes-file) or a local state dict (--detector-weights FILE.pth)")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int:
@@ -183,8 +192,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
     if not raw_inputs:
         _fail(parser, "INPUT", "give at least one photo, folder, glob or video")
     device = usable_device(parser, args.device)
+    left_out: Counter[str] = Counter()
     try:
-        paths = expand_inputs(raw_inputs, recursive=args.recursive)
+        paths = expand_inputs(raw_inputs, recursive=args.recursive, skipped=left_out)
     except DAGNetError as err:
         _fail(parser, "--image" if args.image else "INPUT", str(err))
     single = len(paths) == 1 and not is_video(paths[0]) and not Path(raw_inputs[0]).is_dir()
@@ -218,6 +228,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
         predictor, paths, output_dir=output_dir, jsonl=args.jsonl, csv_path=args.csv,
         annotate=not args.no_annotate, every=args.every, boxes=boxes_per_file,
         progress=not args.no_progress)
+    summary.skipped.update(left_out)  # the inputs' files that were not photos or videos
     print(summary.line())
     for path in summary.outputs:
         print(f"wrote {path}")

@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from dagnet_layers._detectors import PERSON_DETECTORS
-from dagnet_layers.errors import BadRecordError, ConfigError, CorruptFileError, MissingFileError
+from dagnet_layers.errors import (
+    BadRecordError,
+    ConfigError,
+    CorruptFileError,
+    MissingFileError,
+    WeightsUnavailableError,
+)
 
 __all__ = ["PERSON_DETECTORS", "TorchvisionPersonDetector", "boxes_for", "read_boxes_file"]
 
@@ -102,7 +108,16 @@ class TorchvisionPersonDetector:
             categories = chosen.meta.get("categories", [])
             if categories and categories[_COCO_PERSON] != "person":
                 raise ConfigError(f"{name} weights {chosen} are not COCO's: no 'person' label")
-            model = builder(weights=chosen)
+            try:
+                model = builder(weights=chosen)  # torchvision's cache, else a download
+            except Exception as err:
+                from torch.hub import get_dir
+
+                raise WeightsUnavailableError(
+                    f"person detector {name}: its {chosen} weights are not in torchvision's "
+                    f"cache ({Path(get_dir()) / 'checkpoints'}) and could not be downloaded "
+                    f"({type(err).__name__}: {' '.join(str(err).split())[:160]})"
+                ) from err
         self.model = model.to(self.device).eval()
         self.skipped: Counter[str] = Counter()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -60,31 +61,52 @@ def is_video(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[Path]:
-    """Files from files, folders (their photos and videos, sorted) and glob patterns.
+def expand_inputs(
+    inputs: Iterable[str | os.PathLike[str]], recursive: bool = False,
+    skipped: Counter[str] | None = None,
+) -> list[Path]:  # fmt: skip
+    """Files from files, folders and glob patterns: their photos and videos, sorted.
+
+    A folder and a glob follow one rule: a file whose name does not end like a photo
+    or a video (:data:`IMAGE_SUFFIXES`, :data:`VIDEO_SUFFIXES`) is left out and counted
+    in ``skipped["not_a_photo_or_video"]``, and a folder a glob matches in
+    ``skipped["folder"]``. A file named on its own is kept whatever its name (reading
+    it says what it is).
+
+    Args:
+        inputs: Files, folders and glob patterns, as a user types them.
+        recursive: Search folders' subfolders too.
+        skipped: Where to count what was left out, by reason.
 
     Raises:
         MissingFileError: An input that is neither a file, a folder nor a glob that
-            matches something (names it).
+            matches a photo or a video (names it).
     """
+    counts: Counter[str] = Counter()
     out: list[Path] = []
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_file():
             out.append(path)
-        elif path.is_dir():
+            continue
+        if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            out += sorted(p for p in path.glob(pattern) if p.is_file()
-                          and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)  # fmt: skip
+            found = [p for p in path.glob(pattern) if not p.is_dir()]
         elif glob.has_magic(str(item)):
-            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(str(item)),
-                                                         recursive=True))  # fmt: skip
-            files = [p for p in matches if p.is_file()]
-            if not files:
-                raise MissingFileError(item, "the pattern matches no file")
-            out += files
+            found = [Path(p) for p in glob.glob(os.path.expanduser(str(item)), recursive=True)]
+            counts["folder"] += sum(p.is_dir() for p in found)
+            found = [p for p in found if not p.is_dir()]
         else:
             raise MissingFileError(path, "no such file or folder")
+        media = sorted(p for p in found
+                       if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)  # fmt: skip
+        counts["not_a_photo_or_video"] += len(found) - len(media)
+        if not media and not path.is_dir():
+            raise MissingFileError(item, f"the pattern matches no photo or video "
+                                   f"({len(found)} other file(s))")
+        out += media
+    if skipped is not None:
+        skipped.update(+counts)
     return out
 
 
