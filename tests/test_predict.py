@@ -315,3 +315,18 @@ def test_predict_scores_follow_the_checkpoint_and_flag_synthetic_data(
                        dtype=torch.float64)
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-9)
     assert out_png.stat().st_size > 0
+
+
+def test_one_photo_writes_its_figure_into_the_output_folder_not_the_current_one(
+    checkpoint, tmp_path: Path, monkeypatch
+) -> None:
+    from dagnet_layers.commands.args import predict_entry
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    Image.new("RGB", (80, 60)).save(tmp_path / "photo.jpg")
+    assert predict_entry(["--checkpoint", str(checkpoint), str(tmp_path / "photo.jpg"),
+                          "--box", "5", "5", "40", "50"]) == 0  # fmt: skip
+    assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*")) == [
+        "dagnet_predictions", "dagnet_predictions/photo_dagnet.png"]

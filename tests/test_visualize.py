@@ -208,3 +208,11 @@ def test_prediction_rejects_bad_inputs(model_outputs) -> None:
         plot_prediction(img, [(20, 1, 10, 20)], pred)
     # categories=None lifts the name check (models with another label set).
     assert isinstance(plot_prediction(img, box, [{"Joy": 0.9}], categories=None), Figure)
+
+
+def test_prediction_figure_promises_no_true_labels_it_was_not_given(model_outputs) -> None:
+    outputs, n = model_outputs
+    fig = plot_prediction(Image.new("RGB", (96, 64)), [(5, 5, 40, 60), (50, 10, 90, 62)],
+                          [{"Happiness": 0.9}, {}], partition=n, figsize=(10, 4), dpi=60,
+                          **outputs)  # fmt: skip
+    assert fig.axes[0].get_title() == "Predicted labels (blue)"

@@ -364,7 +364,8 @@ def build_predict_parser(prog: str = "dagnet-predict") -> argparse.ArgumentParse
     out = parser.add_argument_group("outputs")
     out.add_argument("--output", type=Path, default=None,
                      help="one photo: the figure to write (default: <image stem>_dagnet.png in "
-                     "the current folder)")
+                     "--output-dir, else in dagnet_predictions/, the folder several inputs "
+                     "write to)")
     out.add_argument("--no-plot", action="store_true", help="one photo: print the table only")
     out.add_argument("--json", type=Path, default=None,
                      help="one photo: also write the scores as JSON")

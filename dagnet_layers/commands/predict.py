@@ -345,7 +345,8 @@ def _print_table(persons: list[PersonPrediction], top_k: int, thresholds: bool) 
 
 def _figure(args: argparse.Namespace, predictor: Predictor, image: Any,
             persons: list[PersonPrediction], true_labels: Any, path: Path) -> None:
-    output = args.output or Path(f"{path.stem}_dagnet.png")
+    folder = args.output_dir or Path("dagnet_predictions")  # never litter the current folder
+    output = args.output or folder / f"{path.stem}_dagnet.png"
     figure = predictor.plot(image, persons, true_labels=true_labels)
     if predictor.synthetic:
         figure.suptitle("checkpoint trained on SYNTHETIC demo data, not EMOTIC: "

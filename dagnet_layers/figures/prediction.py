@@ -360,7 +360,9 @@ def _draw_labelled_image(ax: Axes, rgb: np.ndarray, people: _People, tag_labels:
                     bbox=dict(boxstyle="square,pad=0.25", facecolor=colour, edgecolor="none"))
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
-    ax.set_title("Predicted (blue) and true (green) labels", fontsize=10)
+    has_truth = any(truth is not None for truth in people.truths)
+    ax.set_title("Predicted (blue) and true (green) labels" if has_truth
+                 else "Predicted labels (blue)", fontsize=10)  # fmt: skip
 
 
 def _draw_attention(
