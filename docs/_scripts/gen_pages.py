@@ -697,7 +697,13 @@ def benchmarks_rst(root: Path, generated: Path, have_myst: bool) -> str:
             stale.unlink()
     if pages:
         parts += [".. rubric:: Committed results", "", ".. toctree::", "   :maxdepth: 1", ""]
-        parts += [f"   /_generated/benchmarks/{p.stem}" for p in pages]
+        # several runs on one device share a title: the sidebar adds the file's name
+        titles = {p.stem: _md_title(results_dir / f"{p.stem}.md") for p in pages}
+        for p in pages:
+            title = titles[p.stem]
+            shared = title is not None and list(titles.values()).count(title) > 1
+            entry = f"/_generated/benchmarks/{p.stem}"
+            parts.append(f"   {title} ({p.stem}) <{entry}>" if shared else f"   {entry}")
         parts.append("")
     jsons = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
     if jsons:
