@@ -29,3 +29,42 @@ def test_readme_python_block_runs(index: int, tmp_path: Path, monkeypatch) -> No
         assert tuple(namespace["out"].logits.shape) == (2, 26)
         assert tuple(namespace["out"].attention_map.shape) == (2, 1, 14, 14)
         assert tuple(namespace["out"].adjacency.shape) == (16, 16)
+
+
+BASH = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL)
+ROOT = README.parent
+
+
+def test_the_readmes_test_command_is_what_ci_runs() -> None:
+    tests = [b.strip() for b in BASH if "pytest" in b]
+    assert len(tests) == 1 and tests[0].endswith("python -m pytest --full")
+    assert "python -m pytest --full" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_cpu_install_is_the_gpu_install_with_the_cpu_torch_first() -> None:
+    train = [b.strip() for b in BASH if b.strip().endswith("python examples/train_emotic.py")]
+    assert len(train) == 2, train
+    cpu, gpu = sorted(train, key=len, reverse=True)
+    assert "--index-url https://download.pytorch.org/whl/cpu" in cpu
+    torch_first = ("pip install torch torchvision --index-url "
+                   "https://download.pytorch.org/whl/cpu && ")
+    assert cpu.replace(torch_first, "") == gpu
+    assert cpu.index("whl/cpu") < cpu.index('pip install -e ".[all]"')
+
+
+def test_what_the_readme_says_of_the_demo_is_what_it_does(monkeypatch) -> None:
+    from dagnet_layers.commands.args import (
+        DEMO_DEFAULTS,
+        DEMO_IMAGES,
+        build_train_parser,
+        cache_home,
+    )
+
+    text = " ".join(README.read_text().split())
+    monkeypatch.delenv("DAGNET_CACHE", raising=False)
+    assert f"The demo trains `{DEMO_DEFAULTS['model']}`" in text
+    size = DEMO_DEFAULTS["image_size"]
+    assert f"{size} x {size} pixels" in text
+    assert f"for {DEMO_DEFAULTS['epochs']} epochs on {DEMO_IMAGES} generated images" in text
+    assert str(cache_home()).replace(str(Path.home()), "~") + "/" in text
+    assert f"the run into `{build_train_parser().get_default('output_dir')}/`" in text
