@@ -9,8 +9,11 @@ Measures, on the machine's disk (``--dir``, default a temporary folder):
   :func:`~dagnet_layers.emotic.engine.load_checkpoint` and its verification pass alone;
 - the cache's full check: SHA-256 throughput of :func:`~dagnet_layers.storage.sha256_file`
   on a file of ``--cache-mb`` MB (what ``dagnet-emotic-cache --verify`` and the end of a
-  build do per GB), and the cheap check (sizes and headers) that every dataset opening
-  the cache runs, on a small built cache.
+  build do per GB), and the cheap check (sizes and headers, SHA-256 of the small files)
+  that every dataset opening the cache runs, on a small built cache;
+- the row check: reading every sample of a 224 px cache split with each image row
+  checked against its CRC-32 (``verify_rows=True``, the default) and without, in
+  alternated rounds; the ratio of the two per round, with its range.
 
 Each figure is the median of ``--repeats`` runs, with the minimum and maximum. The file
 system's page cache is warm after the first run (the figures are CPU cost, not cold
@@ -121,6 +124,40 @@ def bench_cache(folder: Path, megabytes: int, repeats: int, quick: bool) -> dict
             "cheap_check": cheap}
 
 
+def bench_row_check(folder: Path, repeats: int, quick: bool) -> dict[str, Any]:
+    """Per-sample read time of a 224 px cache with and without the CRC-32 row check."""
+    from dagnet_layers.emotic.data import EmoticDataset
+
+    root = make_synthetic_emotic(folder / "emotic224", n_images=24 if quick else 240,
+                                 image_size=(320, 240)).root  # fmt: skip
+    cache = folder / "cache224"
+    build_emotic_cache(root, cache, splits=("train",), size=224, progress=False)
+    datasets = {flag: EmoticDataset(cache, "train", verify_rows=flag) for flag in (True, False)}
+    n = len(datasets[True])
+    passes = 2 if quick else 10
+
+    def read_all(dataset: Any) -> float:
+        start = time.perf_counter()
+        for _ in range(passes):
+            for i in range(n):
+                dataset[i]
+        return (time.perf_counter() - start) / (passes * n)
+
+    for dataset in datasets.values():
+        read_all(dataset)  # warm: page cache, file descriptors
+    rounds: list[dict[str, float]] = []
+    for r in range(max(3, repeats * 2)):
+        order = (True, False) if r % 2 == 0 else (False, True)  # alternated
+        rounds.append({str(flag): read_all(datasets[flag]) for flag in order})
+    ratios = [x["True"] / x["False"] for x in rounds]
+    checked = statistics.median(x["True"] for x in rounds)
+    unchecked = statistics.median(x["False"] for x in rounds)
+    return {"samples": n, "passes": passes, "rounds": rounds,
+            "checked_us": 1e6 * checked, "unchecked_us": 1e6 * unchecked,
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios)}  # fmt: skip
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """Tables for the checkpoint and the cache, then the environment."""
     c, k = report["checkpoint"], report["cache"]
@@ -149,18 +186,41 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         markdown_table(["check", "seconds (median)", "range"], [
             row(f"SHA-256 of a {k['hashed_mb']} MiB file", k["sha256"]),
-            row("cheap check on open (sizes + headers), one split", k["cheap_check"]),
+            row("cheap check on open (sizes + headers, SHA-256 of the small files), one "
+                "split", k["cheap_check"]),
         ]),
         "",
         f"Full check: {k['seconds_per_gb']:.2f} s per GiB (the full EMOTIC cache at 224 px "
         "is about 6 GiB: ~" + f"{6 * k['seconds_per_gb']:.0f} s for `--verify`, "
         "and the same once at the end of a build).",
         "",
+        *_row_check_markdown(report.get("row_check")),
         "## Environment",
         "",
         environment_markdown(report["env"]),
     ]
     return "\n".join(parts)
+
+
+def _row_check_markdown(rc: dict[str, Any] | None) -> list[str]:
+    if rc is None:
+        return []
+    return [
+        "## Row check",
+        "",
+        f"Reading every sample of a 224 px cache split ({rc['samples']} persons, "
+        f"{rc['passes']} passes per round, {len(rc['rounds'])} alternated rounds; "
+        "`EmoticDataset` without a transform, one thread):",
+        "",
+        markdown_table(["read", "us per sample (median)"], [
+            ("rows checked against their CRC-32 (default)", fmt(rc["checked_us"], 1)),
+            ("unchecked (verify_rows=False)", fmt(rc["unchecked_us"], 1)),
+        ]),
+        "",
+        f"Checked / unchecked: {rc['ratio_median']:.3f} (range {rc['ratio_min']:.3f} to "
+        f"{rc['ratio_max']:.3f} over the rounds).",
+        "",
+    ]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -188,12 +248,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         folder = Path(tmp)
         checkpoint = bench_checkpoint(args.model, folder, args.repeats)
         cache = bench_cache(folder, args.cache_mb, args.repeats, args.quick)
+        row_check = bench_row_check(folder, args.repeats, args.quick)
     device = torch.device("cpu")
     report = {
         "benchmark": "storage",
         "env": environment(device, quick=args.quick, repeats=args.repeats),
         "checkpoint": checkpoint,
         "cache": cache,
+        "row_check": row_check,
     }
     markdown = to_markdown(report)
     print(markdown)

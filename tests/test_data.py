@@ -585,17 +585,50 @@ def small_cache(syn, tmp_path: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", ["body", "context", "bbox", "image_of", "done"])
+@pytest.mark.parametrize("name", ["body", "context", "bbox", "image_of", "done",
+                                  "body_crc32", "context_crc32"])
 def test_cache_full_verify_names_a_flipped_byte(small_cache: Path, name: str) -> None:
     assert verify_emotic_cache(small_cache)["val"] > 0
     path = small_cache / f"val_{name}.npy"
     data = bytearray(path.read_bytes())
     data[-1] ^= 0x01  # in the array data: the header and size still look right
     path.write_bytes(bytes(data))
-    verify_emotic_cache(small_cache, full=False)  # the cheap check cannot see it...
+    if name in ("body", "context"):  # the image arrays: checked row by row when read
+        verify_emotic_cache(small_cache, full=False)
+    else:  # the small files: hashed by the cheap check every dataset runs on opening
+        with pytest.raises(IntegrityError, match=rf"val_{name}\.npy: does not match"):
+            verify_emotic_cache(small_cache, full=False)
     with pytest.raises(IntegrityError, match=rf"val_{name}\.npy: does not match"):
-        verify_emotic_cache(small_cache)  # ...the checksum does
+        verify_emotic_cache(small_cache)  # the full check sees every file
     assert cache_entry(["--verify", str(small_cache)]) == 2
+
+
+def test_a_flipped_byte_in_the_records_file_is_caught_when_the_cache_opens(
+    small_cache: Path,
+) -> None:
+    path = small_cache / "val_records.json"
+    text = path.read_text()
+    digit = next(i for i, c in enumerate(text) if c.isdigit() and i > len(text) // 2)
+    path.write_text(text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:])
+    with pytest.raises(IntegrityError, match=r"val_records\.json: does not match"):
+        EmoticDataset(small_cache, "val")
+
+
+@pytest.mark.parametrize("key", ["body", "context"])
+def test_a_flipped_byte_in_an_image_row_is_caught_when_the_row_is_read(
+    small_cache: Path, key: str
+) -> None:
+    dataset = EmoticDataset(small_cache, "val")
+    row = int(dataset._rows[0]) if key == "body" else int(
+        np.load(small_cache / "val_image_of.npy")[int(dataset._rows[0])])
+    arr = np.load(small_cache / f"val_{key}.npy", mmap_mode="r+")
+    arr[row, 0, 0, 0] ^= 0x01
+    arr.flush()
+    del arr
+    with pytest.raises(IntegrityError, match=rf"val_{key}\.npy: row {row} differs"):
+        EmoticDataset(small_cache, "val")[0]
+    unchecked = EmoticDataset(small_cache, "val", verify_rows=False)[0]  # served as data
+    assert unchecked["body"].shape[0] == 3
 
 
 def test_cache_cheap_check_on_open_names_a_truncated_array(small_cache: Path) -> None:

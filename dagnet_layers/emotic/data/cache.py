@@ -22,6 +22,8 @@ Files per split in ``CACHE_DIR``::
     {split}_image_of.npy       (N,) int64 person -> row of the context array
     {split}_bbox.npy           (N, 4) float32 body box in context pixels
     {split}_done.npy           (N,) bool progress marks
+    {split}_body_crc32.npy     (N,) uint32 CRC-32 of each body row, checked as it is read
+    {split}_context_crc32.npy  (M,) uint32 the same for each context row
 
 Safety: a build holds the folder's :class:`~dagnet_layers.storage.FolderLock`
 (a second build fails at once, naming the first one's PID); the disk space of
@@ -41,6 +43,7 @@ import io
 import json
 import logging
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +91,7 @@ __all__ = [
     "build_emotic_cache",
     "cache_is_complete",
     "estimate_cache_bytes",
+    "row_crc32",
     "verify_emotic_cache",
 ]
 
@@ -107,11 +111,15 @@ def estimate_cache_bytes(n_persons: int, n_images: int, size: int) -> int:
 #: Name of the manifest file that marks a folder as an EMOTIC cache.
 CACHE_MANIFEST = "emotic_cache.json"
 #: Version of the on-disk cache format; a cache of another version is rebuilt.
-#: 2: checksums of every file of a complete split.
-CACHE_FORMAT_VERSION = 2
+#: 2: checksums of every file of a complete split. 3: a CRC-32 per image row, checked
+#: as each row is read.
+CACHE_FORMAT_VERSION = 3
 #: The arrays of a split, with the records file, in manifest order.
 _SPLIT_FILES = ("records.json", "body.npy", "context.npy", "image_of.npy", "bbox.npy",
-                "done.npy")
+                "done.npy", "body_crc32.npy", "context_crc32.npy")
+#: The two large arrays: the cheap check reads their sizes and headers; every other file
+#: of a split is small and also hashed when a dataset opens the cache.
+_IMAGE_FILES = ("body.npy", "context.npy")
 _FORMAT = "dagnet-emotic-cache"
 
 
@@ -179,10 +187,12 @@ def verify_emotic_cache(
 
     The cheap check (``full=False``, what :class:`~dagnet_layers.emotic.data.EmoticDataset`
     does on opening a cache) compares each file's size with the manifest and each
-    array's header (dtype and shape) with the split's person and image counts: it
-    catches truncated or replaced files in microseconds. The full check also
-    recomputes every file's SHA-256 and catches any flipped byte; it reads the whole
-    cache (cost per GB: ``benchmarks/bench_storage.py``).
+    array's header (dtype and shape) with the split's person and image counts, and the
+    SHA-256 of every file but the two image arrays (the records, boxes, row indices and
+    row checksums: a few MB for EMOTIC). The image rows are checked one by one as a
+    dataset reads them, against their CRC-32. The full check also recomputes the image
+    arrays' SHA-256 and catches any flipped byte at once; it reads the whole cache
+    (cost per GB: ``benchmarks/bench_storage.py``).
 
     Args:
         cache_dir: The cache folder.
@@ -230,8 +240,9 @@ def verify_emotic_cache(
                     f"{path}: a cache file is a symbolic link; cache files must be regular "
                     "files inside the cache folder (rebuild the split)"
                 )
-        verify_files(out, {files[k].name: ({"size": v["size"]} if not full else v)
-                           for k, v in recorded.items()})
+        verify_files(out, {files[k].name: ({"size": v["size"]}
+                                           if not full and k in _IMAGE_FILES else v)
+                           for k, v in recorded.items()})  # fmt: skip
         try:
             n, m, size = int(entry["n"]), int(entry["n_images"]), int(manifest["size"])
         except (KeyError, TypeError, ValueError) as err:
@@ -242,6 +253,8 @@ def verify_emotic_cache(
             "context.npy": (np.uint8, (m, 3, size, size)),
             "image_of.npy": (np.int64, (n,)),
             "bbox.npy": (np.float32, (n, 4)),
+            "body_crc32.npy": (np.uint32, (n,)),
+            "context_crc32.npy": (np.uint32, (m,)),
         }
         for name, (dtype, shape) in expected.items():
             path = files[name]
@@ -610,6 +623,8 @@ def _build_split(
     )
     if bad:
         summary.log()
+    for key in ("body", "context"):
+        _write_row_crcs(files[key], out / f"{split}_{key}_crc32.npy")
     manifest["splits"][split]["files"] = {
         name: {"size": path.stat().st_size, "sha256": sha256_file(path)}
         for name, path in _split_files(out, split).items()
@@ -618,6 +633,29 @@ def _build_split(
     _write_json(out / CACHE_MANIFEST, manifest)
     logger.info("EMOTIC cache %s: %s complete, %d persons, %d images", out, split, len(keep), m)
     return len(keep)
+
+
+def row_crc32(rows: np.ndarray) -> np.ndarray:
+    """The CRC-32 (:func:`zlib.crc32`) of each row of ``rows``, as ``uint32``.
+
+    Example:
+        >>> row_crc32(np.zeros((2, 3), dtype=np.uint8)).tolist() == [zlib.crc32(bytes(3))] * 2
+        True
+    """
+    return np.fromiter((zlib.crc32(row) for row in np.ascontiguousarray(rows)),
+                       dtype=np.uint32, count=len(rows))  # fmt: skip
+
+
+def _write_row_crcs(array_file: Path, out: Path, chunk: int = 256) -> None:
+    """Write the CRC-32 of each row of ``array_file`` to ``out`` (a chunk at a time)."""
+    rows = open_npy(array_file)
+    crcs = np.empty(len(rows), dtype=np.uint32)
+    for start in range(0, len(rows), chunk):
+        crcs[start:start + chunk] = row_crc32(rows[start:start + chunk])
+    del rows
+    buffer = io.BytesIO()
+    np.save(buffer, crcs)
+    write_bytes_atomic(out, buffer.getbuffer())
 
 
 def _identity(x: Any) -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ from dagnet_layers.errors import (
     CorruptFileError,
     MissingFileError,
 )
-from dagnet_layers.storage import read_json_object
+from dagnet_layers.storage import IntegrityError, read_json_object
 
 __all__ = ["EmoticDataset", "NpyRows", "detect_layout"]
 
@@ -183,6 +184,9 @@ class EmoticDataset(Dataset):
             :func:`load_image_rgb`; ``None`` for no bound.
         records: Records to use instead of reading the annotations (official layout).
         progress: Show a progress bar while ``cache_dir`` is built.
+        verify_rows: In a cache, check each image row read against the CRC-32 its build
+            recorded, so a flipped byte is an error naming the file and row instead of
+            a silently wrong sample (cost: ``benchmarks/bench_storage.py``, "row check").
 
     Sample dict (``dataset[i]``):
         - ``body``: ``(3, S, S)`` uint8 crop of the box, or float32 after a transform.
@@ -223,6 +227,7 @@ class EmoticDataset(Dataset):
         max_pixels: int | None = MAX_IMAGE_PIXELS,
         records: EmoticRecords | None = None,
         progress: bool = True,
+        verify_rows: bool = True,
     ) -> None:
         if split not in EMOTIC_SPLITS:
             raise ValueError(f"split must be one of {EMOTIC_SPLITS}, got {split!r}")
@@ -234,6 +239,7 @@ class EmoticDataset(Dataset):
         self.mask_body = bool(mask_body)
         self.mask_fill = int(mask_fill)
         self.max_pixels = max_pixels
+        self.verify_rows = bool(verify_rows)
         self.layout = detect_layout(self.source, split)
         self._arrays: dict[str, np.ndarray] | None = None
         self._array_files: dict[str, Path] = {}
@@ -306,7 +312,7 @@ class EmoticDataset(Dataset):
         self._native_size = int(manifest["size"])
         self._array_files = {
             k: self.source / f"{self.split}_{k}.npy"
-            for k in ("body", "context", "bbox", "image_of")
+            for k in ("body", "context", "bbox", "image_of", "body_crc32", "context_crc32")
         }
 
     def _init_preprocessed(self, on_bad_record: BadRecordPolicy) -> None:
@@ -376,8 +382,13 @@ class EmoticDataset(Dataset):
         arrays = self._open_arrays()
         if self.layout == "cache":
             row = int(self._rows[index])
-            body = torch.from_numpy(arrays["body"][row])
-            context = torch.from_numpy(arrays["context"][int(arrays["image_of"][row])])
+            image_row = int(arrays["image_of"][row])
+            body_pixels, context_pixels = arrays["body"][row], arrays["context"][image_row]
+            if self.verify_rows:
+                self._check_row("body", row, body_pixels)
+                self._check_row("context", image_row, context_pixels)
+            body = torch.from_numpy(body_pixels)
+            context = torch.from_numpy(context_pixels)
             return body, context, torch.from_numpy(np.array(arrays["bbox"][row]))
         row = rec.image_index  # the preprocessed reader skips label-less rows
         body = torch.from_numpy(arrays["body"][row].transpose(2, 0, 1).copy())
@@ -388,6 +399,17 @@ class EmoticDataset(Dataset):
             [side / w, side / h, side / w, side / h]
         )
         return body, context, box
+
+    def _check_row(self, key: str, row: int, pixels: np.ndarray) -> None:
+        """A cache row whose CRC-32 differs from the build's is an error naming it."""
+        crcs = self._open_arrays()[f"{key}_crc32"]
+        if zlib.crc32(pixels) != int(crcs[row]):
+            raise IntegrityError(
+                self._array_files[key], f"row {row} differs from the CRC-32 its build "
+                "recorded (a flipped byte on disk or in memory); `dagnet-emotic-cache "
+                f"--verify {self.source}` checks the whole cache, a rebuild with "
+                "--overwrite repairs it"
+            )
 
     def __getitem__(self, index: int) -> Sample:
         index = self._position(index)
