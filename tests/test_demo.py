@@ -61,6 +61,24 @@ def test_demo_outputs_show_every_person(predictor: Predictor, photo: Path) -> No
     assert demo_outputs(predictor, None)[1] == "Upload a photo first."
 
 
+def test_a_photo_that_cannot_be_used_gets_our_one_line_reason(
+    predictor: Predictor, photo: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Not Gradio's "the upstream app has raised an exception"; no temporary path."""
+    pytest.importorskip("matplotlib")
+    from dagnet_layers.commands import demo
+
+    broken = tmp_path / "upload_123.png"
+    broken.write_bytes(photo.read_bytes()[:60])  # a truncated PNG
+    annotated, summary, rows, figure = demo.demo_outputs(predictor, str(broken))
+    assert annotated is None and rows == [] and figure is None
+    assert summary.startswith("⚠️ This photo cannot be used: ") and str(tmp_path) not in summary
+    assert "2 persons found" in demo.demo_outputs(predictor, str(photo))[1]  # a path works
+    monkeypatch.setattr(demo, "MAX_IMAGE_PIXELS", 1_000)  # the bound, before decoding
+    summary = demo.demo_outputs(predictor, str(photo))[1]
+    assert "cannot be used" in summary and "8,000" in summary, summary
+
+
 def test_the_page_says_how_many_persons_the_detector_left_out(predictor: Predictor,
                                                               photo: Path) -> None:  # fmt: skip
     from collections import Counter
@@ -158,6 +176,17 @@ def test_the_page_in_a_headless_browser(predictor: Predictor, photo: Path,
         assert int(grid.get_attribute("aria-rowcount")) == 1 + 2  # the header and 2 persons
         assert "(60, 8, 90, 75)" in browser.find_element(By.CSS_SELECTOR, "#persons").text
         browser.save_screenshot(str(tmp_path / "demo.png"))
+        # a broken upload: our one-line reason on the page, not Gradio's generic error
+        broken = tmp_path / "broken.png"
+        broken.write_bytes(photo.read_bytes()[:60])
+        browser.find_element(By.CSS_SELECTOR, "#photo button[aria-label='Clear']").click() \
+            if browser.find_elements(By.CSS_SELECTOR, "#photo button[aria-label='Clear']") \
+            else None
+        browser.find_element(By.CSS_SELECTOR, "#photo input[type=file]").send_keys(str(broken))
+        time.sleep(1.0)
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#predict"))).click()
+        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary"),
+                                                    "cannot be used"))  # fmt: skip
     finally:
         browser.quit()
         demo.close()

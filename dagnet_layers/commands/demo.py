@@ -23,6 +23,8 @@ from typing import Any
 
 from dagnet_layers._deps import require
 from dagnet_layers.commands.args import build_demo_parser, demo_entry
+from dagnet_layers.emotic.data.pixels import MAX_IMAGE_PIXELS, load_image_rgb
+from dagnet_layers.errors import DAGNetError, FileError
 from dagnet_layers.inference import SYNTHETIC_WARNING, PersonPrediction, Predictor
 
 __all__ = ["TABLE_HEADERS", "build_demo", "demo_outputs", "main"]
@@ -55,15 +57,29 @@ def _figure_image(predictor: Predictor, image: Any, persons: Sequence[PersonPred
 def demo_outputs(predictor: Predictor, image: Any, top_k: int = 3) -> tuple[Any, ...]:
     """What the page shows for one photo: labelled photo, summary, table rows, figure.
 
+    Args:
+        predictor: The model and its settings.
+        image: The upload: a file path (the page's; read with the datasets' bounds, the
+            pixel limit checked before decoding) or a PIL image.
+        top_k: Emotions listed per person.
+
     Returns:
-        ``(annotated image, summary markdown, table rows, figure image or None)``.
+        ``(annotated image, summary markdown, table rows, figure image or None)``. A
+        photo that cannot be used gives our one-line reason in the summary, not an
+        exception (which Gradio would show as "the upstream app has raised an
+        exception").
     """
     from dagnet_layers.figures import annotate_image
 
     if image is None:
         return None, "Upload a photo first.", [], None
-    image = image.convert("RGB")
-    persons = predictor.predict(image, source="upload")
+    try:
+        if isinstance(image, str | os.PathLike):
+            image = load_image_rgb(image, max_pixels=MAX_IMAGE_PIXELS)
+        image = image.convert("RGB")
+        persons = predictor.predict(image, source="upload")
+    except (DAGNetError, OSError, ValueError) as err:
+        return None, f"⚠️ This photo cannot be used: {_one_line(err)}", [], None
     note = SYNTHETIC_WARNING if predictor.synthetic else None
     annotated = annotate_image(image, persons, note="SYNTHETIC demo checkpoint" if note else None)
     found = f"**{len(persons)} person{'s' if len(persons) != 1 else ''} found.**"
@@ -84,6 +100,16 @@ def demo_outputs(predictor: Predictor, image: Any, top_k: int = 3) -> tuple[Any,
     return annotated, summary, _rows(persons, top_k), figure
 
 
+def _one_line(err: BaseException) -> str:
+    """The reason, without the upload's temporary path (the user never saw it)."""
+    text = err.problem if isinstance(err, FileError) else str(err)
+    return " ".join(text.split())[:300]
+
+
+#: Largest upload the page accepts (Gradio refuses larger files before they land).
+MAX_UPLOAD = "64mb"
+
+
 def build_demo(predictor: Predictor, *, top_k: int = 3,
                examples: Sequence[str | Path] = ()) -> Any:  # fmt: skip
     """The Gradio page around ``predictor`` (not launched: call ``.launch()``)."""
@@ -93,7 +119,8 @@ def build_demo(predictor: Predictor, *, top_k: int = 3,
         gr.Markdown("# DAG-Net: emotions in the wild\nUpload a photo: every person found gets "
                     "the 26 EMOTIC categories, BAM's body weight and GSAM's attention map.")
         with gr.Row():
-            photo = gr.Image(type="pil", label="photo", elem_id="photo")
+            # a file path, so that our reader decodes it, within the datasets' bounds
+            photo = gr.Image(type="filepath", label="photo", elem_id="photo")
             annotated = gr.Image(type="pil", label="persons and top emotions",
                                  elem_id="annotated")  # fmt: skip
         run = gr.Button("Predict", variant="primary", elem_id="predict")
@@ -130,7 +157,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
     demo = build_demo(predictor, top_k=args.top_k, examples=args.example)
     if predictor.synthetic:
         print(SYNTHETIC_WARNING)
-    demo.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False)
+    demo.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False,
+                max_file_size=MAX_UPLOAD)
     return 0
 
 
