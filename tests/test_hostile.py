@@ -746,6 +746,16 @@ def test_a_saved_backbone_name_is_checked_before_timm_sees_it(model_dir: Path, t
         DAGNet.from_pretrained(folder)
 
 
+def test_junk_fields_in_a_config_json_are_refused(model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    meta = json.loads((folder / "config.json").read_text())
+    meta["trust_remote_code"] = True
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError, match=r"unknown field\(s\) \['trust_remote_code'\]"):
+        DAGNet.from_pretrained(folder)
+
+
 @pytest.mark.parametrize("what", ["nested", "huge"])
 def test_a_config_json_too_deep_or_too_big_is_refused(model_dir: Path, tmp_path: Path,
                                                       what: str) -> None:  # fmt: skip
@@ -755,7 +765,7 @@ def test_a_config_json_too_deep_or_too_big_is_refused(model_dir: Path, tmp_path:
         text, match = '{"config": ' + "[" * 200_000 + "]" * 200_000 + "}", "nested too deeply"
     else:
         meta = json.loads((folder / "config.json").read_text())
-        meta["padding"] = "x" * (2 << 20)
+        meta["label_names"] = ["x" * (2 << 20)]
         text, match = json.dumps(meta), "more than the 1,048,576"
     (folder / "config.json").write_text(text)
     with pytest.raises(CorruptFileError, match=r"config\.json: .*" + match):

@@ -35,6 +35,10 @@ CONFIG_NAME = "config.json"
 #: File name of a saved model's weights.
 WEIGHTS_NAME = "model.safetensors"
 
+#: The top-level fields of a saved ``config.json``: ours, then timm's.
+_META_FIELDS = frozenset({"format", "version", "config", "weights", "architecture",
+                          "num_classes", "num_features", "model_args", "pretrained_cfg",
+                          "label_names"})  # fmt: skip
 #: Largest ``config.json`` read (ours are a few KB).
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -217,4 +221,8 @@ def _read_meta(config_file: Path) -> dict[str, Any]:
     meta = read_json_object(config_file, "model config", max_bytes=MAX_CONFIG_BYTES)
     if meta.get("format") != "dagnet-layers" or not isinstance(meta.get("config"), dict):
         raise CorruptFileError(config_file, "not a dagnet-layers model config")
+    unknown = sorted(set(meta) - _META_FIELDS)
+    if unknown:
+        raise CorruptFileError(config_file, f"unknown field(s) {unknown[:5]}; a dagnet-layers "
+                               f"config.json holds only {sorted(_META_FIELDS)}")
     return meta
