@@ -37,6 +37,7 @@ from dagnet_layers.emotic.engine import (
     recover_checkpoint,
     save_checkpoint,
 )
+from dagnet_layers.models import DAGNet
 from dagnet_layers.storage import IntegrityError, StorageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,9 +246,43 @@ def test_a_corrupted_newest_checkpoint_falls_back_to_the_previous_one(tmp_path: 
         store.save(create_model("test_dagnet"), epoch=epoch,
                    progress={"best_epoch": 0, "best_val_map": 0.5, "log": []})
     weights = tmp_path / "epoch-0001" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-10])  # a torn write
+    weights.write_bytes(weights.read_bytes()[:-10])  # damage after the commit
     assert store.recover() == tmp_path / "epoch-0000"
     assert (tmp_path / "last").resolve() == tmp_path / "epoch-0000"
+    # moved aside with the reason, never deleted
+    assert store.quarantined() == [tmp_path / "quarantine" / "epoch-0001"]
+    note = (tmp_path / "quarantine" / "epoch-0001" / "QUARANTINED.txt").read_text()
+    assert "model.safetensors" in note and "intact" not in note
+
+
+@pytest.mark.slow
+def test_a_damaged_only_checkpoint_is_quarantined_and_the_resume_stops(reference,
+                                                                       tmp_path: Path) -> None:
+    """A flipped bit in training_state.pt of the only checkpoint: --resume deleted the
+    folder, intact weights included, and started again from epoch 0 with exit code 0."""
+    demo = reference[0]
+    out = tmp_path / "run"
+    first = _run(_command(demo, out, "--epochs", "1"), _env())
+    assert first.returncode == 0, first.stderr[-2000:]
+    folder = out / "checkpoints" / "epoch-0000"
+    weights = (folder / "model.safetensors").read_bytes()
+    state = folder / "training_state.pt"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    state.write_bytes(bytes(data))
+    resumed = _run(_command(demo, out, "--epochs", "2", "--resume"), _env())
+    assert resumed.returncode != 0
+    err = resumed.stderr.strip().splitlines()[-1]
+    assert "no intact checkpoint" in err and "quarantine" in err and "--overwrite" in err, err
+    assert "its weights are intact" in err
+    kept = out / "checkpoints" / "quarantine" / "epoch-0000"
+    assert (kept / "model.safetensors").read_bytes() == weights  # nothing lost
+    assert "training_state.pt" in (kept / "QUARANTINED.txt").read_text()
+    assert DAGNet.from_pretrained(kept).num_classes == 26  # the intact weights load
+    fresh = _run(_command(demo, out, "--epochs", "1", "--overwrite"), _env())
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    moved = list(out.glob("quarantine-*/epoch-0000"))
+    assert len(moved) == 1 and (moved[0] / "model.safetensors").read_bytes() == weights
 
 
 SAVE_TWICE = """

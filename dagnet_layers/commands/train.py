@@ -479,6 +479,35 @@ def _broadcast(value: Any, rank: int) -> Any:
     return box[0]
 
 
+def _keep_quarantine(out: Path) -> None:
+    """Move the damaged checkpoints out of ``checkpoints/`` before --overwrite deletes it."""
+    quarantine = out / "checkpoints" / RunCheckpoints.QUARANTINE
+    if not quarantine.is_dir():
+        return
+    kept = out / f"quarantine-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.rename(quarantine, kept)
+    logger.warning("--overwrite: the damaged checkpoints are kept in %s", kept)
+
+
+def _nothing_intact(store: RunCheckpoints) -> str | None:
+    """The one-line refusal of a resume that found only damaged checkpoints, or ``None``."""
+    damaged = store.quarantined()
+    if not damaged:
+        return None
+    notes = []
+    for folder in damaged:
+        note = folder / RunCheckpoints.QUARANTINE_NOTE
+        text = note.read_text(encoding="utf-8", errors="replace") if note.is_file() else ""
+        intact = "intact" in text
+        notes.append(f"{folder.name}" + (" (its weights are intact: DAGNet.from_pretrained"
+                                         f"('{folder}') loads them)" if intact else ""))
+    return (f"--resume: no intact checkpoint in {store.directory}; {len(damaged)} damaged "
+            f"one(s) are in {store.directory / RunCheckpoints.QUARANTINE}, each with "
+            f"{RunCheckpoints.QUARANTINE_NOTE} saying what failed: {'; '.join(notes)}. Start "
+            "over with --overwrite (the quarantine is kept, moved beside the run), or repair "
+            "one and pass --resume PATH")
+
+
 def open_run(args: argparse.Namespace, rank: int) -> FolderLock | None:
     """Lock the output folder (rank 0) and refuse to overwrite a run implicitly.
 
@@ -499,6 +528,7 @@ def open_run(args: argparse.Namespace, rank: int) -> FolderLock | None:
             elif existing and args.overwrite:
                 logger.warning("--overwrite: deleting the run in %s (%s)", out,
                                ", ".join(existing))
+                _keep_quarantine(out)  # damaged checkpoints may be the only copy: kept
                 for name in existing:
                     path = out / name
                     if path.is_dir() and not path.is_symlink():
@@ -715,7 +745,10 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
         if args.resume == "auto":
             # Rank 0 repairs whatever an interrupted run left; every rank loads the result.
             found = store.recover() if rank == 0 else None
-            ckpt = _broadcast(None if found is None else str(found), rank)
+            refusal = _nothing_intact(store) if rank == 0 and found is None else None
+            ckpt, refusal = _broadcast((None if found is None else str(found), refusal), rank)
+            if refusal is not None:
+                raise SystemExit(refusal)
         else:
             ckpt = str(args.resume)
         if ckpt is None:

@@ -279,11 +279,33 @@ def _manifest(folder: Path) -> dict[str, Any] | None:
 
 
 def _is_complete(folder: Path) -> bool:
+    return _problem(folder) is None
+
+
+def _problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a complete checkpoint (the file that fails), or ``None``."""
     manifest = _manifest(folder)
     if manifest is None:
-        return False
+        return f"no valid {MANIFEST_NAME}"
     try:
         verify_files(folder, manifest["files"])
+    except (OSError, IntegrityError) as err:
+        return " ".join(str(err).split())
+    return None
+
+
+#: The weights file of a checkpoint folder (what ``save_pretrained`` writes).
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _weights_intact(folder: Path) -> bool:
+    """Whether ``folder``'s weights match the checksum its manifest records."""
+    manifest = _manifest(folder)
+    recorded = (manifest or {}).get("files", {}).get(WEIGHTS_FILE)
+    if not isinstance(recorded, dict):
+        return False
+    try:
+        verify_files(folder, {WEIGHTS_FILE: recorded})
     except (OSError, IntegrityError):
         return False
     return True
@@ -414,6 +436,7 @@ class RunCheckpoints:
         epoch-0004/
         last -> epoch-0004 convenience links, re-pointed after each commit
         best -> epoch-0003
+        quarantine/        damaged checkpoints recover() moved aside, with the reason
 
     Each epoch's checkpoint carries the run's whole progress record in
     ``progress.json``: the epoch, the best validation score so far and the
@@ -428,7 +451,10 @@ class RunCheckpoints:
     :meth:`recover` makes any state an interrupted run can leave usable: it
     rolls forward complete temporary folders, deletes incomplete ones and
     trash, and re-points the links. The newest checkpoint is then the newest
-    ``epoch-*`` folder whose checksums are right.
+    ``epoch-*`` folder whose checksums are right. A committed folder whose
+    checksums fail is damage, not an interrupted write: it is moved into
+    ``quarantine/`` with a ``QUARANTINED.txt`` naming the file that failed (and
+    whether the weights are intact), never deleted.
 
     Only one process may write (the caller holds the run folder's
     :class:`~dagnet_layers.storage.FolderLock`; under DDP, rank 0).
@@ -523,6 +549,37 @@ class RunCheckpoints:
             logger.warning("cannot point %s at %s (%s); use the folder directly", link,
                            target.name, err)
 
+    #: Where :meth:`recover` moves damaged checkpoints (inside the checkpoint folder).
+    QUARANTINE = "quarantine"
+    #: The note each quarantined folder gets, saying why it was moved.
+    QUARANTINE_NOTE = "QUARANTINED.txt"
+
+    def _quarantine(self, folder: Path, problem: str) -> Path:
+        """Move a damaged checkpoint into ``quarantine/`` with a note; never delete it."""
+        quarantine = self.directory / self.QUARANTINE
+        quarantine.mkdir(exist_ok=True)
+        target = quarantine / folder.name
+        n = 1
+        while target.exists():
+            target, n = quarantine / f"{folder.name}.{n}", n + 1
+        os.rename(folder, target)
+        weights = target / WEIGHTS_FILE
+        intact = weights.is_file() and _weights_intact(target)
+        note = (f"{folder.name} failed its checksums when the run was resumed: {problem}\n"
+                + (f"Its {WEIGHTS_FILE} is intact (checked against the manifest): "
+                   f"DAGNet.from_pretrained('{target}') loads the weights.\n" if intact else ""))
+        write_bytes_atomic(target / self.QUARANTINE_NOTE, note.encode())
+        fsync_dir(self.directory)
+        logger.warning("%s is damaged (%s); moved to %s, not deleted", folder, problem, target)
+        return target
+
+    def quarantined(self) -> list[Path]:
+        """The damaged checkpoints :meth:`recover` moved aside, oldest first."""
+        quarantine = self.directory / self.QUARANTINE
+        if not quarantine.is_dir():
+            return []
+        return sorted(p for p in quarantine.iterdir() if p.is_dir())
+
     def _discard(self, folder: Path, epoch: int | str) -> None:
         # Renamed first, so that a half-deleted folder is never taken for a checkpoint.
         trash = self.directory / f".{folder.name}.trash-{os.getpid()}"
@@ -557,12 +614,14 @@ class RunCheckpoints:
         # older ones are collected below).
         newest = None
         for folder in reversed(self._epochs()):
-            if _is_complete(folder):
+            problem = _problem(folder)
+            if problem is None:
                 newest = folder
                 break
-            logger.warning("discarding %s: its checksums do not match (an interrupted write)",
-                           folder)
-            self._discard(folder, "recover")
+            # A committed folder that fails its checksums is damage (a bad sector, an
+            # edit), not an interrupted write: it may be the user's only copy of the
+            # weights, so it is moved aside with the reason, never deleted.
+            self._quarantine(folder, problem)
         if newest is None:
             legacy = self.directory / self.LAST
             return legacy if legacy.is_dir() and not legacy.is_symlink() else None
