@@ -363,3 +363,54 @@ def test_a_real_full_file_system(tmp_path: Path) -> None:
         gc.collect()  # safetensors maps the file it loads: drop the maps before unmounting
         if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+WRITER = """
+import sys, time
+import torch
+from dagnet_layers import create_model
+from dagnet_layers.emotic.engine import RunCheckpoints
+
+store = RunCheckpoints(sys.argv[1])
+torch.manual_seed(0)
+model = create_model("test_dagnet")
+deadline = time.monotonic() + float(sys.argv[2])
+epoch = 1  # after the test's epoch 0, as a training run goes on
+while time.monotonic() < deadline:
+    with torch.no_grad():
+        model.classifier.bias.add_(1.0)  # every epoch's weights differ
+    store.save(model, epoch=epoch, inference={"image_size": 32},
+               progress={"best_epoch": epoch, "best_val_map": 0.5, "log": []})
+    epoch += 1
+print(epoch)
+"""
+
+
+@pytest.mark.slow
+def test_readers_of_last_and_best_never_race_the_writer(tmp_path: Path) -> None:
+    """A real trainer process re-points ``last``/``best`` and collects old folders while
+    this one loads through the links: every load gets one whole checkpoint (the links
+    are resolved once; a folder collected mid-read is read again where the link points)."""
+    from dagnet_layers.inference import Predictor
+
+    store = RunCheckpoints(tmp_path)
+    store.save(create_model("test_dagnet"), epoch=0, inference={"image_size": 32},
+               progress={"best_epoch": 0, "best_val_map": 0.5, "log": []})
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "12"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    loads, failures = 0, []
+    try:
+        while writer.poll() is None:
+            for link in ("last", "best"):
+                try:
+                    model = DAGNet.from_pretrained(tmp_path / link)
+                    predictor = Predictor.from_checkpoint(tmp_path / link)
+                    assert predictor.model.num_classes == model.num_classes == 26
+                    loads += 1
+                except Exception as err:  # what a racing reader used to get
+                    failures.append(f"{type(err).__name__}: {err}")
+    finally:
+        out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, err[-2000:]
+    assert int(out.strip()) > 5 and loads > 10, (out, loads)  # they did overlap
+    assert not failures, f"{len(failures)} of {loads + len(failures)} loads: {failures[:3]}"

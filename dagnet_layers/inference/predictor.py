@@ -225,9 +225,21 @@ class Predictor:
         checkpoint's ``inference.json`` (the training defaults without it);
         ``kwargs`` go to :class:`Predictor` (``top_k``, ``amp``, ``batch_size``...).
         """
-        checkpoint = Path(checkpoint)
-        config, has_file = read_inference_config(checkpoint)
-        model = DAGNet.from_pretrained(checkpoint, map_location=device)
+        from dagnet_layers.errors import CorruptFileError, MissingFileError
+        from dagnet_layers.models import was_moved
+
+        source = Path(checkpoint)
+        for attempt in range(3):
+            # one folder for every file: a run's ``last`` link may be re-pointed meanwhile
+            folder = source.expanduser().resolve()
+            try:
+                config, has_file = read_inference_config(folder)
+                model = DAGNet.from_pretrained(folder, map_location=device)
+                break
+            except (MissingFileError, CorruptFileError):
+                if attempt < 2 and was_moved(source, folder):
+                    continue
+                raise
         # An inference.json older than its "score" field was calibrated on sigmoid scores.
         score = str(config.get("score", LEGACY_SCORE if has_file else DEFAULT_SCORE))
         return cls(

@@ -25,6 +25,7 @@ from dagnet_layers.models.hub import (
     load_pretrained_weights,
     read_pretrained_config,
     resolve_pretrained_source,
+    was_moved,
 )
 from dagnet_layers.models.registry import create_model, list_models, model_config, register_model
 
@@ -54,4 +55,5 @@ __all__ = [
     "register_model",
     "resolve_config",
     "resolve_pretrained_source",
+    "was_moved",
 ]

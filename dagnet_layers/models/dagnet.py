@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 from dagnet_layers._version import __version__
 from dagnet_layers.errors import (
+    CorruptFileError,
+    MissingFileError,
     UnknownOptionError,
 )
 from dagnet_layers.layers import (
@@ -54,9 +56,11 @@ from dagnet_layers.models.hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     _config_from_meta,
-    _load_weights,
+    _fill,
     _read_meta,
+    read_weights,
     resolve_pretrained_source,
+    was_moved,
 )
 from dagnet_layers.storage import (
     StorageError,
@@ -757,16 +761,29 @@ class DAGNet(nn.Module):
                 file (a ``ValueError``).
             IntegrityError: the weights differ from what was saved (names the file).
         """
-        directory = resolve_pretrained_source(
-            source, revision=revision, cache_dir=cache_dir, token=token,
-            local_files_only=local_files_only, force_download=force_download,
-        )  # fmt: skip
-        meta = _read_meta(directory / CONFIG_NAME)  # read once: the config and the checksum
-        model = cls(_config_from_meta(meta, directory / CONFIG_NAME))
-        _load_weights(model, directory / WEIGHTS_NAME, meta, map_location)
-        # Ready to predict, as timm and transformers return loaded models;
-        # call .train() to fine-tune.
-        return model.to(map_location).eval()
+        for attempt in range(3):
+            directory = resolve_pretrained_source(
+                source, revision=revision, cache_dir=cache_dir, token=token,
+                local_files_only=local_files_only, force_download=force_download,
+            )  # fmt: skip
+            try:
+                # Both files read first, back to back (the window in which a trainer can
+                # collect the folder is the read itself), and only then the model built.
+                meta = _read_meta(directory / CONFIG_NAME)  # read once: config and checksum
+                config = _config_from_meta(meta, directory / CONFIG_NAME)
+                state = read_weights(directory / WEIGHTS_NAME, meta, map_location)
+            except (MissingFileError, CorruptFileError):
+                # a training run re-pointed its ``last`` link (and collected the folder)
+                # while we read: read the checkpoint it points to now
+                if attempt < 2 and was_moved(source, directory):
+                    continue
+                raise
+            model = cls(config)
+            _fill(model, state, directory / WEIGHTS_NAME)
+            # Ready to predict, as timm and transformers return loaded models;
+            # call .train() to fine-tune.
+            return model.to(map_location).eval()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def push_to_hub(
         self,

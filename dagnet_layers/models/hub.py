@@ -24,11 +24,12 @@ from dagnet_layers.errors import (
 )
 from dagnet_layers.models.config import DAGNetConfig
 from dagnet_layers.storage import (
+    IntegrityError,
     read_json_object,
-    verify_files,
 )
 
-__all__ = ["load_pretrained_weights", "read_pretrained_config", "resolve_pretrained_source"]
+__all__ = ["load_pretrained_weights", "read_pretrained_config", "resolve_pretrained_source",
+           "was_moved"]
 
 #: File name of a saved model's configuration (with its weights' checksum).
 CONFIG_NAME = "config.json"
@@ -77,7 +78,9 @@ def resolve_pretrained_source(
     if hub:
         text = text[len("hf-hub:"):]
     elif Path(text).expanduser().exists() or not _REPO_ID.match(text):
-        return Path(text).expanduser()
+        # Links resolved once, here: a run's ``last``/``best`` link may be re-pointed by
+        # its trainer while we read, and every file must come from one checkpoint.
+        return Path(text).expanduser().resolve()
     if "@" in text:
         text, suffix = text.split("@", 1)
         revision = revision or suffix
@@ -106,6 +109,16 @@ def _hub_function(name: str) -> Any:
         raise ImportError("loading from the Hugging Face Hub needs huggingface_hub: "
                           "pip install 'huggingface_hub>=0.23'") from err
     return getattr(huggingface_hub, name)
+
+
+def was_moved(source: str | os.PathLike[str], resolved: Path) -> bool:
+    """Whether ``source`` (a local link such as a run's ``last``) now points elsewhere
+    than ``resolved``: a reader that failed half-way should resolve it again."""
+    path = Path(os.fspath(source)).expanduser()
+    try:
+        return path.is_symlink() and path.resolve() != resolved
+    except OSError:
+        return False
 
 
 def read_pretrained_config(directory: str | os.PathLike[str]) -> DAGNetConfig:
@@ -189,18 +202,46 @@ def _load_weights(
     map_location: str | torch.device,
 ) -> nn.Module:  # fmt: skip
     """Strictly load ``weights``, first checked against ``meta``'s recorded checksum if any."""
+    return _fill(model, read_weights(weights, meta, map_location), weights)
+
+
+def read_weights(
+    weights: Path, meta: dict[str, Any] | None, map_location: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``weights``, read once into memory and checked there against the size
+    and SHA-256 ``meta`` records (so what is checked is what is loaded, even if the file
+    is replaced meanwhile)."""
+    import hashlib
+
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     if not weights.is_file():
         raise MissingFileError(weights, "not found (written by save_pretrained)")
+    try:
+        data = weights.read_bytes()
+    except FileNotFoundError as err:  # removed between the check and the read
+        raise MissingFileError(weights, "not found (written by save_pretrained)") from err
     recorded = (meta or {}).get("weights")
     if isinstance(recorded, dict):
-        verify_files(weights.parent, {weights.name: recorded})
+        if "size" in recorded and len(data) != int(recorded["size"]):
+            raise IntegrityError(weights, f"has {len(data)} bytes, {recorded['size']} were "
+                                 "written: the file is truncated or was replaced")
+        if "sha256" in recorded and hashlib.sha256(data).hexdigest() != recorded["sha256"]:
+            raise IntegrityError(weights, "does not match the SHA-256 checksum written with "
+                                 "it: the file (or the recorded checksum) is corrupted or was "
+                                 "modified")
     try:
-        state = load_file(str(weights), device=str(map_location))
+        state = load(data)
     except (SafetensorError, OSError, ValueError) as err:
         raise CorruptFileError(weights, f"not a valid safetensors file ({err})") from err
+    if str(map_location) != "cpu":
+        state = {k: v.to(map_location) for k, v in state.items()}
+    return state
+
+
+def _fill(model: nn.Module, state: dict[str, torch.Tensor], weights: Path) -> nn.Module:
+    """Load ``state`` into ``model`` strictly; a mismatch names ``weights``."""
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes that differ from the config's
