@@ -389,3 +389,55 @@ def test_one_photo_with_output_files_runs_the_model_once(checkpoint: Path, tmp_p
     (record,) = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").open()]
     report = json.loads((tmp_path / "a.json").read_text())
     assert record["scores"] == report["persons"][0]["scores"] and record["box"] == list(BOX)
+
+
+@pytest.fixture()
+def full_disk(tmp_path: Path):
+    """A 64 KiB tmpfs: writes beyond it fail with ENOSPC, as on a full disk."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_names_the_table_and_leaves_no_empty_file(checkpoint: Path, tmp_path: Path,
+                                                              full_disk: Path) -> None:  # fmt: skip
+    from dagnet_layers.errors import StorageError
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(40):
+        Image.new("RGB", (80, 60), (i, 90, 200)).save(photos / f"p{i:02d}.png")
+    predictor = Predictor.from_checkpoint(checkpoint, detector=StubDetector())
+    (full_disk / "filler").write_bytes(b"x" * (60 << 10))  # leave almost nothing
+    with pytest.raises(StorageError, match=r"predictions\.(jsonl|csv)") as info:
+        predict_files(predictor, sorted(photos.iterdir()), output_dir=full_disk / "out",
+                      annotate=False, progress=False)  # fmt: skip
+    assert "No space left" in str(info.value)
+    assert not [p.name for p in (full_disk / "out").glob("*")]  # no empty or half table
+
+
+def test_csv_cells_cannot_start_a_spreadsheet_formula(checkpoint: Path, tmp_path: Path,
+                                                      monkeypatch) -> None:  # fmt: skip
+    """OWASP's CSV injection advice: a leading ' before = + - @ in text cells."""
+    import csv
+
+    monkeypatch.chdir(tmp_path)
+    photo = Path("=HYPERLINK(x)+a.png")  # as typed on the command line, relative
+    Image.new("RGB", (80, 60)).save(photo)
+    predictor = Predictor.from_checkpoint(checkpoint, detector=StubDetector())
+    predict_files(predictor, [photo], output_dir=tmp_path / "out", annotate=False,
+                  progress=False)  # fmt: skip
+    with open(tmp_path / "out" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["source"] == "'=HYPERLINK(x)+a.png" for r in rows)
+    jsonl = (tmp_path / "out" / "predictions.jsonl").read_text()
+    assert '"source": "' + str(photo) in jsonl  # JSON keeps the name as it is

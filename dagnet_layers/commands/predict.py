@@ -28,6 +28,7 @@ checkpoint trained on the synthetic demo data says so in every output.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import sys
@@ -57,7 +58,7 @@ from dagnet_layers.inference import (
 )
 from dagnet_layers.inference.checkpoint import DEFAULT_SCORE, LEGACY_SCORE
 from dagnet_layers.inference.media import is_video
-from dagnet_layers.storage import file_in_the_way
+from dagnet_layers.storage import file_in_the_way, write_bytes_atomic
 
 
 def _fail(parser: argparse.ArgumentParser, argument: str, message: str) -> NoReturn:
@@ -305,13 +306,13 @@ def _one_photo(
             record["true_labels"] = None if true_labels is None else true_labels[p.person]
             records.append(record)
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
+        write_bytes_atomic(args.json, (json.dumps({
             "image": str(path), "checkpoint": str(args.checkpoint), "score": score,
             "data": inference.get("data"),
             "warning": SYNTHETIC_WARNING if predictor.synthetic else None,
             "thresholds": INFERENCE_NAME if predictor.thresholds else None,
             "persons": records,
-        }, indent=2) + "\n")  # fmt: skip
+        }, indent=2) + "\n").encode())  # fmt: skip
         print(f"wrote {args.json}")
     if summary is not None:
         for out in summary.outputs:
@@ -352,7 +353,9 @@ def _figure(args: argparse.Namespace, predictor: Predictor, image: Any,
         figure.suptitle("checkpoint trained on SYNTHETIC demo data, not EMOTIC: "
                         "not a prediction of real emotions", color="firebrick")
     output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=figure.dpi)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=figure.dpi, format=output.suffix.lstrip(".").lower())
+    write_bytes_atomic(output, buffer.getbuffer())  # whole or not at all, named on failure
     print(f"wrote {output}")
 
 

@@ -436,18 +436,20 @@ def print_table1(report: dict[str, Any], protocol: str, synthetic: bool = False)
 def write_reports(out: Path, report: dict[str, Any], protocol: str,
                   synthetic: bool = False) -> None:
     """test_report.json/.csv and the two figures; the paper's columns on EMOTIC runs only."""
-    (out / "test_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    # each file whole or not at all: a full disk names the file and leaves no empty one
+    write_bytes_atomic(out / "test_report.json", (json.dumps(report, indent=2) + "\n").encode())
     methods = [] if synthetic else list(PAPER_TABLE1)
-    with open(out / "test_report.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        if synthetic:
-            writer.writerow([f"# {SYNTHETIC_NOTE}"])
-        writer.writerow(["category", "ap_ours", *[f"ap_{m}" for m in methods]])
-        for cat in EMOTIC_CATEGORIES:
-            ap = report["per_category_ap"].get(cat)
-            writer.writerow([cat, "" if ap is None else ap,
-                             *[PAPER_TABLE1[m][cat] / 100 for m in methods]])
-        writer.writerow(["mAP", report["mean_ap"], *[PAPER_TABLE1_MAP[m] / 100 for m in methods]])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if synthetic:
+        writer.writerow([f"# {SYNTHETIC_NOTE}"])
+    writer.writerow(["category", "ap_ours", *[f"ap_{m}" for m in methods]])
+    for cat in EMOTIC_CATEGORIES:
+        ap = report["per_category_ap"].get(cat)
+        writer.writerow([cat, "" if ap is None else ap,
+                         *[PAPER_TABLE1[m][cat] / 100 for m in methods]])
+    writer.writerow(["mAP", report["mean_ap"], *[PAPER_TABLE1_MAP[m] / 100 for m in methods]])
+    write_bytes_atomic(out / "test_report.csv", buffer.getvalue().encode())
     from dagnet_layers.figures import plot_ap_comparison, plot_training_curves
 
     ap = {k: (float("nan") if v is None else v) for k, v in report["per_category_ap"].items()}

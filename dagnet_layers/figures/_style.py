@@ -66,11 +66,19 @@ def _new_figure(figsize: tuple[float, float], dpi: float) -> Figure:
 
 
 def _save(fig: Figure, path: PathLike | None) -> None:
+    """Render ``fig`` in memory, then write it atomically: a full disk is an error naming
+    the file and leaves no empty or half image behind."""
     # No bbox_inches="tight": the PNG keeps exactly figsize * dpi pixels.
     if path is not None:
+        import io
+
+        from dagnet_layers.storage import write_bytes_atomic
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=fig.dpi)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=fig.dpi, format=path.suffix.lstrip(".").lower() or "png")
+        write_bytes_atomic(path, buffer.getbuffer())
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:

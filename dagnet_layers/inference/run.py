@@ -17,6 +17,7 @@ What gave no prediction is counted by reason (:data:`~dagnet_layers.inference.me
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 from tqdm.auto import tqdm
 
 from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS
+from dagnet_layers.errors import StorageError
 from dagnet_layers.inference.media import (
     Skipped,
     VideoWriter,
@@ -37,6 +39,7 @@ from dagnet_layers.inference.media import (
 )
 from dagnet_layers.inference.predictor import Frame, PersonPrediction, Predictor
 from dagnet_layers.inference.track import IoUTracker
+from dagnet_layers.storage import write_bytes_atomic
 
 __all__ = ["PredictionSummary", "predict_files"]
 
@@ -79,7 +82,7 @@ class _Tables:
     def __init__(self, jsonl: Path | None, csv_path: Path | None, categories: Sequence[str],
                  synthetic: bool) -> None:  # fmt: skip
         self.categories, self.synthetic = list(categories), synthetic
-        self._files: list[TextIO] = []
+        self._files: list[tuple[TextIO, Path, Path]] = []  # file, temporary, final
         self._jsonl = self._open(jsonl)
         self._csv = None
         if csv_path is not None:
@@ -89,32 +92,89 @@ class _Tables:
                                 "dominance", "predicted", *self.categories, "synthetic"])
 
     def _open(self, path: Path | None) -> Any:
+        """A temporary file beside ``path``, renamed over it by :meth:`close`: a full disk
+        or a kill leaves no empty or half table under the final name."""
         if path is None:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(path, "w", encoding="utf-8", newline="")
-        self._files.append(f)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            f = open(tmp, "w", encoding="utf-8", newline="")
+        except OSError as err:
+            raise StorageError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
+        self._files.append((f, tmp, path))
         return f
 
+    def _guard(self, action: Callable[[], None]) -> None:
+        """Run a write; an OSError becomes one error naming the final files, and the
+        temporary ones go."""
+        try:
+            action()
+        except OSError as err:
+            self.abort()
+            names = ", ".join(str(final) for _, _, final in self._files) or "the tables"
+            raise StorageError(err.errno, f"cannot write {names}: "
+                               f"{err.strerror or err}") from err
+
     def write(self, persons: Sequence[PersonPrediction]) -> None:
-        for p in persons:
-            if self._jsonl is not None:
-                record = p.to_record()
-                record["synthetic"] = self.synthetic
-                self._jsonl.write(json.dumps(record) + "\n")
-            if self._csv is not None:
-                vad = p.vad or (None, None, None)
-                self._csv.writerow([p.source, p.frame, p.time, p.person, p.track, *p.box,
-                                    p.detector_score, p.body_weight, *vad,
-                                    ";".join(p.predicted),
-                                    *(f"{p.scores[c]:.6g}" for c in self.categories),
-                                    self.synthetic])  # fmt: skip
-        for f in self._files:
-            f.flush()
+        def rows() -> None:
+            for p in persons:
+                if self._jsonl is not None:
+                    record = p.to_record()
+                    record["synthetic"] = self.synthetic
+                    self._jsonl.write(json.dumps(record) + "\n")
+                if self._csv is not None:
+                    vad = p.vad or (None, None, None)
+                    self._csv.writerow([_cell(p.source), p.frame, p.time, p.person, p.track,
+                                        *p.box, p.detector_score, p.body_weight, *vad,
+                                        _cell(";".join(p.predicted)),
+                                        *(f"{p.scores[c]:.6g}" for c in self.categories),
+                                        self.synthetic])  # fmt: skip
+            for f, _, _ in self._files:
+                f.flush()
+
+        self._guard(rows)
 
     def close(self) -> None:
-        for f in self._files:
-            f.close()
+        """Put each table in place under its name (after every row is written)."""
+
+        def finish() -> None:
+            for f, tmp, final in self._files:
+                f.close()
+                os.replace(tmp, final)
+
+        self._guard(finish)
+
+    def abort(self) -> None:
+        """Drop the temporary tables (a failed run leaves none behind)."""
+        for f, tmp, _ in self._files:
+            with contextlib.suppress(OSError):
+                f.close()
+            tmp.unlink(missing_ok=True)
+
+
+#: Characters that start a formula in a spreadsheet (OWASP's CSV injection list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    """A CSV text cell a spreadsheet shows as text: a leading ``'`` before a formula sign
+    (a file named ``=HYPERLINK(...)+x.jpg`` must not run when the CSV is opened)."""
+    return f"'{text}" if text.startswith(_FORMULA_START) else text
+
+
+def _save_picture(picture: Any, path: Path) -> None:
+    """An annotated photo, encoded in memory and written atomically (named on failure)."""
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format=_PIL_FORMATS.get(path.suffix.lower(), "PNG"))
+    write_bytes_atomic(path, buffer.getbuffer())
+
+
+#: PIL's format name for each photo suffix we write.
+_PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
+                ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF"}
 
 
 def _unique(folder: Path, name: str, used: set[Path]) -> Path:
@@ -229,14 +289,18 @@ def predict_files(
                     name = f"{Path(frame.source).stem}_dagnet{Path(frame.source).suffix}"
                     path = _unique(annotated, name if _is_photo_suffix(name) else name + ".png",
                                    used)  # fmt: skip
-                    picture.save(path)
+                    _save_picture(picture, path)
                     summary.outputs.append(path)
                 else:
                     video["writer"].write(picture)
         finish_video()
+    except BaseException:
+        tables.abort()  # no half table under its final name
+        raise
+    else:
+        tables.close()  # every row written: the tables go in place
     finally:
         bar.close()
-        tables.close()
         if video.get("writer") is not None:
             video["writer"].close()
     summary.skipped.update(predictor.skipped)
