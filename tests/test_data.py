@@ -756,3 +756,22 @@ def test_cache_rows_are_read_without_a_memory_map(tmp_path: Path) -> None:
     (tmp_path / "short.npy").write_bytes(data[: len(data) - 10])
     with pytest.raises(CorruptFileError, match=r"short\.npy"):
         NpyRows(tmp_path / "short.npy")
+
+
+def test_a_cache_of_an_older_format_is_named_with_the_command_that_rebuilds_it(
+    syn, small_cache: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(small_cache, old)
+    manifest = json.loads((old / cache_mod.CACHE_MANIFEST).read_text())
+    manifest["version"] = 2
+    (old / cache_mod.CACHE_MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"written in format 2.*--size 16 --overwrite"):
+        build_emotic_cache(syn, old, splits=("val",), size=16, progress=False)
+    # the trainer's own caches (demo, $DAGNET_CACHE) are rebuilt without asking
+    from dagnet_layers.commands.train import _renew_old_format
+
+    _renew_old_format(small_cache)
+    assert (small_cache / cache_mod.CACHE_MANIFEST).is_file()  # the current format: kept
+    _renew_old_format(old)
+    assert not old.exists()

@@ -176,17 +176,26 @@ def test_the_page_in_a_headless_browser(predictor: Predictor, photo: Path,
         assert int(grid.get_attribute("aria-rowcount")) == 1 + 2  # the header and 2 persons
         assert "(60, 8, 90, 75)" in browser.find_element(By.CSS_SELECTOR, "#persons").text
         browser.save_screenshot(str(tmp_path / "demo.png"))
-        # a broken upload: our one-line reason on the page, not Gradio's generic error
-        broken = tmp_path / "broken.png"
-        broken.write_bytes(photo.read_bytes()[:60])
-        browser.find_element(By.CSS_SELECTOR, "#photo button[aria-label='Clear']").click() \
-            if browser.find_elements(By.CSS_SELECTOR, "#photo button[aria-label='Clear']") \
-            else None
-        browser.find_element(By.CSS_SELECTOR, "#photo input[type=file]").send_keys(str(broken))
-        time.sleep(1.0)
-        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#predict"))).click()
-        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary"),
-                                                    "cannot be used"))  # fmt: skip
+        # uploads Gradio's image component would have decoded itself, failing with its
+        # generic error: our one-line reason on the page for each
+        rgba, grey = tmp_path / "rgba.png", tmp_path / "grey.jpg"
+        Image.new("RGBA", (100, 80), (1, 2, 3, 4)).save(rgba)
+        Image.new("L", (100, 80), 7).save(grey)
+        bad = {"text.png": b"not an image at all",
+               "rgba_truncated.png": rgba.read_bytes()[:80],
+               "grey_truncated.jpg": grey.read_bytes()[:120]}
+        for name, data in bad.items():
+            (tmp_path / name).write_bytes(data)
+            browser.get(f"http://127.0.0.1:{port}/")
+            wait.until(ec.presence_of_element_located((By.CSS_SELECTOR,
+                                                       "#photo input[type=file]")))
+            browser.find_element(By.CSS_SELECTOR, "#photo input[type=file]").send_keys(
+                str(tmp_path / name))
+            time.sleep(1.0)
+            wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#predict"))).click()
+            wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary"),
+                                                        "cannot be used"))  # fmt: skip
+            assert "upstream" not in browser.page_source, name
     finally:
         browser.quit()
         demo.close()

@@ -59,8 +59,9 @@ def demo_outputs(predictor: Predictor, image: Any, top_k: int = 3) -> tuple[Any,
 
     Args:
         predictor: The model and its settings.
-        image: The upload: a file path (the page's; read with the datasets' bounds, the
-            pixel limit checked before decoding) or a PIL image.
+        image: The upload: a file path (the page's; read with the datasets' reader and
+            bounds, the pixel limit checked from the header before decoding, no EXIF
+            rotation) or a PIL image.
         top_k: Emotions listed per person.
 
     Returns:
@@ -119,8 +120,12 @@ def build_demo(predictor: Predictor, *, top_k: int = 3,
         gr.Markdown("# DAG-Net: emotions in the wild\nUpload a photo: every person found gets "
                     "the 26 EMOTIC categories, BAM's body weight and GSAM's attention map.")
         with gr.Row():
-            # a file path, so that our reader decodes it, within the datasets' bounds
-            photo = gr.Image(type="filepath", label="photo", elem_id="photo")
+            # A file, not gr.Image: Gradio's image component decodes (and re-encodes) every
+            # upload itself, before our reader can check its size or name what is wrong.
+            # Our reader applies no EXIF rotation, as dagnet-predict (EMOTIC's boxes
+            # refer to the stored pixels): rotate phone photos first.
+            photo = gr.File(file_types=["image"], type="filepath", label="photo",
+                            elem_id="photo")
             annotated = gr.Image(type="pil", label="persons and top emotions",
                                  elem_id="annotated")  # fmt: skip
         run = gr.Button("Predict", variant="primary", elem_id="predict")

@@ -66,6 +66,7 @@ from dagnet_layers.commands.args import (
 )
 from dagnet_layers.commands.checks import refuse, usable_device
 from dagnet_layers.emotic.data import (
+    CACHE_FORMAT_VERSION,
     CACHE_MANIFEST,
     EmoticDataset,
     EmoticJpegDataset,
@@ -181,6 +182,22 @@ def default_cache_dir(source: Path, size: int) -> Path:
     return sized_cache_dir(cache_home() / "emotic-cache" / f"{resolved.name}-{tag}", size)
 
 
+def _renew_old_format(cache: Path) -> None:
+    """Delete a cache this command made under an older format (the demo's, or one under
+    ``$DAGNET_CACHE``), so that it is built again: the user never chose that folder."""
+    manifest_file = cache / CACHE_MANIFEST
+    if not manifest_file.is_file():
+        return
+    try:
+        version = read_json_object(manifest_file, "EMOTIC cache manifest").get("version")
+    except ValueError:
+        return  # a damaged manifest: the builder names it
+    if version != CACHE_FORMAT_VERSION:
+        logger.warning("the decoded cache %s is in format %s, this version writes format %d: "
+                       "rebuilding it", cache, version, CACHE_FORMAT_VERSION)
+        shutil.rmtree(cache)
+
+
 def choose_cache(source: Path, size: int) -> Path | None:
     """The default cache folder when the disk has room for what is not cached yet, else None.
 
@@ -235,6 +252,8 @@ def make_datasets(args: argparse.Namespace, demo: bool, rank: int,
         if cache is None and mode != "device" and not args.no_cache and layout == "official":
             # (a folder that is already a cache, given as --data-root, is read as it is)
             cache = _broadcast(choose_cache(source, args.image_size) if rank == 0 else None, rank)
+        if cache is not None and args.cache_dir is None and rank == 0:
+            _renew_old_format(cache)  # ours to rebuild; a --cache-dir is the user's to decide
     jpegs = cache is None and layout == "official"  # decoded every epoch
     on_device = jpegs and (mode == "device" or (
         mode == "auto" and device is not None and device.type == "cuda"))

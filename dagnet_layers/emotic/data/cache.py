@@ -452,11 +452,16 @@ def _build(
         manifest.get("version") != CACHE_FORMAT_VERSION or manifest.get("size") != size
     ):
         if not overwrite:
+            held = manifest.get("size")
+            if manifest.get("version") != CACHE_FORMAT_VERSION:
+                why = (f"it was written in format {manifest.get('version')}; this version "
+                       f"reads format {CACHE_FORMAT_VERSION} (a CRC-32 per image row)")
+            else:
+                why = f"it holds {held} px images, not {size} px"
             raise CorruptFileError(
-                out / CACHE_MANIFEST, f"the cache holds size {manifest.get('size')} (format "
-                f"version {manifest.get('version')}), not size {size} (version "
-                f"{CACHE_FORMAT_VERSION}); use another folder (dagnet-train --cache-dir) or "
-                "rebuild this one (overwrite=True, dagnet-emotic-cache --overwrite)"
+                out / CACHE_MANIFEST, f"{why}: rebuild it (`dagnet-emotic-cache {source} "
+                f"{out} --size {size} --overwrite`, or overwrite=True) or use another "
+                "folder (dagnet-train --cache-dir)"
             )
         manifest = None
     if manifest is None:
