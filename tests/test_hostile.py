@@ -846,3 +846,61 @@ def test_a_folder_and_a_glob_leave_out_the_same_non_images(tmp_path: Path) -> No
     assert by_glob["folder"] == 1
     with pytest.raises(MissingFileError, match="matches no photo or video"):
         expand_inputs([str(folder / "*.txt")])
+
+
+def test_a_corrupt_cached_detector_file_is_named_not_blamed_on_the_network(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import torchvision
+
+    from dagnet_layers.inference import TorchvisionPersonDetector
+
+    _offline(monkeypatch, tmp_path)
+    weights = torchvision.models.get_model_weights("ssdlite320_mobilenet_v3_large").DEFAULT
+    cached = tmp_path / "torch_home" / "hub" / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"a torn download")
+    import torchvision.models._api as tv_api
+
+    def load_cached(url, *args, **kwargs):  # what torchvision does with a cached file
+        return torch.load(cached, weights_only=True)
+
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", load_cached)
+    with pytest.raises(CorruptFileError, match="delete the file to download it again") as info:
+        TorchvisionPersonDetector("ssdlite320_mobilenet_v3_large")
+    assert str(cached) in str(info.value) and "could not be downloaded" not in str(info.value)
+
+
+def test_a_checkpoint_missing_the_inference_json_its_manifest_lists_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Falling back to the defaults (224 px, no thresholds) would change predictions."""
+    from dagnet_layers.emotic.engine import save_checkpoint
+    from dagnet_layers.inference import read_inference_config
+
+    torch.manual_seed(0)
+    model = build_dagnet("test_resnet", "test_resnet", partition=2, gcn_hidden=(8,),
+                         patch_channels=(4, 4), fusion_hidden=8)  # fmt: skip
+    folder = save_checkpoint(tmp_path / "ckpt", model, epoch=0,
+                             extra={"inference": {"image_size": 32}})  # fmt: skip
+    (folder / "inference.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"inference\.json"):
+        read_inference_config(folder)
+
+
+def test_identity_scores_may_have_thresholds_outside_zero_one(model_dir: Path,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    """A regression loss's raw outputs (score 'identity') are not probabilities."""
+    from dagnet_layers.inference import read_inference_config
+
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    (folder / "inference.json").write_text(json.dumps(
+        {"image_size": 32, "score": "identity", "thresholds": {"Peace": -0.03}}))
+    assert read_inference_config(folder)[0]["thresholds"] == {"Peace": -0.03}
+
+
+def test_train_refuses_an_image_size_its_checkpoint_could_not_hold(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        train_command.main(["--image-size", "1100"])
+    assert info.value.code == 2 and "--image-size: must be <= 1024" in capsys.readouterr().err

@@ -97,6 +97,7 @@ from dagnet_layers.emotic.engine import (
 )
 from dagnet_layers.emotic.losses import DAGNetCriterion, list_losses
 from dagnet_layers.emotic.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
+from dagnet_layers.inference.checkpoint import MAX_IMAGE_SIZE
 from dagnet_layers.models import (
     DAGNetConfig,
     check_pretrained_weights,
@@ -654,6 +655,9 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
         value = getattr(args, name)
         if value is not None and value < least:
             refuse(parser, flag, f"must be >= {least}, got {value}")
+    if args.image_size is not None and args.image_size > MAX_IMAGE_SIZE:
+        refuse(parser, "--image-size", f"must be <= {MAX_IMAGE_SIZE} (what a checkpoint's "
+               f"inference.json may hold; the paper uses 224), got {args.image_size}")
     if args.data_root is None and args.preprocessed is None and args.demo_images < MIN_IMAGES:
         refuse(parser, "--demo-images", f"must be >= {MIN_IMAGES} (each split needs room "
                f"for the demo set's planted quirks), got {args.demo_images}")

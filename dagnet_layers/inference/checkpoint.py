@@ -76,9 +76,10 @@ def read_inference_config(checkpoint: str | Path) -> tuple[dict[str, Any], bool]
         IntegrityError: It differs from what the checkpoint's manifest records.
     """
     path = Path(checkpoint) / INFERENCE_NAME
+    # first: a manifest that lists the file makes its absence an error, not the defaults
+    _verify_against_manifest(Path(checkpoint), INFERENCE_NAME)
     if not path.exists():
         return dict(DEFAULT_INFERENCE), False
-    _verify_against_manifest(Path(checkpoint), INFERENCE_NAME)
     data = read_json_object(path, INFERENCE_NAME, max_bytes=MAX_SETTINGS_BYTES)
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
@@ -112,10 +113,16 @@ def read_inference_config(checkpoint: str | Path) -> tuple[dict[str, Any], bool]
         if strangers:
             raise CorruptFileError(path, f"thresholds for unknown categories {strangers[:5]}; "
                                    "the categories are EMOTIC's 26")
+        # softmax and sigmoid scores are probabilities; "identity" ones (a regression
+        # loss's raw outputs) may be any finite number
+        probability = config.get("score", LEGACY_SCORE) in ("softmax", "sigmoid")
         for name, value in thresholds.items():
-            if value is not None and not (_number(value) and 0.0 <= value <= 1.0):
+            if value is None:
+                continue
+            if not _number(value) or (probability and not 0.0 <= value <= 1.0):
+                want = "in [0, 1] (a probability score)" if probability else ""
                 raise CorruptFileError(path, f"thresholds[{name!r}] must be a finite number "
-                                       f"in [0, 1] (a score) or null, got {value!r}")
+                                       f"{want} or null, got {value!r}".replace("  ", " "))
     data = config.get("data")
     if data is not None:
         if not isinstance(data, dict):

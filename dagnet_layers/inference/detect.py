@@ -110,13 +110,21 @@ class TorchvisionPersonDetector:
                 raise ConfigError(f"{name} weights {chosen} are not COCO's: no 'person' label")
             try:
                 model = builder(weights=chosen)  # torchvision's cache, else a download
+            except MemoryError:
+                raise
             except Exception as err:
                 from torch.hub import get_dir
 
+                cached = Path(get_dir()) / "checkpoints" / Path(str(chosen.url)).name
+                why = f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"
+                if cached.is_file():  # there, but unusable: a torn download, a bad copy
+                    raise CorruptFileError(
+                        cached, f"the cached {name} {chosen} weights cannot be loaded ({why}); "
+                        "delete the file to download it again, or give --detector-weights "
+                        "FILE.pth") from err
                 raise WeightsUnavailableError(
                     f"person detector {name}: its {chosen} weights are not in torchvision's "
-                    f"cache ({Path(get_dir()) / 'checkpoints'}) and could not be downloaded "
-                    f"({type(err).__name__}: {' '.join(str(err).split())[:160]})"
+                    f"cache ({cached.parent}) and could not be downloaded ({why})"
                 ) from err
         self.model = model.to(self.device).eval()
         self.skipped: Counter[str] = Counter()
