@@ -52,5 +52,5 @@ def require(module: str, purpose: str) -> ModuleType:
         extra = EXTRAS.get(top, "all")
         raise MissingDependencyError(
             f"{purpose} needs {top}, which is not installed: pip install "
-            f"'dagnet-layers[{extra}]' ({err})"
+            f"'dagnet-layers[{extra}]' (from a clone: pip install -e '.[{extra}]') ({err})"
         ) from err

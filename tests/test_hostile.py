@@ -904,3 +904,23 @@ def test_train_refuses_an_image_size_its_checkpoint_could_not_hold(capsys) -> No
     with pytest.raises(SystemExit) as info:
         train_command.main(["--image-size", "1100"])
     assert info.value.code == 2 and "--image-size: must be <= 1024" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("label_names", [["nested"]] * 26, "label_names must be a list of 26 strings"),
+    ("label_names", ["a"], "label_names must be a list of 26 strings"),
+    ("num_classes", 5, "num_classes must be the config's 26"),
+    ("architecture", "resnet50", "architecture must be 'dagnet'"),
+    ("pretrained_cfg", "x", "pretrained_cfg must be an object"),
+    ("version", 2, "version must be a version string"),
+])
+def test_the_timm_fields_of_a_config_json_are_checked(
+    model_dir: Path, tmp_path: Path, field: str, value, match: str
+) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    meta = json.loads((folder / "config.json").read_text())
+    meta[field] = value
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError, match=r"config\.json: " + match):
+        DAGNet.from_pretrained(folder)

@@ -10,7 +10,7 @@ is the official eval.m protocol, tie order included.
 Examples::
 
     # no data given: writes the synthetic EMOTIC-format demo set and trains a
-    # small configuration on it (a few minutes on a 2-core CPU)
+    # small configuration on it (about 40 s on an idle 2-core CPU; see the README)
     dagnet-train
 
     # the official release (Annotations/Annotations.mat + emotic/*/images)
@@ -805,8 +805,8 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as err:
-            raise SystemExit("--tensorboard needs the tensorboard package: "
-                             "pip install 'dagnet-layers[dev]'") from err
+            raise SystemExit("--tensorboard needs the tensorboard package: pip install "
+                             "tensorboard (or, from a clone, pip install -e '.[dev]')") from err
         writer = SummaryWriter(out / "tensorboard")
 
     progress = not args.no_progress

@@ -146,7 +146,32 @@ def _config_from_meta(meta: dict[str, Any], config_file: Path) -> DAGNetConfig:
     if "model_args" in meta and meta["model_args"] != meta["config"]:
         raise CorruptFileError(config_file, "its 'model_args' (read by timm) differ from its "
                                "'config' (read by dagnet-layers); one of them was edited")
+    _check_timm_fields(meta, checked, config_file)
     return checked
+
+
+def _check_timm_fields(meta: dict[str, Any], config: DAGNetConfig, config_file: Path) -> None:
+    """The fields written for timm and the Hub, each of its type and consistent."""
+
+    def bad(field: str, want: str) -> CorruptFileError:
+        return CorruptFileError(config_file, f"{field} must be {want}, got "
+                                f"{str(meta[field])[:80]!r}")
+
+    if "version" in meta and not isinstance(meta["version"], str):
+        raise bad("version", "a version string")
+    if "architecture" in meta and meta["architecture"] != "dagnet":
+        raise bad("architecture", "'dagnet' (the variant timm builds a saved model with)")
+    if "num_classes" in meta and meta["num_classes"] != config.num_classes:
+        raise bad("num_classes", f"the config's {config.num_classes}")
+    if "num_features" in meta and not (isinstance(meta["num_features"], int)
+                                       and not isinstance(meta["num_features"], bool)):
+        raise bad("num_features", "an int")
+    if "pretrained_cfg" in meta and not isinstance(meta["pretrained_cfg"], dict):
+        raise bad("pretrained_cfg", "an object")
+    labels = meta.get("label_names")
+    if labels is not None and not (isinstance(labels, list) and len(labels) == config.num_classes
+                                   and all(isinstance(x, str) for x in labels)):
+        raise bad("label_names", f"a list of {config.num_classes} strings")
 
 
 def _check_backbone_name(config_file: Path, field: str, name: str) -> None:
