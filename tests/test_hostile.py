@@ -843,7 +843,12 @@ def test_a_folder_and_a_glob_leave_out_the_same_non_images(tmp_path: Path) -> No
     assert expand_inputs([folder], skipped=by_folder) == sorted(folder.glob("*.[jp][pn]g"))
     assert expand_inputs([str(folder / "*")], skipped=by_glob) == expand_inputs([folder])
     assert by_folder["not_a_photo_or_video"] == by_glob["not_a_photo_or_video"] == 1
-    assert by_glob["folder"] == 1
+    assert by_folder["folder"] == by_glob["folder"] == 1
+    (folder / "gone.jpg").symlink_to(folder / "nowhere.jpg")  # a dangling link
+    by_folder, by_glob = Counter(), Counter()
+    assert expand_inputs([folder], skipped=by_folder) == expand_inputs([str(folder / "*")],
+                                                                       skipped=by_glob)
+    assert by_folder["not_a_regular_file"] == by_glob["not_a_regular_file"] == 1
     with pytest.raises(MissingFileError, match="matches no photo or video"):
         expand_inputs([str(folder / "*.txt")])
 

@@ -68,3 +68,30 @@ def test_what_the_readme_says_of_the_demo_is_what_it_does(monkeypatch) -> None:
     assert f"for {DEMO_DEFAULTS['epochs']} epochs on {DEMO_IMAGES} generated images" in text
     assert str(cache_home()).replace(str(Path.home()), "~") + "/" in text
     assert f"the run into `{build_train_parser().get_default('output_dir')}/`" in text
+
+
+def test_the_offline_options_the_readme_names_exist_where_it_says() -> None:
+    from dagnet_layers.commands.args import (
+        build_demo_parser,
+        build_predict_parser,
+        build_train_parser,
+    )
+
+    def flags(parser) -> set[str]:
+        return {s for a in parser._actions for s in a.option_strings}
+
+    text = README.read_text()
+    assert "`--body-weights`/`--context-weights FILE`" in text
+    assert {"--body-weights", "--context-weights", "--no-pretrained"} <= flags(
+        build_train_parser())
+    assert {"--detector-weights", "--box", "--boxes-file"} <= flags(build_predict_parser())
+    assert "--detector-weights" in flags(build_demo_parser())
+    assert "--box" not in flags(build_demo_parser())  # the README offers it to predict only
+
+
+def test_ci_runs_what_the_readme_says_it_runs() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    text = " ".join(README.read_text().split())
+    for step, command in (("mypy", "mypy"), ("twine check", "twine check --strict"),
+                          ("builds the wheel and sdist", "python -m build")):  # fmt: skip
+        assert step in text and command in ci, step

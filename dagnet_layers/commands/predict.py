@@ -220,6 +220,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
         _fail(parser, "--checkpoint", str(err))
 
     if single:
+        if left_out:  # the other entries of a glob or folder that held one photo
+            print("skipped: " + ", ".join(f"{k}={v}" for k, v in sorted(left_out.items())))
         return _one_photo(parser, args, predictor, paths[0], inference, has_inference,
                           boxes_per_file)
     output_dir = args.output_dir or Path("dagnet_predictions")

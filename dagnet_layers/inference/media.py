@@ -67,11 +67,13 @@ def expand_inputs(
 ) -> list[Path]:  # fmt: skip
     """Files from files, folders and glob patterns: their photos and videos, sorted.
 
-    A folder and a glob follow one rule: a file whose name does not end like a photo
-    or a video (:data:`IMAGE_SUFFIXES`, :data:`VIDEO_SUFFIXES`) is left out and counted
-    in ``skipped["not_a_photo_or_video"]``, and a folder a glob matches in
-    ``skipped["folder"]``. A file named on its own is kept whatever its name (reading
-    it says what it is).
+    A folder and a glob follow one rule, each left-out entry counted by reason in
+    ``skipped``: a file whose name does not end like a photo or a video
+    (:data:`IMAGE_SUFFIXES`, :data:`VIDEO_SUFFIXES`) as ``"not_a_photo_or_video"``; a
+    folder (one a glob matches, or a subfolder of a folder read without ``recursive``)
+    as ``"folder"``; anything else that is not a regular file (a dangling link, a FIFO)
+    as ``"not_a_regular_file"``. A file named on its own is kept whatever its name
+    (reading it says what it is).
 
     Args:
         inputs: Files, folders and glob patterns, as a user types them.
@@ -90,14 +92,17 @@ def expand_inputs(
             out.append(path)
             continue
         if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = [p for p in path.glob(pattern) if not p.is_dir()]
+            entries = list(path.glob("**/*" if recursive else "*"))
         elif glob.has_magic(str(item)):
-            found = [Path(p) for p in glob.glob(os.path.expanduser(str(item)), recursive=True)]
-            counts["folder"] += sum(p.is_dir() for p in found)
-            found = [p for p in found if not p.is_dir()]
+            entries = [Path(p) for p in glob.glob(os.path.expanduser(str(item)),
+                                                  recursive=True)]  # fmt: skip
         else:
             raise MissingFileError(path, "no such file or folder")
+        folders = [p for p in entries if p.is_dir()]
+        if not (path.is_dir() and recursive):  # a recursive walk goes into its folders
+            counts["folder"] += len(folders)
+        found = [p for p in entries if p.is_file()]
+        counts["not_a_regular_file"] += len(entries) - len(folders) - len(found)
         media = sorted(p for p in found
                        if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)  # fmt: skip
         counts["not_a_photo_or_video"] += len(found) - len(media)

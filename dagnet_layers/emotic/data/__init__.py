@@ -17,6 +17,7 @@ from dagnet_layers.emotic.data.cache import (
     build_emotic_cache,
     cache_is_complete,
     estimate_cache_bytes,
+    row_crc32,
     verify_emotic_cache,
 )
 from dagnet_layers.emotic.data.categories import (
@@ -152,6 +153,7 @@ __all__ = [
     "read_emotic_preprocessed",
     "read_encoded_image",
     "resolve_in_root",
+    "row_crc32",
     "synthetic_marker",
     "verify_emotic_cache",
     "write_emotic_preprocessed",

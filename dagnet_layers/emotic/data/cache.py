@@ -32,8 +32,9 @@ full disk is a one-line :class:`~dagnet_layers.storage.StorageError` at the
 start, not a ``SIGBUS`` in the middle; the manifest and records are written
 atomically. When a split completes, the size and SHA-256 of each of its files
 go into the manifest: :func:`verify_emotic_cache` checks them
-(``dagnet-emotic-cache --verify CACHE_DIR``), and every dataset that opens the
-cache checks the cheap part (sizes and array headers).
+(``dagnet-emotic-cache --verify CACHE_DIR``). Every dataset that opens the cache
+checks the sizes and array headers and hashes every file but the two image arrays,
+and checks each image row it reads against the CRC-32 the build recorded for it.
 """
 
 from __future__ import annotations
