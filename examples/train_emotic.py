@@ -6,7 +6,7 @@ The same program as the installed ``dagnet-train`` command
 default. Examples::
 
     # no data given: writes the synthetic EMOTIC-format demo set and trains a
-    # small configuration on it (about 40 s on an idle 2-core CPU; see the README)
+    # small configuration on it (about half a minute on an idle 2-core CPU; see the README)
     python examples/train_emotic.py
 
     # the official release (Annotations/Annotations.mat + emotic/*/images)

@@ -95,3 +95,14 @@ def test_ci_runs_what_the_readme_says_it_runs() -> None:
     for step, command in (("mypy", "mypy"), ("twine check", "twine check --strict"),
                           ("builds the wheel and sdist", "python -m build")):  # fmt: skip
         assert step in text and command in ci, step
+
+
+def test_the_demo_time_the_readme_states_is_the_committed_measurement() -> None:
+    import json
+
+    record = json.loads((ROOT / "docs" / "results" / "demo_time.json").read_text())
+    (w0, w1), (c0, c1) = record["wall_s"], record["cpu_s"]
+    text = " ".join(README.read_text().split())
+    assert (f"it took {w0} to {w1} s wall and {round(c0)} to {round(c1)} CPU-seconds "
+            f"({len(record['runs'])} runs") in text
+    assert f"on {record['date']}" in text

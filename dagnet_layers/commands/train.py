@@ -10,7 +10,7 @@ is the official eval.m protocol, tie order included.
 Examples::
 
     # no data given: writes the synthetic EMOTIC-format demo set and trains a
-    # small configuration on it (about 40 s on an idle 2-core CPU; see the README)
+    # small configuration on it (about half a minute on an idle 2-core CPU; see the README)
     dagnet-train
 
     # the official release (Annotations/Annotations.mat + emotic/*/images)
