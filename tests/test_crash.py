@@ -88,6 +88,7 @@ def _summary(out: Path) -> dict:
         "last_weights": (last / "model.safetensors").read_bytes(),
         "best_weights": (best / "model.safetensors").read_bytes(),
         "optimizer": state["optimizer"]["state"],
+        "rng": state["rng"],  # every generator, Python's included
         "report": report,
         "log": rows,
         "folders": sorted(p.name for p in ckpt.iterdir()),
@@ -101,6 +102,10 @@ def _assert_same(got: dict, want: dict, what: str) -> None:
     for key, tensors in want["optimizer"].items():
         for name, value in tensors.items():
             assert torch.equal(got["optimizer"][key][name], value), f"{what}: optimiser {name}"
+    for name, value in want["rng"].items():  # the whole training state, not just weights
+        same = (torch.equal(got["rng"][name], value) if isinstance(value, torch.Tensor)
+                else got["rng"][name] == value)  # fmt: skip
+        assert same, f"{what}: the saved {name} RNG state differs"
     assert got["report"] == want["report"], f"{what}: test report differs"
     assert got["log"] == want["log"], f"{what}: log.csv differs"
     assert [r["epoch"] for r in got["log"]] == [str(e) for e in range(EPOCHS)], what

@@ -696,7 +696,10 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
     parser = build_train_parser(prog)
     args = parser.parse_args(argv)
     check_arguments(parser, args)
-    # the EMOTIC toolkit's extra, before any data is read or written
+    # The EMOTIC toolkit's extra, before any data is read or written. Imported here,
+    # before seeding, also because importing sklearn draws from Python's global RNG
+    # (through rich): imported lazily at the first evaluation, it made a resumed run's
+    # saved RNG state differ from an uninterrupted one's (tests/test_crash.py).
     require("scipy.io", "dagnet-train (reading and writing Annotations.mat)")
     require("sklearn.metrics", "dagnet-train (the validation thresholds)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
