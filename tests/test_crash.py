@@ -419,3 +419,23 @@ def test_readers_of_last_and_best_never_race_the_writer(tmp_path: Path) -> None:
     assert writer.returncode == 0, err[-2000:]
     assert int(out.strip()) > 5 and loads > 10, (out, loads)  # they did overlap
     assert not failures, f"{len(failures)} of {loads + len(failures)} loads: {failures[:3]}"
+
+
+@pytest.mark.parametrize("edited", ["MANIFEST.json", "config.json"])
+def test_a_changed_checksum_digit_blames_the_file_that_holds_it(tmp_path: Path,
+                                                                edited: str) -> None:  # fmt: skip
+    """The weights' checksum is in both files: the one that disagrees with the intact
+    weights and the other record is named, not model.safetensors."""
+    folder = save_checkpoint(tmp_path / "ckpt", create_model("test_dagnet"), epoch=0)
+    digest = json.loads((folder / "config.json").read_text())["weights"]["sha256"]
+    path = folder / edited
+    text = path.read_text()
+    changed = digest[:-1] + ("0" if digest[-1] != "0" else "1")
+    if edited == "MANIFEST.json":
+        path.write_text(text.replace(digest, changed))
+        with pytest.raises(IntegrityError, match=r"MANIFEST\.json: .* weights are intact"):
+            load_checkpoint(folder, create_model("test_dagnet"))
+    else:  # config.json's own checksum is in the manifest: from_pretrained has no manifest
+        path.write_text(text.replace(digest, changed))
+        with pytest.raises(IntegrityError, match=r"config\.json: .* weights are intact"):
+            DAGNet.from_pretrained(folder)

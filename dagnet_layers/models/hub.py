@@ -252,7 +252,13 @@ def read_weights(
         if "size" in recorded and len(data) != int(recorded["size"]):
             raise IntegrityError(weights, f"has {len(data)} bytes, {recorded['size']} were "
                                  "written: the file is truncated or was replaced")
-        if "sha256" in recorded and hashlib.sha256(data).hexdigest() != recorded["sha256"]:
+        digest = hashlib.sha256(data).hexdigest()
+        if "sha256" in recorded and digest != recorded["sha256"]:
+            if _manifest_digest(weights) == digest:  # the training manifest vouches for it
+                raise IntegrityError(
+                    weights.parent / CONFIG_NAME, f"its checksum of {weights.name} differs "
+                    "from the file, which matches the checkpoint's MANIFEST.json: config.json "
+                    "was edited or damaged (the weights are intact)")
             raise IntegrityError(weights, "does not match the SHA-256 checksum written with "
                                  "it: the file (or the recorded checksum) is corrupted or was "
                                  "modified")
@@ -263,6 +269,18 @@ def read_weights(
     if str(map_location) != "cpu":
         state = {k: v.to(map_location) for k, v in state.items()}
     return state
+
+
+def _manifest_digest(weights: Path) -> str | None:
+    """The SHA-256 a training checkpoint's ``MANIFEST.json`` records for ``weights``."""
+    import json
+
+    try:
+        manifest = json.loads((weights.parent / "MANIFEST.json").read_text(encoding="utf-8"))
+        digest = manifest["files"][weights.name]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return digest if isinstance(digest, str) else None
 
 
 def _fill(model: nn.Module, state: dict[str, torch.Tensor], weights: Path) -> nn.Module:

@@ -282,20 +282,51 @@ def _is_complete(folder: Path) -> bool:
     return _problem(folder) is None
 
 
+#: The weights file of a checkpoint folder (what ``save_pretrained`` writes).
+WEIGHTS_FILE = "model.safetensors"
+
+
+def verify_checkpoint_files(folder: Path, manifest: Mapping[str, Any]) -> None:
+    """Check every file against the manifest, blaming the right file.
+
+    The weights' checksum is recorded twice, in ``MANIFEST.json`` and in
+    ``config.json``. When the weights fail the manifest's record but match
+    ``config.json``'s (itself intact), the weights are fine and the manifest's record was
+    changed: the error names ``MANIFEST.json``, not ``model.safetensors``.
+    """
+    try:
+        verify_files(folder, manifest["files"])
+    except IntegrityError as err:
+        weights = folder / WEIGHTS_FILE
+        if Path(err.path) == weights and _weights_match_config(folder):
+            raise IntegrityError(
+                folder / MANIFEST_NAME, f"its checksum of {WEIGHTS_FILE} differs from the "
+                "file and from config.json's record, which agree: MANIFEST.json was edited or "
+                "damaged (the weights are intact)"
+            ) from err
+        raise
+
+
+def _weights_match_config(folder: Path) -> bool:
+    """Whether the weights match the checksum ``config.json`` records for them."""
+    try:
+        record = json.loads((folder / "config.json").read_text(encoding="utf-8"))["weights"]
+        verify_files(folder, {WEIGHTS_FILE: record})
+    except (OSError, ValueError, KeyError, TypeError, IntegrityError):
+        return False
+    return True
+
+
 def _problem(folder: Path) -> str | None:
     """Why ``folder`` is not a complete checkpoint (the file that fails), or ``None``."""
     manifest = _manifest(folder)
     if manifest is None:
         return f"no valid {MANIFEST_NAME}"
     try:
-        verify_files(folder, manifest["files"])
+        verify_checkpoint_files(folder, manifest)
     except (OSError, IntegrityError) as err:
         return " ".join(str(err).split())
     return None
-
-
-#: The weights file of a checkpoint folder (what ``save_pretrained`` writes).
-WEIGHTS_FILE = "model.safetensors"
 
 
 def _weights_intact(folder: Path) -> bool:
@@ -389,7 +420,7 @@ def load_checkpoint(
             raise MissingFileError(path, "checkpoint file not found")
     manifest = _manifest(directory)
     if manifest is not None:
-        verify_files(directory, manifest["files"])
+        verify_checkpoint_files(directory, manifest)
     elif (directory / MANIFEST_NAME).exists():
         raise IntegrityError(directory / MANIFEST_NAME, "corrupted: it is not the "
                              "checksum list save_checkpoint wrote")
