@@ -392,7 +392,7 @@ def test_cache_dir_argument_builds_transparently(syn, tmp_path: Path, capsys) ->
     assert not cache_is_complete(tmp_path / "c", "train")
     again = EmoticDataset(syn, "val", size=24, cache_dir=tmp_path / "c")
     assert torch.equal(again[0]["body"], ds[0]["body"])
-    with pytest.raises(ValueError, match="holds size 24"):
+    with pytest.raises(ValueError, match="holds 24 px images, not 32 px"):
         build_emotic_cache(syn, tmp_path / "c", splits=("val",), size=32, progress=False)
 
 

@@ -929,3 +929,21 @@ def test_the_timm_fields_of_a_config_json_are_checked(
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CorruptFileError, match=r"config\.json: " + match):
         DAGNet.from_pretrained(folder)
+
+
+def test_api_misuse_gets_errors_that_say_what_was_wanted() -> None:
+    from dagnet_layers import create_model
+    from dagnet_layers.emotic.engine import evaluate, train_one_epoch
+
+    with pytest.raises(TypeError, match=r"create_model\(name=...\) needs a model name"):
+        create_model(None)
+    with pytest.raises(TypeError, match="aux_weight must be a number, got '1'"):
+        DAGNetCriterion("kl", aux_weight="1")
+    model = create_model("test_dagnet")
+    with pytest.raises(ValueError, match=r"max_steps=...\) must be an int >= 1"):
+        train_one_epoch(model, [], DAGNetCriterion("kl"), torch.optim.SGD(model.parameters()),
+                        max_steps="3", progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="the loader gave no batch"):
+        evaluate(model, [], score="softmax", progress=False)
+    with pytest.raises(UnknownOptionError, match=r"body_backbone_kwargs \['bogus_option'\]"):
+        build_dagnet("test_resnet", "test_resnet", body_backbone_kwargs={"bogus_option": 1})

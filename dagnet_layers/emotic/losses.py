@@ -861,6 +861,8 @@ class DAGNetCriterion(nn.Module):
             ("category_weight", category_weight),
             ("bam_weight", bam_weight),
         ):
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"{name}: {arg} must be a number, got {value!r}")
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: {arg} must be finite and >= 0, got {value}")
         if isinstance(category_loss, str):

@@ -967,11 +967,17 @@ def build_dagnet(
         return DAGNet(config, pretrained=pretrained, body_backbone_kwargs=body_kwargs,
                       context_backbone_kwargs=context_kwargs)
     except TypeError as err:
-        if not timm_kwargs or "unexpected keyword argument" not in str(err):
+        if "unexpected keyword argument" not in str(err):
+            raise
+        given = {"options": sorted(timm_kwargs),
+                 "body_backbone_kwargs": sorted(body_backbone_kwargs or {}),
+                 "context_backbone_kwargs": sorted(context_backbone_kwargs or {})}
+        named = ", ".join(f"{k} {v}" for k, v in given.items() if v)
+        if not named:
             raise
         raise UnknownOptionError(
-            f"build_dagnet(): {sorted(timm_kwargs)} are not DAGNetConfig fields, so they "
-            f"went to the timm backbones, which refused them ({err})"
+            f"build_dagnet(): a timm backbone refused an option ({err}); the options passed "
+            f"to the backbones were: {named}"
         ) from err
 
 

@@ -254,6 +254,9 @@ def create_model(
         >>> m.num_classes, m.partition
         (26, 4)
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"create_model(name=...) needs a model name from list_models() or a "
+                        f"'local-dir:'/'hf-hub:' source, got {name!r}")
     hub = {k: kwargs.pop(k) for k in _HUB_OPTIONS if k in kwargs}
     if name.startswith(("hf-hub:", "local-dir:")):
         if pretrained_cfg is not None:

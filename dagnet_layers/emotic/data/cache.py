@@ -460,7 +460,8 @@ def _build(
             else:
                 why = f"it holds {held} px images, not {size} px"
             raise CorruptFileError(
-                out / CACHE_MANIFEST, f"{why}: rebuild it (`dagnet-emotic-cache {source} "
+                out / CACHE_MANIFEST, f"{why}: rebuild it (`dagnet-emotic-cache "
+                f"{getattr(source, 'root', source)} "
                 f"{out} --size {size} --overwrite`, or overwrite=True) or use another "
                 "folder (dagnet-train --cache-dir)"
             )

@@ -154,6 +154,10 @@ def evaluate(
     def to_numpy(parts: list[Tensor]) -> np.ndarray:
         return torch.cat(parts).cpu().numpy()
 
+    if not scores:
+        raise ValueError("evaluate(): the loader gave no batch (an empty split, or a "
+                         "DataLoader with drop_last=True and fewer samples than one batch)")
+
     arrays = {"scores": to_numpy(scores), "labels": to_numpy(labels),
               "indices": to_numpy(indices)}
     if vad_pred:
