@@ -279,7 +279,7 @@ def test_a_damaged_only_checkpoint_is_quarantined_and_the_resume_stops(reference
     assert resumed.returncode != 0
     err = resumed.stderr.strip().splitlines()[-1]
     assert "no intact checkpoint" in err and "quarantine" in err and "--overwrite" in err, err
-    assert "its weights are intact" in err
+    assert "its model checks out" in err
     kept = out / "checkpoints" / "quarantine" / "epoch-0000"
     assert (kept / "model.safetensors").read_bytes() == weights  # nothing lost
     assert "training_state.pt" in (kept / "QUARANTINED.txt").read_text()
@@ -439,3 +439,27 @@ def test_a_changed_checksum_digit_blames_the_file_that_holds_it(tmp_path: Path,
         path.write_text(text.replace(digest, changed))
         with pytest.raises(IntegrityError, match=r"config\.json: .* weights are intact"):
             DAGNet.from_pretrained(folder)
+
+
+def test_the_quarantine_note_says_loadable_only_when_config_and_weights_check_out(
+    tmp_path: Path,
+) -> None:
+    store = RunCheckpoints(tmp_path / "intact-runs")  # a path that says "intact"
+    store.save(create_model("test_dagnet"), epoch=0,
+               progress={"best_epoch": 0, "best_val_map": 0.5, "log": []})
+    config = tmp_path / "intact-runs" / "epoch-0000" / "config.json"
+    config.write_text(config.read_text().replace('"partition": 4', '"partition": 3'))
+    assert store.recover() is None
+    kept = store.quarantined()[0]
+    assert "check out" not in (kept / "QUARANTINED.txt").read_text()
+    assert not (tmp_path / "intact-runs" / "last").is_symlink()  # no dangling link left
+    assert train._nothing_intact(store) is not None
+    assert "its model checks out" not in train._nothing_intact(store)
+
+
+def test_numpy_numbers_are_numbers() -> None:
+    import numpy as np
+
+    from dagnet_layers.emotic.losses import DAGNetCriterion
+
+    assert DAGNetCriterion("kl", aux_weight=np.float32(0.5)).aux_weight == 0.5

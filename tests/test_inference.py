@@ -441,3 +441,26 @@ def test_csv_cells_cannot_start_a_spreadsheet_formula(checkpoint: Path, tmp_path
     assert rows and all(r["source"] == "'=HYPERLINK(x)+a.png" for r in rows)
     jsonl = (tmp_path / "out" / "predictions.jsonl").read_text()
     assert '"source": "' + str(photo) in jsonl  # JSON keeps the name as it is
+
+
+def test_an_interrupted_run_keeps_the_prediction_rows_written(checkpoint: Path,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    """Ctrl-C after some frames: the tables hold those rows under their names (only an
+    OSError, such as a full disk, drops them)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5):
+        Image.new("RGB", (80, 60), (i, 90, 200)).save(photos / f"p{i}.png")
+    predictor = Predictor.from_checkpoint(checkpoint, detector=StubDetector())
+    seen = []
+
+    def stop_after_two(frame, persons) -> None:
+        seen.append(frame)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(predictor, sorted(photos.iterdir()), output_dir=tmp_path / "out",
+                      annotate=False, progress=False, on_frame=stop_after_two)  # fmt: skip
+    rows = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+    assert len(rows) >= 2 and not list((tmp_path / "out").glob(".*tmp*"))

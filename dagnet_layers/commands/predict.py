@@ -188,6 +188,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
     args = parser.parse_args(argv)
     _check_numbers(parser, args)
     _check_outputs(parser, args)
+    if args.checkpoint.exists():  # a run's ``last`` link, resolved once: every file
+        args.checkpoint = args.checkpoint.expanduser().resolve()  # from one checkpoint
     inference, has_inference = _check_checkpoint(parser, args.checkpoint)
     raw_inputs = [*args.image, *args.inputs]
     if not raw_inputs:

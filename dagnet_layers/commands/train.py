@@ -95,8 +95,10 @@ from dagnet_layers.emotic.engine import (
     train_one_epoch,
     unwrap_model,
 )
+from dagnet_layers.emotic.engine.checkpoints import weights_loadable
 from dagnet_layers.emotic.losses import DAGNetCriterion, list_losses
 from dagnet_layers.emotic.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
+from dagnet_layers.errors import DAGNetError
 from dagnet_layers.inference.checkpoint import MAX_IMAGE_SIZE
 from dagnet_layers.models import (
     DAGNetConfig,
@@ -507,7 +509,12 @@ def _keep_quarantine(out: Path) -> None:
     if not quarantine.is_dir():
         return
     kept = out / f"quarantine-{time.strftime('%Y%m%d-%H%M%S')}"
-    os.rename(quarantine, kept)
+    try:
+        shutil.move(quarantine, kept)  # a rename, or a copy when checkpoints/ is elsewhere
+    except OSError as err:
+        raise StorageError(err.errno, f"--overwrite: cannot keep the damaged checkpoints of "
+                           f"{quarantine} in {kept} ({err.strerror or err}); move them away "
+                           "yourself first") from err
     logger.warning("--overwrite: the damaged checkpoints are kept in %s", kept)
 
 
@@ -518,11 +525,9 @@ def _nothing_intact(store: RunCheckpoints) -> str | None:
         return None
     notes = []
     for folder in damaged:
-        note = folder / RunCheckpoints.QUARANTINE_NOTE
-        text = note.read_text(encoding="utf-8", errors="replace") if note.is_file() else ""
-        intact = "intact" in text
-        notes.append(f"{folder.name}" + (" (its weights are intact: DAGNet.from_pretrained"
-                                         f"('{folder}') loads them)" if intact else ""))
+        notes.append(f"{folder.name}" + (" (its model checks out: DAGNet.from_pretrained"
+                                         f"('{folder}') loads it)"
+                                         if weights_loadable(folder) else ""))
     return (f"--resume: no intact checkpoint in {store.directory}; {len(damaged)} damaged "
             f"one(s) are in {store.directory / RunCheckpoints.QUARANTINE}, each with "
             f"{RunCheckpoints.QUARANTINE_NOTE} saying what failed: {'; '.join(notes)}. Start "
@@ -772,8 +777,13 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
     if args.resume:
         if args.resume == "auto":
             # Rank 0 repairs whatever an interrupted run left; every rank loads the result.
-            found = store.recover() if rank == 0 else None
-            refusal = _nothing_intact(store) if rank == 0 and found is None else None
+            found, refusal = None, None
+            if rank == 0:
+                try:
+                    found = store.recover()
+                    refusal = _nothing_intact(store) if found is None else None
+                except (OSError, DAGNetError) as err:  # every rank stops, none waits
+                    refusal = f"--resume: cannot recover {store.directory}: {err}"
             ckpt, refusal = _broadcast((None if found is None else str(found), refusal), rank)
             if refusal is not None:
                 raise SystemExit(refusal)

@@ -64,6 +64,7 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -861,7 +862,7 @@ class DAGNetCriterion(nn.Module):
             ("category_weight", category_weight),
             ("bam_weight", bam_weight),
         ):
-            if not isinstance(value, int | float) or isinstance(value, bool):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
                 raise TypeError(f"{name}: {arg} must be a number, got {value!r}")
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: {arg} must be finite and >= 0, got {value}")

@@ -225,18 +225,19 @@ class Predictor:
         checkpoint's ``inference.json`` (the training defaults without it);
         ``kwargs`` go to :class:`Predictor` (``top_k``, ``amp``, ``batch_size``...).
         """
-        from dagnet_layers.errors import CorruptFileError, MissingFileError
+        from dagnet_layers.errors import MissingFileError
         from dagnet_layers.models import was_moved
 
-        source = Path(checkpoint)
+        source = Path(checkpoint).expanduser()
         for attempt in range(3):
             # one folder for every file: a run's ``last`` link may be re-pointed meanwhile
-            folder = source.expanduser().resolve()
+            # (a Hub name is not a local path: it goes to from_pretrained as it is)
+            folder = source.resolve() if source.exists() else source
             try:
                 config, has_file = read_inference_config(folder)
                 model = DAGNet.from_pretrained(folder, map_location=device)
                 break
-            except (MissingFileError, CorruptFileError):
+            except MissingFileError:  # the folder was collected: read where the link points
                 if attempt < 2 and was_moved(source, folder):
                     continue
                 raise

@@ -86,7 +86,11 @@ class _Tables:
         self._jsonl = self._open(jsonl)
         self._csv = None
         if csv_path is not None:
-            self._csv = csv.writer(self._open(csv_path))
+            try:
+                self._csv = csv.writer(self._open(csv_path))
+            except StorageError:
+                self.abort()  # the JSON Lines file opened first goes too
+                raise
             self._csv.writerow(["source", "frame", "time", "person", "track", "x1", "y1", "x2",
                                 "y2", "detector_score", "body_weight", "valence", "arousal",
                                 "dominance", "predicted", *self.categories, "synthetic"])
@@ -294,8 +298,11 @@ def predict_files(
                 else:
                     video["writer"].write(picture)
         finish_video()
+    except OSError:
+        tables.abort()  # a full disk, an I/O error: no half table under its final name
+        raise
     except BaseException:
-        tables.abort()  # no half table under its final name
+        tables.close()  # Ctrl-C or a failure elsewhere: the rows written so far are kept
         raise
     else:
         tables.close()  # every row written: the tables go in place

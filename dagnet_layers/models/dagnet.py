@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import warnings
@@ -37,7 +38,6 @@ from torch import Tensor, nn
 
 from dagnet_layers._version import __version__
 from dagnet_layers.errors import (
-    CorruptFileError,
     MissingFileError,
     UnknownOptionError,
 )
@@ -71,6 +71,8 @@ __all__ = ["COMPONENTS", "DAGNet", "DAGNetOutput", "build_dagnet", "build_local_
            "build_patch_encoder", "component_seed", "component_stream", "preprocessing_cfg",
            "resolve_config"]
 
+
+logger = logging.getLogger(__name__)
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -772,10 +774,12 @@ class DAGNet(nn.Module):
                 meta = _read_meta(directory / CONFIG_NAME)  # read once: config and checksum
                 config = _config_from_meta(meta, directory / CONFIG_NAME)
                 state = read_weights(directory / WEIGHTS_NAME, meta, map_location)
-            except (MissingFileError, CorruptFileError):
-                # a training run re-pointed its ``last`` link (and collected the folder)
-                # while we read: read the checkpoint it points to now
+            except MissingFileError:
+                # a training run re-pointed its ``last`` link and collected the folder
+                # while we read (epoch folders never change: only vanish): read the
+                # checkpoint it points to now; any other error is the file's own
                 if attempt < 2 and was_moved(source, directory):
+                    logger.info("%s was re-pointed while being read; reading it again", source)
                     continue
                 raise
             model = cls(config)

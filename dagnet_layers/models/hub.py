@@ -215,7 +215,7 @@ def load_pretrained_weights(
         IntegrityError: The weights differ from the checksum recorded with them.
     """
 
-    path = Path(source)
+    path = Path(source).expanduser().resolve()  # a ``last`` link: one folder for both files
     if not path.is_dir():
         return _load_weights(model, path, None, map_location)
     meta = _read_meta(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else None

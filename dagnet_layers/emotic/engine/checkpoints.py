@@ -21,8 +21,9 @@ The progress record (best score and its epoch, every ``log.csv`` row) is a
 file of the checkpoint, so it commits with the weights; ``log.csv`` is
 rewritten from it after each commit. :meth:`RunCheckpoints.recover` turns any
 state a kill can leave into the newest committed checkpoint: it rolls
-forward complete temporary folders, deletes incomplete ones, half-deleted
-trash and checkpoints whose checksums fail, and re-points the links.
+forward complete temporary folders, deletes incomplete ones and half-deleted
+trash, moves committed checkpoints whose checksums fail into ``quarantine/``
+(never deleting them), and re-points the links.
 Loading verifies every checksum and names the file that fails. Writes that
 fail (``ENOSPC``...) raise :class:`~dagnet_layers.storage.StorageError` in
 one line, leave no partial file and keep the earlier checkpoints. One
@@ -64,7 +65,8 @@ from dagnet_layers.storage import (
 )
 
 __all__ = ["KILL_AT_ENV", "MANIFEST_NAME", "TRAINING_STATE_NAME", "RunCheckpoints",
-           "crash_point", "load_checkpoint", "recover_checkpoint", "save_checkpoint"]
+           "crash_point", "load_checkpoint", "recover_checkpoint", "save_checkpoint",
+           "verify_checkpoint_files", "weights_loadable"]
 
 logger = logging.getLogger(__name__)
 
@@ -324,19 +326,21 @@ def _problem(folder: Path) -> str | None:
         return f"no valid {MANIFEST_NAME}"
     try:
         verify_checkpoint_files(folder, manifest)
-    except (OSError, IntegrityError) as err:
+    except (FileNotFoundError, IntegrityError) as err:  # damage; other OSErrors propagate
         return " ".join(str(err).split())
     return None
 
 
-def _weights_intact(folder: Path) -> bool:
-    """Whether ``folder``'s weights match the checksum its manifest records."""
-    manifest = _manifest(folder)
-    recorded = (manifest or {}).get("files", {}).get(WEIGHTS_FILE)
-    if not isinstance(recorded, dict):
+def weights_loadable(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``DAGNet.from_pretrained(folder)`` can load ``folder``'s model: its
+    ``config.json`` and weights both match the checksums its manifest records."""
+    folder = Path(folder)
+    files = (_manifest(folder) or {}).get("files", {})
+    wanted = {name: files.get(name) for name in ("config.json", WEIGHTS_FILE)}
+    if not all(isinstance(v, dict) for v in wanted.values()):
         return False
     try:
-        verify_files(folder, {WEIGHTS_FILE: recorded})
+        verify_files(folder, wanted)  # type: ignore[arg-type]
     except (OSError, IntegrityError):
         return False
     return True
@@ -594,11 +598,10 @@ class RunCheckpoints:
         while target.exists():
             target, n = quarantine / f"{folder.name}.{n}", n + 1
         os.rename(folder, target)
-        weights = target / WEIGHTS_FILE
-        intact = weights.is_file() and _weights_intact(target)
+        intact = weights_loadable(target)
         note = (f"{folder.name} failed its checksums when the run was resumed: {problem}\n"
-                + (f"Its {WEIGHTS_FILE} is intact (checked against the manifest): "
-                   f"DAGNet.from_pretrained('{target}') loads the weights.\n" if intact else ""))
+                + (f"Its config.json and {WEIGHTS_FILE} check out against the manifest: "
+                   f"DAGNet.from_pretrained('{target}') loads the model.\n" if intact else ""))
         write_bytes_atomic(target / self.QUARANTINE_NOTE, note.encode())
         fsync_dir(self.directory)
         logger.warning("%s is damaged (%s); moved to %s, not deleted", folder, problem, target)
@@ -654,6 +657,10 @@ class RunCheckpoints:
             # weights, so it is moved aside with the reason, never deleted.
             self._quarantine(folder, problem)
         if newest is None:
+            for name in (self.LAST, self.BEST):  # links into folders now quarantined
+                link = self.directory / name
+                if link.is_symlink() and not link.exists():
+                    link.unlink()
             legacy = self.directory / self.LAST
             return legacy if legacy.is_dir() and not legacy.is_symlink() else None
         progress = self.progress(newest)

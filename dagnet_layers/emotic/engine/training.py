@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -174,8 +175,8 @@ def train_one_epoch(
         sync_every = 1 if device.type == "cpu" else 25
     if sync_every < 1:
         raise ValueError(f"sync_every must be >= 1, got {sync_every}")
-    if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool)
-                                  or max_steps < 1):
+    if max_steps is not None and (not isinstance(max_steps, numbers.Integral)
+                                  or isinstance(max_steps, bool) or max_steps < 1):
         raise ValueError(f"train_one_epoch(max_steps=...) must be an int >= 1 or None, "
                          f"got {max_steps!r}")
     model.train()
