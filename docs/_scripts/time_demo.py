@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,13 +30,11 @@ OUT = ROOT / "docs" / "results" / "demo_time.json"
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The benchmarks' reading of the CPU model, so the two name a machine alike."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _common import cpu_model_name
+
+    return cpu_model_name()
 
 
 def one_run() -> dict[str, float]:
