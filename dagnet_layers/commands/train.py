@@ -94,8 +94,8 @@ from dagnet_layers.emotic.engine import (
     seed_everything,
     train_one_epoch,
     unwrap_model,
+    weights_loadable,
 )
-from dagnet_layers.emotic.engine.checkpoints import weights_loadable
 from dagnet_layers.emotic.losses import DAGNetCriterion, list_losses
 from dagnet_layers.emotic.paper import PAPER_TABLE1, PAPER_TABLE1_MAP
 from dagnet_layers.errors import DAGNetError

@@ -35,6 +35,8 @@ from dagnet_layers.emotic.engine.checkpoints import (
     load_checkpoint,
     recover_checkpoint,
     save_checkpoint,
+    verify_checkpoint_files,
+    weights_loadable,
 )
 from dagnet_layers.emotic.engine.evaluation import EvalResult, evaluate
 from dagnet_layers.emotic.engine.runtime import (
@@ -67,4 +69,6 @@ __all__ = [
     "seed_everything",
     "train_one_epoch",
     "unwrap_model",
+    "verify_checkpoint_files",
+    "weights_loadable",
 ]
