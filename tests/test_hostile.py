@@ -947,3 +947,42 @@ def test_api_misuse_gets_errors_that_say_what_was_wanted() -> None:
         evaluate(model, [], score="softmax", progress=False)
     with pytest.raises(UnknownOptionError, match=r"body_backbone_kwargs \['bogus_option'\]"):
         build_dagnet("test_resnet", "test_resnet", body_backbone_kwargs={"bogus_option": 1})
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    ('{"a.jpg": ["1357"]}', "4 finite numbers"),
+    ('{"a.jpg": [[true, 1, 20, 20]]}', "4 finite numbers"),
+    ('{"a.jpg": [[30, 1, 20, 20]]}', "x1 < x2"),
+    ('{"a.jpg": [["1", "2", "30", "40"]]}', None),  # numbers written as strings: fine
+])
+def test_boxes_are_numbers_checked(tmp_path: Path, content: str, match: str | None) -> None:
+    from dagnet_layers.inference import read_boxes_file
+
+    (tmp_path / "boxes.json").write_text(content)
+    if match is None:
+        assert read_boxes_file(tmp_path / "boxes.json") == {"a.jpg": [[1.0, 2.0, 30.0, 40.0]]}
+        return
+    with pytest.raises(BadRecordError, match=match):
+        read_boxes_file(tmp_path / "boxes.json")
+
+
+def test_a_huge_csv_field_names_the_boxes_file(tmp_path: Path) -> None:
+    from dagnet_layers.inference import read_boxes_file
+
+    (tmp_path / "boxes.csv").write_text("image,x1,y1,x2,y2\n" + "a" * 200_000 + ",1,2,3,4\n")
+    with pytest.raises(CorruptFileError, match=r"boxes\.csv: not a boxes CSV"):
+        read_boxes_file(tmp_path / "boxes.csv")
+
+
+def test_one_photos_box_off_the_image_is_an_error_not_no_person(
+    model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    from dagnet_layers.commands.args import predict_entry
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "p.jpg")
+    (tmp_path / "boxes.json").write_text('{"p.jpg": [[100, 100, 120, 130]]}')
+    with pytest.raises(SystemExit) as info:
+        predict_entry(["--checkpoint", str(model_dir), str(tmp_path / "p.jpg"), "--boxes-file",
+                       str(tmp_path / "boxes.json"), "--no-plot"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2 and "lies outside the 40x30 image" in err

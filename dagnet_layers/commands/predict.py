@@ -258,6 +258,11 @@ def _one_photo(
         clamped_notes = [(i, b) for i, (b, c) in enumerate(parsed, start=1) if c]
     elif boxes_per_file is not None:
         given = boxes_for(boxes_per_file, path)
+        for k, box in enumerate(given or []):  # one photo: a box off the image is an error
+            clamped, _ = clamp_bbox(box, width, height)
+            if clamped[2] <= clamped[0] or clamped[3] <= clamped[1]:
+                _fail(parser, "--boxes-file", f"{args.boxes_file}: box {k} of {path.name} "
+                      f"{box} lies outside the {width}x{height} image")
     true_labels = parse_true_labels(parser, args.true_labels, len(args.box or []))
     summary = None
     if args.output_dir is not None or args.jsonl is not None or args.csv is not None:

@@ -153,14 +153,27 @@ class TorchvisionPersonDetector:
 
 
 def _box(values: Any, where: str) -> list[float]:
-    try:
-        box = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise BadRecordError(f"{where}: a box must be 4 numbers x1 y1 x2 y2, got "
-                             f"{values!r}") from None
+    """Four finite numbers with x1 < x2 and y1 < y2, or a :class:`BadRecordError`.
+
+    A box is a sequence of numbers (JSON numbers, or CSV fields that parse as numbers):
+    not a string (``"1357"`` is not the box 1, 3, 5, 7) and not booleans.
+    """
+    wrong = (f"{where}: a box must be 4 finite numbers x1 y1 x2 y2 with x1 < x2 and "
+             f"y1 < y2, got {str(values)[:80]!r}")
+    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+        raise BadRecordError(wrong)
+    box = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise BadRecordError(wrong)
+        try:
+            box.append(float(v))
+        except ValueError:
+            raise BadRecordError(wrong) from None
     if len(box) != 4 or not all(math.isfinite(v) for v in box):
-        raise BadRecordError(f"{where}: a box must be 4 finite numbers x1 y1 x2 y2, got "
-                             f"{values!r}")
+        raise BadRecordError(wrong)
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise BadRecordError(wrong)
     return box
 
 
@@ -192,7 +205,7 @@ def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:
         return boxes
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(f)  # fields are bounded by csv's own field_size_limit
             needed = {"image", "x1", "y1", "x2", "y2"}
             if not reader.fieldnames or not needed <= {c.strip() for c in reader.fieldnames}:
                 raise CorruptFileError(path, "expected a CSV header with image,x1,y1,x2,y2, got "
@@ -203,6 +216,8 @@ def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:
                 boxes.setdefault(str(row["image"]).strip(), []).append(box)
     except UnicodeDecodeError as err:
         raise CorruptFileError(path, f"not a UTF-8 CSV ({err})") from err
+    except csv.Error as err:  # a field over csv.field_size_limit(), a stray NUL...
+        raise CorruptFileError(path, f"not a boxes CSV ({err})") from err
     return boxes
 
 
