@@ -30,7 +30,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,6 +49,7 @@ __all__ = [
     "FolderLockedError",
     "IntegrityError",
     "StorageError",
+    "check_record",
     "file_in_the_way",
     "fsync_dir",
     "read_json_object",
@@ -243,17 +244,29 @@ def verify_files(folder: str | os.PathLike[str], files: Mapping[str, Mapping[str
         path = folder / name
         if not path.is_file():
             raise MissingFileError(path, "missing (listed in the folder's checksums)")
-        size = path.stat().st_size
-        if "size" in expected and size != int(expected["size"]):
-            raise IntegrityError(
-                path, f"has {size} bytes, {expected['size']} were written: the file is "
-                "truncated or was replaced"
-            )
-        if "sha256" in expected and sha256_file(path) != expected["sha256"]:
-            raise IntegrityError(
-                path, "does not match the SHA-256 checksum written with it: the file (or "
-                "the recorded checksum) is corrupted or was modified"
-            )
+        check_record(path, path.stat().st_size, lambda p=path: sha256_file(p), expected)
+
+
+def check_record(path: str | os.PathLike[str], size: int, digest: Callable[[], str],
+                 expected: Mapping[str, Any]) -> None:  # fmt: skip
+    """Compare a file's ``size`` and (lazily) its SHA-256 ``digest()`` with ``expected``.
+
+    The one place that words a mismatch, for files checked on disk
+    (:func:`verify_files`) and bytes checked in memory (a model's weights).
+
+    Raises:
+        IntegrityError: the size or the checksum differs (names ``path``).
+    """
+    if "size" in expected and size != int(expected["size"]):
+        raise IntegrityError(
+            path, f"has {size} bytes, {expected['size']} were written: the file is "
+            "truncated or was replaced"
+        )
+    if "sha256" in expected and digest() != expected["sha256"]:
+        raise IntegrityError(
+            path, "does not match the SHA-256 checksum written with it: the file (or "
+            "the recorded checksum) is corrupted or was modified"
+        )
 
 
 def _locking() -> Any:

@@ -28,7 +28,6 @@ checkpoint trained on the synthetic demo data says so in every output.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -361,10 +360,9 @@ def _figure(args: argparse.Namespace, predictor: Predictor, image: Any,
     if predictor.synthetic:
         figure.suptitle("checkpoint trained on SYNTHETIC demo data, not EMOTIC: "
                         "not a prediction of real emotions", color="firebrick")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, dpi=figure.dpi, format=output.suffix.lstrip(".").lower())
-    write_bytes_atomic(output, buffer.getbuffer())  # whole or not at all, named on failure
+    from dagnet_layers.figures._style import _save
+
+    _save(figure, output)  # the figures' own: whole or not at all, named on failure
     print(f"wrote {output}")
 
 

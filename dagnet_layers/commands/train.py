@@ -188,14 +188,14 @@ def default_cache_dir(source: Path, size: int) -> Path:
 def _renew_old_format(cache: Path) -> None:
     """Delete a cache this command made under an older format (the demo's, or one under
     ``$DAGNET_CACHE``), so that it is built again: the user never chose that folder."""
-    manifest_file = cache / CACHE_MANIFEST
-    if not manifest_file.is_file():
-        return
+    from dagnet_layers.emotic.data.cache import _read_manifest
+
     try:
-        version = read_json_object(manifest_file, "EMOTIC cache manifest").get("version")
+        manifest = _read_manifest(cache)
     except ValueError:
         return  # a damaged manifest: the builder names it
-    if version != CACHE_FORMAT_VERSION:
+    version = None if manifest is None else manifest.get("version")
+    if manifest is not None and version != CACHE_FORMAT_VERSION:
         logger.warning("the decoded cache %s is in format %s, this version writes format %d: "
                        "rebuilding it", cache, version, CACHE_FORMAT_VERSION)
         shutil.rmtree(cache)

@@ -171,14 +171,11 @@ def _save_picture(picture: Any, path: Path) -> None:
     """An annotated photo, encoded in memory and written atomically (named on failure)."""
     import io
 
+    from PIL import Image
+
     buffer = io.BytesIO()
-    picture.save(buffer, format=_PIL_FORMATS.get(path.suffix.lower(), "PNG"))
+    picture.save(buffer, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
     write_bytes_atomic(path, buffer.getbuffer())
-
-
-#: PIL's format name for each photo suffix we write.
-_PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
-                ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF"}
 
 
 def _unique(folder: Path, name: str, used: set[Path]) -> Path:

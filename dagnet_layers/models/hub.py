@@ -25,6 +25,7 @@ from dagnet_layers.errors import (
 from dagnet_layers.models.config import DAGNetConfig
 from dagnet_layers.storage import (
     IntegrityError,
+    check_record,
     read_json_object,
 )
 
@@ -249,19 +250,17 @@ def read_weights(
         raise MissingFileError(weights, "not found (written by save_pretrained)") from err
     recorded = (meta or {}).get("weights")
     if isinstance(recorded, dict):
-        if "size" in recorded and len(data) != int(recorded["size"]):
-            raise IntegrityError(weights, f"has {len(data)} bytes, {recorded['size']} were "
-                                 "written: the file is truncated or was replaced")
         digest = hashlib.sha256(data).hexdigest()
-        if "sha256" in recorded and digest != recorded["sha256"]:
-            if _manifest_digest(weights) == digest:  # the training manifest vouches for it
+        try:
+            check_record(weights, len(data), lambda: digest, recorded)
+        except IntegrityError as err:
+            if len(data) == int(recorded.get("size", len(data))) and \
+                    _manifest_digest(weights) == digest:  # the training manifest vouches
                 raise IntegrityError(
                     weights.parent / CONFIG_NAME, f"its checksum of {weights.name} differs "
                     "from the file, which matches the checkpoint's MANIFEST.json: config.json "
-                    "was edited or damaged (the weights are intact)")
-            raise IntegrityError(weights, "does not match the SHA-256 checksum written with "
-                                 "it: the file (or the recorded checksum) is corrupted or was "
-                                 "modified")
+                    "was edited or damaged (the weights are intact)") from err
+            raise
     try:
         state = load(data)
     except (SafetensorError, OSError, ValueError) as err:
