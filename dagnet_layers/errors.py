@@ -156,7 +156,9 @@ class FolderLockedError(DAGNetError, RuntimeError):
 
     def __init__(self, folder: Path, holder: Mapping[str, Any]) -> None:
         self.folder, self.holder = folder, dict(holder)
-        who = f"process {holder.get('pid', '?')}"
+        pid = str(holder.get("pid", ""))
+        who = (f"processes {pid}" if "," in pid else f"process {pid}" if pid
+               else "another process")  # readers of a shared lock may be unknown
         if holder.get("host"):
             who += f" on {holder['host']}"
         if holder.get("purpose"):

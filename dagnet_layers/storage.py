@@ -14,7 +14,10 @@ The building blocks of the engine's checkpoints and of the EMOTIC cache:
   long as a process works in the folder. A second process fails at once with
   :class:`FolderLockedError` naming the folder and the holder's PID. The
   kernel drops the lock when its holder dies, however it dies, so a lock left
-  by a killed process is simply taken by the next one.
+  by a killed process is simply taken by the next one;
+- :class:`ReadersLock`: a ``flock`` that readers of a set of files share and
+  a writer takes alone, so that files cannot be rewritten under a process
+  reading them (a training run reading a decoded-image cache).
 
 This module imports nothing else of the package but :mod:`dagnet_layers.errors`
 (whose :class:`StorageError`, :class:`IntegrityError` and
@@ -48,6 +51,7 @@ __all__ = [
     "FolderLock",
     "FolderLockedError",
     "IntegrityError",
+    "ReadersLock",
     "StorageError",
     "check_record",
     "file_in_the_way",
@@ -390,3 +394,136 @@ class FolderLock:
 
     def __repr__(self) -> str:
         return f"FolderLock({str(self.folder)!r}, held={self.held})"
+
+
+class ReadersLock:
+    """A lock that readers of some files share and a writer of them holds alone.
+
+    Readers take it shared for as long as they may read; a writer that would change
+    the files takes it exclusive. Neither waits: a writer is refused while anyone
+    reads, and a reader while someone writes, with :class:`FolderLockedError` naming
+    the other side (the writer's PID, host and purpose, which it writes into the lock
+    file; the readers' PIDs where ``/proc/locks`` lists them). The lock is released
+    by :meth:`release`, when the object is collected, or by the kernel when its
+    process ends, however it ends.
+
+    Uses ``flock`` on ``path``. Not held on Windows (``msvcrt`` has no shared lock),
+    nor where the lock file can neither be created nor opened (a read-only folder:
+    a process that cannot create a file there cannot rewrite the files beside it
+    either). A process that forks keeps the lock in its children; a copy of the
+    object made by pickling holds nothing.
+
+    Args:
+        path: The lock file (created if missing).
+        what: What the files are, said to a refused process (``"reading the train
+            split of cache/"``, ``"writing ..."``).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     reader = ReadersLock(f"{d}/.lock", "the data").acquire(shared=True)
+        ...     other = ReadersLock(f"{d}/.lock", "the data").acquire(shared=True)
+        ...     try:
+        ...         ReadersLock(f"{d}/.lock", "the data").acquire(shared=False)
+        ...     except FolderLockedError as err:
+        ...         print("writer refused:", "reading the data" in str(err))
+        writer refused: True
+    """
+
+    def __init__(self, path: str | os.PathLike[str], what: str = "the files") -> None:
+        self.path = Path(path)
+        self.what = what
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._fd is not None
+
+    def acquire(self, shared: bool = True) -> ReadersLock:
+        """Take the lock shared (a reader) or exclusive (a writer), without waiting.
+
+        Returns:
+            ``self``, usable as a context manager that releases it.
+
+        Raises:
+            FolderLockedError: the other side holds it (names who, where known).
+            StorageError: the lock file exists but cannot be opened or locked.
+        """
+        if self._fd is not None or sys.platform == "win32":
+            return self
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+                raise StorageError(err.errno, f"cannot open the lock file {self.path}: "
+                                   f"{_describe(err)}") from err
+            try:  # a read-only folder: lock a file that is there, or nothing
+                fd = os.open(self.path, os.O_RDONLY)
+            except OSError:
+                return self
+        lib = _locking()
+        try:
+            lib.flock(fd, (lib.LOCK_SH if shared else lib.LOCK_EX) | lib.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                holder = (FolderLock._read_holder(fd) if shared
+                          else self._readers(fd))  # fmt: skip
+                os.close(fd)
+                raise FolderLockedError(self.path.parent, holder) from None
+            os.close(fd)
+            raise StorageError(err.errno, f"cannot lock {self.path}: {_describe(err)}") from err
+        if not shared:
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "since": time.strftime("%Y-%m-%d %H:%M:%S"), "purpose": f"writing {self.what}"}
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+            except OSError:
+                pass  # who holds it is a courtesy to the refused; the lock is what counts
+        self._fd = fd
+        return self
+
+    def _readers(self, fd: int) -> dict[str, Any]:
+        """Who holds the lock shared: the PIDs ``/proc/locks`` lists for its inode."""
+        pids = []
+        try:
+            inode = os.fstat(fd).st_ino
+            with open("/proc/locks", encoding="ascii") as f:
+                for line in f:
+                    fields = line.split()
+                    if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+                        continue
+                    if fields[5].rsplit(":", 1)[-1] == str(inode):
+                        pids.append(fields[4])
+        except (OSError, ValueError):
+            pass
+        pids = sorted(set(pids), key=int)
+        own = str(os.getpid())
+        shown = ", ".join(f"{p} (this process)" if p == own else p for p in pids)
+        holder: dict[str, Any] = {"purpose": f"reading {self.what}"}
+        if shown:
+            holder["pid"] = shown
+        return holder
+
+    def release(self) -> None:
+        """Give the lock back (the file stays, for the next holder)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the last descriptor releases a flock
+
+    def __enter__(self) -> ReadersLock:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fd": None}
+
+    def __repr__(self) -> str:
+        return f"ReadersLock({str(self.path)!r}, held={self.held})"

@@ -463,3 +463,87 @@ def test_numpy_numbers_are_numbers() -> None:
     from dagnet_layers.emotic.losses import DAGNetCriterion
 
     assert DAGNetCriterion("kl", aux_weight=np.float32(0.5)).aux_weight == 0.5
+
+
+# ------------------------------------------------------------- a cache under its readers
+READ_CACHE = """
+import sys
+from dagnet_layers.emotic.data import EmoticDataset
+dataset = EmoticDataset(sys.argv[1], "val")
+print(int(dataset[0]["body"].sum()), flush=True)
+sys.stdin.read()  # read on until the test closes our stdin
+print(int(dataset[0]["body"].sum()), flush=True)
+"""
+
+WRITE_CACHE = """
+import sys
+from dagnet_layers.emotic.data import split_lock
+lock = split_lock(sys.argv[1], "val").acquire(shared=False)  # held while bound
+print("writing", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_cache_split_a_process_reads_is_not_rebuilt_under_it(tmp_path: Path,
+                                                               capsys) -> None:  # fmt: skip
+    """A real reader process holds its split: ``--overwrite`` with a new size (which
+    drops every split) or other annotations (which drops one) is refused naming the
+    reader, the files stay as they were, and the reader reads the same rows to the end.
+    A split nobody reads is still built; once the reader is gone the rebuild goes on."""
+    from dagnet_layers.commands.args import cache_entry
+    from dagnet_layers.emotic.data import (
+        EmoticRecords,
+        build_emotic_cache,
+        make_synthetic_emotic,
+        read_emotic_annotations,
+    )
+    from dagnet_layers.errors import FolderLockedError
+
+    root = make_synthetic_emotic(tmp_path / "raw", n_images=12, image_size=(64, 48)).root
+    cache = tmp_path / "cache"
+    build_emotic_cache(root, cache, splits=("val",), size=32, progress=False)
+    files = sorted(p for p in cache.iterdir() if not p.name.startswith("."))
+    before = {p.name: p.read_bytes() for p in files}
+    reader = subprocess.Popen([sys.executable, "-c", READ_CACHE, str(cache)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        first = reader.stdout.readline().strip()
+        assert first.isdigit()
+        status = cache_entry([str(root), str(cache), "--splits", "val", "--size", "48",
+                              "--overwrite", "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert status == 2 and len(err.splitlines()) == 1, err
+        assert f"process {reader.pid} (reading the val split of the cache {cache}" in err, err
+        fewer = read_emotic_annotations(root, "val")
+        fewer = EmoticRecords(list(fewer)[1:], fewer.summary)  # other annotations
+        with pytest.raises(FolderLockedError, match=f"process {reader.pid} .reading the val"):
+            build_emotic_cache(root, cache, splits=("val",), size=32, overwrite=True,
+                               records={"val": fewer}, progress=False)
+        assert {p.name: p.read_bytes() for p in files} == before  # nothing was touched
+        assert cache_entry([str(root), str(cache), "--splits", "test", "--size", "32",
+                            "--no-progress"]) == 0  # a split nobody reads
+    finally:
+        out, _ = reader.communicate("", timeout=60)
+    assert reader.returncode == 0 and out.strip() == first  # the same rows to the end
+    assert cache_entry([str(root), str(cache), "--splits", "val", "--size", "48",
+                        "--overwrite", "--no-progress"]) == 0
+
+
+def test_a_cache_split_being_written_is_not_read(tmp_path: Path) -> None:
+    from dagnet_layers.emotic.data import EmoticDataset, build_emotic_cache, make_synthetic_emotic
+    from dagnet_layers.errors import FolderLockedError
+
+    root = make_synthetic_emotic(tmp_path / "raw", n_images=12, image_size=(64, 48)).root
+    cache = tmp_path / "cache"
+    build_emotic_cache(root, cache, splits=("val", "test"), size=32, progress=False)
+    writer = subprocess.Popen([sys.executable, "-c", WRITE_CACHE, str(cache)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        with pytest.raises(FolderLockedError, match=rf"process {writer.pid} on .* \(writing "
+                           r"the val split of the cache"):
+            EmoticDataset(cache, "val")
+        assert len(EmoticDataset(cache, "test")) > 0  # the other split is free
+    finally:
+        writer.communicate("", timeout=60)
+    assert len(EmoticDataset(cache, "val")) > 0

@@ -18,6 +18,7 @@ from dagnet_layers.emotic.data.cache import (
     cache_is_complete,
     estimate_cache_bytes,
     row_crc32,
+    split_lock,
     verify_emotic_cache,
 )
 from dagnet_layers.emotic.data.categories import (
@@ -154,6 +155,7 @@ __all__ = [
     "read_encoded_image",
     "resolve_in_root",
     "row_crc32",
+    "split_lock",
     "synthetic_marker",
     "verify_emotic_cache",
     "write_emotic_preprocessed",

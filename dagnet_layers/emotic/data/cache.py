@@ -35,6 +35,10 @@ go into the manifest: :func:`verify_emotic_cache` checks them
 (``dagnet-emotic-cache --verify CACHE_DIR``). Every dataset that opens the cache
 checks the sizes and array headers and hashes every file but the two image arrays,
 and checks each image row it reads against the CRC-32 the build recorded for it.
+A dataset holds its split's :func:`split_lock` shared while it lives, and a build
+holds it alone while it writes the split: rebuilding a split (``--overwrite``)
+that a training run reads is refused, naming the run's PID, instead of changing
+the run's data under it.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ from dagnet_layers.errors import (
 from dagnet_layers.storage import (
     FolderLock,
     IntegrityError,
+    ReadersLock,
     StorageError,
     read_json_object,
     sha256_file,
@@ -93,6 +98,7 @@ __all__ = [
     "cache_is_complete",
     "estimate_cache_bytes",
     "row_crc32",
+    "split_lock",
     "verify_emotic_cache",
 ]
 
@@ -429,9 +435,21 @@ def build_emotic_cache(
         if split not in EMOTIC_SPLITS:
             raise ValueError(f"splits must be among {EMOTIC_SPLITS}, got {split!r}")
     out = Path(cache_dir).expanduser().resolve()
-    with FolderLock(out, purpose="EMOTIC cache build"):
-        return _build(source, out, splits, size, on_missing_image, on_bad_record, max_pixels,
-                      num_workers, flush_every, progress, overwrite, records)
+    writing: dict[str, ReadersLock] = {}  # the splits this build may change, held alone
+    try:
+        with FolderLock(out, purpose="EMOTIC cache build"):
+            return _build(source, out, splits, size, on_missing_image, on_bad_record,
+                          max_pixels, num_workers, flush_every, progress, overwrite, records,
+                          writing)
+    finally:
+        for lock in writing.values():
+            lock.release()
+
+
+def _may_write(out: Path, split: str, writing: dict[str, ReadersLock]) -> None:
+    """Hold ``split``'s lock alone before changing it: refused while a dataset reads it."""
+    if split not in writing:
+        writing[split] = split_lock(out, split).acquire(shared=False)
 
 
 def _build(
@@ -447,6 +465,7 @@ def _build(
     progress: bool,
     overwrite: bool,
     records: dict[str, EmoticRecords] | None,
+    writing: dict[str, ReadersLock],
 ) -> dict[str, int]:
     manifest = _read_manifest(out)
     if manifest is not None and (
@@ -465,6 +484,9 @@ def _build(
                 f"{out} --size {size} --overwrite`, or overwrite=True) or use another "
                 "folder (dagnet-train --cache-dir)"
             )
+        for split in EMOTIC_SPLITS:  # every split's entry is dropped: none may be read
+            if split in manifest.get("splits", {}):
+                _may_write(out, split, writing)
         manifest = None
     if manifest is None:
         manifest = {"format": _FORMAT, "version": CACHE_FORMAT_VERSION, "size": size, "splits": {}}
@@ -483,7 +505,7 @@ def _build(
             )
         counts[split] = _build_split(
             recs, out, manifest, split, size, on_bad_record, max_pixels, num_workers,
-            flush_every, progress, overwrite,
+            flush_every, progress, overwrite, writing,
         )  # fmt: skip
     return counts
 
@@ -500,6 +522,7 @@ def _build_split(
     flush_every: int,
     progress: bool,
     overwrite: bool,
+    writing: dict[str, ReadersLock],
 ) -> int:
     fingerprint = _fingerprint(recs, size)
     entry = manifest["splits"].get(split)
@@ -515,7 +538,42 @@ def _build_split(
         kept = int(entry["n"]) - len(entry.get("bad", {}))
         logger.info("EMOTIC cache %s: %s already complete (%d persons)", out, split, kept)
         return kept
+    _may_write(out, split, writing)  # refused while a dataset reads it: no rows change under it
+    return _write_split(recs, out, manifest, split, size, entry, fingerprint, on_bad_record,
+                        max_pixels, num_workers, flush_every, progress)
 
+
+def split_lock(cache_dir: str | os.PathLike[str], split: str) -> ReadersLock:
+    """The lock that readers of a cache split share and its builder holds alone.
+
+    Every :class:`~dagnet_layers.emotic.data.EmoticDataset` of the split holds it
+    shared while it lives; :func:`build_emotic_cache` takes it exclusive before it
+    writes the split, and is refused (naming the readers' PIDs) while one reads.
+    The file is ``.{split}.lock`` in the cache folder.
+
+    Example:
+        >>> split_lock("/data/cache", "val").path.name
+        '.val.lock'
+    """
+    folder = Path(cache_dir)
+    return ReadersLock(folder / f".{split}.lock", f"the {split} split of the cache {folder}")
+
+
+def _write_split(
+    recs: EmoticRecords,
+    out: Path,
+    manifest: dict[str, Any],
+    split: str,
+    size: int,
+    entry: dict[str, Any] | None,
+    fingerprint: str,
+    on_bad_record: BadRecordPolicy,
+    max_pixels: int | None,
+    num_workers: int,
+    flush_every: int,
+    progress: bool,
+) -> int:
+    """Reserve, decode and commit one split (the split's write lock is held)."""
     # Persons grouped by image, in first-seen order: each image is decoded once.
     image_rows: dict[str, int] = {}
     image_of = np.empty(len(recs), dtype=np.int64)

@@ -37,6 +37,7 @@ from dagnet_layers.emotic.data.cache import (
     CACHE_MANIFEST,
     build_emotic_cache,
     cache_is_complete,
+    split_lock,
     verify_emotic_cache,
 )
 from dagnet_layers.emotic.data.pixels import (
@@ -187,6 +188,9 @@ class EmoticDataset(Dataset):
         verify_rows: In a cache, check each image row read against the CRC-32 its build
             recorded, so a flipped byte is an error naming the file and row instead of
             a silently wrong sample (cost: ``benchmarks/bench_storage.py``, "row check").
+            A dataset of a cache also holds the split's
+            :func:`~dagnet_layers.emotic.data.split_lock` shared while it lives, so
+            that no build rewrites the split under it.
 
     Sample dict (``dataset[i]``):
         - ``body``: ``(3, S, S)`` uint8 crop of the box, or float32 after a transform.
@@ -279,6 +283,9 @@ class EmoticDataset(Dataset):
 
     # ------------------------------------------------------------------ layouts
     def _init_cache(self) -> None:
+        # Held shared while the dataset lives (and in forked workers): a build refuses to
+        # rewrite the split under it, and it is refused while a build writes the split.
+        self._split_lock = split_lock(self.source, self.split).acquire(shared=True)
         manifest = read_json_object(self.source / CACHE_MANIFEST, "EMOTIC cache manifest")
         entry = manifest.get("splits", {}).get(self.split)
         if entry is None or not entry.get("complete", False):
