@@ -258,6 +258,28 @@ def test_a_resume_with_flags_for_another_model_fails_before_the_data(
     train.check_resume(args, {**saved, "partition": 2})
 
 
+def test_a_resume_from_a_checkpoint_with_an_edited_config_is_not_blamed_on_the_flags(
+    tmp_path: Path,
+) -> None:
+    """An edited but valid ``config.json`` in the newest checkpoint fails its manifest's
+    checksum: it is damaged (the resume quarantines it), not a model the flags differ
+    from. A folder without a manifest is still compared."""
+    from dagnet_layers import create_model
+    from dagnet_layers.commands import train
+    from dagnet_layers.emotic.engine import RunCheckpoints
+
+    out = tmp_path / "run"
+    model = create_model("test_dagnet")
+    RunCheckpoints(out / "checkpoints").save(model, epoch=0, progress={"log": []})
+    config = out / "checkpoints" / "last" / "config.json"
+    config.write_text(config.read_text().replace('"partition": 4', '"partition": 3'))
+    args = train.build_train_parser().parse_args(["--output-dir", str(out), "--resume"])
+    train.check_resume(args, model.config.to_dict())  # no "holds another model"
+    (out / "checkpoints" / "last" / "MANIFEST.json").unlink()
+    with pytest.raises(SystemExit, match="partition 3 there, 4 now"):
+        train.check_resume(args, model.config.to_dict())
+
+
 def test_examples_are_thin_wrappers() -> None:
     for script, entry in (("train_emotic.py", "train_entry"), ("predict.py", "predict_entry")):
         text = (ROOT / "examples" / script).read_text()

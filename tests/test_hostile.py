@@ -189,6 +189,34 @@ def test_csv_paths_leaving_the_root_are_skipped(pre_dir: Path, tmp_path: Path) -
     assert len(pre) == len(good) - 1
 
 
+@pytest.mark.parametrize("cut", ["last_row", "half", "extra_row"])
+def test_a_csv_that_disagrees_with_its_four_arrays_is_blamed(pre_dir: Path, tmp_path: Path,
+                                                             cut: str) -> None:  # fmt: skip
+    """The four arrays agree on their length: a CSV with fewer or more rows is named,
+    not the first array compared with it."""
+    bad = tmp_path / "pre"
+    shutil.copytree(pre_dir, bad)
+    text = (bad / "val.csv").read_text()
+    lines = text.splitlines()
+    cut_text = {"last_row": "\n".join(lines[:-1]) + "\n", "half": text[: len(text) // 2],
+                "extra_row": text + lines[-1] + "\n"}[cut]
+    (bad / "val.csv").write_text(cut_text)
+    with pytest.raises(CorruptFileError) as info:
+        read_emotic_preprocessed(bad, "val")
+    assert info.value.path == str(bad / "val.csv"), info.value
+    assert "each of the four arrays beside it has" in str(info.value)
+
+
+def test_one_array_of_another_length_is_blamed(pre_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "pre"
+    shutil.copytree(pre_dir, bad)
+    cont = np.load(bad / "val_cont_arr.npy")
+    np.save(bad / "val_cont_arr.npy", cont[:-1])
+    with pytest.raises(CorruptFileError) as info:
+        read_emotic_preprocessed(bad, "val")
+    assert info.value.path == str(bad / "val_cont_arr.npy"), info.value
+
+
 def test_a_symlinked_cache_file_is_refused(cache_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "cache"
     shutil.copytree(cache_dir, bad)
@@ -621,6 +649,11 @@ def test_api_names_what_it_wants() -> None:
         model((x * 255).to(torch.uint8), x)
     with pytest.raises(ValueError, match="training mode needs a batch of at least 2"):
         model(x[:1], x[:1])
+    meta = torch.empty(2, 3, 32, 32, device="meta")  # was "Tensor on device cpu is not on
+    for body, context, name in ((meta, x, "body"), (x, meta, "context")):  # the expected..."
+        with pytest.raises(ValueError, match=rf"DAGNet {name} is on the meta device, the "
+                           rf"model's parameters on cpu; move one .*{name}.to\('cpu'\)"):
+            model(body, context)
     model.eval()
     ref = model.forward_logits(x, x)
     assert torch.allclose(model.forward_logits(x.double(), x.double()), ref)

@@ -73,23 +73,44 @@ def test_kl_gradient_is_softmax_minus_label_distribution():
 def test_kl_sample_without_positive_is_excluded_from_mean():
     logits = torch.tensor([[0.0, LN3], [5.0, -3.0]], requires_grad=True)
     target = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
-    loss = KLDivergenceLoss()(logits, target)
+    loss = KLDivergenceLoss(empty_rows="exclude")(logits, target)
     # Only row 0 counts, and the mean divides by 1, not 2.
     assert loss.item() == pytest.approx(0.5 * math.log(4 / 3), abs=1e-6)
     loss.backward()
     assert logits.grad is not None
     assert logits.grad[1].tolist() == [0.0, 0.0]
-    none = KLDivergenceLoss(reduction="none")(logits, target)
+    none = KLDivergenceLoss(reduction="none", empty_rows="exclude")(logits, target)
     assert none[1].item() == 0.0
 
 
 def test_kl_batch_without_any_positive_is_zero_with_finite_grad():
     logits = torch.randn(3, 5, requires_grad=True)
-    loss = KLDivergenceLoss()(logits, torch.zeros(3, 5))
+    loss = KLDivergenceLoss(empty_rows="exclude")(logits, torch.zeros(3, 5))
     assert loss.item() == 0.0
     loss.backward()
     assert logits.grad is not None
     assert torch.equal(logits.grad, torch.zeros(3, 5))
+
+
+def test_kl_refuses_a_row_without_a_label_by_default():
+    """It returned 0 for an all-zero target: a batch of wrong targets trained nothing,
+    without a word. The row is named; the engine makes the same check on the host."""
+    from dagnet_layers.emotic.losses import check_loss_targets, needs_a_label
+
+    target = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"target row 2 has no positive label.*"
+                       r"empty_rows='exclude'"):
+        KLDivergenceLoss()(torch.zeros(3, 2), target)
+    with pytest.raises(ValueError, match="DAGNetCriterion"):
+        DAGNetCriterion("kl")({"logits": torch.zeros(3, 2)}, {"categories": target})
+    with pytest.raises(ValueError, match="step 4: target row 2"):
+        check_loss_targets(target, where="step 4", require_label=True)
+    check_loss_targets(target)  # the other losses take such rows
+    assert needs_a_label(DAGNetCriterion("kl")) and needs_a_label(KLDivergenceLoss())
+    assert not needs_a_label(KLDivergenceLoss(empty_rows="exclude"))
+    assert not needs_a_label(DAGNetCriterion("bce"))
+    with pytest.raises(ValueError, match="empty_rows must be"):
+        KLDivergenceLoss(empty_rows="skip")
 
 
 def test_kl_gradcheck_float64():
@@ -97,7 +118,8 @@ def test_kl_gradcheck_float64():
     target = (torch.rand(4, 6, dtype=torch.float64) > 0.5).double()
     target[0] = 0.0  # include an excluded sample
     target[1, 0] = 1.0
-    assert torch.autograd.gradcheck(lambda x: KLDivergenceLoss()(x, target), (logits,))
+    loss = KLDivergenceLoss(empty_rows="exclude")
+    assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,))
 
 
 # --------------------------------------------------------------------------- #
@@ -364,7 +386,7 @@ def test_criterion_skips_missing_aux_and_off_vad_and_accepts_mappings():
 
 def test_criterion_errors():
     out = SimpleNamespace(logits=torch.zeros(2, 3), aux_logits=torch.zeros(2, 4), vad=None)
-    batch = {"categories": torch.zeros(2, 3), "vad": torch.zeros(2, 3)}
+    batch = {"categories": torch.eye(2, 3), "vad": torch.zeros(2, 3)}
     with pytest.raises(ValueError, match=r"aux_logits must have the shape of output.logits"):
         DAGNetCriterion()(out, batch)
     out.aux_logits = None

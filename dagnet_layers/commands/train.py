@@ -111,6 +111,7 @@ from dagnet_layers.storage import (
     StorageError,
     file_in_the_way,
     read_json_object,
+    verify_files,
     write_bytes_atomic,
 )
 
@@ -349,7 +350,9 @@ def check_resume(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
     ``config`` is what the flags build (:meth:`DAGNetConfig.to_dict`). The checkpoint is
     ``--output-dir``'s ``checkpoints/last`` or the folder ``--resume`` names; without a
-    readable ``config.json`` there is nothing to compare (the load says what is wrong).
+    readable ``config.json`` there is nothing to compare (the load says what is wrong),
+    nor with one that fails the checksum its ``MANIFEST.json`` records: that checkpoint is
+    damaged, not another model's, and the resume quarantines it and says so.
     ``gsam_block`` is left out: no flag sets it, and older versions recorded ``"abn"``
     for a backbone that fell back to the light block.
     """
@@ -361,7 +364,7 @@ def check_resume(args: argparse.Namespace, config: dict[str, Any]) -> None:
         saved = read_json_object(folder / "config.json", "checkpoint config").get("config")
     except (OSError, ValueError):
         return
-    if not isinstance(saved, dict):
+    if not isinstance(saved, dict) or not _config_intact(folder):
         return
     ours = json.loads(json.dumps(config))  # tuples as the saved lists
     differ = [f"{k} {saved[k]!r} there, {ours[k]!r} now" for k in sorted(ours)
@@ -371,6 +374,20 @@ def check_resume(args: argparse.Namespace, config: dict[str, Any]) -> None:
                          f"these flags build ({'; '.join(differ)}); resume with the flags "
                          f"the run started with ({args.output_dir / 'args.json'}), or give "
                          "another --output-dir")
+
+
+def _config_intact(folder: Path) -> bool:
+    """Whether ``folder/config.json`` matches its manifest's record (or none is kept)."""
+    from dagnet_layers.emotic.engine.checkpoints import _manifest
+
+    record = ((_manifest(folder) or {}).get("files") or {}).get("config.json")
+    if not isinstance(record, dict):
+        return True  # no manifest (a save_pretrained folder): the config is all there is
+    try:
+        verify_files(folder, {"config.json": record})
+    except (OSError, ValueError):  # IntegrityError is a ValueError
+        return False
+    return True
 
 
 def check_weights(args: argparse.Namespace) -> None:

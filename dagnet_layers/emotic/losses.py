@@ -85,6 +85,7 @@ __all__ = [
     "kosti_class_weights",
     "list_losses",
     "loss_score",
+    "needs_a_label",
     "scores_from_logits",
     "true_class_probability",
 ]
@@ -258,14 +259,22 @@ class KLDivergenceLoss(nn.Module):
     ``sigmoid(logit)`` would rank samples by that arbitrary constant.
 
     Edge case: a sample whose target has no positive label (sum zero) has no
-    label distribution. It is **excluded**: its ``"none"`` value is ``0`` and the
-    ``"mean"`` divides by the number of samples that have a positive label. A
-    batch where no sample has one gives ``0`` (with a gradient of zeros, never
-    NaN), so a training step on it changes nothing.
+    label distribution. By default (``empty_rows="error"``) it is refused with an
+    error naming the row: EMOTIC's readers drop such persons (``no_category``), so
+    one in a batch means the targets are not what they should be, and a loss of
+    ``0`` would hide it. The check reads the values, so it runs where that is free:
+    on CPU targets here, and on every batch on the host in the training engine
+    (:func:`check_loss_targets` with ``require_label``); on a GPU this forward does
+    not wait for the device to check. With ``empty_rows="exclude"`` such a sample is
+    left out: its ``"none"`` value is ``0`` and the ``"mean"`` divides by the number
+    of samples that have a positive label; a batch where none has one gives ``0``
+    with a gradient of zeros, never NaN.
 
     Args:
         reduction: ``"mean"`` (over samples with a positive label), ``"sum"``, or
             ``"none"`` (one value per sample).
+        empty_rows: ``"error"`` (default) or ``"exclude"``, for samples without a
+            positive label (see above).
 
     Shape:
         - input: :math:`(B, K)` logits.
@@ -283,10 +292,15 @@ class KLDivergenceLoss(nn.Module):
     #: Scores for evaluation and prediction: softmax over the categories.
     score: ClassVar[ScoreKind] = "softmax"
 
-    def __init__(self, reduction: Reduction = "mean") -> None:
+    def __init__(self, reduction: Reduction = "mean", *,
+                 empty_rows: Literal["error", "exclude"] = "error") -> None:  # fmt: skip
         super().__init__()
         _check_reduction(type(self).__name__, reduction)
+        if empty_rows not in ("error", "exclude"):
+            raise ValueError(f"{type(self).__name__}: empty_rows must be 'error' or "
+                             f"'exclude', got {empty_rows!r}")
         self.reduction = reduction
+        self.empty_rows = empty_rows
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """KL divergence of ``softmax(input)`` from the normalised ``target``."""
@@ -294,6 +308,8 @@ class KLDivergenceLoss(nn.Module):
         target = target.to(dtype=input.dtype)
         mass = target.sum(dim=1, keepdim=True)
         has_label = mass.squeeze(1) > 0
+        if self.empty_rows == "error" and target.device.type == "cpu":
+            _refuse_empty_rows(type(self).__name__, has_label)
         # Samples without a label get a dummy denominator; their rows are zero anyway.
         p = target / torch.where(mass > 0, mass, torch.ones_like(mass))
         log_q = F.log_softmax(input, dim=1)
@@ -307,7 +323,17 @@ class KLDivergenceLoss(nn.Module):
         return per_sample.sum() / has_label.sum().clamp_min(1).to(per_sample.dtype)
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+        return f"reduction={self.reduction!r}, empty_rows={self.empty_rows!r}"
+
+
+def _refuse_empty_rows(where: str, has_label: Tensor) -> None:
+    if not bool(has_label.all()):
+        row = int((~has_label).nonzero()[0])
+        raise ValueError(
+            f"{where}: target row {row} has no positive label, so no label distribution for "
+            "the KL loss (EMOTIC's readers drop such persons as no_category); give every "
+            "sample a label, or KLDivergenceLoss(empty_rows='exclude') to leave them out"
+        )
 
 
 def kosti_class_weights(counts: Tensor | Sequence[float]) -> Tensor:
@@ -750,7 +776,8 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def check_loss_targets(categories: Tensor, vad: Tensor | None = None, where: str = "batch") -> None:
+def check_loss_targets(categories: Tensor, vad: Tensor | None = None, where: str = "batch",
+                       *, require_label: bool = False) -> None:  # fmt: skip
     """Refuse category targets outside [0, 1] or non-finite, and infinite VAD targets.
 
     A negative, NaN or out-of-range label makes every loss NaN or meaningless
@@ -762,6 +789,8 @@ def check_loss_targets(categories: Tensor, vad: Tensor | None = None, where: str
         categories: Multi-hot (or soft) targets, any shape.
         vad: Continuous targets, NaN where missing (allowed), or ``None``.
         where: What is checked, for the message.
+        require_label: Also refuse a ``(B, K)`` row without a positive label (what
+            :class:`KLDivergenceLoss` refuses by default; see :func:`needs_a_label`).
 
     Raises:
         ValueError: Naming the first bad value and its position.
@@ -785,6 +814,20 @@ def check_loss_targets(categories: Tensor, vad: Tensor | None = None, where: str
             pos = tuple(int(i) for i in inf.nonzero()[0])
             raise ValueError(f"{where}: VAD targets must be finite or NaN (missing), got "
                              f"{float(vad[pos])} at {pos}")
+    if require_label and categories.ndim == 2:
+        _refuse_empty_rows(where, categories.sum(dim=1) > 0)
+
+
+def needs_a_label(criterion: nn.Module) -> bool:
+    """Whether ``criterion`` (a loss, or a :class:`DAGNetCriterion` around one) refuses
+    target rows without a positive label: the check the engine makes on the host.
+
+    Example:
+        >>> needs_a_label(DAGNetCriterion("kl")), needs_a_label(build_loss("bce"))
+        (True, False)
+    """
+    loss = getattr(criterion, "category_loss", criterion)
+    return getattr(loss, "empty_rows", None) == "error"
 
 
 class DAGNetCriterion(nn.Module):
@@ -899,7 +942,7 @@ class DAGNetCriterion(nn.Module):
             raise ValueError(f"{name}: batch['categories'] is required, got None/absent")
         if target.device.type == "cpu":  # free here; on a GPU it would wait for the device
             check_loss_targets(target, _field(batch, "vad") if self.vad_weight > 0 else None,
-                               where=name)
+                               where=name, require_label=needs_a_label(self))
 
         category = self.category_loss(logits, target)
         total = self.category_weight * category

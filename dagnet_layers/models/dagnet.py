@@ -539,7 +539,7 @@ class DAGNet(nn.Module):
         autocast still lowers the precision inside where it is enabled.
         """
         c = self.config.in_chans
-        dtype = self.classifier.weight.dtype
+        dtype, device = self.classifier.weight.dtype, self.classifier.weight.device
         for name, x in (("body", body), ("context", context)):
             if x is None:
                 continue
@@ -550,6 +550,12 @@ class DAGNet(nn.Module):
                     f"DAGNet {name} must be a floating-point tensor of normalised images, got "
                     f"{x.dtype}; convert uint8 images with emotic_batch_transform (or "
                     "x.float() / 255 and the backbone's mean and std)"
+                )
+            if x.device != device:  # else a backbone's error names neither the input nor a fix
+                raise ValueError(
+                    f"DAGNet {name} is on the {x.device} device, the model's parameters on "
+                    f"{device}; move one to the other (model.to({name}.device) or "
+                    f"{name}.to({str(device)!r}))"
                 )
         if body.dim() != 4 or body.shape[1] != c:
             raise ValueError(f"DAGNet body must have shape (B, {c}, H, W), got {tuple(body.shape)}")

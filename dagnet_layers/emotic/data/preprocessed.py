@@ -216,6 +216,12 @@ def read_emotic_preprocessed(
         "cat": ((NUM_CATEGORIES,), (np.float64, np.float32, np.uint8, np.bool_, np.int64)),
         "cont": ((3,), (np.float64, np.float32)),
     }
+    lengths = {len(arr) if arr.ndim else -1 for arr in arrays.values()}
+    if len(lengths) == 1 and n_rows not in lengths:  # four arrays agree: the CSV is the odd one
+        raise CorruptFileError(
+            files["csv"], f"has {n_rows} data rows, but each of the four arrays beside it has "
+            f"{lengths.pop()}: the CSV is truncated or does not belong to them"
+        )
     for key, (tail, dtypes) in expect.items():
         arr = arrays[key]
         if arr.shape != (n_rows, *tail) or arr.dtype not in dtypes:

@@ -22,6 +22,7 @@ from dagnet_layers.emotic.engine.runtime import (
 )
 from dagnet_layers.emotic.losses import (
     check_loss_targets,
+    needs_a_label,
 )
 from dagnet_layers.errors import DAGNetError
 
@@ -211,6 +212,7 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{float(recent[-1]):.4f}",
                         samples_s=f"{samples / max(elapsed, 1e-9):.1f}")
 
+    require_label = needs_a_label(criterion)
     step = 0
     for step, batch in enumerate(bar, start=1):
         if checked == step - 1:  # every earlier step verified finite: remember this state
@@ -218,7 +220,8 @@ def train_one_epoch(
         cats = batch.get("categories") if isinstance(batch, Mapping) else None
         if isinstance(cats, Tensor) and cats.device.type == "cpu" and device.type != "cpu":
             # checked on the host, where it costs no device synchronisation
-            check_loss_targets(cats, batch.get("vad"), where=f"epoch {epoch}, step {step}")
+            check_loss_targets(cats, batch.get("vad"), where=f"epoch {epoch}, step {step}",
+                               require_label=require_label)
         batch = move_batch(batch, device, channels_last)
         if batch_transform is not None:
             batch = batch_transform(batch)
