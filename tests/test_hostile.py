@@ -734,6 +734,25 @@ def test_predict_cli_prints_one_line(model_dir: Path, tmp_path: Path, capsys) ->
     assert not any("Traceback" in line for line in err)
 
 
+def test_box_with_a_folder_named_like_a_photo_says_it_is_a_folder(
+    model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """A folder ``dir.jpg`` holding one photo was told "--box is for a single photo"."""
+    from dagnet_layers.commands.args import predict_entry
+
+    folder = tmp_path / "dir.jpg"
+    folder.mkdir()
+    Image.new("RGB", (40, 30)).save(folder / "p.jpg")
+    box = ["--box", "1", "1", "20", "20", "--no-plot"]
+    for inputs, says in (([str(folder)], f"{folder} is a folder (1 photo or video in the "
+                          "inputs): give the photo's path"),
+                         ([str(folder / "p.jpg")] * 2, "the inputs hold 2 photos or videos")):
+        with pytest.raises(SystemExit) as info:
+            predict_entry(["--checkpoint", str(model_dir), *inputs, *box])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert info.value.code == 2 and says in err, err
+
+
 # ============================================== saved settings: verified or bounded (issue 33)
 @pytest.mark.parametrize(
     ("fields", "match"),

@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
         _fail(parser, "--image" if args.image else "INPUT", str(err))
     single = len(paths) == 1 and not is_video(paths[0]) and not Path(raw_inputs[0]).is_dir()
     if args.box and not single:
-        _fail(parser, "--box", "is for a single photo; use --boxes-file for several")
+        _fail(parser, "--box", _why_not_single(raw_inputs, paths))
     if args.true_labels is not None and not args.box:
         _fail(parser, "--true-labels", "needs --box (one label list per box)")
     boxes_per_file = None
@@ -237,6 +237,21 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int
     for path in summary.outputs:
         print(f"wrote {path}")
     return 0
+
+
+def _why_not_single(raw_inputs: list[str], paths: list[Path]) -> str:
+    """Why ``--box`` does not apply, in terms of what was given (a folder named
+    ``dir.jpg`` holding one photo is still a folder)."""
+    n = len(paths)
+    counted = f"{n} photo{'s' if n != 1 else ''} or video{'s' if n != 1 else ''}"
+    folders = [raw for raw in raw_inputs if Path(raw).is_dir()]
+    if folders:
+        return (f"is for one photo given by its file name; {folders[0]} is a folder ({counted} "
+                "in the inputs): give the photo's path, or --boxes-file for boxes per file")
+    if n == 1:
+        return (f"is for a single photo; {paths[0]} is a video, whose persons are detected "
+                "in each frame")
+    return f"is for a single photo; the inputs hold {counted}: use --boxes-file for several"
 
 
 def _one_photo(
