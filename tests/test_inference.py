@@ -7,7 +7,9 @@ model with random weights; videos are written by the test.
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from dagnet_layers.inference import (
     TorchvisionPersonDetector,
     VideoWriter,
     expand_inputs,
+    iter_frames,
     predict_files,
     read_boxes_file,
 )
@@ -464,3 +467,43 @@ def test_an_interrupted_run_keeps_the_prediction_rows_written(checkpoint: Path,
                       annotate=False, progress=False, on_frame=stop_after_two)  # fmt: skip
     rows = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
     assert len(rows) >= 2 and not list((tmp_path / "out").glob(".*tmp*"))
+
+
+def test_a_video_is_written_under_a_temporary_name_and_renamed_whole(tmp_path: Path) -> None:
+    """It used to stream into its final name: a kill or a full disk left half a video
+    there, unplayable, under the name of a finished one."""
+    need_av()
+    path = tmp_path / "clip_dagnet.mp4"
+    writer = VideoWriter(path, fps=5)
+    rng = np.random.default_rng(0)
+    for _ in range(100):  # noise, past the encoder's lookahead: it writes before the end
+        writer.write(Image.fromarray(rng.integers(0, 255, (80, 96, 3), np.uint8)))
+    assert [p.name for p in tmp_path.iterdir()] == [f".clip_dagnet.tmp-{os.getpid()}.mp4"]
+    writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["clip_dagnet.mp4"]
+    assert sum(1 for _ in iter_frames([path])) == 100  # whole and readable
+    aborted = VideoWriter(tmp_path / "other.mp4", fps=5)
+    aborted.write(Image.new("RGB", (96, 80)))
+    aborted.abort()
+    assert [p.name for p in tmp_path.iterdir()] == ["clip_dagnet.mp4"]
+    with pytest.raises(RuntimeError), VideoWriter(tmp_path / "failed.mp4", fps=5) as w:
+        w.write(Image.new("RGB", (96, 80)))
+        raise RuntimeError("a failure elsewhere")
+    with pytest.raises(KeyboardInterrupt), VideoWriter(tmp_path / "stopped.mp4", fps=5) as w:
+        w.write(Image.new("RGB", (96, 80)))
+        raise KeyboardInterrupt  # Ctrl-C: the frames so far make a shorter video
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_dagnet.mp4", "stopped.mp4"]
+
+
+def test_a_full_disk_names_the_video_and_leaves_none(tmp_path: Path, full_disk: Path) -> None:
+    from dagnet_layers.errors import StorageError
+
+    need_av()
+    rng = np.random.default_rng(0)
+    (full_disk / "filler").write_bytes(b"x" * (40 << 10))
+    with pytest.raises(StorageError, match=r"cannot write the video .*noise\.mp4") as info:
+        with VideoWriter(full_disk / "noise.mp4", fps=5) as writer:
+            for _ in range(20):  # noise does not compress: 24 KiB left fill at once
+                writer.write(Image.fromarray(rng.integers(0, 255, (240, 320, 3), np.uint8)))
+    assert info.value.errno == errno.ENOSPC or "space" in str(info.value).lower(), info.value
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]

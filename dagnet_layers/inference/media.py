@@ -9,6 +9,7 @@ Video needs the ``video`` extra (PyAV, whose wheels carry FFmpeg).
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 from collections import Counter
@@ -22,9 +23,10 @@ import numpy as np
 
 from dagnet_layers._deps import require
 from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS, load_image_rgb
-from dagnet_layers.errors import ImageTooLargeError, MissingFileError
+from dagnet_layers.errors import ImageTooLargeError, MissingFileError, StorageError
 from dagnet_layers.inference.detect import boxes_for
 from dagnet_layers.inference.predictor import Frame
+from dagnet_layers.storage import fsync_dir
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -180,17 +182,30 @@ def video_fps(path: str | os.PathLike[str]) -> float:
 class VideoWriter:
     """Write RGB frames to a video file (H.264 when FFmpeg has it, else MPEG-4 Part 2).
 
-    Frames are padded to even sizes (the codecs' 4:2:0 chroma needs them). Use as
-    a context manager; the file is complete once it closes.
+    Frames are padded to even sizes (the codecs' 4:2:0 chroma needs them). The
+    frames stream into a temporary file beside ``path`` (``.<stem>.tmp-<pid><suffix>``)
+    that :meth:`close` finishes and renames into place, so ``path`` is a complete video
+    or absent, never half of one; :meth:`abort` removes it instead. A write that fails
+    (a full disk) raises :class:`~dagnet_layers.errors.StorageError` naming ``path``
+    and leaves nothing. Use as a context manager: it closes on success and on
+    ``KeyboardInterrupt`` (the frames so far make a shorter, playable video) and
+    aborts on any other error.
     """
 
     def __init__(self, path: str | os.PathLike[str], fps: float) -> None:
         self._av = require("av", "writing videos")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.stem}.tmp-{os.getpid()}{self.path.suffix}")
         self.fps = Fraction(fps).limit_denominator(1001)
         self._container: Any = None
         self._stream: Any = None
+
+    def _failed(self, err: BaseException) -> StorageError:
+        self.abort()
+        code = err.errno if isinstance(err, OSError) and err.errno else errno.EIO
+        why = getattr(err, "strerror", None) or str(err)
+        return StorageError(code, f"cannot write the video {self.path}: {why}")
 
     def write(self, image: Any) -> None:
         """Append one frame (PIL RGB)."""
@@ -198,26 +213,50 @@ class VideoWriter:
         h, w = arr.shape[:2]
         if h % 2 or w % 2:
             arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)))
-        if self._container is None:
-            self._container = self._av.open(str(self.path), mode="w")
-            codec = "libx264" if "libx264" in self._av.codecs_available else "mpeg4"
-            self._stream = self._container.add_stream(codec, rate=self.fps)
-            self._stream.width, self._stream.height = arr.shape[1], arr.shape[0]
-            self._stream.pix_fmt = "yuv420p"
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        try:
+            if self._container is None:
+                self._container = self._av.open(str(self._tmp), mode="w")
+                codec = "libx264" if "libx264" in self._av.codecs_available else "mpeg4"
+                self._stream = self._container.add_stream(codec, rate=self.fps)
+                self._stream.width, self._stream.height = arr.shape[1], arr.shape[0]
+                self._stream.pix_fmt = "yuv420p"
+            frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except (OSError, self._av.error.FFmpegError) as err:
+            raise self._failed(err) from err
 
     def close(self) -> None:
-        """Flush the encoder and close the file."""
-        if self._container is not None:
+        """Flush the encoder, close the file and move it to ``path``."""
+        if self._container is None:
+            return
+        try:
             for packet in self._stream.encode():
                 self._container.mux(packet)
             self._container.close()
             self._container = None
+            with open(self._tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(self._tmp, self.path)
+        except (OSError, self._av.error.FFmpegError) as err:
+            raise self._failed(err) from err
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Stop without a video: the temporary file is removed, ``path`` untouched."""
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except (OSError, self._av.error.FFmpegError):
+                pass  # the file goes anyway
+        self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.close()
+        else:
+            self.abort()

@@ -297,6 +297,8 @@ def predict_files(
         finish_video()
     except OSError:
         tables.abort()  # a full disk, an I/O error: no half table under its final name
+        if video.get("writer") is not None:
+            video.pop("writer").abort()  # nor half a video
         raise
     except BaseException:
         tables.close()  # Ctrl-C or a failure elsewhere: the rows written so far are kept
