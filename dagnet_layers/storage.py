@@ -31,12 +31,13 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from dagnet_layers.errors import (
     CorruptFileError,
@@ -44,6 +45,7 @@ from dagnet_layers.errors import (
     IntegrityError,
     MissingFileError,
     StorageError,
+    UnsafePathError,
 )
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "check_record",
     "file_in_the_way",
     "fsync_dir",
+    "open_in_root",
     "read_json_object",
     "sha256_file",
     "verify_files",
@@ -207,6 +210,80 @@ def file_in_the_way(path: str | os.PathLike[str], folder: bool) -> Path | None:
         if candidate.exists():
             return None if candidate.is_dir() else candidate
     return None
+
+
+def open_in_root(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> BinaryIO:
+    """Open a file for reading, then check that what was opened lies inside ``root``.
+
+    Checking a path and then opening it leaves a window in which a symbolic link can
+    be swapped in, and the open follows it out of the data root. Here the check is
+    made on the opened descriptor: on Linux its real path (``/proc/self/fd``), on
+    macOS ``F_GETPATH``; elsewhere the resolved path's device and inode must be the
+    opened file's. Symbolic links that stay inside ``root`` are followed as usual.
+    Only a regular file is accepted, opened without blocking (a FIFO cannot stall
+    the reader).
+
+    Args:
+        path: The file, already joined under ``root`` (see
+            :func:`~dagnet_layers.emotic.data.resolve_in_root`).
+        root: The folder the file must lie in, symbolic links resolved.
+
+    Returns:
+        The open binary file (close it, or use it in a ``with``).
+
+    Raises:
+        MissingFileError: ``path`` does not exist or is not a regular file.
+        UnsafePathError: what was opened lies outside ``root`` (names ``path``).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = Path(d, "a.jpg").write_bytes(b"x")
+        ...     with open_in_root(Path(d, "a.jpg"), d) as f:
+        ...         f.read()
+        b'x'
+    """
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    except OSError as err:
+        raise MissingFileError(path, f"cannot be opened ({_describe(err)})") from err
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise MissingFileError(path, "is not a regular file")
+        real = _opened_path(fd)
+        if real is None:  # no way to ask the descriptor: the resolved path must be it
+            real = os.path.realpath(path)
+            now = os.stat(real)
+            if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+                raise UnsafePathError(f"{path} changed while it was opened")
+        base = os.path.realpath(root)
+        if os.path.commonpath([base, real]) != base:
+            raise UnsafePathError(
+                f"{path} leads outside the data root {root} through a symbolic link (it "
+                "was checked when the annotations were read and changed since)"
+            )
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _opened_path(fd: int) -> str | None:
+    """The real path of an open descriptor, where the platform can say."""
+    if sys.platform.startswith("linux"):
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+    getpath = getattr(__import__("fcntl"), "F_GETPATH", None) if sys.platform == "darwin" else None
+    if getpath is not None:  # pragma: no cover - macOS
+        import fcntl
+
+        raw = fcntl.fcntl(fd, getpath, b"\0" * 1024)
+        return os.fsdecode(raw.rstrip(b"\0"))
+    return None  # pragma: no cover - other platforms
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -134,6 +134,49 @@ def test_resolve_in_root_refuses_every_escape(tmp_path: Path) -> None:
         resolve_in_root(root, "..", "x.jpg", allow_outside_symlinks=True)
 
 
+def test_a_link_swapped_in_after_the_read_does_not_lead_out(syn, tmp_path: Path) -> None:
+    """The paths were checked when the annotations were read; an image replaced by a
+    link to a file outside the root afterwards was opened and served. The check is
+    now made on the opened file, by every reader of the official layout's images."""
+    from dagnet_layers.emotic.data import EmoticJpegDataset, load_image_rgb
+    from dagnet_layers.storage import open_in_root
+
+    root = tmp_path / "syn"
+    shutil.copytree(syn.root, root)
+    records = read_emotic_annotations(root, "val")
+    assert records.image_root == str(root / "emotic")
+    dataset = EmoticDataset(root, "val", size=16, records=records)
+    on_device = EmoticJpegDataset(root, "val", size=16, records=records)
+    first = dataset[0]["context"]
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (W, H), (255, 0, 0)).save(outside)
+    victim = Path(records[0].image_path)
+    victim.unlink()
+    victim.symlink_to(outside)  # swapped in after the read's check
+    for read in (lambda: dataset[0], lambda: on_device[0],
+                 lambda: load_image_rgb(victim, root=records.image_root)):
+        with pytest.raises(UnsafePathError, match=rf"{re.escape(str(victim))} leads outside "
+                           "the data root"):
+            read()
+    with pytest.raises(BadRecordError, match="unsafe_path"):
+        build_emotic_cache(root, tmp_path / "cache", splits=("val",), size=16,
+                           records={"val": records}, on_bad_record="error", progress=False)
+    build_emotic_cache(root, tmp_path / "cache2", splits=("val",), size=16,
+                       records={"val": records}, progress=False)  # skipped and counted
+    cached = EmoticDataset(tmp_path / "cache2", "val")
+    assert cached.records.summary.skipped["unsafe_path"] >= 1
+    # a link that stays inside the root is followed; without a root nothing is checked
+    inside = victim.with_name("inside.png")
+    Image.new("RGB", (W, H), (0, 0, 255)).save(inside)
+    victim.unlink()
+    victim.symlink_to(inside.name)
+    assert dataset[0]["context"].shape == first.shape
+    with open_in_root(victim, root / "emotic") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    lax = read_emotic_annotations(root, "val", allow_outside_symlinks=True)
+    assert lax.image_root is None
+
+
 def test_mat_paths_leaving_the_root_are_skipped_and_counted(syn, tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(syn.root, root)

@@ -332,9 +332,11 @@ class _ImageJobs(Dataset):
         context = np.zeros((3, size, size), dtype=np.uint8)
         bad: dict[int, tuple[str, str]] = {}
         try:
-            image = load_image_rgb(path, max_pixels=self.max_pixels)
-        except FileError as exc:
-            reason = {ImageTooLargeError: "image_too_large", MissingFileError: "missing_image"}
+            image = load_image_rgb(path, max_pixels=self.max_pixels,
+                                   root=getattr(self.records, "image_root", None))
+        except (FileError, UnsafePathError) as exc:  # (a link swapped in since the read)
+            reason = {ImageTooLargeError: "image_too_large", MissingFileError: "missing_image",
+                      UnsafePathError: "unsafe_path"}
             why = reason.get(type(exc), "unreadable_image")
             return image_row, persons, bodies, context, boxes, dict.fromkeys(
                 persons, (why, str(exc))
@@ -359,7 +361,7 @@ _Job = tuple[int, list[int], np.ndarray, np.ndarray, np.ndarray, dict[int, tuple
 
 #: Skip reasons of the cache build (counted in the split's ReadSummary).
 BUILD_SKIP_REASONS: tuple[str, ...] = (
-    "unreadable_image", "image_too_large", "missing_image", "box_outside_image",
+    "unreadable_image", "image_too_large", "missing_image", "box_outside_image", "unsafe_path",
 )  # fmt: skip
 
 

@@ -382,7 +382,8 @@ class EmoticDataset(Dataset):
     def _load_images(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
         rec = self.records[index]
         if self.layout == "official":
-            image = load_image_rgb(rec.image_path, max_pixels=self.max_pixels)
+            image = load_image_rgb(rec.image_path, max_pixels=self.max_pixels,
+                                   root=getattr(self.records, "image_root", None))
             self._check_box_inside(rec, index, *image.size)
             body, context, box = crop_body_and_context(image, rec.bbox, self._native_size)
             return torch.from_numpy(body), torch.from_numpy(context), torch.from_numpy(box)

@@ -53,6 +53,7 @@ from dagnet_layers.emotic.data.records import (
 )
 from dagnet_layers.emotic.data.transforms import mask_bbox
 from dagnet_layers.errors import ImageDecodeError, ImageTooLargeError
+from dagnet_layers.storage import open_in_root
 
 __all__ = [
     "JPEG_DECODE_MODES",
@@ -74,7 +75,8 @@ _LIST_KEYS = ("image", "path", "crop")
 
 
 def read_encoded_image(
-    path: str | os.PathLike[str], *, max_pixels: int | None = MAX_IMAGE_PIXELS
+    path: str | os.PathLike[str], *, max_pixels: int | None = MAX_IMAGE_PIXELS,
+    root: str | os.PathLike[str] | None = None,
 ) -> tuple[Tensor, tuple[int, int]]:
     """An image file as the device decoder wants it, and its ``(width, height)``.
 
@@ -86,12 +88,14 @@ def read_encoded_image(
     Args:
         path: Image file.
         max_pixels: Largest accepted ``width * height``, as in ``load_image_rgb``.
+        root: A folder the opened file must lie in, as in ``load_image_rgb``.
 
     Returns:
         ``(image, (width, height))``.
 
     Raises:
         MissingFileError: If the file does not exist.
+        UnsafePathError: With ``root``, if what was opened lies outside it.
         ImageTooLargeError: If the image has more than ``max_pixels`` pixels.
         ImageDecodeError: If the file is not an image Pillow can read.
 
@@ -108,7 +112,7 @@ def read_encoded_image(
     path = os.fspath(path)
     if not os.path.isfile(path):
         return _host_pixels(path, max_pixels)  # raises MissingFileError, naming the file
-    with open(path, "rb") as f:
+    with open(path, "rb") if root is None else open_in_root(path, root) as f:
         data = f.read()
     try:
         with warnings.catch_warnings():
@@ -557,7 +561,8 @@ class EmoticJpegDataset(EmoticDataset):
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         index = self._position(index)
         rec = self.records[index]
-        image, (w, h) = read_encoded_image(rec.image_path, max_pixels=self.max_pixels)
+        image, (w, h) = read_encoded_image(rec.image_path, max_pixels=self.max_pixels,
+                                           root=getattr(self.records, "image_root", None))
         self._check_box_inside(rec, index, w, h)
         (x1, y1, x2, y2), _ = clamp_bbox(rec.bbox, w, h)
         if x2 <= x1 or y2 <= y1:

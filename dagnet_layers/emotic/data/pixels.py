@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dagnet_layers.emotic.data.records import clamp_bbox
 from dagnet_layers.errors import ImageDecodeError, ImageTooLargeError, MissingFileError
+from dagnet_layers.storage import open_in_root
 
 __all__ = ["MAX_IMAGE_PIXELS", "crop_body_and_context", "load_image_rgb"]
 
@@ -29,7 +30,8 @@ MAX_IMAGE_PIXELS = 64_000_000
 
 
 def load_image_rgb(
-    path: str | os.PathLike[str], *, max_pixels: int | None = MAX_IMAGE_PIXELS
+    path: str | os.PathLike[str], *, max_pixels: int | None = MAX_IMAGE_PIXELS,
+    root: str | os.PathLike[str] | None = None,
 ) -> Image.Image:
     """Decode an image file to an 8-bit RGB :class:`PIL.Image.Image`, whatever its mode.
 
@@ -44,12 +46,16 @@ def load_image_rgb(
         path: Image file.
         max_pixels: Largest accepted ``width * height``, checked from the header
             before anything is decoded; ``None`` for no bound.
+        root: A folder the opened file must lie in, checked on the open file
+            (:func:`~dagnet_layers.storage.open_in_root`): a symbolic link swapped in
+            after the path was checked cannot lead the read out of it.
 
     Returns:
         The decoded image in mode ``"RGB"``.
 
     Raises:
         MissingFileError: If ``path`` does not exist or is not a file.
+        UnsafePathError: With ``root``, if what was opened lies outside it.
         ImageTooLargeError: If the image has more than ``max_pixels`` pixels.
         ImageDecodeError: If the file cannot be decoded (names the file and why).
 
@@ -65,6 +71,9 @@ def load_image_rgb(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MissingFileError(path, "image not found")
+    if root is not None:
+        with open_in_root(path, root) as f:
+            return _decode_rgb(f, path, max_pixels)
     return _decode_rgb(path, path, max_pixels)
 
 

@@ -374,7 +374,7 @@ def write_emotic_preprocessed(
             writer = csv.writer(f)
             writer.writerow(PREPROCESSED_COLUMNS)
             for i, r in enumerate(keep):
-                img = load_image_rgb(r.image_path)
+                img = load_image_rgb(r.image_path, root=recs.image_root)
                 context[i] = np.asarray(img.resize((_CONTEXT_SIDE, _CONTEXT_SIDE)))
                 body[i] = np.asarray(
                     img.resize((_BODY_SIDE, _BODY_SIDE), Image.Resampling.BILINEAR, box=r.bbox)

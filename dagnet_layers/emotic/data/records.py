@@ -220,15 +220,24 @@ class ReadSummary:
 class EmoticRecords(list):
     """A ``list`` of :class:`EmoticRecord` carrying the :class:`ReadSummary` of its read.
 
+    Attributes:
+        summary: What the read kept, skipped and flagged.
+        image_root: The folder every ``image_path`` must stay in when its image is
+            opened (:func:`~dagnet_layers.storage.open_in_root`), or ``None``: the
+            reader's check then stands alone. :func:`read_emotic_annotations` sets it
+            to ``<root>/emotic`` unless ``allow_outside_symlinks``.
+
     Example:
         >>> recs = EmoticRecords([], ReadSummary("val", "x.mat"))
-        >>> len(recs), recs.summary.split
-        (0, 'val')
+        >>> len(recs), recs.summary.split, recs.image_root
+        (0, 'val', None)
     """
 
-    def __init__(self, records: Iterable[EmoticRecord] = (), summary: ReadSummary | None = None):
+    def __init__(self, records: Iterable[EmoticRecord] = (), summary: ReadSummary | None = None,
+                 image_root: str | None = None) -> None:  # fmt: skip
         super().__init__(records)
         self.summary = summary if summary is not None else ReadSummary("", "")
+        self.image_root = image_root
 
     def multihot(self) -> np.ndarray:
         """All labels as a float32 ``(N, 26)`` multi-hot array."""
@@ -648,7 +657,9 @@ def read_emotic_annotations(
         records = _check_images(records, summary, on_missing_image, root)
     summary.n_kept = len(records)
     summary.log()
-    return EmoticRecords(records, summary)
+    # Checked again when each image is opened: a link swapped in later cannot lead out.
+    return EmoticRecords(records, summary,
+                         None if allow_outside_symlinks else str(root / "emotic"))  # fmt: skip
 
 
 def _read_split(
