@@ -13,7 +13,7 @@ Everything it writes says SYNTHETIC: the scenes are not EMOTIC.
 
 import sys
 
-from dagnet_layers.commands.args import diagnose_entry
+from dagnet_layers.commands.entry import diagnose_entry
 
 if __name__ == "__main__":
     sys.exit(diagnose_entry(prog="diagnose.py"))

@@ -15,7 +15,7 @@ checkpoint folder, the detector and the preprocessing)::
 
 import sys
 
-from dagnet_layers.commands.args import predict_entry
+from dagnet_layers.commands.entry import predict_entry
 
 if __name__ == "__main__":
     sys.exit(predict_entry(prog="predict.py"))

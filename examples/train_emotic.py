@@ -33,7 +33,7 @@ Outputs of the synthetic demo say so in every title and file.
 
 import sys
 
-from dagnet_layers.commands.args import train_entry
+from dagnet_layers.commands.entry import train_entry
 
 if __name__ == "__main__":
     sys.exit(train_entry(prog="train_emotic.py"))

@@ -23,7 +23,7 @@ COMMANDS = {"dagnet-train": "train_entry", "dagnet-predict": "predict_entry",
 def test_help_answers_without_loading_torch(entry: str) -> None:
     code = textwrap.dedent(f"""
         import sys
-        from dagnet_layers.commands.args import {entry}
+        from dagnet_layers.commands.entry import {entry}
         try:
             {entry}(["--help"])
         except SystemExit as exit:
@@ -54,7 +54,7 @@ def test_the_commands_are_declared_and_resolve() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert set(scripts) == set(COMMANDS)  # every installed command is tested above
     for command, function in COMMANDS.items():
-        assert scripts[command] == f"dagnet_layers.commands.args:{function}"
+        assert scripts[command] == f"dagnet_layers.commands.entry:{function}"
     for target in scripts.values():
         module, _, name = target.partition(":")
         assert callable(getattr(importlib.import_module(module), name))
@@ -283,7 +283,7 @@ def test_a_resume_from_a_checkpoint_with_an_edited_config_is_not_blamed_on_the_f
 def test_examples_are_thin_wrappers() -> None:
     for script, entry in (("train_emotic.py", "train_entry"), ("predict.py", "predict_entry")):
         text = (ROOT / "examples" / script).read_text()
-        assert f"from dagnet_layers.commands.args import {entry}" in text
+        assert f"from dagnet_layers.commands.entry import {entry}" in text
         result = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--help"],
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert result.returncode == 0 and result.stdout.startswith(f"usage: {script}")

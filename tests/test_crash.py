@@ -490,7 +490,7 @@ def test_a_cache_split_a_process_reads_is_not_rebuilt_under_it(tmp_path: Path,
     drops every split) or other annotations (which drops one) is refused naming the
     reader, the files stay as they were, and the reader reads the same rows to the end.
     A split nobody reads is still built; once the reader is gone the rebuild goes on."""
-    from dagnet_layers.commands.args import cache_entry
+    from dagnet_layers.commands.entry import cache_entry
     from dagnet_layers.emotic.data import (
         EmoticRecords,
         build_emotic_cache,

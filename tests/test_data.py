@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
-from dagnet_layers.commands.args import cache_entry
+from dagnet_layers.commands.entry import cache_entry
 from dagnet_layers.emotic.data import (
     CONTEXT_SHAPES,
     EMOTIC_CATEGORIES,
@@ -696,7 +696,7 @@ def test_cache_full_disk_is_an_error_before_decoding(
 
 BUILD_ON_TMPFS = """
 import sys
-from dagnet_layers.commands.args import cache_entry
+from dagnet_layers.commands.entry import cache_entry
 sys.exit(cache_entry([sys.argv[1], sys.argv[2], "--splits", "train", "--size", "64",
                       "--workers", "0", "--no-progress"]))
 """

@@ -39,7 +39,7 @@ from PIL import Image
 from dagnet_layers import DAGNet, build_dagnet
 from dagnet_layers.commands import predict as predict_command
 from dagnet_layers.commands import train as train_command
-from dagnet_layers.commands.args import cache_entry
+from dagnet_layers.commands.entry import cache_entry
 from dagnet_layers.emotic.data import (
     EmoticDataset,
     build_emotic_cache,
@@ -766,7 +766,7 @@ def test_predict_cli_prints_one_line(model_dir: Path, tmp_path: Path, capsys) ->
     meta["config"]["partition"] = 10**6
     (folder / "config.json").write_text(json.dumps(meta))
     Image.new("RGB", (40, 30)).save(tmp_path / "p.jpg")
-    from dagnet_layers.commands.args import predict_entry
+    from dagnet_layers.commands.entry import predict_entry
 
     with pytest.raises(SystemExit) as info:  # argparse's usage line, then the one error line
         predict_entry(["--checkpoint", str(folder), "--image", str(tmp_path / "p.jpg"),
@@ -781,7 +781,7 @@ def test_box_with_a_folder_named_like_a_photo_says_it_is_a_folder(
     model_dir: Path, tmp_path: Path, capsys
 ) -> None:
     """A folder ``dir.jpg`` holding one photo was told "--box is for a single photo"."""
-    from dagnet_layers.commands.args import predict_entry
+    from dagnet_layers.commands.entry import predict_entry
 
     folder = tmp_path / "dir.jpg"
     folder.mkdir()
@@ -903,7 +903,8 @@ def test_an_unavailable_detector_is_one_line_naming_the_commands_own_options(
     model_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     from dagnet_layers.commands import predict
-    from dagnet_layers.commands.args import build_demo_parser, predict_entry
+    from dagnet_layers.commands.args import build_demo_parser
+    from dagnet_layers.commands.entry import predict_entry
 
     _offline(monkeypatch, tmp_path)
     for name in ("a.jpg", "b.jpg"):
@@ -1072,7 +1073,7 @@ def test_a_huge_csv_field_names_the_boxes_file(tmp_path: Path) -> None:
 def test_one_photos_box_off_the_image_is_an_error_not_no_person(
     model_dir: Path, tmp_path: Path, capsys
 ) -> None:
-    from dagnet_layers.commands.args import predict_entry
+    from dagnet_layers.commands.entry import predict_entry
 
     Image.new("RGB", (40, 30)).save(tmp_path / "p.jpg")
     (tmp_path / "boxes.json").write_text('{"p.jpg": [[100, 100, 120, 130]]}')

@@ -320,7 +320,7 @@ def test_predict_scores_follow_the_checkpoint_and_flag_synthetic_data(
 def test_one_photo_writes_its_figure_into_the_output_folder_not_the_current_one(
     checkpoint, tmp_path: Path, monkeypatch
 ) -> None:
-    from dagnet_layers.commands.args import predict_entry
+    from dagnet_layers.commands.entry import predict_entry
 
     work = tmp_path / "work"
     work.mkdir()

@@ -1,19 +1,17 @@
-"""The command lines' arguments, and their entry points: no torch until after ``--help``.
+"""The command lines' arguments: every parser, its defaults and presets, without torch.
 
-``dagnet-train`` (:mod:`dagnet_layers.commands.train`) and ``dagnet-predict``
-(:mod:`dagnet_layers.commands.predict`) are installed with the package;
-``examples/train_emotic.py`` and ``examples/predict.py`` call the same entry points.
+The entry points (:mod:`dagnet_layers.commands.entry`) build these parsers to answer
+``--help`` before anything heavy is imported; the programs
+(:mod:`dagnet_layers.commands.train`, ``predict``, ``cache``...) build them to parse.
 This module imports only the standard library and ``dagnet_layers._detectors`` (the
-detector names), so ``--help`` answers in a fraction of a second, with the real
-defaults shown.
+detector names) and nothing of the programs, so imports among the commands run one
+way: entry -> program -> args.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +31,8 @@ __all__ = [
     "build_diagnose_parser",
     "build_predict_parser",
     "build_train_parser",
-    "cache_entry",
     "cache_home",
     "default_workers",
-    "demo_entry",
-    "diagnose_entry",
-    "predict_entry",
-    "train_entry",
 ]
 
 #: The default image-size bound of the readers (the same number as
@@ -418,28 +411,6 @@ def build_demo_parser(prog: str = "dagnet-demo") -> argparse.ArgumentParser:
     return parser
 
 
-def _wants_help(argv: Sequence[str]) -> bool:
-    return any(a in ("-h", "--help") for a in argv)
-
-
-def train_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-train") -> int:
-    """``dagnet-train``: answer ``--help`` at once, else run the training.
-
-    Args:
-        argv: Arguments (default: ``sys.argv[1:]``).
-        prog: Program name in messages.
-
-    Returns:
-        The exit status (failures print one line, see :mod:`dagnet_layers.cli`).
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if _wants_help(args):
-        build_train_parser(prog).parse_args(args)  # prints the help and exits
-    from dagnet_layers.commands import train
-
-    return train.run_cli(args, prog=prog)
-
-
 def build_cache_parser(prog: str = "dagnet-emotic-cache") -> argparse.ArgumentParser:
     """The parser of ``dagnet-emotic-cache`` (:func:`dagnet_layers.commands.cache.main`)."""
     parser = argparse.ArgumentParser(
@@ -472,69 +443,3 @@ def build_cache_parser(prog: str = "dagnet-emotic-cache") -> argparse.ArgumentPa
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     return parser
-
-
-def cache_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-emotic-cache") -> int:
-    """``dagnet-emotic-cache``: answer ``--help`` at once, else build or verify the cache.
-
-    Args:
-        argv: Arguments (default: ``sys.argv[1:]``).
-        prog: Program name in messages.
-
-    Returns:
-        The exit status (failures print one line, see :mod:`dagnet_layers.cli`).
-    """
-    return _run_program("cache", build_cache_parser, argv, prog)
-
-
-def _run_program(module: str, build_parser: Any, argv: Sequence[str] | None, prog: str) -> int:
-    """Answer ``--help`` from ``build_parser`` at once, else run ``module.main`` under
-    :func:`dagnet_layers.cli.run_cli` (failures print one line)."""
-    import importlib
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if _wants_help(args):
-        build_parser(prog).parse_args(args)  # prints the help and exits
-    from dagnet_layers import cli
-
-    program = importlib.import_module(f"dagnet_layers.commands.{module}")
-    return cli.run_cli(lambda a: program.main(a, prog=prog), args, prog=prog)
-
-
-def predict_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-predict") -> int:
-    """``dagnet-predict``: answer ``--help`` at once, else run the prediction.
-
-    Args:
-        argv: Arguments (default: ``sys.argv[1:]``).
-        prog: Program name in messages.
-
-    Returns:
-        The exit status.
-    """
-    return _run_program("predict", build_predict_parser, argv, prog)
-
-
-def demo_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
-    """``dagnet-demo``: answer ``--help`` at once, else serve the web demo.
-
-    Args:
-        argv: Arguments (default: ``sys.argv[1:]``).
-        prog: Program name in messages.
-
-    Returns:
-        The exit status.
-    """
-    return _run_program("demo", build_demo_parser, argv, prog)
-
-
-def diagnose_entry(argv: Sequence[str] | None = None, prog: str = "dagnet-diagnose") -> int:
-    """``dagnet-diagnose``: answer ``--help`` at once, else run the diagnostic benchmark.
-
-    Args:
-        argv: Arguments (default: ``sys.argv[1:]``).
-        prog: Program name in messages.
-
-    Returns:
-        The exit status.
-    """
-    return _run_program("diagnose", build_diagnose_parser, argv, prog)

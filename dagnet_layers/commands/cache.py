@@ -23,7 +23,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str], prog: str = "dagnet-emotic-cache") -> int:
     """Build or verify a cache (see ``dagnet-emotic-cache --help``); returns the exit status.
 
-    Failures raise; :func:`~dagnet_layers.commands.args.cache_entry` prints them as one
+    Failures raise; :func:`~dagnet_layers.commands.entry.cache_entry` prints them as one
     line (exit status 2).
     """
     parser = build_cache_parser(prog)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dagnet_layers._deps import require
-from dagnet_layers.commands.args import build_demo_parser, demo_entry
+from dagnet_layers.commands.args import build_demo_parser
 from dagnet_layers.emotic.data.pixels import MAX_IMAGE_PIXELS, load_image_rgb
 from dagnet_layers.errors import DAGNetError, FileError
 from dagnet_layers.inference import SYNTHETIC_WARNING, PersonPrediction, Predictor
@@ -168,4 +168,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dagnet-demo") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(demo_entry(prog="dagnet_layers.commands.demo"))
+    from dagnet_layers import cli
+
+    prog = "dagnet_layers.commands.demo"
+    sys.exit(cli.run_cli(lambda a: main(a, prog=prog), prog=prog))

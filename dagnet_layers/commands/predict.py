@@ -39,7 +39,7 @@ from typing import Any, NoReturn
 import torch
 
 from dagnet_layers import EMOTIC_CATEGORIES
-from dagnet_layers.commands.args import AUTO_DETECTORS, build_predict_parser, predict_entry
+from dagnet_layers.commands.args import AUTO_DETECTORS, build_predict_parser
 from dagnet_layers.commands.checks import usable_device
 from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS, clamp_bbox, load_image_rgb
 from dagnet_layers.errors import DAGNetError, WeightsUnavailableError
@@ -382,4 +382,7 @@ def _figure(args: argparse.Namespace, predictor: Predictor, image: Any,
 
 
 if __name__ == "__main__":
-    sys.exit(predict_entry(prog="dagnet_layers.commands.predict"))
+    from dagnet_layers import cli
+
+    prog = "dagnet_layers.commands.predict"
+    sys.exit(cli.run_cli(lambda a: main(a, prog=prog), prog=prog))
