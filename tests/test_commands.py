@@ -293,12 +293,12 @@ def test_examples_are_thin_wrappers() -> None:
 def test_a_dataset_gets_the_decoded_cache_by_default_when_there_is_room(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from dagnet_layers.commands import train
     from dagnet_layers.emotic.data import (
         estimate_cache_bytes,
         make_synthetic_emotic,
         read_emotic_annotations,
     )
+    from dagnet_layers.emotic.data import sources as train  # the data policy's home
 
     root = Path(make_synthetic_emotic(tmp_path / "emotic", n_images=12, image_size=(64, 48)))
     monkeypatch.setenv("DAGNET_CACHE", str(tmp_path / "home-cache"))
@@ -338,8 +338,8 @@ def test_a_cache_folder_is_named_by_its_size_unless_an_older_one_holds_it(
 ) -> None:  # fmt: skip
     import json
 
-    from dagnet_layers.commands import train
     from dagnet_layers.emotic.data import CACHE_MANIFEST
+    from dagnet_layers.emotic.data import sources as train
 
     folder = tmp_path / "emotic-0a1b2c3d"
     assert train.sized_cache_dir(folder, 224) == tmp_path / "emotic-0a1b2c3d-224px"
@@ -380,14 +380,16 @@ def test_training_on_a_dataset_reads_it_through_the_default_cache(
             "--batch-size", "4", "--epochs", "1", "--no-pretrained", "--no-progress",
             "--workers", "0", "--output-dir", str(tmp_path / "run")]  # fmt: skip
     assert train.run_cli(argv) == 0
-    folder = train.default_cache_dir(root, 32)
+    from dagnet_layers.emotic.data import default_cache_dir
+
+    folder = default_cache_dir(root, 32)
     assert all(cache_is_complete(folder, s, size=32) for s in ("train", "val", "test"))
     assert train.run_cli([*argv[:-1], str(tmp_path / "run2"), "--no-cache"]) == 0
     # another size gets a cache of its own (one folder for both refused the second size)
     sized = [*argv[:-1], str(tmp_path / "run4")]
     sized[sized.index("--image-size") + 1] = "48"
     assert train.run_cli(sized) == 0
-    assert cache_is_complete(train.default_cache_dir(root, 48), "train", size=48)
+    assert cache_is_complete(default_cache_dir(root, 48), "train", size=48)
     assert cache_is_complete(folder, "train", size=32)  # the first one untouched
     # the cache itself given as the data root is read as it is, not cached again
     argv[1] = str(folder)

@@ -769,7 +769,7 @@ def test_a_cache_of_an_older_format_is_named_with_the_command_that_rebuilds_it(
     with pytest.raises(ValueError, match=r"written in format 2.*--size 16 --overwrite"):
         build_emotic_cache(syn, old, splits=("val",), size=16, progress=False)
     # the trainer's own caches (demo, $DAGNET_CACHE) are rebuilt without asking
-    from dagnet_layers.commands.train import _renew_old_format
+    from dagnet_layers.emotic.data.sources import _renew_old_format
 
     _renew_old_format(small_cache)
     assert (small_cache / cache_mod.CACHE_MANIFEST).is_file()  # the current format: kept

@@ -119,7 +119,8 @@ def _deps_of(prefix: str, top_level_only: bool = False) -> dict[str, set[str]]:
 
 
 SHARED = ("dagnet_layers.errors", "dagnet_layers.storage", "dagnet_layers._deps",
-          "dagnet_layers._arrays", "dagnet_layers._version", "dagnet_layers._detectors")
+          "dagnet_layers._arrays", "dagnet_layers._version", "dagnet_layers._detectors",
+          "dagnet_layers._paths", "dagnet_layers._distributed")
 ZOO = ("dagnet_layers.layers", "dagnet_layers.models", "dagnet_layers._timm")
 TOOLKIT = ("dagnet_layers.emotic",)
 
@@ -163,7 +164,8 @@ def test_only_prediction_and_the_programs_import_the_figures() -> None:
 
 
 def test_the_data_wing_flows_one_way() -> None:
-    order = ["categories", "records", "pixels", "preprocessed", "cache", "dataset"]
+    order = ["categories", "records", "pixels", "preprocessed", "cache", "dataset", "jpeg",
+             "sources"]
     rank = {f"dagnet_layers.emotic.data.{m}": i for i, m in enumerate(order)}
     for module, deps in _deps_of("dagnet_layers.emotic.data").items():
         if module not in rank:

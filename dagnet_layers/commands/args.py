@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dagnet_layers._detectors import AUTO_DETECTORS, PERSON_DETECTORS
+from dagnet_layers._paths import cache_home
 
 __all__ = [
     "AUTO_DETECTORS",
@@ -56,12 +57,6 @@ everything it outputs says SYNTHETIC. Examples:
   dagnet-train --preprocessed /data/emotic_pre
   dagnet-train --data-root /data/emotic --ablation bam_gsam --partition 6
   torchrun --nproc_per_node 8 -m dagnet_layers.commands.train --data-root /data/emotic"""
-
-
-def cache_home() -> Path:
-    """Where the demo data and the decoded-image caches go: ``$DAGNET_CACHE``, by default
-    ``~/.cache/dagnet_layers``."""
-    return Path(os.environ.get("DAGNET_CACHE", "~/.cache/dagnet_layers")).expanduser()
 
 
 def default_workers() -> int:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -48,6 +47,8 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -57,29 +58,24 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from dagnet_layers import ABLATIONS, EMOTIC_CATEGORIES, cli, create_model, list_models
 from dagnet_layers._deps import require
+from dagnet_layers._distributed import from_rank0
 from dagnet_layers.commands.args import (
     DEMO_DEFAULTS,
     PAPER_DEFAULTS,
     SYNTHETIC_NOTE,
     build_train_parser,
-    cache_home,
 )
 from dagnet_layers.commands.checks import refuse, usable_device
 from dagnet_layers.emotic.data import (
-    CACHE_FORMAT_VERSION,
-    CACHE_MANIFEST,
     EmoticDataset,
     EmoticJpegDataset,
     JpegBatchDecoder,
-    cache_is_complete,
     collate_encoded,
+    demo_datasets,
     detect_layout,
     emotic_batch_transform,
-    estimate_cache_bytes,
-    load_emotic_mat,
-    make_synthetic_emotic,
+    emotic_datasets,
     normalization_of,
-    read_emotic_annotations,
     synthetic_marker,
 )
 from dagnet_layers.emotic.data.synthetic import MIN_IMAGES
@@ -151,140 +147,24 @@ def resolve_defaults(args: argparse.Namespace) -> bool:
     return demo
 
 
-def prepare_demo_data(args: argparse.Namespace, rank: int) -> Path:
-    """Write the synthetic demo set once (rank 0) and return its root."""
-    root = args.demo_dir.expanduser() / f"n{args.demo_images}-seed{args.seed}"
-    if rank == 0 and not (root / "Annotations" / "Annotations.mat").is_file():
-        logger.info("writing the synthetic EMOTIC-format demo set to %s", root)
-        make_synthetic_emotic(root, n_images=args.demo_images, seed=args.seed)
-    if dist.is_initialized():
-        dist.barrier()
-    return root
-
-
-#: Free space a cache build leaves on its disk at least.
-CACHE_HEADROOM = 1 << 30
-
-
-def sized_cache_dir(folder: Path, size: int) -> Path:
-    """``folder`` named by ``size`` (``<folder>-<size>px``): one cache holds one image
-    size, so a run at another ``--image-size`` gets its own instead of a refusal. A
-    cache an earlier version built in ``folder`` itself at this size is reused."""
-    try:
-        built = read_json_object(folder / CACHE_MANIFEST, "EMOTIC cache manifest").get("size")
-    except (OSError, ValueError):  # none, or unreadable: not this size's
-        built = None
-    return folder if built == size else folder.with_name(f"{folder.name}-{size}px")
-
-
-def default_cache_dir(source: Path, size: int) -> Path:
-    """Where a dataset's cache at ``size`` px goes unless ``--cache-dir`` says: under
-    ``DAGNET_CACHE`` (default ``~/.cache/dagnet_layers``), named by the dataset's folder,
-    its path and the size (:func:`sized_cache_dir`)."""
-    resolved = source.expanduser().resolve()
-    tag = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
-    return sized_cache_dir(cache_home() / "emotic-cache" / f"{resolved.name}-{tag}", size)
-
-
-def _renew_old_format(cache: Path) -> None:
-    """Delete a cache this command made under an older format (the demo's, or one under
-    ``$DAGNET_CACHE``), so that it is built again: the user never chose that folder."""
-    from dagnet_layers.emotic.data.cache import _read_manifest
-
-    try:
-        manifest = _read_manifest(cache)
-    except ValueError:
-        return  # a damaged manifest: the builder names it
-    version = None if manifest is None else manifest.get("version")
-    if manifest is not None and version != CACHE_FORMAT_VERSION:
-        logger.warning("the decoded cache %s is in format %s, this version writes format %d: "
-                       "rebuilding it", cache, version, CACHE_FORMAT_VERSION)
-        shutil.rmtree(cache)
-
-
-def choose_cache(source: Path, size: int) -> Path | None:
-    """The default cache folder when the disk has room for what is not cached yet, else None.
-
-    The reading cost is the official annotations only (no image is opened); the
-    estimate is :func:`~dagnet_layers.emotic.data.estimate_cache_bytes` per split.
-    """
-    folder = default_cache_dir(source, size)
-    needed, mat = 0, None
-    for split in ("train", "val", "test"):
-        if cache_is_complete(folder, split, size=size):
-            continue
-        mat = mat if mat is not None else load_emotic_mat(source)  # read once, not per split
-        records = read_emotic_annotations(source, split, check_images=False, mat=mat)
-        images = {r.image_path for r in records}
-        needed += estimate_cache_bytes(len(records), len(images), size)
-    if needed == 0:
-        logger.info("reading the decoded images from the cache %s (--no-cache to decode "
-                    "JPEGs instead)", folder)
-        return folder
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    free = shutil.disk_usage(existing).free
-    if needed + CACHE_HEADROOM > free:
-        logger.warning("no room for the decoded-image cache (%.1f GiB needed, %.1f GiB free "
-                       "at %s): decoding JPEGs every epoch; --cache-dir DIR puts it elsewhere",
-                       needed / 2**30, free / 2**30, existing)
-        return None
-    logger.info("decoding the images once into the cache %s (%.1f GiB; --no-cache decodes "
-                "JPEGs every epoch instead, --cache-dir DIR puts it elsewhere)",
-                folder, needed / 2**30)
-    return folder
-
-
 def make_datasets(args: argparse.Namespace, demo: bool, rank: int,
                   device: torch.device | None = None) -> dict[str, EmoticDataset]:
-    """Train/val/test datasets of uint8 samples (augmentation runs batched on the device).
-
-    They are :class:`EmoticJpegDataset` (images decoded later, on ``device``) when
-    ``--jpeg-decode`` says so, or says ``auto`` and JPEGs are read every epoch on CUDA.
-    """
+    """Train/val/test datasets of uint8 samples (augmentation runs batched on the device):
+    :func:`~dagnet_layers.emotic.data.demo_datasets` or
+    :func:`~dagnet_layers.emotic.data.emotic_datasets` with the flags' choices."""
     mode = getattr(args, "jpeg_decode", "auto")
-    if args.preprocessed is not None:  # (--jpeg-decode device was refused with it)
-        source, cache, layout = args.preprocessed, None, "preprocessed"
-    else:
-        source = prepare_demo_data(args, rank) if demo else args.data_root
-        layout = detect_layout(source, "train")
-        if mode == "device" and layout != "official":
-            raise SystemExit(f"--jpeg-decode device decodes the official layout's JPEGs; "
-                             f"{source} is in the {layout} layout")
-        # --jpeg-decode device reads the JPEGs (and came without --cache-dir: refused)
-        cache = None if mode == "device" else args.cache_dir or (
-            sized_cache_dir(source / "cache", args.image_size) if demo else None)
-        if cache is None and mode != "device" and not args.no_cache and layout == "official":
-            # (a folder that is already a cache, given as --data-root, is read as it is)
-            cache = _broadcast(choose_cache(source, args.image_size) if rank == 0 else None, rank)
-        if cache is not None and args.cache_dir is None and rank == 0:
-            _renew_old_format(cache)  # ours to rebuild; a --cache-dir is the user's to decide
-    jpegs = cache is None and layout == "official"  # decoded every epoch
-    on_device = jpegs and (mode == "device" or (
-        mode == "auto" and device is not None and device.type == "cuda"))
-    if jpegs:
-        where = (f"batched on {device or 'the training device'} (--jpeg-decode workers "
-                 "decodes them in the DataLoader workers)" if on_device else
-                 "in the DataLoader workers")
-        logger.info("decoding JPEGs every epoch, %s%s", where, "" if args.no_cache else
-                    "; --cache-dir DIR on a disk with room decodes them once into "
-                    "memory-mapped arrays (several times faster to read)")
-    kind = EmoticJpegDataset if on_device else EmoticDataset
-    datasets = {}
-    for split in ("train", "val", "test"):
-        if cache is not None and rank != 0 and dist.is_initialized():
-            dist.barrier()  # let rank 0 build the cache first
-        options: dict[str, Any] = {} if on_device else {
-            "cache_dir": cache, "mask_body": not args.no_mask_body,
-            "progress": not args.no_progress}
-        datasets[split] = kind(
-            source, split, size=args.image_size, max_pixels=args.max_pixels,
-            on_bad_record="error" if args.strict_data else "skip", **options,
-        )  # fmt: skip
-        if cache is not None and rank == 0 and dist.is_initialized():
-            dist.barrier()
-        summary = datasets[split].records.summary
-        logger.info("%s: %d persons (%s)", split, len(datasets[split]), summary)
-    return datasets
+    source = args.preprocessed if args.preprocessed is not None else args.data_root
+    if mode == "device" and not demo and detect_layout(source, "train") != "official":
+        raise SystemExit(f"--jpeg-decode device decodes the official layout's JPEGs; "
+                         f"{source} is in the {detect_layout(source, 'train')} layout")
+    options: dict[str, Any] = dict(
+        cache=None if args.no_cache else args.cache_dir or "auto", size=args.image_size,
+        jpeg_decode=mode, device=device, mask_body=not args.no_mask_body,
+        max_pixels=args.max_pixels, on_bad_record="error" if args.strict_data else "skip",
+        progress=not args.no_progress, rank=rank)  # fmt: skip
+    if demo:
+        return demo_datasets(args.demo_dir, args.demo_images, args.seed, **options)
+    return emotic_datasets(source, **options)
 
 
 def data_source(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
@@ -511,15 +391,6 @@ RUN_ARTIFACTS = ("checkpoints", "log.csv", "args.json", "test_report.json", "tes
                  "test_ap.png", "training_curves.png", "tensorboard")
 
 
-def _broadcast(value: Any, rank: int) -> Any:
-    """Rank 0's ``value`` on every rank (identity without DDP)."""
-    if not dist.is_initialized():
-        return value
-    box = [value if rank == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def _keep_quarantine(out: Path) -> None:
     """Move the damaged checkpoints out of ``checkpoints/`` before --overwrite deletes it."""
     quarantine = out / "checkpoints" / RunCheckpoints.QUARANTINE
@@ -581,7 +452,7 @@ def open_run(args: argparse.Namespace, rank: int) -> FolderLock | None:
                         path.unlink()
         except (FolderLockedError, StorageError) as err:
             error = str(err)
-    error = _broadcast(error, rank)
+    error = from_rank0(error, rank)
     if error:
         if lock is not None:
             lock.release()
@@ -748,14 +619,68 @@ def main(argv: list[str] | None = None, prog: str = "dagnet-train") -> int:
             dist.destroy_process_group()
 
 
+@dataclass
+class _Run:
+    """What one training run holds from its set-up to its final test."""
+
+    args: argparse.Namespace
+    data: dict[str, Any]
+    demo: bool
+    device: torch.device
+    rank: int
+    world: int
+    amp: str
+    channels_last: bool
+    loaders: dict[str, DataLoader]
+    model: torch.nn.Module
+    train_tf: Any
+    eval_tf: Any
+    criterion: DAGNetCriterion
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    store: RunCheckpoints
+    net: torch.nn.Module | None = None
+    writer: Any = None
+    start_epoch: int = 0
+    best_map: float = -1.0
+    best_epoch: int | None = None
+    log_rows: list[dict[str, Any]] = dataclass_field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        return self.args.output_dir
+
+    @property
+    def score(self) -> str:
+        """How this loss's logits become scores (softmax for KL)."""
+        return self.criterion.score
+
+
 def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: torch.device,
            rank: int, world: int) -> int:
-    out: Path = args.output_dir
+    """Set up, resume, train epoch by epoch (each committed), then test the best epoch."""
+    run = _set_up(args, data, demo, device, rank, world)
+    _resume(run)
+    if rank == 0:
+        write_log(run.out / "log.csv", run.log_rows)  # exactly the committed epochs, each once
+    run.net = _wrap(run)
+    run.writer = _tensorboard(run)
+    for epoch in range(run.start_epoch, args.epochs):
+        if not _epoch(run, epoch):
+            return 2
+    return _final_test(run)
+
+
+def _set_up(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: torch.device,
+            rank: int, world: int) -> _Run:  # fmt: skip
+    """The data, the model, its transforms, loss and optimiser, in the order that fixes
+    every random draw (a cache build must not shift the model's initialisation)."""
     seed_everything(args.seed)
     amp = args.amp or ("bf16" if device.type == "cuda" else "none")
     channels_last = args.channels_last and device.type == "cuda"
     if rank == 0:
-        write_bytes_atomic(out / "args.json", (json.dumps(
+        write_bytes_atomic(args.output_dir / "args.json", (json.dumps(
             {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             indent=2) + "\n").encode())
 
@@ -766,9 +691,9 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
     model = build_model(args).to(device)
     # each stream normalised as its backbone was trained (timm's pretrained_cfg)
     norm = normalization_of(model)
-    train_tf = emotic_batch_transform(True, size=args.image_size, jitter=args.jitter,
-                                      flip_p=args.flip, **norm).to(device)
-    eval_tf = emotic_batch_transform(False, size=args.image_size, **norm).to(device)
+    train_tf: Any = emotic_batch_transform(True, size=args.image_size, jitter=args.jitter,
+                                           flip_p=args.flip, **norm).to(device)
+    eval_tf: Any = emotic_batch_transform(False, size=args.image_size, **norm).to(device)
     if isinstance(datasets["train"], EmoticJpegDataset):  # decode, crop and mask first
         decoding = dict(size=args.image_size, mask_body=not args.no_mask_body,
                         channels_last=channels_last)
@@ -779,7 +704,6 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
     criterion = DAGNetCriterion(args.loss, aux_weight=args.aux_weight,
                                 vad_weight=args.vad_weight if args.vad else 0.0,
                                 bam_weight=args.bam_weight)
-    score = criterion.score  # how this loss's logits become scores (softmax for KL)
     optimizer = build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = len(loaders["train"]) if args.max_steps is None else min(
         args.max_steps, len(loaders["train"]))
@@ -787,138 +711,165 @@ def _train(args: argparse.Namespace, data: dict[str, Any], demo: bool, device: t
         optimizer, T_max=max(1, args.epochs * steps_per_epoch))
         if args.scheduler == "cosine" else None)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" and device.type == "cuda" else None
+    return _Run(args, data, demo, device, rank, world, amp, channels_last, loaders, model,
+                train_tf, eval_tf, criterion, optimizer, scheduler, scaler,
+                RunCheckpoints(args.output_dir / "checkpoints"))
 
-    store = RunCheckpoints(out / "checkpoints")
-    start_epoch, best_map, best_epoch = 0, -1.0, None
-    log_rows: list[dict[str, Any]] = []
-    if args.resume:
-        if args.resume == "auto":
-            # Rank 0 repairs whatever an interrupted run left; every rank loads the result.
-            found, refusal = None, None
-            if rank == 0:
-                try:
-                    found = store.recover()
-                    refusal = _nothing_intact(store) if found is None else None
-                except (OSError, DAGNetError) as err:  # every rank stops, none waits
-                    refusal = f"--resume: cannot recover {store.directory}: {err}"
-            ckpt, refusal = _broadcast((None if found is None else str(found), refusal), rank)
-            if refusal is not None:
-                raise SystemExit(refusal)
-        else:
-            ckpt = str(args.resume)
-        if ckpt is None:
-            logger.warning("--resume: nothing to resume in %s; starting a fresh run", out)
-        else:
-            last = load_checkpoint(ckpt, model, optimizer, scheduler, scaler=scaler,
-                                   map_location=device)
-            start_epoch = last + 1
-            record = RunCheckpoints.progress(ckpt)
-            best_map = record.get("best_val_map", best_map)
-            best_epoch = record.get("best_epoch")
-            log_rows = record.get("log") or _legacy_log(out / "log.csv", last)
-            logger.info("resumed from %s at epoch %d", ckpt, start_epoch)
-    if rank == 0:
-        write_log(out / "log.csv", log_rows)  # exactly the committed epochs, each once
 
-    net: torch.nn.Module = model
-    if world > 1:
-        unused = bool((model.context_attention is not None and args.aux_weight == 0)
-                      or (model.body_head is not None and args.bam_weight == 0))
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=unused)
-    if args.compile:
-        net = torch.compile(net)
-
-    writer = None
-    if args.tensorboard and rank == 0:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as err:
-            raise SystemExit("--tensorboard needs the tensorboard package: pip install "
-                             "tensorboard (or, from a clone, pip install -e '.[dev]')") from err
-        writer = SummaryWriter(out / "tensorboard")
-
-    progress = not args.no_progress
-    for epoch in range(start_epoch, args.epochs):
-        # Every draw of epoch k depends on (seed, k, rank) only: a resumed run repeats an
-        # uninterrupted one, and no two ranks share augmentations or dropout masks.
-        seed_everything(process_seed(args.seed, epoch, rank))
-        loaders["train"].sampler.set_epoch(epoch)
-        try:
-            stats = train_one_epoch(
-                net, loaders["train"], criterion, optimizer, epoch=epoch, device=device,
-                batch_transform=train_tf, scheduler=scheduler, amp=amp, scaler=scaler,
-                grad_clip=args.grad_clip, channels_last=channels_last,
-                max_steps=args.max_steps, progress=progress,
-            )
-        except NonFiniteLossError as err:
-            logger.error("%s", err)
-            return 2
-        val = evaluate(net, loaders["val"], device=device, batch_transform=eval_tf,
-                       criterion=criterion, amp=amp, channels_last=channels_last,
-                       protocol=args.protocol, ties=args.ties, score=score, progress=progress,
-                       desc=f"epoch {epoch} val")
-        val_map = val.report.mean_ap
-        log_fallbacks(train_tf, f"epoch {epoch} train")
-        log_fallbacks(eval_tf, f"epoch {epoch} val")
-        logger.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.2f%%, %.1f samples/s",
-                    epoch, stats.loss, val.loss, 100 * val_map, stats.samples_per_second)
+def _resume(run: _Run) -> None:
+    """With ``--resume``: load the newest intact checkpoint (rank 0 repairs what an
+    interrupted run left, every rank loads the result) and its progress record."""
+    args, rank = run.args, run.rank
+    if not args.resume:
+        return
+    if args.resume == "auto":
+        found, refusal = None, None
         if rank == 0:
-            log_rows.append(dict(zip(LOG_FIELDS, [
-                epoch, stats.loss, val.loss, val_map, optimizer.param_groups[0]["lr"],
-                stats.samples_per_second, stats.seconds], strict=True)))
-            if not math.isnan(val_map) and val_map > best_map:
-                best_map, best_epoch = val_map, epoch
-            inference = {
-                "image_size": args.image_size, "mask_body": not args.no_mask_body,
-                "mask_fill": 0, "score": score, "loss": args.loss,
-                "protocol": args.protocol, "ties": args.ties, "val_map": val_map,
-                "data": data,
-                "thresholds": dict(zip(EMOTIC_CATEGORIES,
-                                       [None if math.isnan(t) else float(t)
-                                        for t in val.thresholds], strict=True)),
-            }
-            # One commit holds the weights, the progress record and the log rows.
-            store.save(model, optimizer, scheduler, epoch=epoch, scaler=scaler,
-                       inference=inference,
-                       progress={"best_val_map": best_map, "best_epoch": best_epoch,
-                                 "log": log_rows})
-            write_log(out / "log.csv", log_rows)
-            crash_point("log-written", epoch)
-            if writer is not None:
-                writer.add_scalar("train/loss", stats.loss, epoch)
-                writer.add_scalar("val/mAP", val_map, epoch)
-                writer.add_scalar("train/samples_per_s", stats.samples_per_second, epoch)
-        if dist.is_initialized():
-            dist.barrier()  # the other ranks wait for rank 0's commit
+            try:
+                found = run.store.recover()
+                refusal = _nothing_intact(run.store) if found is None else None
+            except (OSError, DAGNetError) as err:  # every rank stops, none waits
+                refusal = f"--resume: cannot recover {run.store.directory}: {err}"
+        ckpt, refusal = from_rank0((None if found is None else str(found), refusal), rank)
+        if refusal is not None:
+            raise SystemExit(refusal)
+    else:
+        ckpt = str(args.resume)
+    if ckpt is None:
+        logger.warning("--resume: nothing to resume in %s; starting a fresh run", run.out)
+        return
+    last = load_checkpoint(ckpt, run.model, run.optimizer, run.scheduler, scaler=run.scaler,
+                           map_location=run.device)
+    run.start_epoch = last + 1
+    record = RunCheckpoints.progress(ckpt)
+    run.best_map = record.get("best_val_map", run.best_map)
+    run.best_epoch = record.get("best_epoch")
+    run.log_rows = record.get("log") or _legacy_log(run.out / "log.csv", last)
+    logger.info("resumed from %s at epoch %d", ckpt, run.start_epoch)
 
-    # Final report on the test split with the best validation checkpoint.
+
+def _wrap(run: _Run) -> torch.nn.Module:
+    """The module the steps call: DistributedDataParallel over several processes, then
+    ``torch.compile`` with ``--compile``."""
+    net: torch.nn.Module = run.model
+    if run.world > 1:
+        model = run.model
+        unused = bool((model.context_attention is not None and run.args.aux_weight == 0)
+                      or (model.body_head is not None and run.args.bam_weight == 0))
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
+            find_unused_parameters=unused)
+    if run.args.compile:
+        net = torch.compile(net)
+    return net
+
+
+def _tensorboard(run: _Run) -> Any:
+    """A TensorBoard writer on rank 0 with ``--tensorboard``, else None."""
+    if not run.args.tensorboard or run.rank != 0:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise SystemExit("--tensorboard needs the tensorboard package: pip install "
+                         "tensorboard (or, from a clone, pip install -e '.[dev]')") from err
+    return SummaryWriter(run.out / "tensorboard")
+
+
+def _epoch(run: _Run, epoch: int) -> bool:
+    """Train and validate one epoch, then commit it (rank 0) while the others wait;
+    False when the loss stopped being finite (the error is logged)."""
+    args, progress = run.args, not run.args.no_progress
+    # Every draw of epoch k depends on (seed, k, rank) only: a resumed run repeats an
+    # uninterrupted one, and no two ranks share augmentations or dropout masks.
+    seed_everything(process_seed(args.seed, epoch, run.rank))
+    run.loaders["train"].sampler.set_epoch(epoch)
+    try:
+        stats = train_one_epoch(
+            run.net, run.loaders["train"], run.criterion, run.optimizer, epoch=epoch,
+            device=run.device, batch_transform=run.train_tf, scheduler=run.scheduler,
+            amp=run.amp, scaler=run.scaler, grad_clip=args.grad_clip,
+            channels_last=run.channels_last, max_steps=args.max_steps, progress=progress,
+        )
+    except NonFiniteLossError as err:
+        logger.error("%s", err)
+        return False
+    val = evaluate(run.net, run.loaders["val"], device=run.device, batch_transform=run.eval_tf,
+                   criterion=run.criterion, amp=run.amp, channels_last=run.channels_last,
+                   protocol=args.protocol, ties=args.ties, score=run.score, progress=progress,
+                   desc=f"epoch {epoch} val")
+    log_fallbacks(run.train_tf, f"epoch {epoch} train")
+    log_fallbacks(run.eval_tf, f"epoch {epoch} val")
+    logger.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.2f%%, %.1f samples/s",
+                epoch, stats.loss, val.loss, 100 * val.report.mean_ap,
+                stats.samples_per_second)
+    if run.rank == 0:
+        _commit(run, epoch, stats, val)
+    if dist.is_initialized():
+        dist.barrier()  # the other ranks wait for rank 0's commit
+    return True
+
+
+def _commit(run: _Run, epoch: int, stats: Any, val: Any) -> None:
+    """One commit holds the weights, the progress record and the log rows; then the
+    log and TensorBoard are written from it."""
+    args, val_map = run.args, val.report.mean_ap
+    run.log_rows.append(dict(zip(LOG_FIELDS, [
+        epoch, stats.loss, val.loss, val_map, run.optimizer.param_groups[0]["lr"],
+        stats.samples_per_second, stats.seconds], strict=True)))
+    if not math.isnan(val_map) and val_map > run.best_map:
+        run.best_map, run.best_epoch = val_map, epoch
+    inference = {
+        "image_size": args.image_size, "mask_body": not args.no_mask_body,
+        "mask_fill": 0, "score": run.score, "loss": args.loss,
+        "protocol": args.protocol, "ties": args.ties, "val_map": val_map,
+        "data": run.data,
+        "thresholds": dict(zip(EMOTIC_CATEGORIES,
+                               [None if math.isnan(t) else float(t)
+                                for t in val.thresholds], strict=True)),
+    }
+    run.store.save(run.model, run.optimizer, run.scheduler, epoch=epoch, scaler=run.scaler,
+                   inference=inference,
+                   progress={"best_val_map": run.best_map, "best_epoch": run.best_epoch,
+                             "log": run.log_rows})
+    write_log(run.out / "log.csv", run.log_rows)
+    crash_point("log-written", epoch)
+    if run.writer is not None:
+        run.writer.add_scalar("train/loss", stats.loss, epoch)
+        run.writer.add_scalar("val/mAP", val_map, epoch)
+        run.writer.add_scalar("train/samples_per_s", stats.samples_per_second, epoch)
+
+
+def _final_test(run: _Run) -> int:
+    """The test split with the best validation checkpoint, and the reports."""
     # The run knows its best epoch; only a resumed pre-release run needs the store to find it.
     best_folder = None
-    if rank == 0:
-        best_folder = store.folder(best_epoch) if best_epoch is not None else store.best()
-    best = _broadcast(None if best_folder is None else str(best_folder), rank)
+    if run.rank == 0:
+        best_folder = (run.store.folder(run.best_epoch) if run.best_epoch is not None
+                       else run.store.best())  # fmt: skip
+    best = from_rank0(None if best_folder is None else str(best_folder), run.rank)
     if best is not None:
-        load_checkpoint(best, model, map_location=device, restore_rng=False)
+        load_checkpoint(best, run.model, map_location=run.device, restore_rng=False)
     else:
         logger.warning("no validation score was ever finite: testing the last weights")
-    test = evaluate(net, loaders["test"], device=device, batch_transform=eval_tf, amp=amp,
-                    channels_last=channels_last, protocol=args.protocol, ties=args.ties,
-                    score=score, progress=progress, desc="test")
-    log_fallbacks(eval_tf, "test")
+    args = run.args
+    test = evaluate(run.net, run.loaders["test"], device=run.device,
+                    batch_transform=run.eval_tf, amp=run.amp, channels_last=run.channels_last,
+                    protocol=args.protocol, ties=args.ties, score=run.score,
+                    progress=not args.no_progress, desc="test")
+    log_fallbacks(run.eval_tf, "test")
     crash_point("test-evaluated", "final")
-    if rank == 0:
+    if run.rank == 0:
         report = test.report.to_dict()
-        report["model"] = unwrap_model(model).config.to_dict()
-        report["demo"] = demo
-        report["data"] = data
+        report["model"] = unwrap_model(run.model).config.to_dict()
+        report["demo"] = run.demo
+        report["data"] = run.data
         report["checkpoint"] = best
-        write_reports(out, report, args.protocol, synthetic=data["synthetic"])
-        print(print_table1(report, args.protocol, synthetic=data["synthetic"]))
-        print(f"\nreports, checkpoints and plots in {out.resolve()}")
-        if writer is not None:
-            writer.close()
+        write_reports(run.out, report, args.protocol, synthetic=run.data["synthetic"])
+        print(print_table1(report, args.protocol, synthetic=run.data["synthetic"]))
+        print(f"\nreports, checkpoints and plots in {run.out.resolve()}")
+        if run.writer is not None:
+            run.writer.close()
     return 0
 
 

@@ -8,6 +8,8 @@ device). The modules import in that direction only: ``categories`` and ``records
 know nothing of ``pixels``, which knows nothing of ``cache``, which knows nothing
 of ``dataset``. ``jpeg`` (``EmoticJpegDataset`` + ``JpegBatchDecoder``) moves the
 decoding of the official layout's JPEGs out of the workers, onto the device.
+``sources`` (``emotic_datasets``, ``demo_datasets``) goes from a source and a cache
+choice to the three datasets, as ``dagnet-train`` does.
 """
 
 from dagnet_layers.emotic.data.cache import (
@@ -64,6 +66,15 @@ from dagnet_layers.emotic.data.scenes import (
     make_diagnostic_emotic,
     read_diagnostic_scenes,
 )
+from dagnet_layers.emotic.data.sources import (
+    CACHE_HEADROOM,
+    choose_cache,
+    default_cache_dir,
+    demo_datasets,
+    emotic_datasets,
+    sized_cache_dir,
+    write_demo_set,
+)
 from dagnet_layers.emotic.data.synthetic import (
     CONTEXT_SHAPES,
     JOINT_CATEGORIES,
@@ -95,6 +106,7 @@ __all__ = [
     "BAD_RECORD_REASONS",
     "BUILD_SKIP_REASONS",
     "CACHE_FORMAT_VERSION",
+    "CACHE_HEADROOM",
     "CACHE_MANIFEST",
     "CATEGORY_TO_INDEX",
     "CONTEXT_SHAPES",
@@ -129,12 +141,16 @@ __all__ = [
     "SyntheticPerson",
     "build_emotic_cache",
     "cache_is_complete",
+    "choose_cache",
     "clamp_bbox",
     "collate_encoded",
     "crop_body_and_context",
+    "default_cache_dir",
+    "demo_datasets",
     "denormalize",
     "detect_layout",
     "emotic_batch_transform",
+    "emotic_datasets",
     "emotic_eval_transform",
     "emotic_train_transform",
     "estimate_cache_bytes",
@@ -155,9 +171,11 @@ __all__ = [
     "read_encoded_image",
     "resolve_in_root",
     "row_crc32",
+    "sized_cache_dir",
     "split_lock",
     "synthetic_marker",
     "verify_emotic_cache",
+    "write_demo_set",
     "write_emotic_preprocessed",
     "write_synthetic_marker",
 ]
