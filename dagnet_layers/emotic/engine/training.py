@@ -172,51 +172,20 @@ def train_one_epoch(
     """
     device = torch.device(device)
     dtype = _amp_dtype(amp)
-    if sync_every is None:
-        sync_every = 1 if device.type == "cpu" else 25
-    if sync_every < 1:
-        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
-    if max_steps is not None and (not isinstance(max_steps, numbers.Integral)
-                                  or isinstance(max_steps, bool) or max_steps < 1):
-        raise ValueError(f"train_one_epoch(max_steps=...) must be an int >= 1 or None, "
-                         f"got {max_steps!r}")
+    sync_every = _check_epoch_options(device, sync_every, max_steps)
     model.train()
-    # Losses stay on the device and are read back every ``sync_every`` steps.
-    step_losses: list[Tensor] = []
-    step_components: list[dict[str, Tensor]] = []
-    checked = 0
-    samples = 0
     start = time.perf_counter()
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     if max_steps is not None and total is not None:
         total = min(total, max_steps)
     bar = tqdm(loader, total=total, desc=f"epoch {epoch} train", leave=False,
                disable=not (progress and _is_main_process()), dynamic_ncols=True)
-
-    snapshot = _TrainingSnapshot(model, optimizer, scheduler, scaler, full=sync_every > 1)
-
-    def check(upto: int) -> None:
-        nonlocal checked
-        if upto <= checked:
-            return
-        recent = torch.stack(step_losses[checked:upto])
-        finite = torch.isfinite(recent).cpu()
-        if not bool(finite.all()):
-            bad = checked + int((~finite).nonzero()[0])
-            parts = {k: float(v) for k, v in step_components[bad].items()}
-            snapshot.restore()
-            bar.close()
-            raise NonFiniteLossError(epoch, bad + 1, parts)
-        checked = upto
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{float(recent[-1]):.4f}",
-                        samples_s=f"{samples / max(elapsed, 1e-9):.1f}")
-
+    guard = _LossGuard(_TrainingSnapshot(model, optimizer, scheduler, scaler,
+                                         full=sync_every > 1), sync_every, epoch, bar, start)
     require_label = needs_a_label(criterion)
-    step = 0
+    step = samples = 0
     for step, batch in enumerate(bar, start=1):
-        if checked == step - 1:  # every earlier step verified finite: remember this state
-            snapshot.take()
+        guard.before(step)
         cats = batch.get("categories") if isinstance(batch, Mapping) else None
         if isinstance(cats, Tensor) and cats.device.type == "cpu" and device.type != "cpu":
             # checked on the host, where it costs no device synchronisation
@@ -228,37 +197,107 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             output = _forward(model, batch)
             loss, components = criterion(output, batch)
-        step_losses.append(loss.detach().float())
-        step_components.append(components)
-        if step % sync_every == 0:
-            check(step)  # before the optimiser step: a bad loss never reaches the weights
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        # before the optimiser step: a bad loss never reaches the weights
+        guard.after(step, loss, components, samples)
+        _optimizer_step(model, loss, optimizer, scheduler, scaler, grad_clip)
         samples += int(batch["body"].shape[0])
         if max_steps is not None and step >= max_steps:
             break
-    check(len(step_losses))
+    guard.check(len(guard.losses), samples)
     bar.close()
-    steps = max(step, 1)
-    losses = torch.stack(step_losses).cpu().tolist() if step_losses else []
-    components_mean = {
-        k: float(torch.stack([c[k] for c in step_components if k in c]).float().sum().cpu())
-        / steps
-        for k in (step_components[0] if step_components else {})
-    }
-    mean_loss = sum(losses) / steps if losses else float("nan")
-    return EpochStats(mean_loss, components_mean, step, samples,
-                      time.perf_counter() - start, losses)
+    return guard.stats(step, samples)
+
+
+def _check_epoch_options(device: torch.device, sync_every: int | None,
+                         max_steps: int | None) -> int:  # fmt: skip
+    """``sync_every`` resolved for ``device`` (every step on CPU, every 25 on CUDA),
+    ``max_steps`` checked."""
+    if sync_every is None:
+        sync_every = 1 if device.type == "cpu" else 25
+    if sync_every < 1:
+        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
+    if max_steps is not None and (not isinstance(max_steps, numbers.Integral)
+                                  or isinstance(max_steps, bool) or max_steps < 1):
+        raise ValueError(f"train_one_epoch(max_steps=...) must be an int >= 1 or None, "
+                         f"got {max_steps!r}")
+    return sync_every
+
+
+def _optimizer_step(model: nn.Module, loss: Tensor, optimizer: torch.optim.Optimizer,
+                    scheduler: Any | None, scaler: torch.amp.GradScaler | None,
+                    grad_clip: float | None) -> None:  # fmt: skip
+    """Backward, the optional clip of the gradient norm, the step (through the scaler
+    for fp16) and the scheduler's step."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
+class _LossGuard:
+    """The non-finite guard and the progress: step losses stay on the device and are
+    read back every ``sync_every`` steps; a non-finite one puts the training state back
+    as it was before that step (:class:`_TrainingSnapshot`) and raises
+    :class:`NonFiniteLossError`, otherwise the bar shows the latest loss."""
+
+    def __init__(self, snapshot: _TrainingSnapshot, sync_every: int, epoch: int, bar: Any,
+                 start: float) -> None:  # fmt: skip
+        self.snapshot, self.sync_every, self.epoch, self.bar = snapshot, sync_every, epoch, bar
+        self.start = start
+        self.losses: list[Tensor] = []
+        self.components: list[dict[str, Tensor]] = []
+        self.checked = 0
+
+    def before(self, step: int) -> None:
+        """Remember the state before ``step`` when every earlier step is verified finite."""
+        if self.checked == step - 1:
+            self.snapshot.take()
+
+    def after(self, step: int, loss: Tensor, components: dict[str, Tensor],
+              samples: int) -> None:  # fmt: skip
+        """Keep ``step``'s loss; read the unchecked ones back when it is time."""
+        self.losses.append(loss.detach().float())
+        self.components.append(components)
+        if step % self.sync_every == 0:
+            self.check(step, samples)
+
+    def check(self, upto: int, samples: int) -> None:
+        """Read back the losses of the steps up to ``upto`` not checked yet."""
+        if upto <= self.checked:
+            return
+        recent = torch.stack(self.losses[self.checked:upto])
+        finite = torch.isfinite(recent).cpu()
+        if not bool(finite.all()):
+            bad = self.checked + int((~finite).nonzero()[0])
+            parts = {k: float(v) for k, v in self.components[bad].items()}
+            self.snapshot.restore()
+            self.bar.close()
+            raise NonFiniteLossError(self.epoch, bad + 1, parts)
+        self.checked = upto
+        elapsed = time.perf_counter() - self.start
+        self.bar.set_postfix(loss=f"{float(recent[-1]):.4f}",
+                             samples_s=f"{samples / max(elapsed, 1e-9):.1f}")
+
+    def stats(self, step: int, samples: int) -> EpochStats:
+        """The epoch's :class:`EpochStats` from the checked losses."""
+        steps = max(step, 1)
+        losses = torch.stack(self.losses).cpu().tolist() if self.losses else []
+        components_mean = {
+            k: float(torch.stack([c[k] for c in self.components if k in c]).float().sum().cpu())
+            / steps
+            for k in (self.components[0] if self.components else {})
+        }
+        mean_loss = sum(losses) / steps if losses else float("nan")
+        return EpochStats(mean_loss, components_mean, step, samples,
+                          time.perf_counter() - self.start, losses)
