@@ -258,8 +258,8 @@ def open_in_root(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> 
             now = os.stat(real)
             if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
                 raise UnsafePathError(f"{path} changed while it was opened")
-        base = os.path.realpath(root)
-        if os.path.commonpath([base, real]) != base:
+        base = _real_folder(root)
+        if not _is_within(real, base):
             raise UnsafePathError(
                 f"{path} leads outside the data root {root} through a symbolic link (it "
                 "was checked when the annotations were read and changed since)"
@@ -268,6 +268,27 @@ def open_in_root(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> 
     except BaseException:
         os.close(fd)
         raise
+
+
+def _real_folder(folder: str | os.PathLike[str]) -> str:
+    """``folder``'s real path as the system spells it (on macOS the stored case of a
+    case-insensitive disk, as ``F_GETPATH`` gives it for the opened file), else its
+    ``realpath``."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return os.path.realpath(folder)
+    try:
+        return _opened_path(fd) or os.path.realpath(folder)
+    finally:
+        os.close(fd)
+
+
+def _is_within(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([folder, path]) == folder
+    except ValueError:  # Windows: on another drive
+        return False
 
 
 def _opened_path(fd: int) -> str | None:
@@ -484,11 +505,14 @@ class ReadersLock:
     by :meth:`release`, when the object is collected, or by the kernel when its
     process ends, however it ends.
 
-    Uses ``flock`` on ``path``. Not held on Windows (``msvcrt`` has no shared lock),
-    nor where the lock file can neither be created nor opened (a read-only folder:
-    a process that cannot create a file there cannot rewrite the files beside it
-    either). A process that forks keeps the lock in its children; a copy of the
-    object made by pickling holds nothing.
+    Uses ``flock`` on ``path``. Not held on Windows (``msvcrt`` has no shared lock).
+    A reader in a folder it may not write opens the lock file read-only; where that
+    file does not exist yet (a cache built by an older version, in a folder this user
+    cannot write), the reader holds nothing, and :attr:`held` says so. A writer needs
+    the file open for writing and fails with :class:`StorageError` otherwise. Network
+    file systems may not honour ``flock`` (see :class:`FolderLock`). A process that
+    forks keeps the lock in its children; a copy of the object made by pickling holds
+    nothing.
 
     Args:
         path: The lock file (created if missing).
@@ -532,10 +556,10 @@ class ReadersLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+            if not shared or err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
                 raise StorageError(err.errno, f"cannot open the lock file {self.path}: "
                                    f"{_describe(err)}") from err
-            try:  # a read-only folder: lock a file that is there, or nothing
+            try:  # a reader in a read-only folder: lock a file that is there, or nothing
                 fd = os.open(self.path, os.O_RDONLY)
             except OSError:
                 return self
@@ -565,15 +589,16 @@ class ReadersLock:
         """Who holds the lock shared: the PIDs ``/proc/locks`` lists for its inode."""
         pids = []
         try:
-            inode = os.fstat(fd).st_ino
+            st = os.fstat(fd)  # /proc/locks names a file as hex major:minor:inode
+            key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
             with open("/proc/locks", encoding="ascii") as f:
                 for line in f:
                     fields = line.split()
                     if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
                         continue
-                    if fields[5].rsplit(":", 1)[-1] == str(inode):
+                    if fields[5] == key:
                         pids.append(fields[4])
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
         pids = sorted(set(pids), key=int)
         own = str(os.getpid())

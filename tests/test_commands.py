@@ -263,21 +263,29 @@ def test_a_resume_from_a_checkpoint_with_an_edited_config_is_not_blamed_on_the_f
 ) -> None:
     """An edited but valid ``config.json`` in the newest checkpoint fails its manifest's
     checksum: it is damaged (the resume quarantines it), not a model the flags differ
-    from. A folder without a manifest is still compared."""
+    from. The flags are compared with the checkpoint the resume will load instead, and a
+    folder without a manifest is still compared."""
     from dagnet_layers import create_model
     from dagnet_layers.commands import train
     from dagnet_layers.emotic.engine import RunCheckpoints
 
     out = tmp_path / "run"
     model = create_model("test_dagnet")
-    RunCheckpoints(out / "checkpoints").save(model, epoch=0, progress={"log": []})
-    config = out / "checkpoints" / "last" / "config.json"
+    store = RunCheckpoints(out / "checkpoints")
+    for epoch in (0, 1):
+        store.save(model, epoch=epoch, progress={"best_epoch": 0, "log": []})  # both kept
+    config = out / "checkpoints" / "epoch-0001" / "config.json"
     config.write_text(config.read_text().replace('"partition": 4', '"partition": 3'))
     args = train.build_train_parser().parse_args(["--output-dir", str(out), "--resume"])
     train.check_resume(args, model.config.to_dict())  # no "holds another model"
-    (out / "checkpoints" / "last" / "MANIFEST.json").unlink()
+    other = {**model.config.to_dict(), "partition": 2}  # flags for another model
+    with pytest.raises(SystemExit, match=r"epoch-0000 holds another model .*partition 4 there"):
+        train.check_resume(args, other)  # compared with the one the resume loads
+    (out / "checkpoints" / "epoch-0001" / "MANIFEST.json").unlink()
+    named = train.build_train_parser().parse_args(
+        ["--output-dir", str(out), "--resume", str(out / "checkpoints" / "epoch-0001")])
     with pytest.raises(SystemExit, match="partition 3 there, 4 now"):
-        train.check_resume(args, model.config.to_dict())
+        train.check_resume(named, model.config.to_dict())
 
 
 def test_examples_are_thin_wrappers() -> None:

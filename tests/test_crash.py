@@ -547,3 +547,34 @@ def test_a_cache_split_being_written_is_not_read(tmp_path: Path) -> None:
     finally:
         writer.communicate("", timeout=60)
     assert len(EmoticDataset(cache, "val")) > 0
+
+
+def test_a_dataset_that_fails_to_open_holds_no_lock(tmp_path: Path) -> None:
+    """The error tells the user to rebuild the split: the failed dataset, still alive in
+    the traceback, must not refuse that rebuild."""
+    import json as json_
+
+    from dagnet_layers.emotic.data import (
+        CACHE_MANIFEST,
+        EmoticDataset,
+        build_emotic_cache,
+        make_synthetic_emotic,
+        split_lock,
+    )
+    from dagnet_layers.errors import MissingFileError
+
+    root = make_synthetic_emotic(tmp_path / "raw", n_images=12, image_size=(64, 48)).root
+    cache = tmp_path / "cache"
+    build_emotic_cache(root, cache, splits=("val",), size=16, progress=False)
+    manifest = json_.loads((cache / CACHE_MANIFEST).read_text())
+    manifest["splits"]["val"]["complete"] = False
+    (cache / CACHE_MANIFEST).write_text(json_.dumps(manifest))
+    try:
+        EmoticDataset(cache, "val")
+    except MissingFileError:
+        with split_lock(cache, "val").acquire(shared=False) as lock:  # the rebuild's lock
+            assert lock.held
+    else:
+        raise AssertionError("an incomplete split opened")
+    with pytest.raises(ValueError, match="split must be one of"):
+        split_lock(cache, "../../evil")  # the name becomes a file name

@@ -582,3 +582,20 @@ def test_resuming_with_another_weight_decay_grouping_names_the_flag(tmp_path):
     assert load_checkpoint(tmp_path / "ckpt", model, build_optimizer(model, lr=1e-4)) == 0
     card = (tmp_path / "ckpt" / "README.md").read_text()
     assert "1 epoch" in card and "SYNTHETIC" in card and str(tmp_path) not in card
+
+
+def test_the_engine_checks_label_less_rows_on_the_host_before_moving_them() -> None:
+    """On a device the KL loss cannot check without waiting for it; the engine checks
+    each batch on the host first (here the device is 'meta': nothing runs there)."""
+    from dagnet_layers.emotic.engine import train_one_epoch
+    from dagnet_layers.emotic.losses import DAGNetCriterion
+
+    model = create_model("test_dagnet")
+    cats = torch.zeros(2, 26)
+    cats[0, 3] = 1.0  # row 1 has no label
+    batch = {"body": torch.rand(2, 3, 32, 32), "context": torch.rand(2, 3, 32, 32),
+             "categories": cats, "vad": torch.full((2, 3), 5.0)}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="epoch 0, step 1: target row 1 has no positive label"):
+        train_one_epoch(model, [batch], DAGNetCriterion("kl"), optimizer, device="meta",
+                        progress=False)

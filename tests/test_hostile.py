@@ -1082,3 +1082,21 @@ def test_one_photos_box_off_the_image_is_an_error_not_no_person(
                        str(tmp_path / "boxes.json"), "--no-plot"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert info.value.code == 2 and "lies outside the 40x30 image" in err
+
+
+def test_open_in_root_accepts_a_root_given_through_a_link_or_relative(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from dagnet_layers.storage import open_in_root
+
+    real = tmp_path / "disk" / "emotic"
+    real.mkdir(parents=True)
+    (real / "a.jpg").write_bytes(b"jpeg")
+    (tmp_path / "data").symlink_to(tmp_path / "disk")  # /data -> /mnt/disk, say
+    monkeypatch.chdir(tmp_path)
+    for root in (tmp_path / "data" / "emotic", Path("data/emotic"), Path("disk/emotic")):
+        with open_in_root(root / "a.jpg", root) as f:
+            assert f.read() == b"jpeg"
+    os.mkfifo(real / "fifo.jpg")  # a reader must not block on it
+    with pytest.raises(MissingFileError, match="not a regular file"):
+        open_in_root(real / "fifo.jpg", real)

@@ -507,3 +507,38 @@ def test_a_full_disk_names_the_video_and_leaves_none(tmp_path: Path, full_disk: 
                 writer.write(Image.fromarray(rng.integers(0, 255, (240, 320, 3), np.uint8)))
     assert info.value.errno == errno.ENOSPC or "space" in str(info.value).lower(), info.value
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+@pytest.mark.parametrize("stop", [RuntimeError, KeyboardInterrupt])
+def test_a_run_stopped_mid_video_keeps_it_only_for_ctrl_c(checkpoint: Path, tmp_path: Path,
+                                                          stop: type) -> None:  # fmt: skip
+    """A failure mid-video (out of memory, a bug) left the half video under its final
+    name; only Ctrl-C keeps the frames so far, as a shorter video."""
+    write_video(tmp_path / "clip.mp4", n=6)
+    predictor = Predictor.from_checkpoint(checkpoint, detector=StubDetector())
+    seen = []
+
+    def stop_after_three(frame, persons) -> None:
+        seen.append(frame)
+        if len(seen) == 3:
+            raise stop("stopped")
+
+    out = tmp_path / "out"
+    with pytest.raises(stop):
+        predict_files(predictor, [tmp_path / "clip.mp4"], output_dir=out, progress=False,
+                      on_frame=stop_after_three)  # fmt: skip
+    videos = sorted(p.name for p in (out / "annotated").iterdir())
+    assert videos == (["clip_dagnet.mp4"] if stop is KeyboardInterrupt else []), videos
+    if stop is KeyboardInterrupt:
+        assert sum(1 for _ in iter_frames([out / "annotated" / "clip_dagnet.mp4"])) == 2
+
+
+def test_a_killed_writers_temporary_video_is_removed_by_the_next(tmp_path: Path) -> None:
+    need_av()
+    dead = tmp_path / ".clip.tmp-999999999.mp4"  # no such process
+    alive = tmp_path / f".clip.tmp-{os.getppid()}.mp4"  # a living process's: left alone
+    dead.write_bytes(b"half a video")
+    alive.write_bytes(b"being written")
+    with VideoWriter(tmp_path / "clip.mp4", fps=5) as writer:
+        writer.write(Image.new("RGB", (96, 80)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "clip.mp4"]

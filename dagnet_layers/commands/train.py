@@ -229,17 +229,22 @@ def check_resume(args: argparse.Namespace, config: dict[str, Any]) -> None:
     be refused after the data, as a size mismatch deep in the state dict.
 
     ``config`` is what the flags build (:meth:`DAGNetConfig.to_dict`). The checkpoint is
-    ``--output-dir``'s ``checkpoints/last`` or the folder ``--resume`` names; without a
+    the one ``--resume`` will load: the newest whose checksums are right
+    (:meth:`RunCheckpoints.newest_intact`; a damaged newer one is quarantined by the
+    resume, not blamed on the flags), or the folder ``--resume`` names. Without a
     readable ``config.json`` there is nothing to compare (the load says what is wrong),
-    nor with one that fails the checksum its ``MANIFEST.json`` records: that checkpoint is
-    damaged, not another model's, and the resume quarantines it and says so.
+    nor with one that fails the checksum its ``MANIFEST.json`` records.
     ``gsam_block`` is left out: no flag sets it, and older versions recorded ``"abn"``
     for a backbone that fell back to the light block.
     """
     if not args.resume:
         return
-    folder = (args.output_dir / "checkpoints" / "last" if args.resume == "auto"
-              else Path(args.resume))  # fmt: skip
+    if args.resume == "auto":
+        folder = RunCheckpoints(args.output_dir / "checkpoints").newest_intact()
+        if folder is None:
+            return  # nothing to compare: the resume says what it finds
+    else:
+        folder = Path(args.resume)
     try:
         saved = read_json_object(folder / "config.json", "checkpoint config").get("config")
     except (OSError, ValueError):

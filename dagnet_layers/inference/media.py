@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -179,13 +180,31 @@ def video_fps(path: str | os.PathLike[str]) -> float:
     return float(rate) if rate else 25.0
 
 
+def _remove_stale(path: Path) -> None:
+    """Delete the temporary files a killed writer of ``path`` left (their PID is gone)."""
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
+        return
+    prefix = f".{path.stem}.tmp-"
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(path.suffix)}"):
+        pid = stale.name[len(prefix):len(stale.name) - len(path.suffix)]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (another user's) or unknowable: left alone
+
+
 class VideoWriter:
     """Write RGB frames to a video file (H.264 when FFmpeg has it, else MPEG-4 Part 2).
 
     Frames are padded to even sizes (the codecs' 4:2:0 chroma needs them). The
     frames stream into a temporary file beside ``path`` (``.<stem>.tmp-<pid><suffix>``)
     that :meth:`close` finishes and renames into place, so ``path`` is a complete video
-    or absent, never half of one; :meth:`abort` removes it instead. A write that fails
+    or absent, never half of one; :meth:`abort` removes it instead, and the temporary
+    files of killed writers of ``path`` are removed when the next one starts. A write that fails
     (a full disk) raises :class:`~dagnet_layers.errors.StorageError` naming ``path``
     and leaves nothing. Use as a context manager: it closes on success and on
     ``KeyboardInterrupt`` (the frames so far make a shorter, playable video) and
@@ -197,6 +216,7 @@ class VideoWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.stem}.tmp-{os.getpid()}{self.path.suffix}")
+        _remove_stale(self.path)
         self.fps = Fraction(fps).limit_denominator(1001)
         self._container: Any = None
         self._stream: Any = None

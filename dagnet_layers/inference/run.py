@@ -300,8 +300,10 @@ def predict_files(
         if video.get("writer") is not None:
             video.pop("writer").abort()  # nor half a video
         raise
-    except BaseException:
+    except BaseException as err:
         tables.close()  # Ctrl-C or a failure elsewhere: the rows written so far are kept
+        if not isinstance(err, KeyboardInterrupt) and video.get("writer") is not None:
+            video.pop("writer").abort()  # a video only Ctrl-C cut short is kept, shorter
         raise
     else:
         tables.close()  # every row written: the tables go in place

@@ -551,7 +551,10 @@ class DAGNet(nn.Module):
                     f"{x.dtype}; convert uint8 images with emotic_batch_transform (or "
                     "x.float() / 255 and the backbone's mean and std)"
                 )
-            if x.device != device:  # else a backbone's error names neither the input nor a fix
+            # Meta against real tensors fails deep in a backbone with an error naming neither
+            # the input nor a fix. Other device pairs are left to PyTorch's own clear error,
+            # and to setups that move inputs themselves (device maps, offloading hooks).
+            if (x.device.type == "meta") != (device.type == "meta"):
                 raise ValueError(
                     f"DAGNet {name} is on the {x.device} device, the model's parameters on "
                     f"{device}; move one to the other (model.to({name}.device) or "

@@ -557,6 +557,8 @@ def split_lock(cache_dir: str | os.PathLike[str], split: str) -> ReadersLock:
         >>> split_lock("/data/cache", "val").path.name
         '.val.lock'
     """
+    if split not in EMOTIC_SPLITS:  # the name becomes a file name
+        raise ValueError(f"split must be one of {EMOTIC_SPLITS}, got {split!r}")
     folder = Path(cache_dir)
     return ReadersLock(folder / f".{split}.lock", f"the {split} split of the cache {folder}")
 

@@ -286,6 +286,13 @@ class EmoticDataset(Dataset):
         # Held shared while the dataset lives (and in forked workers): a build refuses to
         # rewrite the split under it, and it is refused while a build writes the split.
         self._split_lock = split_lock(self.source, self.split).acquire(shared=True)
+        try:
+            self._open_cache()
+        except BaseException:
+            self._split_lock.release()  # a dataset that failed to open holds nothing
+            raise
+
+    def _open_cache(self) -> None:
         manifest = read_json_object(self.source / CACHE_MANIFEST, "EMOTIC cache manifest")
         entry = manifest.get("splits", {}).get(self.split)
         if entry is None or not entry.get("complete", False):

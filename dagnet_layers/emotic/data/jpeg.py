@@ -111,7 +111,7 @@ def read_encoded_image(
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        return _host_pixels(path, max_pixels)  # raises MissingFileError, naming the file
+        return _host_pixels(path, max_pixels, root)  # raises MissingFileError, naming it
     with open(path, "rb") if root is None else open_in_root(path, root) as f:
         data = f.read()
     try:
@@ -138,8 +138,9 @@ def read_encoded_image(
     return torch.frombuffer(bytearray(data), dtype=torch.uint8), (w, h)
 
 
-def _host_pixels(path: str, max_pixels: int | None) -> tuple[Tensor, tuple[int, int]]:
-    image = load_image_rgb(path, max_pixels=max_pixels)
+def _host_pixels(path: str, max_pixels: int | None,
+                 root: str | os.PathLike[str] | None = None) -> tuple[Tensor, tuple[int, int]]:
+    image = load_image_rgb(path, max_pixels=max_pixels, root=root)
     return _pil_to_chw(image), image.size
 
 

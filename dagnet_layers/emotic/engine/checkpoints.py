@@ -673,6 +673,16 @@ class RunCheckpoints:
         self._collect(keep, epoch="recover")  # what a kill before the clean-up left
         return newest
 
+    def newest_intact(self) -> Path | None:
+        """The newest ``epoch-*`` folder whose checksums are right: what :meth:`recover`
+        resumes from, found without repairing, moving or deleting anything (a
+        pre-release run's real ``last`` folder when there is none, else ``None``)."""
+        for folder in reversed(self._epochs()):
+            if _problem(folder) is None:
+                return folder
+        legacy = self.directory / self.LAST
+        return legacy if legacy.is_dir() and not legacy.is_symlink() else None
+
     @staticmethod
     def progress(folder: str | os.PathLike[str]) -> dict[str, Any]:
         """The progress record committed with a checkpoint (``{}`` for a pre-release folder)."""
