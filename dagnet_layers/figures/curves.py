@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -82,6 +82,46 @@ def plot_training_curves(
     Example:
         >>> fig = plot_training_curves("run/train_log.csv", "curves.png")  # doctest: +SKIP
     """
+    epoch, losses, val_map, lr, speed = _plan(log_csv)
+    panels = [
+        p
+        for p, have in (("loss", losses), ("map", val_map is not None), ("lr", lr is not None))
+        if have
+    ]
+    if not panels:
+        raise ValueError(
+            f"plot_training_curves(log_csv=...): {log_csv} has none of the columns train_loss, "
+            f"val_loss, val_map, lr; found {sorted(_read_log(log_csv))}"
+        )
+    if figsize is None:
+        figsize = (4.2 * len(panels), 3.6)
+    fig = _new_figure(figsize, dpi)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels, strict=True):
+        if panel == "loss":
+            _draw_losses(ax, epoch, losses)
+        elif panel == "map":
+            assert val_map is not None
+            _draw_map(ax, epoch, val_map, reference_map)
+        else:
+            assert lr is not None
+            _draw_lr(ax, epoch, lr)
+    if title is None:
+        title = f"Training log: {Path(log_csv).name}"
+    if speed is not None:
+        title += f"  (median {np.nanmedian(speed):,.0f} samples/s)"
+    fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+    return fig
+
+
+_STYLE: dict[str, Any] = dict(marker="o", markersize=3, linewidth=1.6)
+
+
+def _plan(log_csv: PathLike) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None,
+                                      np.ndarray | None, np.ndarray | None]:  # fmt: skip
+    """The log's columns as float arrays: epoch, the losses present, val mAP, lr, speed
+    (``None`` for a column that is absent or has no number)."""
     cols = _read_log(log_csv)
     n_rows = max((len(v) for v in cols.values()), default=0)
     if n_rows == 0:
@@ -98,92 +138,58 @@ def plot_training_curves(
         return None if np.isnan(arr).all() else arr
 
     losses = {k: col(k) for k in ("train_loss", "val_loss")}
-    losses = {k: v for k, v in losses.items() if v is not None}
-    val_map, lr, speed = col("val_map"), col("lr"), col("samples_per_s")
-    panels = [
-        p
-        for p, have in (("loss", losses), ("map", val_map is not None), ("lr", lr is not None))
-        if have
-    ]
-    if not panels:
-        raise ValueError(
-            f"plot_training_curves(log_csv=...): {log_csv} has none of the columns train_loss, "
-            f"val_loss, val_map, lr; found {sorted(cols)}"
-        )
-    if figsize is None:
-        figsize = (4.2 * len(panels), 3.6)
-    fig = _new_figure(figsize, dpi)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    style = dict(marker="o", markersize=3, linewidth=1.6)
+    present = {k: v for k, v in losses.items() if v is not None}
+    return epoch, present, col("val_map"), col("lr"), col("samples_per_s")
 
-    def prepare(ax: Axes, ylabel: str, subtitle: str) -> None:
-        from matplotlib.ticker import MaxNLocator
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.set_title(subtitle, fontsize=10)
-        ax.grid(color="0.88", linewidth=0.6)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
+def _prepare(ax: Axes, ylabel: str, subtitle: str) -> None:
+    """Integer epochs, labels, a light grid, no top or right spine."""
+    from matplotlib.ticker import MaxNLocator
 
-    for ax, panel in zip(axes, panels, strict=True):
-        if panel == "loss":
-            colours = {"train_loss": OKABE_ITO["blue"], "val_loss": OKABE_ITO["vermillion"]}
-            for name, values in losses.items():
-                ok = ~np.isnan(values)
-                ax.plot(
-                    epoch[ok],
-                    values[ok],
-                    color=colours[name],
-                    label=name.replace("_", " "),
-                    **style,
-                )
-            prepare(ax, "loss", "Loss")
-            ax.legend(frameon=False, fontsize=8)
-        elif panel == "map":
-            assert val_map is not None
-            ok = ~np.isnan(val_map)
-            as_pct = val_map * 100.0 if np.nanmax(val_map) <= 1.0 else val_map
-            ax.plot(
-                epoch[ok], as_pct[ok], color=OKABE_ITO["bluish_green"], label="val mAP", **style
-            )
-            best = int(np.nanargmax(as_pct))
-            ax.scatter(
-                [epoch[best]],
-                [as_pct[best]],
-                s=90,
-                facecolors="none",
-                zorder=3,
-                edgecolors=OKABE_ITO["black"],
-                linewidths=1.2,
-                label=f"best {as_pct[best]:.2f}% (epoch {epoch[best]:g})",
-            )
-            if reference_map is not None:
-                ax.axhline(
-                    reference_map,
-                    color=OKABE_ITO["reddish_purple"],
-                    linestyle="--",
-                    linewidth=1.2,
-                    label=f"DAG-Net paper {reference_map:.2f}%",
-                )
-            prepare(ax, "mAP (%)", "Validation mAP")
-            ax.legend(frameon=False, fontsize=8, loc="lower right")
-        else:
-            assert lr is not None
-            ok = ~np.isnan(lr)
-            ax.plot(epoch[ok], lr[ok], color=OKABE_ITO["orange"], **style)
-            positive = lr[ok][lr[ok] > 0]
-            if positive.size == ok.sum() and positive.max() / positive.min() > 100:
-                ax.set_yscale("log")  # step decays span decades
-            else:
-                ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-            prepare(ax, "learning rate", "Learning rate")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(subtitle, fontsize=10)
+    ax.grid(color="0.88", linewidth=0.6)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
 
-    if title is None:
-        title = f"Training log: {Path(log_csv).name}"
-    if speed is not None:
-        title += f"  (median {np.nanmedian(speed):,.0f} samples/s)"
-    fig.suptitle(title, fontsize=11)
-    _save(fig, path)
-    return fig
+
+def _draw_losses(ax: Axes, epoch: np.ndarray, losses: dict[str, np.ndarray]) -> None:
+    colours = {"train_loss": OKABE_ITO["blue"], "val_loss": OKABE_ITO["vermillion"]}
+    for name, values in losses.items():
+        ok = ~np.isnan(values)
+        ax.plot(epoch[ok], values[ok], color=colours[name], label=name.replace("_", " "),
+                **_STYLE)  # fmt: skip
+    _prepare(ax, "loss", "Loss")
+    ax.legend(frameon=False, fontsize=8)
+
+
+def _draw_map(ax: Axes, epoch: np.ndarray, val_map: np.ndarray,
+              reference_map: float | None) -> None:  # fmt: skip
+    """Validation mAP in percent (a fraction when every value is <= 1), the best epoch
+    circled, the paper's number dashed."""
+    ok = ~np.isnan(val_map)
+    as_pct = val_map * 100.0 if np.nanmax(val_map) <= 1.0 else val_map
+    ax.plot(epoch[ok], as_pct[ok], color=OKABE_ITO["bluish_green"], label="val mAP", **_STYLE)
+    best = int(np.nanargmax(as_pct))
+    ax.scatter([epoch[best]], [as_pct[best]], s=90, facecolors="none", zorder=3,
+               edgecolors=OKABE_ITO["black"], linewidths=1.2,
+               label=f"best {as_pct[best]:.2f}% (epoch {epoch[best]:g})")  # fmt: skip
+    if reference_map is not None:
+        ax.axhline(reference_map, color=OKABE_ITO["reddish_purple"], linestyle="--",
+                   linewidth=1.2, label=f"DAG-Net paper {reference_map:.2f}%")  # fmt: skip
+    _prepare(ax, "mAP (%)", "Validation mAP")
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+
+
+def _draw_lr(ax: Axes, epoch: np.ndarray, lr: np.ndarray) -> None:
+    """The learning rate, on a log scale when it spans more than two decades."""
+    ok = ~np.isnan(lr)
+    ax.plot(epoch[ok], lr[ok], color=OKABE_ITO["orange"], **_STYLE)
+    positive = lr[ok][lr[ok] > 0]
+    if positive.size == ok.sum() and positive.max() / positive.min() > 100:
+        ax.set_yscale("log")  # step decays span decades
+    else:
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    _prepare(ax, "learning rate", "Learning rate")
