@@ -50,6 +50,7 @@ import logging
 import os
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -578,6 +579,27 @@ def _write_split(
     progress: bool,
 ) -> int:
     """Reserve, decode and commit one split (the split's write lock is held)."""
+    plan = _allocate(recs, out, manifest, split, size, entry, fingerprint)
+    bad = _decode(recs, out, manifest, split, size, plan, on_bad_record, max_pixels,
+                  num_workers, flush_every, progress)
+    return _finish(recs, out, manifest, split, plan, bad)
+
+
+@dataclass
+class _SplitPlan:
+    """Where one split's arrays are and what they hold."""
+
+    files: dict[str, Path]
+    specs: dict[str, tuple[Any, tuple[int, ...]]]
+    image_of: np.ndarray  # person -> row of the context array
+    n_images: int
+    resume: bool
+
+
+def _allocate(recs: EmoticRecords, out: Path, manifest: dict[str, Any], split: str, size: int,
+              entry: dict[str, Any] | None, fingerprint: str) -> _SplitPlan:  # fmt: skip
+    """Group persons by image and create the split's arrays with their disk space
+    reserved, recorded in the manifest as incomplete; or find them for a resume."""
     # Persons grouped by image, in first-seen order: each image is decoded once.
     image_rows: dict[str, int] = {}
     image_of = np.empty(len(recs), dtype=np.int64)
@@ -630,6 +652,16 @@ def _write_split(
         manifest["splits"][split]["decoders"].append(decoder)
         _write_json(out / CACHE_MANIFEST, manifest)
 
+    return _SplitPlan(files, specs, image_of, m, resume)
+
+
+def _decode(recs: EmoticRecords, out: Path, manifest: dict[str, Any], split: str, size: int,
+            plan: _SplitPlan, on_bad_record: BadRecordPolicy, max_pixels: int | None,
+            num_workers: int, flush_every: int, progress: bool) -> dict[str, str]:  # fmt: skip
+    """Decode every image not done yet in the DataLoader workers, flushing data before
+    progress marks; returns person -> skip reason of the persons left out."""
+    files, specs, image_of, m, resume = (plan.files, plan.specs, plan.image_of,
+                                         plan.n_images, plan.resume)  # fmt: skip
     def open_all() -> dict[str, np.ndarray]:
         return {k: np.lib.format.open_memmap(files[k], mode="r+") for k in specs}
 
@@ -679,6 +711,14 @@ def _write_split(
             pending = []
     _commit(arrays, pending, None, record_bad)
 
+    return bad
+
+
+def _finish(recs: EmoticRecords, out: Path, manifest: dict[str, Any], split: str,
+            plan: _SplitPlan, bad: dict[str, str]) -> int:  # fmt: skip
+    """Write the records served, the rows' CRC-32s and the files' checksums, then mark
+    the split complete."""
+    files, m, n = plan.files, plan.n_images, len(recs)
     # The records file lists the persons a dataset serves, with their array rows.
     keep = [i for i in range(n) if str(i) not in bad]
     summary = ReadSummary(**vars(recs.summary))
