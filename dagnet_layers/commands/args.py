@@ -120,6 +120,14 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
         epilog=TRAIN_EPILOG,
         formatter_class=_Formatter,
     )
+    _add_data_arguments(p)
+    _add_model_arguments(p)
+    _add_training_arguments(p)
+    _add_run_arguments(p)
+    return p
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     data = p.add_argument_group("data (give none of these to train on the synthetic demo set)")
     data.add_argument("--data-root", type=Path, help="official EMOTIC release root")
     data.add_argument("--preprocessed", type=Path, help="community CSV + npy folder")
@@ -151,6 +159,8 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
                       "cores this process may use, divided among LOCAL_WORLD_SIZE processes, "
                       "at most 16)")
 
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     model = p.add_argument_group("model")
     model.add_argument("--model", metavar="NAME", help="registered variant, one of "
                        "dagnet_layers.list_models() (default: "
@@ -196,6 +206,8 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
     model.add_argument("--context-weights", type=Path,
                        help="local timm weight file, context backbone")
 
+
+def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, help=_preset_help("epochs"))
     train.add_argument("--batch-size", type=int, help="per process; " + _preset_help("batch_size"))
@@ -224,6 +236,8 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, help="stop each epoch after this many steps")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
 
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("run")
     run.add_argument("--output-dir", type=Path, default=Path("runs/dagnet"),
                      help="run folder: log, checkpoints, reports, figures")
@@ -242,7 +256,6 @@ def build_train_parser(prog: str = "dagnet-train") -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--debug", action="store_true",
                      help="show the traceback of a failure instead of one line")
-    return p
 
 
 
