@@ -221,32 +221,10 @@ def predict_files(
     if out_dir is not None:
         jsonl = jsonl if jsonl is not None else out_dir / "predictions.jsonl"
         csv_path = csv_path if csv_path is not None else out_dir / "predictions.csv"
-    summary = PredictionSummary(synthetic=predictor.synthetic)
-    note = _SYNTHETIC_NOTE if predictor.synthetic else None
-    tables = _Tables(None if jsonl is None else Path(jsonl),
-                     None if csv_path is None else Path(csv_path), predictor.categories,
-                     predictor.synthetic)  # fmt: skip
-    summary.outputs += [Path(p) for p in (jsonl, csv_path) if p is not None]
-    annotated = out_dir / "annotated" if (annotate and out_dir is not None) else None
-    if annotated is not None:
-        annotated.mkdir(parents=True, exist_ok=True)
-    used: set[Path] = set()
-    video: dict[str, Any] = {}  # the video being written: source, tracker, writer, persons
-
-    def finish_video() -> None:
-        if not video:
-            return
-        if video["writer"] is not None:
-            video["writer"].close()
-        if timeline and annotated is not None and video["persons"]:
-            from dagnet_layers.figures import plot_timeline
-
-            path = _unique(annotated, f"{Path(video['source']).stem}_timeline.png", used)
-            title = f"{Path(video['source']).name}: top emotions per tracked person"
-            plot_timeline(video["persons"], path,
-                          title=title + (f"\n{_SYNTHETIC_NOTE}" if note else ""))
-            summary.outputs.append(path)
-        video.clear()
+    outputs = _Outputs(predictor, jsonl, csv_path,
+                       out_dir / "annotated" if (annotate and out_dir is not None) else None,
+                       timeline, every)  # fmt: skip
+    summary = outputs.summary
 
     def frames() -> Iterator[Frame]:
         for item in iter_frames(paths, every=every, max_pixels=max_pixels, boxes=boxes):
@@ -259,61 +237,113 @@ def predict_files(
     try:
         for frame, persons in predictor.predict_many(frames()):
             bar.update(1)
-            if frame.index is None:
-                finish_video()
-                summary.photos += 1
-            else:
-                if video.get("source") != frame.source:
-                    finish_video()
-                    summary.videos += 1
-                    video.update(source=frame.source, tracker=IoUTracker(), persons=[],
-                                 writer=None)  # fmt: skip
-                    if annotated is not None:
-                        path = _unique(annotated, f"{Path(frame.source).stem}_dagnet.mp4", used)
-                        fps = video_fps(frame.source) / every
-                        video["writer"] = VideoWriter(path, fps)
-                        summary.outputs.append(path)
-                summary.frames += 1
-                for p, track in zip(persons, video["tracker"].update([p.box for p in persons]),
-                                    strict=True):  # fmt: skip
-                    p.track = track
-                video["persons"] += persons
-            if not persons:
-                summary.skipped["no_person"] += 1
-            summary.persons += len(persons)
-            tables.write(persons)
-            if on_frame is not None:
-                on_frame(frame, persons)
-            if annotated is not None:
-                picture = _annotated(frame, persons, note)
-                if frame.index is None:
-                    name = f"{Path(frame.source).stem}_dagnet{Path(frame.source).suffix}"
-                    path = _unique(annotated, name if _is_photo_suffix(name) else name + ".png",
-                                   used)  # fmt: skip
-                    _save_picture(picture, path)
-                    summary.outputs.append(path)
-                else:
-                    video["writer"].write(picture)
-        finish_video()
-    except OSError:
-        tables.abort()  # a full disk, an I/O error: no half table under its final name
-        if video.get("writer") is not None:
-            video.pop("writer").abort()  # nor half a video
-        raise
+            outputs.add(frame, persons, on_frame)
+        outputs.finish_video()
     except BaseException as err:
-        tables.close()  # Ctrl-C or a failure elsewhere: the rows written so far are kept
-        if not isinstance(err, KeyboardInterrupt) and video.get("writer") is not None:
-            video.pop("writer").abort()  # a video only Ctrl-C cut short is kept, shorter
+        outputs.stopped(err)
         raise
     else:
-        tables.close()  # every row written: the tables go in place
+        outputs.tables.close()  # every row written: the tables go in place
     finally:
         bar.close()
-        if video.get("writer") is not None:
-            video["writer"].close()
+        if outputs.video.get("writer") is not None:
+            outputs.video["writer"].close()
     summary.skipped.update(predictor.skipped)
     predictor.skipped.clear()
     return summary
+
+
+class _Outputs:
+    """What :func:`predict_files` writes, frame by frame: the tables, the counts, the
+    annotated photos, and for the video being read its tracker, its annotated video and
+    at its end its timeline."""
+
+    def __init__(self, predictor: Predictor, jsonl: str | os.PathLike[str] | None,
+                 csv_path: str | os.PathLike[str] | None, annotated: Path | None,
+                 timeline: bool, every: int) -> None:  # fmt: skip
+        self.summary = PredictionSummary(synthetic=predictor.synthetic)
+        self.note = _SYNTHETIC_NOTE if predictor.synthetic else None
+        self.tables = _Tables(None if jsonl is None else Path(jsonl),
+                              None if csv_path is None else Path(csv_path),
+                              predictor.categories, predictor.synthetic)  # fmt: skip
+        self.summary.outputs += [Path(p) for p in (jsonl, csv_path) if p is not None]
+        self.annotated, self.timeline, self.every = annotated, timeline, every
+        if annotated is not None:
+            annotated.mkdir(parents=True, exist_ok=True)
+        self.used: set[Path] = set()
+        # the video being written: source, tracker, writer, persons
+        self.video: dict[str, Any] = {}
+
+    def add(self, frame: Frame, persons: list[PersonPrediction],
+            on_frame: Callable[[Frame, list[PersonPrediction]], None] | None) -> None:  # fmt: skip
+        """Count, track, tabulate and draw one frame's persons."""
+        summary = self.summary
+        if frame.index is None:
+            self.finish_video()
+            summary.photos += 1
+        else:
+            self._video_frame(frame, persons)
+        if not persons:
+            summary.skipped["no_person"] += 1
+        summary.persons += len(persons)
+        self.tables.write(persons)
+        if on_frame is not None:
+            on_frame(frame, persons)
+        if self.annotated is not None:
+            picture = _annotated(frame, persons, self.note)
+            if frame.index is None:
+                name = f"{Path(frame.source).stem}_dagnet{Path(frame.source).suffix}"
+                path = _unique(self.annotated,
+                               name if _is_photo_suffix(name) else name + ".png", self.used)
+                _save_picture(picture, path)
+                summary.outputs.append(path)
+            else:
+                self.video["writer"].write(picture)
+
+    def _video_frame(self, frame: Frame, persons: list[PersonPrediction]) -> None:
+        """A video's frame: a new video starts its tracker and writer; persons get tracks."""
+        video = self.video
+        if video.get("source") != frame.source:
+            self.finish_video()
+            self.summary.videos += 1
+            video.update(source=frame.source, tracker=IoUTracker(), persons=[], writer=None)
+            if self.annotated is not None:
+                path = _unique(self.annotated, f"{Path(frame.source).stem}_dagnet.mp4",
+                               self.used)  # fmt: skip
+                video["writer"] = VideoWriter(path, video_fps(frame.source) / self.every)
+                self.summary.outputs.append(path)
+        self.summary.frames += 1
+        for p, track in zip(persons, video["tracker"].update([p.box for p in persons]),
+                            strict=True):  # fmt: skip
+            p.track = track
+        video["persons"] += persons
+
+    def finish_video(self) -> None:
+        """Close the video being written and draw its per-person timeline."""
+        video = self.video
+        if not video:
+            return
+        if video["writer"] is not None:
+            video["writer"].close()
+        if self.timeline and self.annotated is not None and video["persons"]:
+            from dagnet_layers.figures import plot_timeline
+
+            path = _unique(self.annotated, f"{Path(video['source']).stem}_timeline.png",
+                           self.used)  # fmt: skip
+            title = f"{Path(video['source']).name}: top emotions per tracked person"
+            plot_timeline(video["persons"], path,
+                          title=title + (f"\n{_SYNTHETIC_NOTE}" if self.note else ""))
+            self.summary.outputs.append(path)
+        video.clear()
+
+    def stopped(self, err: BaseException) -> None:
+        """What is kept when the run stops early."""
+        if isinstance(err, OSError):
+            self.tables.abort()  # a full disk, an I/O error: no half table under its name
+        else:
+            self.tables.close()  # Ctrl-C or a failure elsewhere: the rows so far are kept
+        if not isinstance(err, KeyboardInterrupt) and self.video.get("writer") is not None:
+            self.video.pop("writer").abort()  # only a video Ctrl-C cut short is kept, shorter
 
 
 def _is_photo_suffix(name: str) -> bool:
