@@ -265,18 +265,7 @@ def _one_photo(
     except (OSError, ValueError) as err:
         _fail(parser, "--image" if args.image else "INPUT", str(err))
     width, height = image.size
-    given, clamped_notes = None, []
-    if args.box:
-        parsed = parse_boxes(parser, args.box, width, height)
-        given = [list(b) for b, _ in parsed]
-        clamped_notes = [(i, b) for i, (b, c) in enumerate(parsed, start=1) if c]
-    elif boxes_per_file is not None:
-        given = boxes_for(boxes_per_file, path)
-        for k, box in enumerate(given or []):  # one photo: a box off the image is an error
-            clamped, _ = clamp_bbox(box, width, height)
-            if clamped[2] <= clamped[0] or clamped[3] <= clamped[1]:
-                _fail(parser, "--boxes-file", f"{args.boxes_file}: box {k} of {path.name} "
-                      f"{box} lies outside the {width}x{height} image")
+    given, clamped_notes = _given_boxes(parser, args, path, boxes_per_file, width, height)
     true_labels = parse_true_labels(parser, args.true_labels, len(args.box or []))
     summary = None
     if args.output_dir is not None or args.jsonl is not None or args.csv is not None:
@@ -288,8 +277,53 @@ def _one_photo(
             progress=False, on_frame=lambda _, found: persons.extend(found))
     else:
         persons = predictor.predict(image, given, source=str(path))
-    score = predictor.score
+    _print_settings(args, predictor, path, (width, height), given, persons,
+                    summary.skipped if summary is not None else predictor.skipped,
+                    inference, has_inference)  # fmt: skip
+    for i, box in clamped_notes:
+        print(f"note: box {i} ({' '.join(args.box[i - 1])}) reaches past the image; clamped "
+              f"to {box}")
+    _print_table(persons, args.top_k, bool(predictor.thresholds))
+    if args.json is not None:
+        _write_json(args, predictor, path, persons, true_labels, inference)
+    if summary is not None:
+        for out in summary.outputs:
+            print(f"wrote {out}")
+    if not args.no_plot and persons:
+        _figure(args, predictor, image, persons, true_labels, path)
+    elif not persons:
+        print("no person found: no figure")
+    return 0
 
+
+def _given_boxes(parser: argparse.ArgumentParser, args: argparse.Namespace, path: Path,
+                 boxes_per_file: dict[str, list[list[float]]] | None, width: int, height: int,
+                 ) -> tuple[list[list[float]] | None, list[tuple[int, Any]]]:  # fmt: skip
+    """The photo's boxes from ``--box`` (clamped, with notes) or ``--boxes-file``, or
+    ``None`` for the detector; a box off the image is an error naming it."""
+    if args.box:
+        parsed = parse_boxes(parser, args.box, width, height)
+        return ([list(b) for b, _ in parsed],
+                [(i, b) for i, (b, c) in enumerate(parsed, start=1) if c])  # fmt: skip
+    if boxes_per_file is None:
+        return None, []
+    given = boxes_for(boxes_per_file, path)
+    for k, box in enumerate(given or []):  # one photo: a box off the image is an error
+        clamped, _ = clamp_bbox(box, width, height)
+        if clamped[2] <= clamped[0] or clamped[3] <= clamped[1]:
+            _fail(parser, "--boxes-file", f"{args.boxes_file}: box {k} of {path.name} "
+                  f"{box} lies outside the {width}x{height} image")
+    return given, []
+
+
+def _print_settings(args: argparse.Namespace, predictor: Predictor, path: Path,
+                    size: tuple[int, int], given: list[list[float]] | None,
+                    persons: list[PersonPrediction], left_out: Any, inference: dict[str, Any],
+                    has_inference: bool) -> None:  # fmt: skip
+    """What the table rests on: the checkpoint, the image, the persons' source, the
+    settings' source and the score."""
+    width, height = size
+    score = predictor.score
     if predictor.synthetic:
         print(SYNTHETIC_WARNING)
     model = predictor.model
@@ -298,7 +332,6 @@ def _one_photo(
     print(f"image: {path}  {width}x{height}, model input {predictor.image_size}x"
           f"{predictor.image_size}, body masked in context: {predictor.mask_body}")
     if given is None:
-        left_out = summary.skipped if summary is not None else predictor.skipped
         over, small = (left_out.get(f"person_{k}", 0) for k in ("over_max_persons", "too_small"))
         print(f"persons: {len(persons)} found by {args.detector} (confidence >= "
               f"{args.det_threshold})" + (f"; {over} more left out by --max-persons "
@@ -316,35 +349,27 @@ def _one_photo(
     else:
         print(f"scores: {score}(logits); no thresholds in {INFERENCE_NAME}: predictions are "
               f"the top-{args.top_k} categories by score")
-    for i, box in clamped_notes:
-        print(f"note: box {i} ({' '.join(args.box[i - 1])}) reaches past the image; clamped "
-              f"to {box}")
-    _print_table(persons, args.top_k, bool(predictor.thresholds))
 
-    if args.json is not None:
-        records = []
-        for p in persons:
-            record = p.to_record()
-            record["person"] = p.person + 1
-            record["true_labels"] = None if true_labels is None else true_labels[p.person]
-            records.append(record)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(args.json, (json.dumps({
-            "image": str(path), "checkpoint": str(args.checkpoint), "score": score,
-            "data": inference.get("data"),
-            "warning": SYNTHETIC_WARNING if predictor.synthetic else None,
-            "thresholds": INFERENCE_NAME if predictor.thresholds else None,
-            "persons": records,
-        }, indent=2) + "\n").encode())  # fmt: skip
-        print(f"wrote {args.json}")
-    if summary is not None:
-        for out in summary.outputs:
-            print(f"wrote {out}")
-    if not args.no_plot and persons:
-        _figure(args, predictor, image, persons, true_labels, path)
-    elif not persons:
-        print("no person found: no figure")
-    return 0
+
+def _write_json(args: argparse.Namespace, predictor: Predictor, path: Path,
+                persons: list[PersonPrediction], true_labels: Any,
+                inference: dict[str, Any]) -> None:  # fmt: skip
+    """``--json``: the persons' records with the settings they were made with."""
+    records = []
+    for p in persons:
+        record = p.to_record()
+        record["person"] = p.person + 1
+        record["true_labels"] = None if true_labels is None else true_labels[p.person]
+        records.append(record)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(args.json, (json.dumps({
+        "image": str(path), "checkpoint": str(args.checkpoint), "score": predictor.score,
+        "data": inference.get("data"),
+        "warning": SYNTHETIC_WARNING if predictor.synthetic else None,
+        "thresholds": INFERENCE_NAME if predictor.thresholds else None,
+        "persons": records,
+    }, indent=2) + "\n").encode())  # fmt: skip
+    print(f"wrote {args.json}")
 
 
 def _print_table(persons: list[PersonPrediction], top_k: int, thresholds: bool) -> None:
