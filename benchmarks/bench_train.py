@@ -118,6 +118,23 @@ class _Variant:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.rounds < 1:
+        _parser().error(f"--rounds must be at least 1, got {args.rounds}")
+    device = args.device = resolve_device(args.device)
+    cfg = _settings(args, device)
+    configure_torch(args)
+    from dagnet_layers.commands.args import default_workers
+
+    workers = default_workers() if args.workers is None else args.workers
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        md, paths = _run(args, cfg, device, workers, Path(tmp))
+    print(md)
+    print("wrote", *paths)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--quick", action="store_true", help="tiny model and data (smoke run)")
@@ -140,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--dir", type=Path, default=None, help="where the synthetic data goes")
     p.add_argument("--out", type=Path, default=None, help="JSON to write (and .md beside it)")
-    args = p.parse_args(argv)
-    if args.rounds < 1:
-        p.error(f"--rounds must be at least 1, got {args.rounds}")
-    device = args.device = resolve_device(args.device)
+    return p
+
+
+def _settings(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """The preset for the device (or --quick) with the flags given over it."""
     cfg = dict(QUICK if args.quick else CUDA if device.type == "cuda" else CPU)
     for key, flag in (("images", "images"), ("image_size", "image_size"),
                       ("batch", "batch_size"), ("min_time", "min_time"), ("warmup", "warmup"),
@@ -154,101 +172,106 @@ def main(argv: list[str] | None = None) -> int:
         cfg["compile"] = tuple(c == "compile" for c in args.compile)
     if args.threads is None and device.type == "cpu":
         args.threads = torch.get_num_threads()  # the whole machine: this is a training run
-    configure_torch(args)
-    from dagnet_layers.commands.args import default_workers
+    return cfg
 
-    workers = default_workers() if args.workers is None else args.workers
+
+def _run(args: argparse.Namespace, cfg: dict[str, Any], device: torch.device, workers: int,
+         tmp: Path) -> tuple[str, tuple[Path, Path]]:  # fmt: skip
+    """Write the data, build the variants, warm them up and time them in rounds."""
+    size = int(cfg["image_size"])
+    info = make_synthetic_emotic(tmp / "syn", n_images=int(cfg["images"]), seed=0,
+                                 image_size=(640, 480))  # fmt: skip
+    datasets = {"jpeg": EmoticDataset(info.root, "train", size=size),
+                "jpeg-device": EmoticJpegDataset(info.root, "train", size=size),
+                "cache": EmoticDataset(info.root, "train", size=size,
+                                       cache_dir=tmp / "cache")}  # fmt: skip
+    n_train = len(datasets["jpeg"])
+    variants = _variants(args, cfg, device, workers, datasets)
+    criterion = DAGNetCriterion().to(device)
+
+    def steps(v: _Variant, n: int, timed: bool = False) -> tuple[int, float]:
+        """``n`` optimiser steps in one call, as an epoch runs them: (samples, seconds)."""
+        if v.model is None:  # by time, after the batches prefetched while others ran
+            if not timed:
+                return _load(v, n, device, 0.0)
+            return _load(v, 1, device, float(cfg["min_time"]), skip=v.stream.prefetched)
+        stats = train_one_epoch(v.model, v.stream, criterion, v.optimizer, device=device,
+                                batch_transform=v.transform, amp=v.amp,
+                                channels_last=device.type == "cuda", max_steps=n,
+                                progress=False)  # fmt: skip
+        return stats.samples, stats.seconds
+
+    per_round: dict[str, int] = {}
+    for v in variants:  # warm-up, then one more step to size the timed rounds
+        steps(v, int(cfg["warmup"]))
+        if v.model is None:  # timed by time alone: a first batch from the queue is free
+            continue
+        _, seconds = steps(v, 1)
+        per_round[v.name] = max(2, math.ceil(float(cfg["min_time"]) / max(seconds, 1e-6)))
+    out = args.out or default_output("train", device, args.quick)
+    load_start = loadavg()
+    for done in range(1, args.rounds + 1):
+        for v in variants:
+            samples, seconds = steps(v, per_round.get(v.name, 1), timed=True)
+            v.runs.append(samples / seconds)
+            if v.model is None:
+                v.waits.append(v.wait_s / seconds)
+        _fallbacks(variants)
+        # written after every round: a run stopped by a time limit keeps what it measured
+        md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
+                            load_start=load_start)  # fmt: skip
+    alone = [v for v in variants if v.model is None]
+    if args.profile_batches > 0 and alone:
+        for v in alone:
+            v.profile = _profile(v, device, args.profile_batches)
+        _fallbacks(variants)
+        md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
+                            load_start=load_start)  # fmt: skip
+    return md, paths
+
+
+def _variants(args: argparse.Namespace, cfg: dict[str, Any], device: torch.device,
+              workers: int, datasets: dict[str, Any]) -> list[_Variant]:  # fmt: skip
+    """One variant per model, data path, dtype and mode; then each data path alone."""
     size = int(cfg["image_size"])
 
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        info = make_synthetic_emotic(Path(tmp) / "syn", n_images=int(cfg["images"]), seed=0,
-                                     image_size=(640, 480))  # fmt: skip
-        datasets = {"jpeg": EmoticDataset(info.root, "train", size=size),
-                    "jpeg-device": EmoticJpegDataset(info.root, "train", size=size),
-                    "cache": EmoticDataset(info.root, "train", size=size,
-                                           cache_dir=Path(tmp) / "cache")}  # fmt: skip
-        n_train = len(datasets["jpeg"])
-        variants: list[_Variant] = []
+    def pipeline(data: str, **normalization: Any) -> tuple[EndlessLoader, Any]:
+        """A data path's loader and batch transform, the same for a model variant and
+        for the path timed alone."""
+        loader = DataLoader(datasets[data], batch_size=int(cfg["batch"]), shuffle=True,
+                            num_workers=workers, drop_last=True,
+                            persistent_workers=workers > 0,
+                            pin_memory=device.type == "cuda",
+                            collate_fn=collate_encoded if data == "jpeg-device" else None,
+                            )  # fmt: skip
+        transform = emotic_batch_transform(train=True, size=size, **normalization).to(device)
+        if data == "jpeg-device":  # decode, crop, resize and mask on the device first
+            transform = JpegBatchDecoder(size, channels_last=device.type == "cuda",
+                                         transform=transform)  # fmt: skip
+        return EndlessLoader(loader), transform
 
-        def pipeline(data: str, **normalization: Any) -> tuple[EndlessLoader, Any]:
-            """A data path's loader and batch transform, the same for a model variant and
-            for the path timed alone."""
-            loader = DataLoader(datasets[data], batch_size=int(cfg["batch"]), shuffle=True,
-                                num_workers=workers, drop_last=True,
-                                persistent_workers=workers > 0,
-                                pin_memory=device.type == "cuda",
-                                collate_fn=collate_encoded if data == "jpeg-device" else None,
-                                )  # fmt: skip
-            transform = emotic_batch_transform(train=True, size=size, **normalization).to(device)
-            if data == "jpeg-device":  # decode, crop, resize and mask on the device first
-                transform = JpegBatchDecoder(size, channels_last=device.type == "cuda",
-                                             transform=transform)  # fmt: skip
-            return EndlessLoader(loader), transform
-
-        combos = [(m, d, dt, c) for m, d, dt, c in itertools.product(
-            cfg["models"], cfg["data"], cfg["dtypes"], cfg["compile"])
-            # compiled fp32 only when asked for: each compilation costs about a minute
-            if not (c and dt == "fp32" and args.dtypes is None and args.compile is None)]
-        for model_name, data, dtype, compiled in combos:
-            torch.manual_seed(0)
-            model = create_model(model_name).to(device)
-            if device.type == "cuda":
-                model = model.to(memory_format=torch.channels_last)
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            net = torch.compile(model) if compiled else model
-            name = f"{model_name}, {data}, {dtype}, {'compile' if compiled else 'eager'}"
-            stream, transform = pipeline(data, **normalization_of(model))
-            variants.append(_Variant(name, net, optimizer, stream, transform,
-                                     None if dtype == "fp32" else dtype, []))  # fmt: skip
-        paths = list(dict.fromkeys(cfg["data"])) if args.loader_alone else []
-        for data in paths:  # the same loader and transform as a model variant, no model
-            stream, transform = pipeline(data)
-            variants.append(_Variant(f"{LOADER_ALONE}, {data}", None, None, stream, transform,
-                                     None, []))  # fmt: skip
-        criterion = DAGNetCriterion().to(device)
-
-        def steps(v: _Variant, n: int, timed: bool = False) -> tuple[int, float]:
-            """``n`` optimiser steps in one call, as an epoch runs them: (samples, seconds)."""
-            if v.model is None:  # by time, after the batches prefetched while others ran
-                if not timed:
-                    return _load(v, n, device, 0.0)
-                return _load(v, 1, device, float(cfg["min_time"]), skip=v.stream.prefetched)
-            stats = train_one_epoch(v.model, v.stream, criterion, v.optimizer, device=device,
-                                    batch_transform=v.transform, amp=v.amp,
-                                    channels_last=device.type == "cuda", max_steps=n,
-                                    progress=False)  # fmt: skip
-            return stats.samples, stats.seconds
-
-        per_round: dict[str, int] = {}
-        for v in variants:  # warm-up, then one more step to size the timed rounds
-            steps(v, int(cfg["warmup"]))
-            if v.model is None:  # timed by time alone: a first batch from the queue is free
-                continue
-            _, seconds = steps(v, 1)
-            per_round[v.name] = max(2, math.ceil(float(cfg["min_time"]) / max(seconds, 1e-6)))
-        out = args.out or default_output("train", device, args.quick)
-        load_start = loadavg()
-        for done in range(1, args.rounds + 1):
-            for v in variants:
-                samples, seconds = steps(v, per_round.get(v.name, 1), timed=True)
-                v.runs.append(samples / seconds)
-                if v.model is None:
-                    v.waits.append(v.wait_s / seconds)
-            _fallbacks(variants)
-            # written after every round: a run stopped by a time limit keeps what it measured
-            md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
-                                load_start=load_start)  # fmt: skip
-        alone = [v for v in variants if v.model is None]
-        if args.profile_batches > 0 and alone:
-            for v in alone:
-                v.profile = _profile(v, device, args.profile_batches)
-            _fallbacks(variants)
-            md, paths = _report(variants, cfg, args, device, n_train, workers, done, out,
-                                load_start=load_start)  # fmt: skip
-
-    print(md)
-    print("wrote", *paths)
-    return 0
+    variants: list[_Variant] = []
+    combos = [(m, d, dt, c) for m, d, dt, c in itertools.product(
+        cfg["models"], cfg["data"], cfg["dtypes"], cfg["compile"])
+        # compiled fp32 only when asked for: each compilation costs about a minute
+        if not (c and dt == "fp32" and args.dtypes is None and args.compile is None)]
+    for model_name, data, dtype, compiled in combos:
+        torch.manual_seed(0)
+        model = create_model(model_name).to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        net = torch.compile(model) if compiled else model
+        name = f"{model_name}, {data}, {dtype}, {'compile' if compiled else 'eager'}"
+        stream, transform = pipeline(data, **normalization_of(model))
+        variants.append(_Variant(name, net, optimizer, stream, transform,
+                                 None if dtype == "fp32" else dtype, []))  # fmt: skip
+    paths = list(dict.fromkeys(cfg["data"])) if args.loader_alone else []
+    for data in paths:  # the same loader and transform as a model variant, no model
+        stream, transform = pipeline(data)
+        variants.append(_Variant(f"{LOADER_ALONE}, {data}", None, None, stream, transform,
+                                 None, []))  # fmt: skip
+    return variants
 
 
 LOADER_ALONE = "loader alone"

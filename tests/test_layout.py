@@ -113,6 +113,47 @@ def test_a_planted_cycle_is_found(tmp_path: Path) -> None:
         "dagnet_layers.commands.args"]
 
 
+#: The longest a function in dagnet_layers/ may be, decorators and docstring included.
+MAX_FUNCTION_LINES = 120
+#: Functions allowed to be longer, each with its reason: none today. A new entry needs
+#: a reason a reviewer accepts ("module: qualified name": "why").
+LONG_FUNCTION_EXCEPTIONS: dict[str, str] = {}
+
+
+def long_functions(paths: dict[str, Path], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``module: name (N lines)`` for every function or method longer than ``limit``."""
+    found = []
+    for module, path in paths.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                length = node.end_lineno - start + 1
+                if length > limit and f"{module}: {node.name}" not in LONG_FUNCTION_EXCEPTIONS:
+                    found.append(f"{module}: {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_is_longer_than_120_lines() -> None:
+    """A long function does several jobs; split it where one ends (see issue 35)."""
+    assert not long_functions(MODULES), long_functions(MODULES)
+
+
+def test_a_planted_121_line_function_is_found(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(119))
+    (tmp_path / "long.py").write_text(f"def long():\n{body}\n    return x0\n")  # 121 lines
+    (tmp_path / "ok.py").write_text(f"def ok():\n{body}\n")  # 120 lines
+    planted = {"long": tmp_path / "long.py", "ok": tmp_path / "ok.py"}
+    assert long_functions(planted) == ["long: long (121 lines)"]
+
+
+def test_the_linter_holds_complexity() -> None:
+    """ruff's mccabe rule is on, at a bound of 15 or lower (pyproject.toml says why)."""
+    tomllib = pytest.importorskip("tomllib")
+    lint = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    assert "C90" in lint["select"] and lint["mccabe"]["max-complexity"] <= 15
+
+
 def _deps_of(prefix: str, top_level_only: bool = False) -> dict[str, set[str]]:
     return {name: _imports(path, top_level_only) for name, path in MODULES.items()
             if name == prefix or name.startswith(prefix + ".")}

@@ -186,6 +186,8 @@ def test_setup_cfg_holds_only_tool_settings_equal_to_ruffs() -> None:
         assert cfg.getint(section, "max-line-length") == ruff["line-length"]
         excluded = {p.strip() for p in cfg.get(section, "exclude").split(",")}
         assert set(ruff["extend-exclude"]) <= excluded, section
+    assert "C90" in ruff["lint"]["select"]
+    assert cfg.getint("flake8", "max-complexity") == ruff["lint"]["mccabe"]["max-complexity"]
 
 
 def test_type_checkers_see_every_lazy_name_from_its_module() -> None:

@@ -549,6 +549,21 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
     with ``folders=False``: their data does not exist yet.
     """
     _check_names(parser, args)
+    _check_numbers(parser, args)
+    if args.device is not None:
+        usable_device(parser, args.device)
+    for flag, path in (("--body-weights", args.body_weights),
+                       ("--context-weights", args.context_weights)):
+        if path is not None and not path.expanduser().is_file():
+            refuse(parser, flag, f"{path} is a folder, not a file"
+                   if path.expanduser().exists() else f"{path}: no such file")
+    if folders:
+        _check_folders(parser, args)
+
+
+def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Counts at least their minimum, sizes within what a checkpoint may hold, rates
+    and weights finite and in range."""
     for flag, name, least in _AT_LEAST:
         value = getattr(args, name)
         if value is not None and value < least:
@@ -563,15 +578,11 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and rule(value)):
             refuse(parser, flag, f"must be finite and {words}, got {value}")
-    if args.device is not None:
-        usable_device(parser, args.device)
-    for flag, path in (("--body-weights", args.body_weights),
-                       ("--context-weights", args.context_weights)):
-        if path is not None and not path.expanduser().is_file():
-            refuse(parser, flag, f"{path} is a folder, not a file"
-                   if path.expanduser().exists() else f"{path}: no such file")
-    if not folders:
-        return
+
+
+def _check_folders(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Data folders that exist, output folders no file stands in the way of, and a
+    ``--resume`` folder that is a checkpoint."""
     for flag, path in (("--data-root", args.data_root), ("--preprocessed", args.preprocessed)):
         if path is not None and not path.expanduser().is_dir():
             refuse(parser, flag, f"{path} is a file, not a folder"

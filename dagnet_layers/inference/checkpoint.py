@@ -86,51 +86,62 @@ def read_inference_config(checkpoint: str | Path) -> tuple[dict[str, Any], bool]
         raise CorruptFileError(path, f"unknown field(s) {unknown[:5]}; an inference.json "
                                f"holds only {list(_FIELDS)}")
     config = {**DEFAULT_INFERENCE, **data}
-
-    def bad(field: str, want: str) -> CorruptFileError:
-        return CorruptFileError(path, f"{field} must be {want}, got {str(config[field])[:80]!r}")
-
-    size = config["image_size"]
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_IMAGE_SIZE:
-        raise bad("image_size", f"an int in [1, {MAX_IMAGE_SIZE}]")
-    if not isinstance(config["mask_body"], bool):
-        raise bad("mask_body", "true or false")
-    fill = config["mask_fill"]
-    if not _number(fill) or not 0 <= fill <= 255:
-        raise bad("mask_fill", "a number in [0, 255] (a pixel value)")
-    if "score" in config and config["score"] not in SCORE_KINDS:
-        raise bad("score", f"one of {SCORE_KINDS}")
-    for field in ("loss", "protocol", "ties"):
-        if config.get(field) is not None and not isinstance(config[field], str):
-            raise bad(field, "a string or null")
-    if config.get("val_map") is not None and not _number(config["val_map"], finite=False):
-        raise bad("val_map", "a number or null")
-    thresholds = config.get("thresholds")
-    if thresholds is not None:
-        if not isinstance(thresholds, dict):
-            raise bad("thresholds", "an object mapping category -> threshold")
-        strangers = sorted(set(thresholds) - set(EMOTIC_CATEGORIES))
-        if strangers:
-            raise CorruptFileError(path, f"thresholds for unknown categories {strangers[:5]}; "
-                                   "the categories are EMOTIC's 26")
-        # softmax and sigmoid scores are probabilities; "identity" ones (a regression
-        # loss's raw outputs) may be any finite number
-        probability = config.get("score", LEGACY_SCORE) in ("softmax", "sigmoid")
-        for name, value in thresholds.items():
-            if value is None:
-                continue
-            if not _number(value) or (probability and not 0.0 <= value <= 1.0):
-                want = "in [0, 1] (a probability score)" if probability else ""
-                raise CorruptFileError(path, f"thresholds[{name!r}] must be a finite number "
-                                       f"{want} or null, got {value!r}".replace("  ", " "))
+    _check_settings(path, config)
+    _check_thresholds(path, config)
     data = config.get("data")
     if data is not None:
         if not isinstance(data, dict):
-            raise bad("data", "an object")
+            raise _bad(path, config, "data", "an object")
         if "synthetic" in data and not isinstance(data["synthetic"], bool):
             raise CorruptFileError(path, f"data.synthetic must be true or false, got "
                                    f"{data['synthetic']!r}")
     return config, True
+
+
+def _bad(path: Path, config: dict[str, Any], field: str, want: str) -> CorruptFileError:
+    return CorruptFileError(path, f"{field} must be {want}, got {str(config[field])[:80]!r}")
+
+
+def _check_settings(path: Path, config: dict[str, Any]) -> None:
+    """The preprocessing and scoring fields: types and ranges."""
+    size = config["image_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_IMAGE_SIZE:
+        raise _bad(path, config, "image_size", f"an int in [1, {MAX_IMAGE_SIZE}]")
+    if not isinstance(config["mask_body"], bool):
+        raise _bad(path, config, "mask_body", "true or false")
+    fill = config["mask_fill"]
+    if not _number(fill) or not 0 <= fill <= 255:
+        raise _bad(path, config, "mask_fill", "a number in [0, 255] (a pixel value)")
+    if "score" in config and config["score"] not in SCORE_KINDS:
+        raise _bad(path, config, "score", f"one of {SCORE_KINDS}")
+    for field in ("loss", "protocol", "ties"):
+        if config.get(field) is not None and not isinstance(config[field], str):
+            raise _bad(path, config, field, "a string or null")
+    if config.get("val_map") is not None and not _number(config["val_map"], finite=False):
+        raise _bad(path, config, "val_map", "a number or null")
+
+
+def _check_thresholds(path: Path, config: dict[str, Any]) -> None:
+    """Thresholds: EMOTIC categories only, finite, in [0, 1] for probability scores."""
+    thresholds = config.get("thresholds")
+    if thresholds is None:
+        return
+    if not isinstance(thresholds, dict):
+        raise _bad(path, config, "thresholds", "an object mapping category -> threshold")
+    strangers = sorted(set(thresholds) - set(EMOTIC_CATEGORIES))
+    if strangers:
+        raise CorruptFileError(path, f"thresholds for unknown categories {strangers[:5]}; "
+                               "the categories are EMOTIC's 26")
+    # softmax and sigmoid scores are probabilities; "identity" ones (a regression
+    # loss's raw outputs) may be any finite number
+    probability = config.get("score", LEGACY_SCORE) in ("softmax", "sigmoid")
+    for name, value in thresholds.items():
+        if value is None:
+            continue
+        if not _number(value) or (probability and not 0.0 <= value <= 1.0):
+            want = "in [0, 1] (a probability score)" if probability else ""
+            raise CorruptFileError(path, f"thresholds[{name!r}] must be a finite number "
+                                   f"{want} or null, got {value!r}".replace("  ", " "))
 
 
 def _number(value: Any, finite: bool = True) -> bool:

@@ -158,6 +158,14 @@ class DAGNetConfig:
     image_size: int = 224
 
     def __post_init__(self) -> None:
+        # Each check names the field and what it must be; in this order, so that a wrong
+        # type is said before a range, and a range before a combination of fields.
+        self._check_types()
+        self._check_sizes()
+        self._check_choices()
+        self._check_combinations()
+
+    def _check_types(self) -> None:
         for name in ("patch_channels", "gcn_hidden"):
             value = getattr(self, name)
             if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
@@ -180,6 +188,8 @@ class DAGNetConfig:
                               "and GSAM's attention map are made from class maps); for "
                               "features use forward_features() or forward_head(x, "
                               "pre_logits=True)")
+
+    def _check_sizes(self) -> None:
         for name, bound in _SIZE_BOUNDS.items():
             values = getattr(self, name)
             for value in values if isinstance(values, tuple) else (values,):
@@ -202,6 +212,8 @@ class DAGNetConfig:
                 or not 0.0 <= dropout < 1.0):
             raise ConfigError(f"DAGNetConfig(dropout=...) must be a number in [0, 1), "
                               f"got {dropout!r}")
+
+    def _check_choices(self) -> None:
         if self.use_lsam and not self.use_context:
             raise ConfigError(
                 "DAGNetConfig(use_lsam=True) needs use_context=True: the local stream reads "
@@ -224,6 +236,8 @@ class DAGNetConfig:
             if value not in allowed:
                 raise ConfigError(f"DAGNetConfig({name}=...) must be one of {allowed}, "
                                   f"got {value!r}")
+
+    def _check_combinations(self) -> None:
         if self.bam_target != "none" and not self.use_bam:
             raise ConfigError(f"DAGNetConfig(bam_target={self.bam_target!r}) needs use_bam=True: "
                               "it trains BAM's weight")

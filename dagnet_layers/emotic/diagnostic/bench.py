@@ -178,41 +178,48 @@ def _mechanism(data: ModuleSet, rows: np.ndarray, out: dict[str, Any], model: nn
     return mech
 
 
-def _interventions(a: Arm, model: nn.Module, data: ModuleSet, body: Tensor | None,
-                   context: Tensor, rows: np.ndarray, hooks: _Overrides, out: dict[str, Any],
-                   seed: int) -> dict[str, Any]:  # fmt: skip
-    """Accuracy with the module's learned output swapped at test time."""
-    if a.oracle is not None or a.constant is not None:
+#: name -> (put the swap in, take it out)
+_Swaps = dict[str, tuple[Callable[[], None], Callable[[], None]]]
+
+
+def _gate_swaps(bam: Any, out: dict[str, Any]) -> _Swaps:
+    """BAM's per-person weight replaced by its mean over the test persons."""
+    if bam is None or out["weights"] is None:
         return {}
-    swaps: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
-    bam = getattr(model, "body_attention", None)
-    branch = getattr(model, "context_attention", None)
-    graph = getattr(model, "local_graph", None)
-    if bam is not None and out["weights"] is not None:
-        mean = float(out["weights"].mean())
+    mean = float(out["weights"].mean())
 
-        def gate_on() -> None:
-            bam.weight_override = lambda image, w: torch.full_like(w, mean)
+    def gate_on() -> None:
+        bam.weight_override = lambda image, w: torch.full_like(w, mean)
 
-        swaps["gate_mean"] = (gate_on, lambda: setattr(bam, "weight_override", None))
-    if branch is not None:
-        gen = torch.Generator().manual_seed(seed)
+    return {"gate_mean": (gate_on, lambda: setattr(bam, "weight_override", None))}
 
-        def flat_on() -> None:
-            branch.map_override = lambda x, m: m.mean(dim=(2, 3), keepdim=True).expand_as(m)
 
-        def shuffled_on() -> None:
-            def shuffle(x: Tensor, m: Tensor) -> Tensor:
-                b, _, h, w = m.shape
-                order = torch.stack([torch.randperm(h * w, generator=gen) for _ in range(b)])
-                return m.flatten(1).gather(1, order.to(m.device)).view_as(m)
+def _map_swaps(branch: Any, seed: int) -> _Swaps:
+    """GSAM's map made flat (its mean everywhere) or shuffled over the positions."""
+    if branch is None:
+        return {}
+    gen = torch.Generator().manual_seed(seed)
 
-            branch.map_override = shuffle
+    def flat_on() -> None:
+        branch.map_override = lambda x, m: m.mean(dim=(2, 3), keepdim=True).expand_as(m)
 
-        off = lambda: setattr(branch, "map_override", None)  # noqa: E731
-        swaps["map_flat"], swaps["map_shuffled"] = (flat_on, off), (shuffled_on, off)
-    learned = graph is not None and getattr(graph, "learn_adjacency", False)
-    if learned:
+    def shuffled_on() -> None:
+        def shuffle(x: Tensor, m: Tensor) -> Tensor:
+            b, _, h, w = m.shape
+            order = torch.stack([torch.randperm(h * w, generator=gen) for _ in range(b)])
+            return m.flatten(1).gather(1, order.to(m.device)).view_as(m)
+
+        branch.map_override = shuffle
+
+    off = lambda: setattr(branch, "map_override", None)  # noqa: E731
+    return {"map_flat": (flat_on, off), "map_shuffled": (shuffled_on, off)}
+
+
+def _graph_swaps(graph: Any, seed: int) -> _Swaps:
+    """LSAM's learned adjacency put back to its initialisation or shuffled over the
+    patches; the attention graph's relative-position bias zeroed."""
+    swaps: _Swaps = {}
+    if graph is not None and getattr(graph, "learn_adjacency", False):
         trained = graph.adjacency.detach().clone()
         perm = torch.randperm(trained.shape[0], generator=torch.Generator().manual_seed(seed))
 
@@ -228,8 +235,8 @@ def _interventions(a: Arm, model: nn.Module, data: ModuleSet, body: Tensor | Non
             with torch.no_grad():
                 graph.adjacency.copy_(trained[perm][:, perm])
 
-        swaps["adjacency_initial"], swaps["adjacency_shuffled"] = (initial, restore), (
-            shuffled, restore)
+        swaps["adjacency_initial"] = (initial, restore)
+        swaps["adjacency_shuffled"] = (shuffled, restore)
     if graph is not None and hasattr(graph, "relative_bias"):
         bias = graph.relative_bias.detach().clone()
 
@@ -242,6 +249,20 @@ def _interventions(a: Arm, model: nn.Module, data: ModuleSet, body: Tensor | Non
                 graph.relative_bias.copy_(bias)
 
         swaps["bias_zero"] = (zero, put_back)
+    return swaps
+
+
+def _interventions(a: Arm, model: nn.Module, data: ModuleSet, body: Tensor | None,
+                   context: Tensor, rows: np.ndarray, hooks: _Overrides, out: dict[str, Any],
+                   seed: int) -> dict[str, Any]:  # fmt: skip
+    """Accuracy with the module's learned output swapped at test time."""
+    if a.oracle is not None or a.constant is not None:
+        return {}
+    swaps: _Swaps = {
+        **_gate_swaps(getattr(model, "body_attention", None), out),
+        **_map_swaps(getattr(model, "context_attention", None), seed),
+        **_graph_swaps(getattr(model, "local_graph", None), seed),
+    }
     results = {}
     for name, (on, off_) in swaps.items():
         on()

@@ -118,31 +118,39 @@ def summarise(results: Results, seeds: Sequence[int] | None = None) -> dict[str,
     """
     found = sorted({int(s) for m in results.values() for r in m.values() for s in r})
     seeds = list(seeds) if seeds is not None else found
-    arms_out: dict[str, dict[str, Any]] = {}
-    for module, runs in results.items():
-        arms_out[module] = {}
-        for a in ARMS[module]:
-            if a.name not in runs:
-                continue
-            per_seed = [runs[a.name].get(s) for s in seeds]
-            row: dict[str, Any] = {
-                "role": a.role,
-                "primary": _over_seeds([None if r is None else primary_value(r)
-                                        for r in per_seed]),
-                "secondary": {label: _over_seeds([_get(r, path) for r in per_seed])
-                              for label, path in _secondary_paths(module).items()},
-                "train_seconds": _over_seeds([_get(r, ("train_seconds",)) for r in per_seed]),
-            }  # fmt: skip
-            names = sorted({k for r in per_seed if r for k in r.get("interventions", {})})
-            row["interventions"] = {}
-            for name in names:  # the intervened model against the intact one, seed by seed
-                pairs = [(_get(r, ("interventions", name, "accuracy")),
-                          _get(r, ("splits", "test", "accuracy"))) for r in per_seed if r]
-                pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-                if pairs:
-                    row["interventions"][name] = paired_difference(
-                        [x for x, _ in pairs], [y for _, y in pairs])
-            arms_out[module][a.name] = row
+    arms_out = {module: {a.name: _arm_row(module, a, [runs[a.name].get(s) for s in seeds])
+                         for a in ARMS[module] if a.name in runs}
+                for module, runs in results.items()}  # fmt: skip
+    contrasts = _primary_contrasts(seeds, results)
+    contrasts += _exploratory_contrasts(seeds, results)
+    return {"seeds": seeds, "arms": arms_out, "contrasts": contrasts,
+            "verdicts": _verdicts(contrasts, arms_out)}  # fmt: skip
+
+
+def _arm_row(module: str, a: Any, per_seed: list[Any]) -> dict[str, Any]:
+    """One arm over the seeds: its primary and secondary numbers, its training time, and
+    each intervention against the intact model, seed by seed."""
+    row: dict[str, Any] = {
+        "role": a.role,
+        "primary": _over_seeds([None if r is None else primary_value(r) for r in per_seed]),
+        "secondary": {label: _over_seeds([_get(r, path) for r in per_seed])
+                      for label, path in _secondary_paths(module).items()},
+        "train_seconds": _over_seeds([_get(r, ("train_seconds",)) for r in per_seed]),
+    }  # fmt: skip
+    names = sorted({k for r in per_seed if r for k in r.get("interventions", {})})
+    row["interventions"] = {}
+    for name in names:  # the intervened model against the intact one, seed by seed
+        pairs = [(_get(r, ("interventions", name, "accuracy")),
+                  _get(r, ("splits", "test", "accuracy"))) for r in per_seed if r]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        if pairs:
+            row["interventions"][name] = paired_difference(
+                [x for x, _ in pairs], [y for _, y in pairs])
+    return row
+
+
+def _primary_contrasts(seeds: list[int], results: Results) -> list[dict[str, Any]]:
+    """The primary family, Holm-corrected together, each with its verdict."""
     contrasts = []
     for module, a, b in PRIMARY_CONTRASTS:
         c = _contrast(module, a, b, seeds, results, "primary")
@@ -152,8 +160,14 @@ def summarise(results: Results, seeds: Sequence[int] | None = None) -> dict[str,
     for c, p in zip(contrasts, adjusted, strict=True):
         c["p_holm"] = p
         c["verdict"] = verdict(c, p, SMALLEST_EFFECT)
+    return contrasts
+
+
+def _exploratory_contrasts(seeds: list[int], results: Results) -> list[dict[str, Any]]:
+    """Every other arm against the floor and the paper (not corrected, no verdict)."""
     primary_pairs = {(m, a, b) for m, a, b in PRIMARY_CONTRASTS}
-    for module in results:  # every other arm against the floor and the paper
+    contrasts = []
+    for module in results:
         floor = next(a.name for a in ARMS[module] if a.role == "floor")
         papers = [a.name for a in ARMS[module] if a.role == "paper"]
         for a in ARMS[module]:
@@ -167,8 +181,7 @@ def summarise(results: Results, seeds: Sequence[int] | None = None) -> dict[str,
                 c = _contrast(module, a.name, b, seeds, results, "exploratory")
                 if c is not None:
                     contrasts.append(c)
-    return {"seeds": seeds, "arms": arms_out, "contrasts": contrasts,
-            "verdicts": _verdicts(contrasts, arms_out)}  # fmt: skip
+    return contrasts
 
 
 def _find(contrasts: Sequence[Mapping[str, Any]], module: str, a: str, b: str
