@@ -1,12 +1,20 @@
 """Test-suite plumbing: the doctest namespace, and the quick default run.
 
-``python -m pytest`` leaves out the tests marked ``slow`` (the quick suite a
-contributor runs after every change); ``--full`` runs everything (what CI
-runs); an explicit ``-m`` expression chooses by itself (``-m slow``, ``-m cuda``).
+``python -m pytest`` leaves out the tests marked ``slow`` and those listed in
+``tests/quick_suite_slow.txt`` (measured over 0.03 s by
+``docs/_scripts/time_quick_suite.py``, which keeps the quick suite a contributor
+runs after every change under 30 s); ``--full`` runs everything (what CI runs); an
+explicit ``-m`` expression chooses by itself (``-m slow``, ``-m cuda``).
+``DAGNET_QUICK_LIST=off`` ignores the list (how the script measures).
 """
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
+
+_MEASURED_SLOW = Path(__file__).parent / "tests" / "quick_suite_slow.txt"
 
 _LEFT_OUT = pytest.StashKey[int]()
 
@@ -19,12 +27,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--full") or config.option.markexpr:
         return
-    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    measured = set()
+    if os.environ.get("DAGNET_QUICK_LIST", "on") != "off" and _MEASURED_SLOW.is_file():
+        measured = {line.strip() for line in _MEASURED_SLOW.read_text().splitlines()
+                    if line.strip() and not line.startswith("#")}  # fmt: skip
+    slow = [item for item in items
+            if item.get_closest_marker("slow") is not None or item.nodeid in measured]
     if slow:
         config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+        left_out = {id(item) for item in slow}
+        items[:] = [item for item in items if id(item) not in left_out]
         config.stash[_LEFT_OUT] = len(slow)
-
 
 
 def pytest_terminal_summary(

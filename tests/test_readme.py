@@ -106,3 +106,20 @@ def test_the_demo_time_the_readme_states_is_the_committed_measurement() -> None:
     assert (f"it took {w0} to {w1} s wall and {round(c0)} to {round(c1)} CPU-seconds "
             f"({len(record['runs'])} runs") in text
     assert f"on {record['date']}" in text
+
+
+
+def test_the_quick_suite_the_readme_describes_is_the_committed_measurement() -> None:
+    """The time is measured (docs/_scripts/time_quick_suite.py), the count computed."""
+    import json
+
+    record = json.loads((ROOT / "docs" / "results" / "quick_suite_time.json").read_text())
+    listed = [line for line in (ROOT / "tests" / "quick_suite_slow.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]  # fmt: skip
+    (w0, w1), (c0, c1) = record["wall_s"], record["cpu_s"]
+    text = " ".join(README.read_text().split())
+    assert f"the {len(listed)} tests listed in `tests/quick_suite_slow.txt`" in text
+    assert (f"the quick suite took {w0} to {w1} s wall and {round(c0)} to {round(c1)} "
+            f"CPU-seconds ({len(record['runs'])} runs") in text
+    assert f"on {record['date']}" in text and record["left_to_full"] == len(listed)
+    assert w1 < 30  # the promise of the quick loop
