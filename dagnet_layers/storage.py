@@ -371,6 +371,15 @@ def check_record(path: str | os.PathLike[str], size: int, digest: Callable[[], s
         )
 
 
+def _write_holder(fd: int, purpose: str) -> None:
+    """Say in the lock file who holds it alone, for a refused process to name."""
+    info = {"pid": os.getpid(), "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"), "purpose": purpose}
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)  # (no pwrite on Windows)
+    os.write(fd, (json.dumps(info) + "\n").encode())
+
+
 def _locking() -> Any:
     if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         import msvcrt
@@ -452,11 +461,7 @@ class FolderLock:
             raise StorageError(
                 err.errno, f"cannot lock {self.folder / LOCK_NAME}: {_describe(err)}"
             ) from err
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%d %H:%M:%S"), "purpose": self.purpose}
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, (json.dumps(info) + "\n").encode())
+        _write_holder(fd, self.purpose)
         self._fd = fd
         return self
 
@@ -575,11 +580,8 @@ class ReadersLock:
             os.close(fd)
             raise StorageError(err.errno, f"cannot lock {self.path}: {_describe(err)}") from err
         if not shared:
-            info = {"pid": os.getpid(), "host": socket.gethostname(),
-                    "since": time.strftime("%Y-%m-%d %H:%M:%S"), "purpose": f"writing {self.what}"}
             try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+                _write_holder(fd, f"writing {self.what}")
             except OSError:
                 pass  # who holds it is a courtesy to the refused; the lock is what counts
         self._fd = fd

@@ -466,6 +466,15 @@ def test_numpy_numbers_are_numbers() -> None:
 
 
 # ------------------------------------------------------------- a cache under its readers
+def _small_cache(tmp_path: Path, size: int, splits: tuple[str, ...] = ("val",)):
+    """A synthetic root and its decoded cache of ``splits``: (root, cache folder)."""
+    from dagnet_layers.emotic.data import build_emotic_cache, make_synthetic_emotic
+
+    root = make_synthetic_emotic(tmp_path / "raw", n_images=12, image_size=(64, 48)).root
+    build_emotic_cache(root, tmp_path / "cache", splits=splits, size=size, progress=False)
+    return root, tmp_path / "cache"
+
+
 READ_CACHE = """
 import sys
 from dagnet_layers.emotic.data import EmoticDataset
@@ -494,14 +503,11 @@ def test_a_cache_split_a_process_reads_is_not_rebuilt_under_it(tmp_path: Path,
     from dagnet_layers.emotic.data import (
         EmoticRecords,
         build_emotic_cache,
-        make_synthetic_emotic,
         read_emotic_annotations,
     )
     from dagnet_layers.errors import FolderLockedError
 
-    root = make_synthetic_emotic(tmp_path / "raw", n_images=12, image_size=(64, 48)).root
-    cache = tmp_path / "cache"
-    build_emotic_cache(root, cache, splits=("val",), size=32, progress=False)
+    root, cache = _small_cache(tmp_path, 32)
     files = sorted(p for p in cache.iterdir() if not p.name.startswith("."))
     before = {p.name: p.read_bytes() for p in files}
     reader = subprocess.Popen([sys.executable, "-c", READ_CACHE, str(cache)], text=True,
@@ -530,12 +536,10 @@ def test_a_cache_split_a_process_reads_is_not_rebuilt_under_it(tmp_path: Path,
 
 
 def test_a_cache_split_being_written_is_not_read(tmp_path: Path) -> None:
-    from dagnet_layers.emotic.data import EmoticDataset, build_emotic_cache, make_synthetic_emotic
+    from dagnet_layers.emotic.data import EmoticDataset
     from dagnet_layers.errors import FolderLockedError
 
-    root = make_synthetic_emotic(tmp_path / "raw", n_images=12, image_size=(64, 48)).root
-    cache = tmp_path / "cache"
-    build_emotic_cache(root, cache, splits=("val", "test"), size=32, progress=False)
+    _, cache = _small_cache(tmp_path, 32, ("val", "test"))
     writer = subprocess.Popen([sys.executable, "-c", WRITE_CACHE, str(cache)], text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
@@ -557,15 +561,11 @@ def test_a_dataset_that_fails_to_open_holds_no_lock(tmp_path: Path) -> None:
     from dagnet_layers.emotic.data import (
         CACHE_MANIFEST,
         EmoticDataset,
-        build_emotic_cache,
-        make_synthetic_emotic,
         split_lock,
     )
     from dagnet_layers.errors import MissingFileError
 
-    root = make_synthetic_emotic(tmp_path / "raw", n_images=12, image_size=(64, 48)).root
-    cache = tmp_path / "cache"
-    build_emotic_cache(root, cache, splits=("val",), size=16, progress=False)
+    _, cache = _small_cache(tmp_path, 16)
     manifest = json_.loads((cache / CACHE_MANIFEST).read_text())
     manifest["splits"]["val"]["complete"] = False
     (cache / CACHE_MANIFEST).write_text(json_.dumps(manifest))
