@@ -3,9 +3,12 @@
 ``python -m pytest`` leaves out the tests marked ``slow`` and those listed in
 ``tests/quick_suite_slow.txt`` (measured over 0.03 s by
 ``docs/_scripts/time_quick_suite.py``, which keeps the quick suite a contributor
-runs after every change under 30 s); ``--full`` runs everything (what CI runs); an
-explicit ``-m`` expression chooses by itself (``-m slow``, ``-m cuda``).
-``DAGNET_QUICK_LIST=off`` ignores the list (how the script measures).
+runs after every change under 30 s), but never a test marked ``quick`` (the checks to
+run after every change, whatever they cost). ``--full`` runs everything (what CI
+runs); an explicit ``-m`` expression chooses by itself (``-m slow``, ``-m cuda``); a
+test named on the command line (``path::test``) runs whatever the list says.
+``DAGNET_QUICK_LIST=off`` ignores the list (how the script measures). A whole-suite
+run stops when the list names a test that no longer exists.
 """
 
 import os
@@ -27,17 +30,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--full") or config.option.markexpr:
         return
-    measured = set()
-    if os.environ.get("DAGNET_QUICK_LIST", "on") != "off" and _MEASURED_SLOW.is_file():
-        measured = {line.strip() for line in _MEASURED_SLOW.read_text().splitlines()
-                    if line.strip() and not line.startswith("#")}  # fmt: skip
-    slow = [item for item in items
-            if item.get_closest_marker("slow") is not None or item.nodeid in measured]
+    measured = _measured_slow(config, items)
+    slow = [item for item in items if item.get_closest_marker("slow") is not None
+            or (item.nodeid in measured and item.get_closest_marker("quick") is None)]
     if slow:
         config.hook.pytest_deselected(items=slow)
         left_out = {id(item) for item in slow}
         items[:] = [item for item in items if id(item) not in left_out]
         config.stash[_LEFT_OUT] = len(slow)
+
+
+def _measured_slow(config: pytest.Config, items: list[pytest.Item]) -> set[str]:
+    """The listed tests, unless the list is off or the command line names tests."""
+    args = config.invocation_params.args
+    if (os.environ.get("DAGNET_QUICK_LIST", "on") == "off" or not _MEASURED_SLOW.is_file()
+            or any("::" in str(a) for a in args)):
+        return set()
+    listed = {line.strip() for line in _MEASURED_SLOW.read_text().splitlines()
+              if line.strip() and not line.startswith("#")}  # fmt: skip
+    if config.args_source == pytest.Config.ArgsSource.TESTPATHS:  # the whole suite
+        gone = sorted(listed - {item.nodeid for item in items})
+        if gone:
+            raise pytest.UsageError(
+                f"{_MEASURED_SLOW.name} lists {len(gone)} test(s) that do not exist, e.g. "
+                f"{gone[0]}; remake it: python docs/_scripts/time_quick_suite.py --update-list")
+    return listed
 
 
 def pytest_terminal_summary(

@@ -775,3 +775,27 @@ def test_a_cache_of_an_older_format_is_named_with_the_command_that_rebuilds_it(
     assert (small_cache / cache_mod.CACHE_MANIFEST).is_file()  # the current format: kept
     _renew_old_format(old)
     assert not old.exists()
+
+
+@pytest.mark.quick
+def test_emotic_datasets_is_the_commands_data_path(tmp_path: Path) -> None:
+    """The toolkit's one call: a cache folder given is used, None decodes JPEGs, the demo
+    keeps its cache inside its folder, and the refusals name the argument."""
+    from dagnet_layers.emotic.data import demo_datasets, emotic_datasets
+
+    root = make_synthetic_emotic(tmp_path / "raw", n_images=12, image_size=(64, 48)).root
+    cached = emotic_datasets(root, cache=tmp_path / "cache", size=16, progress=False)
+    assert {s: d.layout for s, d in cached.items()} == dict.fromkeys(
+        ("train", "val", "test"), "cache")
+    plain = emotic_datasets(root, cache=None, size=16)
+    assert plain["val"].layout == "official" and len(plain["val"]) == len(cached["val"])
+    for kwargs, says in (({"jpeg_decode": "gpu"}, "jpeg_decode must be one of"),
+                         ({"jpeg_decode": "device", "cache": tmp_path / "c2"}, "no cache folder")):
+        with pytest.raises(ValueError, match=says):
+            emotic_datasets(root, size=16, **kwargs)
+    with pytest.raises(ValueError, match="in the cache layout"):
+        emotic_datasets(tmp_path / "cache", size=16, jpeg_decode="device")
+    demo = demo_datasets(tmp_path / "demo", n_images=12, seed=1, size=16, progress=False)
+    assert demo["train"].source == tmp_path / "demo" / "n12-seed1" / "cache-16px"
+    no_cache = demo_datasets(tmp_path / "demo", n_images=12, seed=1, size=16, cache=None)
+    assert no_cache["train"].layout == "official"  # --no-cache holds for the demo too

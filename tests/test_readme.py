@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def test_the_demo_time_the_readme_states_is_the_committed_measurement() -> None:
 
 
 
+@pytest.mark.skipif(os.environ.get("DAGNET_REMAKING_QUICK_LIST") == "1",
+                    reason="the list is being remade; the README follows it")
 def test_the_quick_suite_the_readme_describes_is_the_committed_measurement() -> None:
     """The time is measured (docs/_scripts/time_quick_suite.py), the count computed."""
     import json

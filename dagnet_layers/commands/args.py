@@ -3,8 +3,9 @@
 The entry points (:mod:`dagnet_layers.commands.entry`) build these parsers to answer
 ``--help`` before anything heavy is imported; the programs
 (:mod:`dagnet_layers.commands.train`, ``predict``, ``cache``...) build them to parse.
-This module imports only the standard library and ``dagnet_layers._detectors`` (the
-detector names) and nothing of the programs, so imports among the commands run one
+This module imports only the standard library, ``dagnet_layers._detectors`` (the
+detector names) and ``dagnet_layers._paths`` (the cache home), and nothing of the
+programs, so imports among the commands run one
 way: entry -> program -> args.
 """
 

@@ -550,6 +550,8 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
     """
     _check_names(parser, args)
     _check_numbers(parser, args)
+    if args.no_cache and args.cache_dir is not None:
+        refuse(parser, "--no-cache", "give --cache-dir or --no-cache, not both")
     if args.device is not None:
         usable_device(parser, args.device)
     for flag, path in (("--body-weights", args.body_weights),

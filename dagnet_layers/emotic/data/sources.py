@@ -14,7 +14,8 @@ and test datasets that ``dagnet-train`` trains on, with its policy:
   device (:class:`~dagnet_layers.emotic.data.EmoticJpegDataset`); ``"auto"`` picks
   the device on CUDA.
 - Under ``torch.distributed``, rank 0 chooses and builds the cache while the others
-  wait, and every rank reads the same one.
+  wait, and every rank reads the same one (``rank`` defaults to the process's rank in
+  the initialised process group, else 0).
 
 :func:`demo_datasets` does the same for the synthetic demo set, written once into a
 folder (:func:`write_demo_set`), with its cache inside it. Caches that this module
@@ -123,8 +124,8 @@ def choose_cache(source: str | os.PathLike[str], size: int) -> Path | None:
         images = {r.image_path for r in records}
         needed += estimate_cache_bytes(len(records), len(images), size)
     if needed == 0:
-        logger.info("reading the decoded images from the cache %s (no cache: decode JPEGs "
-                    "instead)", folder)
+        logger.info("reading the decoded images from the cache %s (--no-cache, cache=None, "
+                    "decodes JPEGs instead)", folder)
         return folder
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     free = shutil.disk_usage(existing).free
@@ -134,8 +135,8 @@ def choose_cache(source: str | os.PathLike[str], size: int) -> Path | None:
                        "(dagnet-train --cache-dir DIR) avoids that",
                        needed / 2**30, free / 2**30, existing)
         return None
-    logger.info("decoding the images once into the cache %s (%.1f GiB; without a cache JPEGs "
-                "are decoded every epoch; dagnet-train --cache-dir DIR puts it elsewhere)",
+    logger.info("decoding the images once into the cache %s (%.1f GiB; --no-cache decodes "
+                "JPEGs every epoch instead, --cache-dir DIR puts it elsewhere)",
                 folder, needed / 2**30)
     return folder
 
@@ -155,12 +156,12 @@ def _renew_old_format(cache: Path) -> None:
 
 
 def write_demo_set(directory: str | os.PathLike[str], n_images: int = 600, seed: int = 0,
-                   *, rank: int = 0) -> Path:  # fmt: skip
+                   *, rank: int | None = None) -> Path:  # fmt: skip
     """Write the synthetic demo set once (rank 0; the others wait) and return its root,
     ``<directory>/n<n_images>-seed<seed>``. It is SYNTHETIC, not EMOTIC (see
     :func:`~dagnet_layers.emotic.data.make_synthetic_emotic`)."""
     root = Path(directory).expanduser() / f"n{n_images}-seed{seed}"
-    if rank == 0 and not (root / "Annotations" / "Annotations.mat").is_file():
+    if _rank(rank) == 0 and not (root / "Annotations" / "Annotations.mat").is_file():
         logger.info("writing the synthetic EMOTIC-format demo set to %s", root)
         make_synthetic_emotic(root, n_images=n_images, seed=seed)
     barrier()
@@ -178,7 +179,7 @@ def emotic_datasets(
     max_pixels: int | None = MAX_IMAGE_PIXELS,
     on_bad_record: BadRecordPolicy = "skip",
     progress: bool = True,
-    rank: int = 0,
+    rank: int | None = None,
 ) -> dict[str, EmoticDataset]:
     """Train, val and test datasets of ``uint8`` samples from ``source``, as
     ``dagnet-train`` reads them (see the module docstring for the policy).
@@ -194,7 +195,8 @@ def emotic_datasets(
         max_pixels: Largest image decoded.
         on_bad_record: ``"skip"`` (count bad records by reason) or ``"error"``.
         progress: Show progress bars while a cache is built.
-        rank: This process's rank under ``torch.distributed`` (rank 0 builds).
+        rank: This process's rank under ``torch.distributed`` (rank 0 builds); default:
+            the initialised process group's, else 0.
 
     Returns:
         ``{"train": ..., "val": ..., "test": ...}``: :class:`EmoticDataset`, or
@@ -216,6 +218,7 @@ def emotic_datasets(
     """
     if jpeg_decode not in JPEG_DECODE_MODES:
         raise ValueError(f"jpeg_decode must be one of {JPEG_DECODE_MODES}, got {jpeg_decode!r}")
+    rank = _rank(rank)
     source = Path(source)
     layout = detect_layout(source, "train")
     if jpeg_decode == "device":
@@ -234,7 +237,7 @@ def emotic_datasets(
     else:
         chosen = None if cache is None or layout != "official" else Path(cache)
     return _datasets(source, layout, chosen, size, jpeg_decode, device, mask_body, max_pixels,
-                     on_bad_record, progress, rank)
+                     on_bad_record, progress, rank, hint=cache == "auto")
 
 
 def demo_datasets(
@@ -251,7 +254,7 @@ def demo_datasets(
 
     The data is SYNTHETIC, not EMOTIC: numbers from it say nothing about EMOTIC.
     """
-    rank = int(options.get("rank", 0))
+    rank = _rank(options.get("rank"))
     root = write_demo_set(directory, n_images, seed, rank=rank)
     if cache == "auto" and options.get("jpeg_decode", "auto") != "device":
         cache = sized_cache_dir(root / "cache", int(options.get("size", 224)))
@@ -260,21 +263,32 @@ def demo_datasets(
     return emotic_datasets(root, cache=cache, **options)
 
 
+def _rank(rank: int | None) -> int:
+    """``rank``, or this process's in the initialised process group, else 0."""
+    if rank is not None:
+        return int(rank)
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def _datasets(source: Path, layout: str, cache: Path | None, size: int, jpeg_decode: str,
               device: torch.device | str | None, mask_body: bool, max_pixels: int | None,
-              on_bad_record: BadRecordPolicy, progress: bool,
-              rank: int) -> dict[str, EmoticDataset]:  # fmt: skip
-    """The three datasets, rank 0 building the cache while the others wait."""
+              on_bad_record: BadRecordPolicy, progress: bool, rank: int,
+              hint: bool) -> dict[str, EmoticDataset]:  # fmt: skip
+    """The three datasets, rank 0 building the cache while the others wait; ``hint``:
+    say that a cache would be faster (the caller did not decline one)."""
     jpegs = cache is None and layout == "official"  # decoded every epoch
     device = None if device is None else torch.device(device)
     on_device = jpegs and (jpeg_decode == "device" or (
         jpeg_decode == "auto" and device is not None and device.type == "cuda"))
     if jpegs:
-        where = (f"batched on {device or 'the training device'} (jpeg_decode='workers' "
-                 "decodes them in the DataLoader workers)" if on_device else
-                 "in the DataLoader workers")
-        logger.info("decoding JPEGs every epoch, %s; a cache on a disk with room decodes "
-                    "them once into memory-mapped arrays (several times faster to read)", where)
+        where = (f"batched on {device or 'the training device'} (--jpeg-decode workers, "
+                 "jpeg_decode='workers', decodes them in the DataLoader workers)" if on_device
+                 else "in the DataLoader workers")
+        logger.info("decoding JPEGs every epoch, %s%s", where, "; a cache on a disk with room "
+                    "(--cache-dir DIR) decodes them once into memory-mapped arrays (several "
+                    "times faster to read)" if hint else "")
     datasets = {}
     for split in EMOTIC_SPLITS:
         if cache is not None and rank != 0:
