@@ -624,7 +624,10 @@ class ReadersLock:
         self.release()
 
     def __del__(self) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown: the kernel releases it with the process
+            pass
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fd": None}
