@@ -344,9 +344,14 @@ def verify_files(folder: str | os.PathLike[str], files: Mapping[str, Mapping[str
     folder = Path(folder)
     for name, expected in files.items():
         path = folder / name
-        if not path.is_file():
-            raise MissingFileError(path, "missing (listed in the folder's checksums)")
-        check_record(path, path.stat().st_size, lambda p=path: sha256_file(p), expected)
+        try:
+            if not path.is_file():
+                raise MissingFileError(path, "missing (listed in the folder's checksums)")
+            check_record(path, path.stat().st_size, lambda p=path: sha256_file(p), expected)
+        except MissingFileError:
+            raise
+        except FileNotFoundError as err:  # deleted while it was checked (a folder collected)
+            raise MissingFileError(path, "vanished while it was checked") from err
 
 
 def check_record(path: str | os.PathLike[str], size: int, digest: Callable[[], str],

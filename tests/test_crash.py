@@ -578,3 +578,25 @@ def test_a_dataset_that_fails_to_open_holds_no_lock(tmp_path: Path) -> None:
         raise AssertionError("an incomplete split opened")
     with pytest.raises(ValueError, match="split must be one of"):
         split_lock(cache, "../../evil")  # the name becomes a file name
+
+
+def test_a_file_collected_while_it_is_checked_is_a_missing_file(tmp_path: Path,
+                                                                monkeypatch) -> None:  # fmt: skip
+    """A trainer collecting a folder between the check that a file exists and its hash
+    gave a raw FileNotFoundError, which the readers' re-read of a moved link missed
+    (1 of 154 loads in one CI run)."""
+    from dagnet_layers import storage
+    from dagnet_layers.errors import MissingFileError
+
+    path = tmp_path / "inference.json"
+    path.write_text("{}")
+    record = {"size": 2, "sha256": storage.sha256_file(path)}
+    real = storage.sha256_file
+
+    def collected_meanwhile(p):
+        Path(p).unlink()
+        return real(p)
+
+    monkeypatch.setattr(storage, "sha256_file", collected_meanwhile)
+    with pytest.raises(MissingFileError, match="vanished while it was checked"):
+        storage.verify_files(tmp_path, {"inference.json": record})

@@ -225,7 +225,6 @@ class Predictor:
         checkpoint's ``inference.json`` (the training defaults without it);
         ``kwargs`` go to :class:`Predictor` (``top_k``, ``amp``, ``batch_size``...).
         """
-        from dagnet_layers.errors import MissingFileError
         from dagnet_layers.models import was_moved
 
         source = Path(checkpoint).expanduser()
@@ -237,7 +236,7 @@ class Predictor:
                 config, has_file = read_inference_config(folder)
                 model = DAGNet.from_pretrained(folder, map_location=device)
                 break
-            except MissingFileError:  # the folder was collected: read where the link points
+            except FileNotFoundError:  # the folder was collected: read where the link points
                 if attempt < 2 and was_moved(source, folder):
                     continue
                 raise

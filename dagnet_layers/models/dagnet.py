@@ -38,7 +38,6 @@ from torch import Tensor, nn
 
 from dagnet_layers._version import __version__
 from dagnet_layers.errors import (
-    MissingFileError,
     UnknownOptionError,
 )
 from dagnet_layers.layers import (
@@ -783,7 +782,7 @@ class DAGNet(nn.Module):
                 meta = _read_meta(directory / CONFIG_NAME)  # read once: config and checksum
                 config = _config_from_meta(meta, directory / CONFIG_NAME)
                 state = read_weights(directory / WEIGHTS_NAME, meta, map_location)
-            except MissingFileError:
+            except FileNotFoundError:  # MissingFileError, or a raw one mid-read
                 # a training run re-pointed its ``last`` link and collected the folder
                 # while we read (epoch folders never change: only vanish): read the
                 # checkpoint it points to now; any other error is the file's own
