@@ -60,6 +60,7 @@ __all__ = [
     "fsync_dir",
     "open_in_root",
     "read_json_object",
+    "replace_durably",
     "sha256_file",
     "verify_files",
     "write_bytes_atomic",
@@ -140,6 +141,16 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | bytearray | m
         raise
     fsync_dir(path.parent)
     return hashlib.sha256(data).hexdigest()
+
+
+def replace_durably(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Put a finished temporary file in place: ``fsync`` it, rename it over ``path`` and
+    ``fsync`` the folder (the last steps of :func:`write_bytes_atomic`, for files written
+    as a stream: prediction tables, videos). OS errors propagate."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(Path(path).parent)
 
 
 def read_json_object(
@@ -298,11 +309,10 @@ def _opened_path(fd: int) -> str | None:
             return os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             return None
-    getpath = getattr(__import__("fcntl"), "F_GETPATH", None) if sys.platform == "darwin" else None
-    if getpath is not None:  # pragma: no cover - macOS
+    if sys.platform == "darwin":  # pragma: no cover - macOS
         import fcntl
 
-        raw = fcntl.fcntl(fd, getpath, b"\0" * 1024)
+        raw = fcntl.fcntl(fd, fcntl.F_GETPATH, b"\0" * 1024)
         return os.fsdecode(raw.rstrip(b"\0"))
     return None  # pragma: no cover - other platforms
 

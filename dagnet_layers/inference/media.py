@@ -27,7 +27,7 @@ from dagnet_layers.emotic.data import MAX_IMAGE_PIXELS, load_image_rgb
 from dagnet_layers.errors import ImageTooLargeError, MissingFileError, StorageError
 from dagnet_layers.inference.detect import boxes_for
 from dagnet_layers.inference.predictor import Frame
-from dagnet_layers.storage import fsync_dir
+from dagnet_layers.storage import replace_durably
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -255,12 +255,9 @@ class VideoWriter:
                 self._container.mux(packet)
             self._container.close()
             self._container = None
-            with open(self._tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(self._tmp, self.path)
+            replace_durably(self._tmp, self.path)
         except (OSError, self._av.error.FFmpegError) as err:
             raise self._failed(err) from err
-        fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         """Stop without a video: the temporary file is removed, ``path`` untouched."""

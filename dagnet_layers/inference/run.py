@@ -39,7 +39,7 @@ from dagnet_layers.inference.media import (
 )
 from dagnet_layers.inference.predictor import Frame, PersonPrediction, Predictor
 from dagnet_layers.inference.track import IoUTracker
-from dagnet_layers.storage import write_bytes_atomic
+from dagnet_layers.storage import replace_durably, write_bytes_atomic
 
 __all__ = ["PredictionSummary", "predict_files"]
 
@@ -145,7 +145,7 @@ class _Tables:
         def finish() -> None:
             for f, tmp, final in self._files:
                 f.close()
-                os.replace(tmp, final)
+                replace_durably(tmp, final)
 
         self._guard(finish)
 

@@ -542,8 +542,10 @@ def _build_split(
         logger.info("EMOTIC cache %s: %s already complete (%d persons)", out, split, kept)
         return kept
     _may_write(out, split, writing)  # refused while a dataset reads it: no rows change under it
-    return _write_split(recs, out, manifest, split, size, entry, fingerprint, on_bad_record,
-                        max_pixels, num_workers, flush_every, progress)
+    plan = _allocate(recs, out, manifest, split, size, entry, fingerprint)
+    bad = _decode(recs, out, manifest, split, size, plan, on_bad_record, max_pixels,
+                  num_workers, flush_every, progress)
+    return _finish(recs, out, manifest, split, plan, bad)
 
 
 def split_lock(cache_dir: str | os.PathLike[str], split: str) -> ReadersLock:
@@ -562,27 +564,6 @@ def split_lock(cache_dir: str | os.PathLike[str], split: str) -> ReadersLock:
         raise ValueError(f"split must be one of {EMOTIC_SPLITS}, got {split!r}")
     folder = Path(cache_dir)
     return ReadersLock(folder / f".{split}.lock", f"the {split} split of the cache {folder}")
-
-
-def _write_split(
-    recs: EmoticRecords,
-    out: Path,
-    manifest: dict[str, Any],
-    split: str,
-    size: int,
-    entry: dict[str, Any] | None,
-    fingerprint: str,
-    on_bad_record: BadRecordPolicy,
-    max_pixels: int | None,
-    num_workers: int,
-    flush_every: int,
-    progress: bool,
-) -> int:
-    """Reserve, decode and commit one split (the split's write lock is held)."""
-    plan = _allocate(recs, out, manifest, split, size, entry, fingerprint)
-    bad = _decode(recs, out, manifest, split, size, plan, on_bad_record, max_pixels,
-                  num_workers, flush_every, progress)
-    return _finish(recs, out, manifest, split, plan, bad)
 
 
 @dataclass
